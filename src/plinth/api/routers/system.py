@@ -1,0 +1,57 @@
+"""Health, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from plinth import __version__
+from plinth.api.deps import services_of
+from plinth.errors import PlinthError
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/")
+def root() -> dict[str, Any]:
+    return {
+        "name": "plinth",
+        "version": __version__,
+        "openai_base_url": "/v1",
+        "management_api": "/api/v1",
+        "docs": "/docs",
+        "openapi": "/openapi.json",
+        "metrics": "/metrics",
+    }
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> Response:
+    """Readiness: the store answers and the default model is loaded (when preloading)."""
+    s = services_of(request)
+    checks: dict[str, Any] = {}
+    ok = True
+    try:
+        s.store.ping()
+        checks["store"] = "ok"
+    except PlinthError as e:
+        ok, checks["store"] = False, e.message
+    if s.settings.preload_default_model:
+        state = request.app.state.preload
+        checks["default_model"] = state
+        ok = ok and state == "loaded"
+    return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    m = services_of(request).metrics
+    return Response(m.render(), media_type=m.content_type)

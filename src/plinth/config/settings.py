@@ -1,0 +1,180 @@
+"""Typed settings: ``PLINTH_*`` environment variables, an optional config file, defaults.
+
+Precedence, highest first: values passed in code (CLI flags), environment variables,
+the config file (``PLINTH_CONFIG`` or ``$PLINTH_HOME/config.yaml``; YAML or TOML), then the
+defaults below. Settings are built once at start-up by :func:`load_settings` and passed
+down; nothing builds them at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from plinth.errors import ErrorCode, PlinthError
+
+DEFAULT_HOME = Path("~/.plinth")
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+
+
+def _default_threads() -> int:
+    # On a small machine llama.cpp collapses when it uses every core and another process
+    # wants one (see docs/adr/0004): leave one core free above two cores... but on two
+    # cores one thread halves throughput, so use all of them up to 8.
+    n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+class Settings(BaseSettings):
+    """Everything plinth can be configured with. Each field is ``PLINTH_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="PLINTH_", extra="forbid", validate_default=True)
+
+    home: Path = Field(DEFAULT_HOME, description="Data directory: database, artifacts, caches, logs.")
+    database_url: str | None = Field(
+        None,
+        description="Metadata store URL: sqlite:///PATH (default: $PLINTH_HOME/plinth.db) "
+        "or postgresql://user@host:port/db for team mode.",
+    )
+    config: Path | None = Field(None, description="Optional YAML or TOML file with these settings.")
+
+    # -- server ----------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the API server binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the API server.")
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes); larger gets 413."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    # -- serving ---------------------------------------------------------------------------
+    default_model: str = Field(EMBEDDED_MODEL_NAME, description="Model loaded at start-up and used by `plinth chat`.")
+    preload_default_model: bool = Field(True, description="Load the default model when the server starts.")
+    max_tokens_limit: int = Field(4096, ge=1, description="Upper bound for max_tokens in a request.")
+    default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request gives none.")
+    max_n: int = Field(4, ge=1, le=128, description="Upper bound for n (choices per request).")
+    max_concurrent_per_model: int = Field(
+        1, ge=1, description="Requests generating at once per loaded model (more wait in the queue)."
+    )
+    max_queued_per_model: int = Field(
+        32, ge=0, description="Requests waiting per model; beyond this the server answers 429 with Retry-After."
+    )
+    queue_timeout_s: float = Field(120.0, gt=0, description="Longest a request waits in the queue before 429.")
+    threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads per llama.cpp model.")
+    context_length: int = Field(
+        8192, ge=256, description="Context window used when loading a model (capped at the model's own)."
+    )
+    upstream_timeout_s: float = Field(600.0, gt=0, description="Timeout for remote OpenAI-compatible engines.")
+    import_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Server directories the management API may import models from "
+        "(always includes $PLINTH_HOME/imports). JSON list in the environment.",
+    )
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        self.home = Path(os.path.expanduser(str(self.home))).resolve()
+        self.import_dirs = [Path(os.path.expanduser(str(p))).resolve() for p in self.import_dirs]
+        if self.home / "imports" not in self.import_dirs:
+            self.import_dirs.append(self.home / "imports")
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'plinth.db'}"
+        if self.default_max_tokens > self.max_tokens_limit:
+            self.default_max_tokens = self.max_tokens_limit
+        return self
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.lower()
+        if v not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError(f"log_level must be one of debug, info, warning, error, critical; got {v!r}")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str | None) -> str | None:
+        if v and not (v.startswith("sqlite://") or v.startswith("postgresql")):
+            raise ValueError(f"database_url must start with sqlite:// or postgresql://; got {v!r}")
+        return v
+
+    # -- derived paths ---------------------------------------------------------------------
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def models_dir(self) -> Path:
+        """Materialised model directories (hard links into the artifact store)."""
+        return self.home / "models"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls, init_settings, env_settings))
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Reads the optional config file named by ``config`` (init or env) or found in the home."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource, env: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._init = init
+        self._env = env
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        explicit = self._init().get("config") or self._env().get("config")
+        if explicit:
+            path = Path(os.path.expanduser(str(explicit)))
+            if not path.is_file():
+                raise PlinthError(ErrorCode.INVALID_REQUEST, f"config file {str(path)!r} does not exist")
+        else:
+            home = self._init().get("home") or self._env().get("home") or DEFAULT_HOME
+            path = Path(os.path.expanduser(str(home))) / "config.yaml"
+            if not path.is_file():
+                return {}
+        return read_config_file(path)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"config file {str(path)!r} is not valid: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"config file {str(path)!r} must hold a mapping of settings")
+    return {str(k).lower().replace("-", "_"): v for k, v in data.items() if str(k).lower() != "config"}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once; invalid values become one PlinthError listing every problem."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'PLINTH_' + '.'.join(str(p) for p in err['loc']).upper() if err['loc'] else 'settings'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid settings: {problems}") from None

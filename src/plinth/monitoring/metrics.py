@@ -1,0 +1,59 @@
+"""Every Prometheus metric plinth exports, declared in one place.
+
+Each :class:`Metrics` owns its own registry, so several apps (tests) never collide and
+``/metrics`` shows exactly this process's numbers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+TOKEN_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "plinth_http_requests", "HTTP requests by route template, method and status", ["route", "method", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "plinth_http_request_duration_seconds", "HTTP request latency (to the last byte)", ["route", "method"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.errors = Counter("plinth_errors", "Errors answered, by error code", ["code"], registry=r)
+        self.ttft = Histogram(
+            "plinth_time_to_first_token_seconds", "Time from request admission to the first generated token", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.itl = Histogram(
+            "plinth_inter_token_latency_seconds", "Time between generated tokens", ["model"],
+            buckets=TOKEN_LATENCY_BUCKETS, registry=r,
+        )
+        self.queue_wait = Histogram(
+            "plinth_queue_wait_seconds", "Time requests waited for a generation slot", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.prompt_tokens = Counter("plinth_prompt_tokens", "Prompt tokens processed", ["model"], registry=r)
+        self.completion_tokens = Counter("plinth_completion_tokens", "Completion tokens generated", ["model"], registry=r)
+        self.generations = Counter(
+            "plinth_generations", "Finished generations by finish reason", ["model", "finish_reason"], registry=r
+        )
+        self.queue_depth = Gauge("plinth_queue_depth", "Requests waiting for a generation slot", ["model"], registry=r)
+        self.running = Gauge("plinth_running_requests", "Generations running now", ["model"], registry=r)
+        self.generating = Gauge(
+            "plinth_generating", "Engine generations still running on worker threads (drops when a cancel takes effect)",
+            ["model"], registry=r,
+        )
+        self.rejected = Counter("plinth_rejected_requests", "Requests refused with 429 because the queue was full", ["model"], registry=r)
+        self.model_loads = Counter("plinth_model_loads", "Model loads by runtime and outcome", ["runtime", "outcome"], registry=r)
+        self.model_load_seconds = Histogram(
+            "plinth_model_load_seconds", "Time to load a model", ["runtime"], buckets=LATENCY_BUCKETS, registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

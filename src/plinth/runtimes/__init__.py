@@ -1,0 +1,17 @@
+"""Inference runtimes behind one interface; each backend in its own module."""
+
+from plinth.runtimes.base import Delta, InferenceRuntime, Prompt, RuntimeHealth, RuntimeOptions, SamplingParams
+from plinth.runtimes.registry import load_runtime_class, missing_requirements, runtime_entry, runtime_names
+
+__all__ = [
+    "Delta",
+    "InferenceRuntime",
+    "Prompt",
+    "RuntimeHealth",
+    "RuntimeOptions",
+    "SamplingParams",
+    "load_runtime_class",
+    "missing_requirements",
+    "runtime_entry",
+    "runtime_names",
+]

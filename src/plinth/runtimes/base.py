@@ -1,0 +1,118 @@
+"""The one interface between serving and inference engines.
+
+A runtime serves one loaded model. Its ``generate`` is a *synchronous* iterator of
+:class:`Delta` objects that stops early when the ``cancel`` event is set; the serving layer
+runs it on a worker thread and bridges it to asyncio, so a client that disconnects sets the
+event and the engine stops between two tokens. Runtimes register by name (see
+:mod:`plinth.runtimes.registry`) and import their heavy libraries only inside their own module.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from plinth.domain import ModelRecord
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    threads: int = 2
+    context_length: int = 8192
+    upstream_timeout_s: float = 600.0
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Prompt:
+    """A request made ready for one runtime.
+
+    Local runtimes fill ``text`` (the chat template applied) and ``token_ids``; the remote
+    runtime keeps ``messages`` (or ``text`` for completions) and leaves the count to the
+    upstream engine (``n_tokens`` is then an estimate or None).
+    """
+
+    text: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    token_ids: list[int] | None = None
+    n_tokens: int | None = None
+    is_chat: bool = True
+
+
+@dataclass
+class Delta:
+    """A piece of generated text. ``n_tokens`` tokens were produced to make it.
+
+    ``finish_reason`` is set on the last delta: ``stop`` (end-of-sequence token or stop
+    sequence), ``length`` (max_tokens reached) or ``cancelled``. ``usage`` may carry the
+    engine's own token counts on the last delta (remote engines).
+    """
+
+    text: str
+    n_tokens: int = 1
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+
+
+@dataclass
+class RuntimeHealth:
+    ok: bool
+    detail: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class InferenceRuntime(abc.ABC):
+    """Serve one model. Implementations are not required to be thread-safe for concurrent
+    ``generate`` calls: the serving layer bounds concurrency per loaded model
+    (``max_concurrent``)."""
+
+    name: ClassVar[str]
+    #: how many generations one loaded model may run at once
+    max_concurrent: int = 1
+
+    def __init__(self, model: ModelRecord, path: Path | None, options: RuntimeOptions) -> None:
+        self.model = model
+        self.path = path
+        self.options = options
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Load the weights (blocking). Raise PlinthError(RUNTIME_UNAVAILABLE) on failure."""
+
+    @abc.abstractmethod
+    def context_length(self) -> int | None:
+        """The context window in tokens, or None when unknown (remote engines)."""
+
+    @abc.abstractmethod
+    def prepare_chat(self, messages: list[dict[str, Any]]) -> Prompt: ...
+
+    @abc.abstractmethod
+    def prepare_text(self, text: str) -> Prompt: ...
+
+    @abc.abstractmethod
+    def generate(self, prompt: Prompt, params: SamplingParams, cancel: threading.Event) -> Iterator[Delta]:
+        """Yield deltas until end-of-sequence, ``params.max_tokens`` or ``cancel`` is set."""
+
+    @abc.abstractmethod
+    def health(self) -> RuntimeHealth: ...
+
+    @abc.abstractmethod
+    def unload(self) -> None: ...
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens of a piece of output text (for usage when the engine does not say)."""
+        return None

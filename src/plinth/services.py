@@ -1,0 +1,51 @@
+"""Wiring: build every service once from the settings. The API and the CLI use this only."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from plinth.catalog.service import ModelCatalog
+from plinth.config import Settings
+from plinth.monitoring.metrics import Metrics
+from plinth.serving.engine import ModelManager
+from plinth.serving.service import CompletionService
+from plinth.store import ArtifactStore, MetadataStore, open_store
+
+log = logging.getLogger("plinth")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: MetadataStore
+    artifacts: ArtifactStore
+    catalog: ModelCatalog
+    metrics: Metrics
+    models: ModelManager
+    completions: CompletionService
+
+    def close(self) -> None:
+        self.models.close()
+        self.store.close()
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.database_url or "")
+    if migrate:
+        store.migrate()
+    artifacts = ArtifactStore(settings.artifacts_dir)
+    catalog = ModelCatalog(settings, store, artifacts)
+    metrics = Metrics()
+    models = ModelManager(settings, metrics, resolve=catalog.get, model_path=catalog.model_path)
+    completions = CompletionService(settings, models, metrics)
+    return Services(
+        settings=settings,
+        store=store,
+        artifacts=artifacts,
+        catalog=catalog,
+        metrics=metrics,
+        models=models,
+        completions=completions,
+    )

@@ -1,0 +1,60 @@
+"""The metadata store interface.
+
+Services talk to this interface only; it returns domain objects, never ORM rows. The
+implementation is chosen by the URL scheme of ``PLINTH_DATABASE_URL`` (see
+:func:`plinth.store.open_store`). Later capabilities (runs, jobs, deployments...) add
+methods here and tables through new Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from plinth.domain import ModelRecord
+
+
+class MetadataStore(abc.ABC):
+    """Durable metadata: the model catalog (and, later, runs, jobs, registry, deployments)."""
+
+    url: str
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent)."""
+
+    @abc.abstractmethod
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at, or None for an empty database."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise PlinthError(STORE_UNAVAILABLE) if the database cannot be reached."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # -- models ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_model(self, record: ModelRecord) -> ModelRecord:
+        """Insert a model; PlinthError(ALREADY_EXISTS) if the name is taken. Returns the
+        stored record (with ``id`` and ``created_at`` filled in)."""
+
+    @abc.abstractmethod
+    def get_model(self, name: str) -> ModelRecord:
+        """PlinthError(MODEL_NOT_FOUND) if there is no model of that name."""
+
+    @abc.abstractmethod
+    def find_model(self, name: str) -> ModelRecord | None: ...
+
+    @abc.abstractmethod
+    def list_models(self) -> list[ModelRecord]:
+        """All models, ordered by name."""
+
+    @abc.abstractmethod
+    def delete_model(self, name: str) -> ModelRecord:
+        """Delete and return the record; PlinthError(MODEL_NOT_FOUND) if absent."""
+
+    @abc.abstractmethod
+    def count_models_with_digest(self, digest: str) -> int:
+        """How many catalog entries reference these bytes (for artifact garbage collection)."""
