@@ -23,11 +23,18 @@ class StopMatcher:
         if not self.stops:
             return text
         buf = self._pending + text
+        # The stop that *completes* first wins (as it would if the text arrived one character
+        # at a time); among stops completing at the same place, the one starting earliest.
+        # Choosing by start alone made the result depend on how the text was split.
         first = -1
+        first_end = -1
         for s in self.stops:
             i = buf.find(s)
-            if i != -1 and (first == -1 or i < first):
-                first = i
+            if i == -1:
+                continue
+            end = i + len(s)
+            if first == -1 or (end, i) < (first_end, first):
+                first, first_end = i, end
         if first != -1:
             self.stopped = True
             self._pending = ""
