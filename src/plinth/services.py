@@ -38,7 +38,13 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     artifacts = ArtifactStore(settings.artifacts_dir)
     catalog = ModelCatalog(settings, store, artifacts)
     metrics = Metrics()
-    models = ModelManager(settings, metrics, resolve=catalog.get, model_path=catalog.model_path)
+    models = ModelManager(
+        settings,
+        metrics,
+        resolve=catalog.get,
+        model_path=catalog.model_path,
+        adapter_ref=catalog.resolve_adapter,
+    )
     completions = CompletionService(settings, models, metrics)
     return Services(
         settings=settings,

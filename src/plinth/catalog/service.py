@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from plinth.config import EMBEDDED_MODEL_NAME, Settings
-from plinth.domain import MODEL_NAME_RE, ModelFormat, ModelInfo, ModelRecord
+from plinth.domain import MODEL_NAME_RE, AdapterFormat, AdapterRecord, ModelFormat, ModelInfo, ModelRecord
 from plinth.errors import ErrorCode, PlinthError
 from plinth.formats import EMBEDDED_GGUF_LICENSE, inspect_model, locate_embedded_gguf
-from plinth.runtimes import runtime_entry
+from plinth.runtimes import AdapterRef, runtime_entry
 from plinth.store import ArtifactStore, MetadataStore
 
 Progress = Callable[[int], None]
@@ -49,6 +49,7 @@ class ModelCatalog:
         self.artifacts = artifacts
         self._verified: set[str] = set()
         self._verify_lock = threading.Lock()
+        self._gc_lock = threading.Lock()
 
     # -- queries -------------------------------------------------------------------------
     def list(self) -> list[ModelRecord]:
@@ -142,12 +143,129 @@ class ModelCatalog:
             raise PlinthError(
                 ErrorCode.CONFLICT, f"model {name!r} is built in and cannot be removed (it is re-registered at start-up)"
             )
-        self.store.delete_model(name)
+        adapters = self.store.list_adapters(name)
+        self.store.delete_model(name)  # its adapters go with it (foreign key, cascade)
         # Single-file blobs no other entry uses are deleted; tree members are kept (they may
         # be shared with other trees) and are cleaned by a later garbage collection.
-        if record.digest and record.format == ModelFormat.GGUF and self.store.count_models_with_digest(record.digest) == 0:
-            self.artifacts.delete(record.digest)
+        with self._gc_lock:
+            if record.digest and record.format == ModelFormat.GGUF:
+                self._delete_blob_if_unused(record.digest)
+            for ad in adapters:
+                self._forget_adapter_blobs(ad)
         return record
+
+    def _delete_blob_if_unused(self, digest: str) -> None:
+        if self.store.count_models_with_digest(digest) + self.store.count_adapters_with_digest(digest) == 0:
+            self.artifacts.delete(digest)
+
+    def _forget_adapter_blobs(self, ad: AdapterRecord) -> None:
+        if ad.format == AdapterFormat.GGUF_LORA:
+            self._delete_blob_if_unused(ad.digest)
+        if ad.gguf_digest and ad.gguf_digest != ad.digest:
+            self._delete_blob_if_unused(ad.gguf_digest)
+
+    # -- adapters --------------------------------------------------------------------------
+    def add_adapter(
+        self, base_model: str, path: Path, *, name: str | None = None, progress: Progress | None = None
+    ) -> AdapterRecord:
+        """Import a LoRA adapter of ``base_model``: a llama.cpp LoRA GGUF or a PEFT directory.
+
+        For a GGUF base, a PEFT adapter is also converted to a llama.cpp LoRA GGUF (stored
+        beside it, ``gguf_digest``), so the llama.cpp runtime can serve it at once.
+        """
+        from plinth.formats.adapters import check_gguf_lora_against_base, inspect_adapter, peft_to_gguf_lora
+
+        base = self.store.get_model(base_model)
+        path = Path(path).expanduser()
+        name = check_model_name(name or default_name(path))
+        if self.store.find_adapter(base.name, name) is not None:
+            raise PlinthError(ErrorCode.ALREADY_EXISTS, f"adapter {base.name}:{name} already exists", param="name")
+        if base.format == ModelFormat.REMOTE:
+            raise PlinthError(ErrorCode.UNSUPPORTED, f"model {base.name!r} is remote: its engine serves its own adapters")
+        info = inspect_adapter(path)
+        if base.format == ModelFormat.SAFETENSORS and info.format != AdapterFormat.PEFT_LORA:
+            raise PlinthError(ErrorCode.UNSUPPORTED, "the torch runtime serves PEFT adapters; this is a GGUF LoRA", param="path")
+        gguf_digest: str | None = None
+        if info.format == AdapterFormat.GGUF_LORA:
+            # The exact checks llama.cpp makes when loading, done here: a LoRA that does not
+            # fit its base must never reach llama_adapter_lora_init (it can abort the process).
+            base_path = self.model_path(base)
+            assert base_path is not None
+            check_gguf_lora_against_base(path, base_path)
+            digest = gguf_digest = self.artifacts.put_file(path, progress=progress)
+        else:
+            digest = self.artifacts.put_tree(path, progress=progress)
+            if base.format == ModelFormat.GGUF:
+                base_path = self.model_path(base)
+                assert base_path is not None
+                tmp_dir = self.settings.home / "tmp"
+                tmp_dir.mkdir(parents=True, exist_ok=True)
+                converted = tmp_dir / f"adapter-{digest.split(':', 1)[1][:16]}.gguf"
+                try:
+                    peft_to_gguf_lora(path, converted, base_gguf=base_path)
+                    gguf_digest = self.artifacts.put_file(converted)
+                finally:
+                    converted.unlink(missing_ok=True)
+        record = AdapterRecord(
+            base_model=base.name,
+            name=name,
+            format=info.format,
+            digest=digest,
+            gguf_digest=gguf_digest,
+            size_bytes=info.size_bytes,
+            rank=info.rank,
+            alpha=info.alpha,
+            target_modules=list(info.target_modules),
+            source=str(path.resolve()),
+            parameters=dict(info.parameters),
+        )
+        return self.store.add_adapter(record)
+
+    def list_adapters(self, base_model: str | None = None) -> list[AdapterRecord]:
+        return self.store.list_adapters(base_model)
+
+    def get_adapter(self, base_model: str, name: str) -> AdapterRecord:
+        return self.store.get_adapter(base_model, name)
+
+    def remove_adapter(self, base_model: str, name: str) -> AdapterRecord:
+        record = self.store.delete_adapter(base_model, name)
+        with self._gc_lock:
+            self._forget_adapter_blobs(record)
+        return record
+
+    def resolve_adapter(self, base_model: str, name: str, runtime_format: str | None) -> AdapterRef:
+        """For serving ``base:name``: an unknown adapter is an unknown model id."""
+        record = self.store.find_adapter(base_model, name)
+        if record is None:
+            raise PlinthError(
+                ErrorCode.MODEL_NOT_FOUND, f"model {base_model + ':' + name!r} does not exist", param="model"
+            )
+        return self.adapter_ref(record, runtime_format)
+
+    def adapter_ref(self, record: AdapterRecord, runtime_format: str | None) -> AdapterRef:
+        """The local file or directory a runtime loads for this adapter, verified."""
+        if runtime_format == "gguf-lora":
+            if not record.gguf_digest:
+                raise PlinthError(ErrorCode.UNSUPPORTED, f"adapter {record.model_id} has no llama.cpp (GGUF) form")
+            path = self._verified_blob(record.gguf_digest)
+            # Keyed by content: a removed and re-imported adapter of the same name is a new key.
+            return AdapterRef(key=record.gguf_digest, path=path, size_bytes=self.artifacts.size(record.gguf_digest))
+        if runtime_format == "peft-lora":
+            if record.format != AdapterFormat.PEFT_LORA:
+                raise PlinthError(ErrorCode.UNSUPPORTED, f"adapter {record.model_id} is not a PEFT adapter")
+            dest = self.settings.models_dir / record.digest.split(":", 1)[1]
+            return AdapterRef(
+                key=record.digest, path=self.artifacts.materialize_tree(record.digest, dest), size_bytes=record.size_bytes
+            )
+        raise PlinthError(ErrorCode.UNSUPPORTED, f"this model's runtime does not serve adapters ({record.model_id})")
+
+    def _verified_blob(self, digest: str) -> Path:
+        with self._verify_lock:
+            if digest in self._verified:
+                return self.artifacts.path(digest)
+            path = self.artifacts.open_verified(digest)
+            self._verified.add(digest)
+            return path
 
     # -- files for runtimes ------------------------------------------------------------------
     def model_path(self, record: ModelRecord) -> Path | None:
@@ -155,12 +273,7 @@ class ModelCatalog:
         if record.format == ModelFormat.REMOTE or not record.digest:
             return None
         if record.format == ModelFormat.GGUF:
-            with self._verify_lock:
-                if record.digest in self._verified:
-                    return self.artifacts.path(record.digest)
-                path = self.artifacts.open_verified(record.digest)
-                self._verified.add(record.digest)
-                return path
+            return self._verified_blob(record.digest)
         dest = self.settings.models_dir / record.digest.split(":", 1)[1]
         return self.artifacts.materialize_tree(record.digest, dest)
 

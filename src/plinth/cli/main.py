@@ -31,7 +31,9 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="The model catalog: list, add, show, rm.", no_args_is_help=True)
 db_app = typer.Typer(help="The metadata store.", no_args_is_help=True)
+adapters_app = typer.Typer(help="LoRA adapters of catalog models, served as BASE:NAME.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(adapters_app, name="adapters")
 app.add_typer(db_app, name="db")
 
 console = Console()
@@ -355,6 +357,68 @@ def _tree_size(p: Path) -> int:
         return 0
 
 
+# -- adapters --------------------------------------------------------------------------------
+@adapters_app.command("add")
+def adapters_add(
+    base: str = typer.Argument(..., help="The base model in the catalog."),
+    path: str = typer.Argument(..., help="A llama.cpp LoRA GGUF or a PEFT adapter directory."),
+    name: str | None = typer.Option(None, "--name", help="Adapter name (default: from the file name)."),
+) -> None:
+    """Import a LoRA adapter; it is served at once as the model id BASE:NAME."""
+    services = _services(_settings())
+    try:
+        src = Path(path).expanduser()
+        with _progress() as progress:
+            task = progress.add_task(f"Importing {src.name}", total=_tree_size(src) or None)
+            record = services.catalog.add_adapter(base, src, name=name, progress=lambda n: progress.advance(task, n))
+        console.print(
+            f"[green]added[/] {record.model_id} ({record.format.value}, rank {record.rank}, {_size(record.size_bytes)})"
+        )
+    finally:
+        services.close()
+
+
+@adapters_app.command("list")
+def adapters_list(
+    base: str | None = typer.Argument(None, help="Only this base model's adapters."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List adapters."""
+    services = _services(_settings())
+    try:
+        if base is not None:
+            services.catalog.get(base)
+        records = services.catalog.list_adapters(base)
+        if as_json:
+            console.print_json(json.dumps([r.public_dict() for r in records]))
+            return
+        table = Table(title="Adapters")
+        for col in ("model id", "format", "rank", "alpha", "targets", "size", "llama.cpp form"):
+            table.add_column(col)
+        for r in records:
+            table.add_row(
+                r.model_id, r.format.value, str(r.rank or "-"), str(r.alpha or "-"), ",".join(r.target_modules),
+                _size(r.size_bytes), "yes" if r.gguf_digest else "no",
+            )
+        console.print(table)
+    finally:
+        services.close()
+
+
+@adapters_app.command("rm")
+def adapters_rm(model_id: str = typer.Argument(..., help="BASE:NAME")) -> None:
+    """Remove an adapter."""
+    base, sep, name = model_id.partition(":")
+    if not sep or not name:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"expected BASE:NAME, got {model_id!r}")
+    services = _services(_settings())
+    try:
+        services.catalog.remove_adapter(base, name)
+        console.print(f"[green]removed[/] {model_id}")
+    finally:
+        services.close()
+
+
 # -- db --------------------------------------------------------------------------------------
 @db_app.command("upgrade")
 def db_upgrade() -> None:
@@ -433,7 +497,8 @@ def main() -> None:
     try:
         app()
     except PlinthError as e:
-        err_console.print(f"[bold red]error:[/] {e.message}", highlight=False)
+        # soft_wrap: never hard-wrap the message at the terminal width (it would split paths).
+        err_console.print(f"[bold red]error:[/] {e.message}", highlight=False, soft_wrap=True)
         sys.exit(2 if e.code in (ErrorCode.INVALID_REQUEST,) else 1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -9,13 +9,14 @@ down; nothing builds them at import time.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from plinth.errors import ErrorCode, PlinthError
 
@@ -58,8 +59,21 @@ class Settings(BaseSettings):
     max_tokens_limit: int = Field(4096, ge=1, description="Upper bound for max_tokens in a request.")
     default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request gives none.")
     max_n: int = Field(4, ge=1, le=128, description="Upper bound for n (choices per request).")
-    max_concurrent_per_model: int = Field(
-        1, ge=1, description="Requests generating at once per loaded model (more wait in the queue)."
+    max_batch_size: int = Field(
+        16, ge=1, le=256, description="Sequences a batching runtime (llama.cpp) decodes together per model."
+    )
+    max_concurrent_per_model: int | None = Field(
+        None, ge=1, description="Requests generating at once per loaded model (default: the runtime's batch size); "
+        "more wait in the queue."
+    )
+    kv_cache_tokens: int = Field(
+        16384, ge=512, description="KV-cache cells per llama.cpp model, shared by its running sequences."
+    )
+    prefill_chunk_tokens: int = Field(
+        256, ge=16, description="Prompt tokens processed per scheduler step, so long prompts do not stall streams."
+    )
+    adapter_cache_bytes: int = Field(
+        512 * 1024 * 1024, ge=0, description="LoRA adapters kept loaded per base model; least recently used beyond."
     )
     max_queued_per_model: int = Field(
         32, ge=0, description="Requests waiting per model; beyond this the server answers 429 with Retry-After."
@@ -155,7 +169,10 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"config file {str(path)!r} cannot be read: {e}") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
@@ -178,3 +195,12 @@ def load_settings(**overrides: Any) -> Settings:
             for err in e.errors()
         )
         raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid settings: {problems}") from None
+    except SettingsError as e:
+        # A list/dict setting whose environment value is not JSON (e.g. PLINTH_IMPORT_DIRS=/srv).
+        m = re.search(r'field "([^"]+)"', str(e))
+        var = f"PLINTH_{m.group(1).upper()}" if m else "settings"
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            f"invalid settings: {var}: cannot parse the value ({e.__cause__ or e}); "
+            'list settings take JSON, e.g. ["/srv/models"]',
+        ) from None

@@ -75,3 +75,67 @@ class ModelRecord:
             "has_chat_template": bool(self.chat_template),
             "created_at": self.created_at.isoformat() if self.created_at else None,
         }
+
+
+class AdapterFormat(str, enum.Enum):
+    GGUF_LORA = "gguf-lora"  # a llama.cpp LoRA GGUF (general.type = adapter)
+    PEFT_LORA = "peft-lora"  # a PEFT directory: adapter_config.json + adapter_model.safetensors
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What inspecting an adapter file or directory tells (before it is stored)."""
+
+    format: AdapterFormat
+    architecture: str | None  # of the base it was trained on, when the files say
+    rank: int | None
+    alpha: float | None
+    target_modules: list[str]
+    size_bytes: int
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AdapterRecord:
+    """A LoRA adapter of a base model in the catalog, served as the model id ``base:name``.
+
+    ``digest`` addresses the adapter as imported (a GGUF file or a PEFT tree manifest);
+    ``gguf_digest`` addresses the llama.cpp GGUF form (the same as ``digest`` for GGUF
+    adapters, a converted copy for PEFT adapters of GGUF bases), None when not converted.
+    """
+
+    base_model: str
+    name: str
+    format: AdapterFormat
+    digest: str
+    size_bytes: int
+    rank: int | None = None
+    alpha: float | None = None
+    target_modules: list[str] = field(default_factory=list)
+    gguf_digest: str | None = None
+    source: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    id: str | None = None
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.base_model}:{self.name}"
+
+    def public_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model_id": self.model_id,
+            "base_model": self.base_model,
+            "name": self.name,
+            "format": self.format.value,
+            "digest": self.digest,
+            "gguf_digest": self.gguf_digest,
+            "size_bytes": self.size_bytes,
+            "rank": self.rank,
+            "alpha": self.alpha,
+            "target_modules": list(self.target_modules),
+            "source": self.source,
+            "parameters": self.parameters,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+        }

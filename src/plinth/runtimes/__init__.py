@@ -1,9 +1,18 @@
 """Inference runtimes behind one interface; each backend in its own module."""
 
-from plinth.runtimes.base import Delta, InferenceRuntime, Prompt, RuntimeHealth, RuntimeOptions, SamplingParams
+from plinth.runtimes.base import (
+    AdapterRef,
+    Delta,
+    InferenceRuntime,
+    Prompt,
+    RuntimeHealth,
+    RuntimeOptions,
+    SamplingParams,
+)
 from plinth.runtimes.registry import load_runtime_class, missing_requirements, runtime_entry, runtime_names
 
 __all__ = [
+    "AdapterRef",
     "Delta",
     "InferenceRuntime",
     "Prompt",

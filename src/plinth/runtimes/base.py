@@ -24,6 +24,21 @@ class RuntimeOptions:
     threads: int = 2
     context_length: int = 8192
     upstream_timeout_s: float = 600.0
+    max_batch_size: int = 16  # sequences decoded together (batching runtimes)
+    kv_cache_tokens: int = 16384  # KV cells shared by a model's sequences (llama.cpp)
+    prefill_chunk_tokens: int = 256  # prompt tokens per scheduler step
+    adapter_cache_bytes: int = 512 * 1024 * 1024  # loaded LoRA adapters per model, LRU beyond
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter to apply to one request: ``key`` is its name under the base model and
+    ``path`` the local file or directory in the form this runtime loads."""
+
+    key: str
+    path: Path
+    size_bytes: int
+    scale: float = 1.0
 
 
 @dataclass
@@ -103,15 +118,28 @@ class InferenceRuntime(abc.ABC):
     @abc.abstractmethod
     def prepare_text(self, text: str) -> Prompt: ...
 
+    #: whether ``generate`` accepts LoRA adapters, and in which form (see AdapterRef)
+    adapter_format: ClassVar[str | None] = None
+
     @abc.abstractmethod
-    def generate(self, prompt: Prompt, params: SamplingParams, cancel: threading.Event) -> Iterator[Delta]:
-        """Yield deltas until end-of-sequence, ``params.max_tokens`` or ``cancel`` is set."""
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event, adapter: AdapterRef | None = None
+    ) -> Iterator[Delta]:
+        """Yield deltas until end-of-sequence, ``params.max_tokens`` or ``cancel`` is set.
+        With ``adapter``, generate with that LoRA adapter applied to this request only."""
 
     @abc.abstractmethod
     def health(self) -> RuntimeHealth: ...
 
     @abc.abstractmethod
     def unload(self) -> None: ...
+
+    def loaded_adapters(self) -> list[str]:
+        return []
+
+    def stats(self) -> dict[str, Any]:
+        """Engine counters for /api/v1 and benchmarks (steps, tokens, adapter loads...)."""
+        return {}
 
     def count_tokens(self, text: str) -> int | None:
         """Tokens of a piece of output text (for usage when the engine does not say)."""

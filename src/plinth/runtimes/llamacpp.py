@@ -1,30 +1,33 @@
-"""GGUF models on CPU through llama.cpp (llama-cpp-python).
+"""GGUF models on CPU through llama.cpp, with continuous batching and LoRA adapters.
 
 The chat template comes from the GGUF (rendered by :class:`ChatTemplate`, sandboxed), so
-prompt token counts are known before generation and the context window can be enforced.
-Generation drives llama.cpp token by token through ``Llama.generate`` and checks the cancel
-event between tokens; end-of-generation tokens are the vocabulary's EOG tokens.
+prompt token counts are known before generation and the context window is enforced. The
+generation itself runs in :class:`LlamaBatchEngine`: concurrent requests share one batch
+per decode step (see :mod:`plinth.runtimes.llamacpp_engine`).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import llama_cpp
-
 from plinth.errors import ErrorCode, PlinthError
-from plinth.runtimes.base import Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
-from plinth.runtimes.text import ChatTemplate, IncrementalDecoder
+from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
+from plinth.runtimes.llamacpp_engine import AdapterSpec, LlamaBatchEngine
+from plinth.runtimes.text import ChatTemplate
 
 
 class LlamaCppRuntime(InferenceRuntime):
     name = "llamacpp"
-    max_concurrent = 1  # one llama context; continuous batching arrives with the scheduler
+    adapter_format = "gguf-lora"
 
-    _llm: Any = None
+    _engine: LlamaBatchEngine | None = None
+
+    @property
+    def max_concurrent(self) -> int:  # type: ignore[override]
+        return self.options.max_batch_size
 
     def load(self) -> None:
         if self.path is None:
@@ -32,109 +35,104 @@ class LlamaCppRuntime(InferenceRuntime):
         n_ctx = self.options.context_length
         if self.model.context_length:
             n_ctx = min(n_ctx, self.model.context_length)
-        started = time.monotonic()
-        try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(self.path),
-                n_ctx=n_ctx,
-                n_threads=self.options.threads,
-                n_threads_batch=self.options.threads,
-                n_batch=512,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError, OSError) as e:
-            raise PlinthError(
-                ErrorCode.RUNTIME_UNAVAILABLE, f"llama.cpp could not load model {self.model.name!r}: {e}"
-            ) from None
-        self.load_seconds = time.monotonic() - started
+        self._engine = LlamaBatchEngine(
+            self.path,
+            n_ctx_per_seq=n_ctx,
+            kv_cells=max(self.options.kv_cache_tokens, n_ctx),
+            max_batch=self.options.max_batch_size,
+            threads=self.options.threads,
+            prefill_chunk=self.options.prefill_chunk_tokens,
+            adapter_budget_bytes=self.options.adapter_cache_bytes,
+        )
         params = self.model.parameters or {}
         self._template = ChatTemplate(
             self.model.chat_template,
             bos_token=str(params.get("bos_token") or ""),
             eos_token=str(params.get("eos_token") or ""),
         )
-        self._vocab = self._llm._model.vocab
-        self._lock = threading.Lock()
+
+    def _eng(self) -> LlamaBatchEngine:
+        if self._engine is None:
+            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"model {self.model.name!r} is not loaded")
+        return self._engine
 
     def context_length(self) -> int | None:
-        return int(self._llm.n_ctx()) if self._llm is not None else None
+        return self._engine.n_ctx_per_seq if self._engine is not None else None
 
     # -- prompts ---------------------------------------------------------------------------
-    def _tokenize(self, text: str, add_bos: bool) -> list[int]:
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
-
     def prepare_chat(self, messages: list[dict[str, Any]]) -> Prompt:
         text = self._template.render(messages, add_generation_prompt=True)
         # The template writes the BOS token itself where the model wants one.
-        ids = self._tokenize(text, add_bos=False)
+        ids = self._eng().tokenize(text, add_bos=False)
         return Prompt(text=text, token_ids=ids, n_tokens=len(ids), is_chat=True)
 
     def prepare_text(self, text: str) -> Prompt:
-        ids = self._tokenize(text, add_bos=bool(self._llm._model.add_bos_token()))
+        eng = self._eng()
+        ids = eng.tokenize(text, add_bos=eng.add_bos)
         return Prompt(text=text, token_ids=ids, n_tokens=len(ids), is_chat=False)
 
     def count_tokens(self, text: str) -> int | None:
-        return len(self._tokenize(text, add_bos=False)) if text else 0
+        return len(self._eng().tokenize(text, add_bos=False)) if text else 0
 
     # -- generation ------------------------------------------------------------------------
-    def generate(self, prompt: Prompt, params: SamplingParams, cancel: threading.Event) -> Iterator[Delta]:
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event, adapter: AdapterRef | None = None
+    ) -> Iterator[Delta]:
         assert prompt.token_ids is not None
         if not prompt.token_ids:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "the prompt is empty after tokenisation", param="prompt")
-        with self._lock:
-            yield from self._generate_locked(prompt.token_ids, params, cancel)
+        eng = self._eng()
+        spec = AdapterSpec(adapter.key, adapter.path, adapter.size_bytes, adapter.scale) if adapter else None
+        out = eng.submit(prompt.token_ids, params, cancel, spec)
+        while True:
+            try:
+                item = out.get(timeout=1.0)
+            except queue.Empty:
+                if not eng.alive():
+                    raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "the llama.cpp engine stopped") from None
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if item.finish_reason:
+                return
 
-    def _generate_locked(self, tokens: list[int], params: SamplingParams, cancel: threading.Event) -> Iterator[Delta]:
-        llm = self._llm
-        seed = params.seed if params.seed is not None else int.from_bytes(__import__("os").urandom(4), "little")
-        llm.set_seed(seed & 0xFFFFFFFF)
-        decoder = IncrementalDecoder()
-        produced = 0
-        pending_tokens = 0
-        finish: str | None = None
-        gen = llm.generate(
-            tokens,
-            top_k=0,
-            top_p=params.top_p,
-            min_p=0.0,
-            typical_p=1.0,
-            temp=params.temperature,
-            repeat_penalty=1.0,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-            reset=True,
-        )
-        try:
-            for token in gen:
-                if cancel.is_set():
-                    finish = "cancelled"
-                    break
-                if llama_cpp.llama_token_is_eog(self._vocab, token):
-                    finish = "stop"
-                    break
-                produced += 1
-                pending_tokens += 1
-                text = decoder.feed(llm.detokenize([token], special=False))
-                if text:
-                    yield Delta(text=text, n_tokens=pending_tokens)
-                    pending_tokens = 0
-                if produced >= params.max_tokens:
-                    finish = "length"
-                    break
-        finally:
-            gen.close()
-        tail = decoder.flush()
-        yield Delta(text=tail, n_tokens=pending_tokens, finish_reason=finish or "stop")
+    def submit_stream(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        cancel: threading.Event,
+        adapter: AdapterRef | None,
+        sink: Any,
+    ) -> None:
+        """Like generate, without a thread per request: the engine thread ``put``s each
+        delta (the last has finish_reason) or an exception into ``sink``."""
+        assert prompt.token_ids is not None
+        if not prompt.token_ids:
+            raise PlinthError(ErrorCode.INVALID_REQUEST, "the prompt is empty after tokenisation", param="prompt")
+        spec = AdapterSpec(adapter.key, adapter.path, adapter.size_bytes, adapter.scale) if adapter else None
+        self._eng().submit(prompt.token_ids, params, cancel, spec, sink=sink)
+
+    def loaded_adapters(self) -> list[str]:
+        return self._engine.loaded_adapters() if self._engine is not None else []
+
+    def stats(self) -> dict[str, Any]:
+        if self._engine is None:
+            return {}
+        e = self._engine
+        return {"running": e.running, "waiting": e.waiting, "loaded_adapters": e.loaded_adapters(), **dict(e.stats)}
 
     def health(self) -> RuntimeHealth:
-        if self._llm is None:
+        if self._engine is None:
             return RuntimeHealth(ok=False, detail="not loaded")
+        e = self._engine
         return RuntimeHealth(
-            ok=True,
-            info={"n_ctx": self.context_length(), "threads": self.options.threads, "path": str(self.path)},
+            ok=e.alive(),
+            detail="" if e.alive() else "engine thread stopped",
+            info={"n_ctx": e.n_ctx_per_seq, "kv_cells": e.kv_cells, "max_batch": e.max_batch, "threads": self.options.threads},
         )
 
     def unload(self) -> None:
-        llm, self._llm = self._llm, None
-        if llm is not None:
-            llm.close()
+        eng, self._engine = self._engine, None
+        if eng is not None:
+            eng.close()

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from plinth.errors import ErrorCode, PlinthError
-from plinth.runtimes.base import Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
+from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
 
 
 class OpenAIUpstreamRuntime(InferenceRuntime):
@@ -52,7 +52,11 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
     def prepare_text(self, text: str) -> Prompt:
         return Prompt(text=text, n_tokens=None, is_chat=False)
 
-    def generate(self, prompt: Prompt, params: SamplingParams, cancel: threading.Event) -> Iterator[Delta]:
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event, adapter: AdapterRef | None = None
+    ) -> Iterator[Delta]:
+        if adapter is not None:
+            raise PlinthError(ErrorCode.UNSUPPORTED, "adapters of remote models are served by the remote engine itself")
         assert self._client is not None
         body: dict[str, Any] = {
             "model": self.upstream_model,

@@ -46,7 +46,7 @@ class ChatTemplate:
             )
         except PlinthError:
             raise
-        except TemplateError as e:
+        except Exception as e:  # TemplateError, and TypeError/ValueError/... from the template's own code
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"the model's chat template failed on these messages: {e}") from None
 
 

@@ -7,6 +7,7 @@ sampling (temperature, top-p, seed) is under our control and reproducible.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from plinth.errors import ErrorCode, PlinthError
-from plinth.runtimes.base import Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
+from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
 
 
 def _pick_dtype(device: str) -> torch.dtype:
@@ -47,7 +48,7 @@ class TorchRuntime(InferenceRuntime):
             self._model = AutoModelForCausalLM.from_pretrained(
                 str(self.path), dtype=self.dtype, local_files_only=True, use_safetensors=True
             ).to(self.device)
-        except (OSError, ValueError, RuntimeError, KeyError) as e:
+        except Exception as e:  # OSError, ValueError, safetensors' SafetensorError, ...: a damaged model
             raise PlinthError(
                 ErrorCode.RUNTIME_UNAVAILABLE, f"transformers could not load model {self.model.name!r}: {e}"
             ) from None
@@ -84,7 +85,11 @@ class TorchRuntime(InferenceRuntime):
     def count_tokens(self, text: str) -> int | None:
         return len(self._tok(text, add_special_tokens=False)["input_ids"]) if text else 0
 
-    def generate(self, prompt: Prompt, params: SamplingParams, cancel: threading.Event) -> Iterator[Delta]:
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event, adapter: AdapterRef | None = None
+    ) -> Iterator[Delta]:
+        if adapter is not None:
+            raise PlinthError(ErrorCode.UNSUPPORTED, "the torch runtime does not serve LoRA adapters yet")
         assert prompt.token_ids is not None
         if not prompt.token_ids:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "the prompt is empty after tokenisation", param="prompt")
@@ -93,7 +98,8 @@ class TorchRuntime(InferenceRuntime):
 
     def _decode(self, ids: list[int], params: SamplingParams, cancel: threading.Event) -> Iterator[Delta]:
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(params.seed if params.seed is not None else torch.seed())
+        # torch.seed() would reseed the process-wide generator as a side effect: draw from the OS.
+        gen.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
         input_ids = torch.tensor([ids], device=self.device)
         past = None
         out_ids: list[int] = []

@@ -22,7 +22,7 @@ from plinth.config import Settings
 from plinth.domain import ModelRecord
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
-from plinth.runtimes import Delta, InferenceRuntime, Prompt, RuntimeOptions, SamplingParams, load_runtime_class
+from plinth.runtimes import AdapterRef, Delta, InferenceRuntime, Prompt, RuntimeOptions, SamplingParams, load_runtime_class
 from plinth.serving.admission import Admission
 
 log = logging.getLogger("plinth.serving")
@@ -44,11 +44,13 @@ class ModelManager:
         metrics: Metrics,
         resolve: Callable[[str], ModelRecord],
         model_path: Callable[[ModelRecord], Path | None],
+        adapter_ref: Callable[[str, str, str | None], AdapterRef] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self._resolve = resolve
         self._model_path = model_path
+        self._adapter_ref = adapter_ref
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="plinth-gen")
@@ -56,6 +58,10 @@ class ModelManager:
             threads=settings.threads,
             context_length=settings.context_length,
             upstream_timeout_s=settings.upstream_timeout_s,
+            max_batch_size=settings.max_batch_size,
+            kv_cache_tokens=settings.kv_cache_tokens,
+            prefill_chunk_tokens=settings.prefill_chunk_tokens,
+            adapter_cache_bytes=settings.adapter_cache_bytes,
         )
 
     def loaded(self) -> list[LoadedModel]:
@@ -63,6 +69,20 @@ class ModelManager:
 
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
+
+    async def resolve(self, model_id: str) -> tuple[LoadedModel, AdapterRef | None]:
+        """A model id is a model name or ``base:adapter``; load the base, find the adapter."""
+        base, sep, adapter = model_id.partition(":")
+        lm = await self.get(base)
+        if not sep:
+            return lm, None
+        if self._adapter_ref is None or not adapter:
+            raise PlinthError(ErrorCode.MODEL_NOT_FOUND, f"model {model_id!r} does not exist", param="model")
+        loop = asyncio.get_running_loop()
+        ref = await loop.run_in_executor(
+            self.executor, self._adapter_ref, base, adapter, lm.runtime.adapter_format
+        )
+        return lm, ref
 
     async def get(self, name: str) -> LoadedModel:
         lm = self._loaded.get(name)
@@ -97,9 +117,9 @@ class ModelManager:
         elapsed = time.monotonic() - started
         self.metrics.model_loads.labels(record.runtime, "ok").inc()
         self.metrics.model_load_seconds.labels(record.runtime).observe(elapsed)
-        max_running = min(self.settings.max_concurrent_per_model, runtime.max_concurrent) if runtime.max_concurrent > 1 else 1
-        if record.runtime == "openai":
-            max_running = max(self.settings.max_concurrent_per_model, 8)
+        max_running = runtime.max_concurrent
+        if self.settings.max_concurrent_per_model is not None:
+            max_running = min(max_running, self.settings.max_concurrent_per_model)
         admission = Admission(record.name, max_running, self.settings.max_queued_per_model, self.settings.queue_timeout_s)
         self.metrics.queue_depth.labels(record.name).set_function(lambda: admission.queued)
         self.metrics.running.labels(record.name).set_function(lambda: admission.running)
@@ -108,10 +128,14 @@ class ModelManager:
         log.info("loaded model %s with runtime %s in %.2f s", record.name, record.runtime, elapsed)
         return lm
 
-    def stream(self, lm: LoadedModel, prompt: Prompt, params: SamplingParams) -> AsyncIterator[Delta]:
+    def stream(
+        self, lm: LoadedModel, prompt: Prompt, params: SamplingParams, adapter: AdapterRef | None = None
+    ) -> AsyncIterator[Delta]:
         """Generate on a worker thread; ``plinth_generating`` counts engines still running."""
         gauge = self.metrics.generating.labels(lm.record.name)
-        return stream_deltas(lm.runtime, prompt, params, self.executor, on_thread_start=gauge.inc, on_thread_exit=gauge.dec)
+        return stream_deltas(
+            lm.runtime, prompt, params, self.executor, adapter=adapter, on_thread_start=gauge.inc, on_thread_exit=gauge.dec
+        )
 
     def unload(self, name: str) -> bool:
         lm = self._loaded.pop(name, None)
@@ -146,6 +170,7 @@ async def stream_deltas(
     prompt: Prompt,
     params: SamplingParams,
     executor: ThreadPoolExecutor,
+    adapter: AdapterRef | None = None,
     on_thread_start: Callable[[], None] | None = None,
     on_thread_exit: Callable[[], None] | None = None,
 ) -> AsyncIterator[Delta]:
@@ -163,7 +188,7 @@ async def stream_deltas(
 
     def work() -> None:
         try:
-            for delta in runtime.generate(prompt, params, cancel):
+            for delta in runtime.generate(prompt, params, cancel, adapter):
                 put(delta)
                 if cancel.is_set():
                     break
@@ -176,7 +201,27 @@ async def stream_deltas(
 
     if on_thread_start is not None:
         on_thread_start()
-    executor.submit(work)
+    submit_stream = getattr(runtime, "submit_stream", None)
+    if submit_stream is not None:
+        # A batching engine delivers from its own thread: no worker thread per request.
+        class _Sink:
+            def put(self, item: object) -> None:
+                if isinstance(item, Delta) and item.finish_reason is None:
+                    put(item)
+                    return
+                put(_Failure(item) if isinstance(item, BaseException) else item)  # the last item
+                put(_END)
+                if on_thread_exit is not None:
+                    on_thread_exit()
+
+        try:
+            submit_stream(prompt, params, cancel, adapter, _Sink())
+        except BaseException:
+            if on_thread_exit is not None:
+                on_thread_exit()
+            raise
+    else:
+        executor.submit(work)
     try:
         while True:
             item = await queue.get()

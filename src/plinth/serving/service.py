@@ -19,7 +19,7 @@ from typing import Any
 from plinth.config import Settings
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
-from plinth.runtimes import Prompt, SamplingParams
+from plinth.runtimes import AdapterRef, Prompt, SamplingParams
 from plinth.serving.engine import LoadedModel, ModelManager
 from plinth.serving.protocol import ChatCompletionRequest, CompletionRequest, _SamplingFields
 from plinth.serving.stops import StopMatcher
@@ -46,6 +46,7 @@ class GenerationJob:
     choice_prompt: list[int]  # prompt index of each choice
     echo: bool = False
     include_usage: bool = False
+    adapter: AdapterRef | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
     admitted_at: float = field(default_factory=time.monotonic)
@@ -67,7 +68,7 @@ class GenerationJob:
     async def choices(self) -> AsyncIterator[tuple[int, str, str | None]]:
         """Yield (choice index, text piece, finish_reason-or-None) for every choice in order."""
         m = self.service.metrics
-        model = self.lm.record.name
+        model = self.model_id
         first_token = True
         for idx, params in enumerate(self.params):
             prompt = self.prompts[self.choice_prompt[idx]]
@@ -75,7 +76,7 @@ class GenerationJob:
             finish: str | None = None
             last = time.monotonic()
             usage_from_engine: dict[str, int] | None = None
-            deltas = self.service.manager.stream(self.lm, prompt, params)
+            deltas = self.service.manager.stream(self.lm, prompt, params, self.adapter)
             if self.echo and prompt.text:
                 yield idx, prompt.text, None
             try:
@@ -200,20 +201,20 @@ class CompletionService:
     # -- request -> job ----------------------------------------------------------------------
     async def start_chat(self, req: ChatCompletionRequest) -> GenerationJob:
         self._check_limits(req)
-        lm = await self.manager.get(req.model)
+        lm, adapter = await self.manager.resolve(req.model)
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
         prompt = await self._prepare(lm, lambda: lm.runtime.prepare_chat(messages))
-        return await self._admit(lm, "chat", req, [prompt], param="messages")
+        return await self._admit(lm, "chat", req, [prompt], param="messages", adapter=adapter)
 
     async def start_completion(self, req: CompletionRequest) -> GenerationJob:
         self._check_limits(req, n_prompts=len(req.prompts()))
-        lm = await self.manager.get(req.model)
+        lm, adapter = await self.manager.resolve(req.model)
         prompts = []
         for text in req.prompts():
             if not text:
                 raise PlinthError(ErrorCode.INVALID_REQUEST, "prompt must not be empty", param="prompt")
             prompts.append(await self._prepare(lm, lambda t=text: lm.runtime.prepare_text(t)))
-        return await self._admit(lm, "text", req, prompts, param="prompt", echo=req.echo)
+        return await self._admit(lm, "text", req, prompts, param="prompt", echo=req.echo, adapter=adapter)
 
     def _check_limits(self, req: _SamplingFields, n_prompts: int = 1) -> None:
         s = self.settings
@@ -233,7 +234,15 @@ class CompletionService:
         return await loop.run_in_executor(self.manager.executor, fn)
 
     async def _admit(
-        self, lm: LoadedModel, kind: str, req: _SamplingFields, prompts: list[Prompt], *, param: str, echo: bool = False
+        self,
+        lm: LoadedModel,
+        kind: str,
+        req: _SamplingFields,
+        prompts: list[Prompt],
+        *,
+        param: str,
+        echo: bool = False,
+        adapter: AdapterRef | None = None,
     ) -> GenerationJob:
         ctx = lm.runtime.context_length()
         max_tokens_by_prompt = []
@@ -292,4 +301,5 @@ class CompletionService:
             choice_prompt=choice_prompt,
             echo=echo,
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            adapter=adapter,
         )

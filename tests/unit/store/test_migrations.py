@@ -13,7 +13,7 @@ from sqlalchemy import inspect
 
 import plinth
 from plinth.store.schema import Base
-from plinth.store.sql import MIGRATIONS_DIR, SqlStore
+from plinth.store.sql import MIGRATIONS_DIR, SqlStore, head_revision
 
 
 def _diff(store: SqlStore) -> list[object]:
@@ -39,15 +39,45 @@ def test_named_constraints_and_indexes(store: SqlStore) -> None:
         assert "uq_models_name" in uniques
         if store.dialect_name == "postgresql":  # SQLite does not report primary key names
             assert insp.get_pk_constraint("models")["name"] == "pk_models"
+            assert insp.get_pk_constraint("adapters")["name"] == "pk_adapters"
+        assert {i["name"] for i in insp.get_indexes("adapters")} >= {"ix_adapters_digest"}
+        assert "uq_adapters_base_model_name" in {u["name"] for u in insp.get_unique_constraints("adapters")}
+        (fk,) = insp.get_foreign_keys("adapters")
+        assert fk["referred_table"] == "models"
+        assert fk["constrained_columns"] == ["base_model"] and fk["referred_columns"] == ["name"]
+        assert (fk.get("options") or {}).get("ondelete", "").upper() == "CASCADE"
+        if store.dialect_name == "postgresql":  # SQLite does not report foreign key names
+            assert fk["name"] == "fk_adapters_base_model_models"
+
+
+def test_head_is_0002() -> None:
+    assert head_revision() == "0002"
 
 
 def test_downgrade_to_base_and_upgrade_again(store: SqlStore) -> None:
-    assert "models" in _tables(store)
+    assert {"models", "adapters"} <= _tables(store)
     store.downgrade("base")
     assert store.schema_revision() is None
-    assert "models" not in _tables(store)
+    assert not {"models", "adapters"} & _tables(store)
     store.migrate()
+    assert store.schema_revision() == head_revision()
+    assert _diff(store) == []
+
+
+def test_downgrade_one_step_and_upgrade_again(store: SqlStore) -> None:
+    """0002 down drops only the adapters table; the catalog survives; 0002 up restores it."""
+    from plinth.domain import ModelFormat, ModelRecord
+
+    store.add_model(ModelRecord(name="tiny", format=ModelFormat.GGUF, runtime="llamacpp", digest=None, size_bytes=1))
+    store.downgrade("0001")
     assert store.schema_revision() == "0001"
+    tables = _tables(store)
+    assert "models" in tables and "adapters" not in tables
+    assert store.get_model("tiny").name == "tiny"
+    store.migrate()
+    assert store.schema_revision() == "0002"
+    assert "adapters" in _tables(store)
+    assert store.list_adapters("tiny") == []
     assert _diff(store) == []
 
 
@@ -68,5 +98,5 @@ def test_alembic_cli_with_x_url(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     with SqlStore(f"sqlite:///{db}") as s:
-        assert s.schema_revision() == "0001"
+        assert s.schema_revision() == head_revision()
         assert _diff(s) == []

@@ -102,6 +102,54 @@ def unload_model(name: str, request: Request) -> dict[str, Any]:
     return _view(request, record)
 
 
+class ImportAdapter(BaseModel):
+    """Import a LoRA adapter of a catalog model from a server path (GGUF LoRA or PEFT dir)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="GGUF LoRA file or PEFT adapter directory inside an allowed import directory")
+    name: str | None = Field(None, description="Adapter name (served as the model id BASE:NAME)")
+
+
+@router.get("/models/{name}/adapters")
+def list_adapters(name: str, request: Request) -> dict[str, Any]:
+    s = services_of(request)
+    base = s.catalog.get(name)
+    loaded = _loaded_adapters(request, base.name)
+    return {
+        "adapters": [
+            {**a.public_dict(), "loaded": bool({a.digest, a.gguf_digest} & set(loaded))}
+            for a in s.catalog.list_adapters(base.name)
+        ]
+    }
+
+
+@router.post("/models/{name}/adapters", status_code=201)
+async def import_adapter(name: str, body: ImportAdapter, request: Request) -> dict[str, Any]:
+    s = services_of(request)
+    path = _allowed_path(request, body.path)
+    loop = asyncio.get_running_loop()
+    record = await loop.run_in_executor(None, lambda: s.catalog.add_adapter(name, path, name=body.name))
+    return record.public_dict()
+
+
+@router.get("/models/{name}/adapters/{adapter}")
+def get_adapter(name: str, adapter: str, request: Request) -> dict[str, Any]:
+    record = services_of(request).catalog.get_adapter(name, adapter)
+    loaded = set(_loaded_adapters(request, name))
+    return {**record.public_dict(), "loaded": bool({record.digest, record.gguf_digest} & loaded)}
+
+
+@router.delete("/models/{name}/adapters/{adapter}", status_code=204)
+def delete_adapter(name: str, adapter: str, request: Request) -> Response:
+    services_of(request).catalog.remove_adapter(name, adapter)
+    return Response(status_code=204)
+
+
+def _loaded_adapters(request: Request, base: str) -> list[str]:
+    lm = next((m for m in services_of(request).models.loaded() if m.record.name == base), None)
+    return lm.runtime.loaded_adapters() if lm is not None else []
+
+
 @router.get("/runtimes")
 def list_runtimes(request: Request) -> dict[str, Any]:
     from plinth.runtimes import missing_requirements, runtime_entry, runtime_names
@@ -121,4 +169,5 @@ def _view(request: Request, record: Any) -> dict[str, Any]:
     view["loaded"] = lm is not None
     if lm is not None:
         view["health"] = {"ok": lm.runtime.health().ok, "running": lm.admission.running, "queued": lm.admission.queued}
+        view["engine"] = lm.runtime.stats()
     return view

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from plinth.api.deps import services_of
 from plinth.api.streaming import ClientDisconnected, SSEResponse, run_until_disconnect
+from plinth.errors import ErrorCode, PlinthError
 from plinth.serving.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -45,12 +46,30 @@ def list_models(request: Request) -> dict[str, Any]:
         }
         for m in s.catalog.list()
     ]
+    data += [
+        {
+            "id": a.model_id,
+            "object": "model",
+            "created": int(a.created_at.timestamp()) if a.created_at else 0,
+            "owned_by": "plinth",
+            "parent": a.base_model,
+        }
+        for a in s.catalog.list_adapters()
+    ]
     return {"object": "list", "data": data}
 
 
 @router.get("/models/{model_id}", responses=ERRORS)
 def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    m = services_of(request).catalog.get(model_id)
+    catalog = services_of(request).catalog
+    base, sep, adapter = model_id.partition(":")
+    if sep:
+        a = catalog.store.find_adapter(base, adapter)
+        if a is None:
+            raise PlinthError(ErrorCode.MODEL_NOT_FOUND, f"model {model_id!r} does not exist", param="model")
+        created = int(a.created_at.timestamp()) if a.created_at else 0
+        return {"id": a.model_id, "object": "model", "created": created, "owned_by": "plinth", "parent": base}
+    m = catalog.get(model_id)
     return {"id": m.name, "object": "model", "created": int(m.created_at.timestamp()) if m.created_at else 0, "owned_by": "plinth"}
 
 

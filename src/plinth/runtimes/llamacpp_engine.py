@@ -1,0 +1,451 @@
+"""Continuous batching for llama.cpp through its low-level API.
+
+One engine thread owns one ``llama_context`` whose KV cache is shared by up to
+``max_batch`` sequences (one llama.cpp sequence id each). Every step it
+
+1. takes new requests from its inbox and admits them while a sequence id and enough KV
+   cells (prompt + max_tokens, reserved up front so a running stream never runs out) are free;
+2. builds ONE ``llama_batch``: the last sampled token of every decoding sequence, then
+   prompt chunks of sequences still in prefill, within ``prefill_chunk`` tokens per step, so a
+   long prompt is spread over several steps instead of stalling the running streams;
+3. calls ``llama_decode`` once and samples every sequence that produced logits with its own
+   sampler chain (temperature, top-p, penalties, seed): per-request parameters and seeded
+   reproducibility hold inside a batch;
+4. retires finished, cancelled or failed sequences and frees their KV cells at once.
+
+LoRA adapters apply to a whole llama.cpp context, so sequences are grouped by adapter and a
+step decodes one group; groups take turns (round-robin). Requests for the same adapter
+share a batch; requests for different adapters share the base weights and the engine.
+Adapters load on first use and are evicted least-recently-used beyond a byte budget.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import llama_cpp
+
+from plinth.errors import ErrorCode, PlinthError
+from plinth.runtimes.base import Delta, SamplingParams
+from plinth.runtimes.text import IncrementalDecoder
+
+log = logging.getLogger("plinth.runtimes.llamacpp")
+
+BASE = ""  # the adapter key of requests on the base model
+
+
+@dataclass
+class AdapterSpec:
+    key: str  # e.g. "acme-faq"
+    path: Path
+    size_bytes: int
+    scale: float = 1.0
+
+
+class Sink(Protocol):
+    def put(self, item: Delta | BaseException) -> None: ...
+
+
+@dataclass
+class _Seq:
+    tokens: list[int]
+    params: SamplingParams
+    cancel: threading.Event
+    out: Sink
+    adapter: str = BASE
+    adapter_spec: AdapterSpec | None = None
+    seq_id: int = -1
+    n_past: int = 0  # prompt tokens already in the KV cache
+    generated: int = 0
+    last_token: int = -1
+    sampler: object = None
+    decoder: IncrementalDecoder = field(default_factory=IncrementalDecoder)
+    pending_tokens: int = 0
+    reserved: int = 0
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_past < len(self.tokens)
+
+
+def _quiet_llama_logs() -> None:
+    """llama.cpp logs every graph build at debug level through a Python callback; keep
+    only errors (the callback checks this logger's level before printing)."""
+    import llama_cpp._logger as llama_logger
+
+    if not logging.getLogger("plinth").isEnabledFor(logging.DEBUG):
+        llama_logger.set_verbose(False)
+
+
+class _LoadedAdapter:
+    def __init__(self, spec: AdapterSpec, handle: object) -> None:
+        self.spec = spec
+        self.handle = handle
+        self.last_used = time.monotonic()
+
+
+class LlamaBatchEngine:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx_per_seq: int,
+        kv_cells: int,
+        max_batch: int,
+        threads: int,
+        prefill_chunk: int = 256,
+        adapter_budget_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        llama_cpp.llama_backend_init()
+        _quiet_llama_logs()
+        mparams = llama_cpp.llama_model_default_params()
+        self._model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), mparams)
+        if not self._model:
+            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"llama.cpp could not load {model_path}")
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
+        self.n_ctx_per_seq = min(n_ctx_per_seq, self.n_ctx_train or n_ctx_per_seq, kv_cells)
+        self.max_batch = max_batch
+        self.kv_cells = kv_cells
+        self.prefill_chunk = max(16, prefill_chunk)
+        self.n_batch = max(self.prefill_chunk + max_batch, 64)
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = kv_cells
+        cparams.n_batch = self.n_batch
+        cparams.n_ubatch = self.n_batch
+        cparams.n_seq_max = max_batch
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.kv_unified = False  # each sequence attends only to its own cells
+        cparams.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            llama_cpp.llama_model_free(self._model)
+            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"llama.cpp could not create a context for {model_path}")
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._piece = ctypes.create_string_buffer(256)
+
+        self._inbox: queue.SimpleQueue[_Seq | None] = queue.SimpleQueue()
+        self._pending: collections.deque[_Seq] = collections.deque()
+        self._active: dict[int, _Seq] = {}
+        self._free_ids = list(range(max_batch - 1, -1, -1))
+        self._kv_reserved = 0
+        self._adapters: collections.OrderedDict[str, _LoadedAdapter] = collections.OrderedDict()
+        self._adapter_budget = adapter_budget_bytes
+        self._current_adapter: str | None = BASE
+        self._group_turn = 0
+        self.stats = collections.Counter()  # steps, tokens, adapter_loads, adapter_evictions
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"llama-batch-{model_path.name[:16]}", daemon=True)
+        self._thread.start()
+
+    # -- public API (any thread) -----------------------------------------------------------
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 16
+        while True:
+            buf = (llama_cpp.llama_token * cap)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, True)
+            if n >= 0:
+                return list(buf[:n])
+            cap = -n
+
+    def submit(
+        self,
+        tokens: list[int],
+        params: SamplingParams,
+        cancel: threading.Event,
+        adapter: AdapterSpec | None = None,
+        sink: Sink | None = None,
+    ) -> Sink:
+        """Queue a sequence; its deltas (and finally a delta with finish_reason, or an
+        exception) are ``put`` into ``sink`` from the engine thread (default: a new queue)."""
+        if not self._thread.is_alive():
+            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "the llama.cpp engine has stopped")
+        need = len(tokens) + params.max_tokens
+        if need > self.n_ctx_per_seq:
+            raise PlinthError(
+                ErrorCode.CONTEXT_LENGTH_EXCEEDED,
+                f"this model's context window is {self.n_ctx_per_seq} tokens; the prompt has {len(tokens)} tokens "
+                f"and max_tokens asks for {params.max_tokens} more",
+            )
+        seq = _Seq(tokens=list(tokens), params=params, cancel=cancel, out=sink if sink is not None else queue.SimpleQueue())
+        if adapter is not None:
+            seq.adapter, seq.adapter_spec = adapter.key, adapter
+        self._inbox.put(seq)
+        return seq.out
+
+    def loaded_adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._inbox.put(None)
+        self._thread.join(timeout=10)
+        if self._thread.is_alive():  # pragma: no cover - a decode that never returns
+            log.error("llama.cpp engine thread did not stop; leaking its context")
+            return
+        for ad in self._adapters.values():
+            llama_cpp.llama_adapter_lora_free(ad.handle)
+        self._adapters.clear()
+        llama_cpp.llama_batch_free(self._batch)
+        llama_cpp.llama_free(self._ctx)
+        llama_cpp.llama_model_free(self._model)
+        self._ctx = self._model = None
+
+    # -- engine thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._drain_inbox(block=not self._active and not self._pending)
+                if self._stop.is_set():
+                    break
+                self._drop_cancelled()
+                self._admit()
+                if self._active:
+                    self._step()
+        except BaseException as e:  # the engine must never die silently: fail every request
+            log.exception("llama.cpp engine failed")
+            err = PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"the llama.cpp engine failed: {e}")
+            for seq in list(self._active.values()) + list(self._pending):
+                seq.out.put(err)
+            raise
+        finally:
+            err = PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "the model was unloaded")
+            for seq in list(self._active.values()) + list(self._pending):
+                self._finish(seq, None, error=err)
+            while True:
+                try:
+                    item = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item.out.put(err)
+
+    def _drain_inbox(self, block: bool) -> None:
+        try:
+            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            if item is None:
+                return
+            self._pending.append(item)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _drop_cancelled(self) -> None:
+        if any(s.cancel.is_set() for s in self._pending):
+            keep = collections.deque()
+            for s in self._pending:
+                if s.cancel.is_set():
+                    s.out.put(Delta(text="", n_tokens=0, finish_reason="cancelled"))
+                else:
+                    keep.append(s)
+            self._pending = keep
+        for seq in [s for s in self._active.values() if s.cancel.is_set()]:
+            self._finish(seq, "cancelled")
+
+    def _admit(self) -> None:
+        while self._pending and self._free_ids:
+            seq = self._pending[0]
+            need = len(seq.tokens) + seq.params.max_tokens
+            if self._kv_reserved + need > self.kv_cells:
+                break  # FIFO: wait for room rather than let later requests overtake
+            self._pending.popleft()
+            try:
+                if seq.adapter_spec is not None:
+                    self._ensure_adapter(seq.adapter_spec)
+                seq.sampler = self._make_sampler(seq.params)
+            except PlinthError as e:
+                seq.out.put(e)
+                continue
+            seq.seq_id = self._free_ids.pop()
+            seq.reserved = need
+            self._kv_reserved += need
+            self._active[seq.seq_id] = seq
+
+    def _make_sampler(self, p: SamplingParams) -> object:
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        if p.presence_penalty or p.frequency_penalty:
+            llama_cpp.llama_sampler_chain_add(
+                chain, llama_cpp.llama_sampler_init_penalties(self.n_vocab, 64, 1.0, p.frequency_penalty, p.presence_penalty)
+            )
+        if p.temperature <= 0:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+        else:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(p.temperature))
+            if p.top_p < 1.0:
+                llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(p.top_p, 1))
+            seed = p.seed if p.seed is not None else int.from_bytes(os.urandom(4), "little")
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    # -- adapters ----------------------------------------------------------------------------
+    def _ensure_adapter(self, spec: AdapterSpec) -> None:
+        loaded = self._adapters.get(spec.key)
+        if loaded is not None:
+            loaded.last_used = time.monotonic()
+            self._adapters.move_to_end(spec.key)
+            return
+        self._evict_for(spec.size_bytes)
+        handle = llama_cpp.llama_adapter_lora_init(self._model, str(spec.path).encode())
+        if not handle:
+            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"llama.cpp could not load the LoRA adapter {spec.key!r}")
+        self._adapters[spec.key] = _LoadedAdapter(spec, handle)
+        self.stats["adapter_loads"] += 1
+
+    def _evict_for(self, incoming: int) -> None:
+        in_use = {s.adapter for s in self._active.values()}
+        total = sum(a.spec.size_bytes for a in self._adapters.values())
+        for key in list(self._adapters):  # oldest first
+            if total + incoming <= self._adapter_budget:
+                break
+            if key in in_use:
+                continue
+            ad = self._adapters.pop(key)
+            if self._current_adapter == key:
+                self._apply_adapter(BASE)
+            llama_cpp.llama_adapter_lora_free(ad.handle)
+            total -= ad.spec.size_bytes
+            self.stats["adapter_evictions"] += 1
+            log.info("evicted LoRA adapter %s (budget %d bytes)", key, self._adapter_budget)
+
+    def _apply_adapter(self, key: str) -> None:
+        if key == self._current_adapter:
+            return
+        if key == BASE:
+            rc = llama_cpp.llama_set_adapters_lora(self._ctx, None, 0, None)
+        else:
+            ad = self._adapters[key]
+            arr = (ctypes.c_void_p * 1)(ctypes.cast(ad.handle, ctypes.c_void_p))
+            scales = (ctypes.c_float * 1)(ad.spec.scale)
+            rc = llama_cpp.llama_set_adapters_lora(
+                self._ctx, ctypes.cast(arr, ctypes.POINTER(ctypes.c_void_p)), 1, scales
+            )
+        if rc != 0:
+            raise RuntimeError(f"llama_set_adapters_lora failed with {rc}")
+        self._current_adapter = key
+
+    # -- one step ----------------------------------------------------------------------------
+    def _pick_group(self) -> str:
+        groups = sorted({s.adapter for s in self._active.values()})
+        if len(groups) == 1:
+            return groups[0]
+        self._group_turn = (self._group_turn + 1) % len(groups)
+        return groups[self._group_turn]
+
+    def _step(self) -> None:
+        group = self._pick_group()
+        self._apply_adapter(group)
+        b = self._batch
+        n = 0
+        outputs: list[tuple[int, _Seq]] = []
+        members = [s for s in self._active.values() if s.adapter == group]
+        for seq in members:
+            if not seq.prefilling:
+                b.token[n] = seq.last_token
+                b.pos[n] = seq.n_past
+                b.n_seq_id[n] = 1
+                b.seq_id[n][0] = seq.seq_id
+                b.logits[n] = 1
+                outputs.append((n, seq))
+                seq.n_past += 1
+                n += 1
+        budget = self.n_batch - n
+        chunk_left = self.prefill_chunk
+        for seq in members:
+            if not seq.prefilling or budget <= 0 or chunk_left <= 0:
+                continue
+            take = min(len(seq.tokens) - seq.n_past, budget, chunk_left)
+            for i in range(take):
+                b.token[n] = seq.tokens[seq.n_past + i]
+                b.pos[n] = seq.n_past + i
+                b.n_seq_id[n] = 1
+                b.seq_id[n][0] = seq.seq_id
+                b.logits[n] = 0
+                n += 1
+            seq.n_past += take
+            budget -= take
+            chunk_left -= take
+            if not seq.prefilling:
+                b.logits[n - 1] = 1
+                outputs.append((n - 1, seq))
+        if n == 0:
+            return
+        b.n_tokens = n
+        rc = llama_cpp.llama_decode(self._ctx, b)
+        if rc != 0:
+            # 1 = no KV slot for the batch (should not happen: cells are reserved); <0 = error.
+            err = PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"llama_decode failed with code {rc}")
+            for seq in members:
+                self._finish(seq, None, error=err)
+            return
+        self.stats["steps"] += 1
+        for idx, seq in outputs:
+            token = llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, idx)
+            self._accept(seq, token)
+
+    def _accept(self, seq: _Seq, token: int) -> None:
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            self._finish(seq, "stop")
+            return
+        seq.generated += 1
+        seq.pending_tokens += 1
+        seq.last_token = token
+        self.stats["tokens"] += 1
+        text = seq.decoder.feed(self._token_bytes(token))
+        if text:
+            seq.out.put(Delta(text=text, n_tokens=seq.pending_tokens))
+            seq.pending_tokens = 0
+        if seq.generated >= seq.params.max_tokens:
+            self._finish(seq, "length")
+        elif seq.cancel.is_set():
+            self._finish(seq, "cancelled")
+
+    def _token_bytes(self, token: int) -> bytes:
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+        if n < 0:
+            self._piece = ctypes.create_string_buffer(-n + 8)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+        return self._piece.raw[:n]
+
+    def _finish(self, seq: _Seq, reason: str | None, error: BaseException | None = None) -> None:
+        if seq.seq_id in self._active and self._active[seq.seq_id] is seq:
+            del self._active[seq.seq_id]
+            llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+            self._free_ids.append(seq.seq_id)
+            self._kv_reserved -= seq.reserved
+        if seq.sampler is not None:
+            llama_cpp.llama_sampler_free(seq.sampler)
+            seq.sampler = None
+        if error is not None:
+            seq.out.put(error)
+        else:
+            seq.out.put(Delta(text=seq.decoder.flush(), n_tokens=seq.pending_tokens, finish_reason=reason))
