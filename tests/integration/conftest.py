@@ -20,7 +20,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server = start_server(
         home,
         PLINTH_MAX_QUEUED_PER_MODEL="3",
-        PLINTH_MAX_CONCURRENT_PER_MODEL="1",
+        PLINTH_MAX_BATCH_SIZE="4",
         PLINTH_MAX_BODY_BYTES=str(256 * 1024),
         PLINTH_CONTEXT_LENGTH="2048",
         PLINTH_MAX_TOKENS_LIMIT="1536",

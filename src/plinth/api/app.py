@@ -46,7 +46,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(system.router)
     app.include_router(openai_v1.router)
     app.include_router(models.router)
-    # Outermost first: metrics see every answer, including 413s from the body limit.
+    # Added last = outermost: metrics see every answer, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     return app

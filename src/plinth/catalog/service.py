@@ -183,8 +183,13 @@ class ModelCatalog:
         if base.format == ModelFormat.REMOTE:
             raise PlinthError(ErrorCode.UNSUPPORTED, f"model {base.name!r} is remote: its engine serves its own adapters")
         info = inspect_adapter(path)
-        if base.format == ModelFormat.SAFETENSORS and info.format != AdapterFormat.PEFT_LORA:
-            raise PlinthError(ErrorCode.UNSUPPORTED, "the torch runtime serves PEFT adapters; this is a GGUF LoRA", param="path")
+        if base.format == ModelFormat.SAFETENSORS:
+            raise PlinthError(
+                ErrorCode.UNSUPPORTED,
+                f"model {base.name!r} runs on the torch runtime, which does not serve LoRA adapters yet; "
+                "attach adapters to a GGUF base (llama.cpp runtime)",
+                param="path",
+            )
         gguf_digest: str | None = None
         if info.format == AdapterFormat.GGUF_LORA:
             # The exact checks llama.cpp makes when loading, done here: a LoRA that does not

@@ -118,8 +118,8 @@ def up(
     settings = _settings(host=host, port=port)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    services = _services(settings)
     _check_port_free(settings)
+    services = _services(settings)
     base = settings.base_url
     console.print(f"[bold green]plinth {__version__}[/] serving with data in [cyan]{settings.home}[/]")
     console.print(f"  OpenAI-compatible API  [cyan]{base}/v1[/]   (model: {settings.default_model})")
@@ -269,8 +269,9 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             console.print_json(json.dumps([r.public_dict() for r in records]))
             return
         table = Table(title="Models")
-        for col in ("name", "format", "runtime", "architecture", "context", "size", "licence", "digest"):
-            table.add_column(col)
+        table.add_column("name", no_wrap=True)
+        for col in ("format", "runtime", "arch", "context", "size", "licence", "digest"):
+            table.add_column(col, overflow="fold")
         for r in records:
             table.add_row(
                 r.name + (" (built in)" if r.builtin else ""),
@@ -280,7 +281,7 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
                 str(r.context_length or "-"),
                 _size(r.size_bytes),
                 r.license or "-",
-                (r.digest or "-")[:19],
+                (r.digest or "-")[7:19],
             )
         console.print(table)
     finally:

@@ -25,9 +25,8 @@ EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 
 
 def _default_threads() -> int:
-    # On a small machine llama.cpp collapses when it uses every core and another process
-    # wants one (see docs/adr/0004): leave one core free above two cores... but on two
-    # cores one thread halves throughput, so use all of them up to 8.
+    # Every core, up to 8. On a 2-core machine a second busy process slows llama.cpp's
+    # threads sharply (see docs/adr/0004): lower PLINTH_THREADS when sharing the machine.
     n = os.cpu_count() or 1
     return max(1, min(n, 8))
 
@@ -60,14 +59,12 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request gives none.")
     max_n: int = Field(4, ge=1, le=128, description="Upper bound for n (choices per request).")
     max_batch_size: int = Field(
-        16, ge=1, le=256, description="Sequences a batching runtime (llama.cpp) decodes together per model."
+        8, ge=1, le=256, description="Sequences a batching runtime (llama.cpp) decodes together per model. "
+        "llama.cpp reserves a KV cache of max_batch_size x context_length tokens."
     )
     max_concurrent_per_model: int | None = Field(
         None, ge=1, description="Requests generating at once per loaded model (default: the runtime's batch size); "
         "more wait in the queue."
-    )
-    kv_cache_tokens: int = Field(
-        16384, ge=512, description="KV-cache cells per llama.cpp model, shared by its running sequences."
     )
     prefill_chunk_tokens: int = Field(
         256, ge=16, description="Prompt tokens processed per scheduler step, so long prompts do not stall streams."
@@ -81,7 +78,7 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(120.0, gt=0, description="Longest a request waits in the queue before 429.")
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads per llama.cpp model.")
     context_length: int = Field(
-        8192, ge=256, description="Context window used when loading a model (capped at the model's own)."
+        4096, ge=256, description="Context window per request when loading a model (capped at the model's own)."
     )
     upstream_timeout_s: float = Field(600.0, gt=0, description="Timeout for remote OpenAI-compatible engines.")
     import_dirs: list[Path] = Field(
@@ -113,7 +110,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _db(cls, v: str | None) -> str | None:
-        if v and not (v.startswith("sqlite://") or v.startswith("postgresql")):
+        if v and not v.startswith(("sqlite://", "postgresql", "postgres://")):
             raise ValueError(f"database_url must start with sqlite:// or postgresql://; got {v!r}")
         return v
 

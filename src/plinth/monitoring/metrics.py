@@ -46,7 +46,7 @@ class Metrics:
         self.queue_depth = Gauge("plinth_queue_depth", "Requests waiting for a generation slot", ["model"], registry=r)
         self.running = Gauge("plinth_running_requests", "Generations running now", ["model"], registry=r)
         self.generating = Gauge(
-            "plinth_generating", "Engine generations still running on worker threads (drops when a cancel takes effect)",
+            "plinth_generating", "Generations the engine is still running (drops when a cancel takes effect)",
             ["model"], registry=r,
         )
         self.rejected = Counter("plinth_rejected_requests", "Requests refused with 429 because the queue was full", ["model"], registry=r)

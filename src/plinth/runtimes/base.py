@@ -22,10 +22,9 @@ from plinth.domain import ModelRecord
 @dataclass(frozen=True)
 class RuntimeOptions:
     threads: int = 2
-    context_length: int = 8192
+    context_length: int = 4096
     upstream_timeout_s: float = 600.0
-    max_batch_size: int = 16  # sequences decoded together (batching runtimes)
-    kv_cache_tokens: int = 16384  # KV cells shared by a model's sequences (llama.cpp)
+    max_batch_size: int = 8  # sequences decoded together (batching runtimes)
     prefill_chunk_tokens: int = 256  # prompt tokens per scheduler step
     adapter_cache_bytes: int = 512 * 1024 * 1024  # loaded LoRA adapters per model, LRU beyond
 

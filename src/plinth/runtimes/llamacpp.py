@@ -38,7 +38,6 @@ class LlamaCppRuntime(InferenceRuntime):
         self._engine = LlamaBatchEngine(
             self.path,
             n_ctx_per_seq=n_ctx,
-            kv_cells=max(self.options.kv_cache_tokens, n_ctx),
             max_batch=self.options.max_batch_size,
             threads=self.options.threads,
             prefill_chunk=self.options.prefill_chunk_tokens,

@@ -3,8 +3,9 @@
 One engine thread owns one ``llama_context`` whose KV cache is shared by up to
 ``max_batch`` sequences (one llama.cpp sequence id each). Every step it
 
-1. takes new requests from its inbox and admits them while a sequence id and enough KV
-   cells (prompt + max_tokens, reserved up front so a running stream never runs out) are free;
+1. takes new requests from its inbox and admits them (first come, first served) while a
+   sequence id is free; each id owns its own KV stream of ``n_ctx_per_seq`` cells, so a
+   sequence attends only to its own cells and its logits do not depend on its batch-mates;
 2. builds ONE ``llama_batch``: the last sampled token of every decoding sequence, then
    prompt chunks of sequences still in prefill, within ``prefill_chunk`` tokens per step, so a
    long prompt is spread over several steps instead of stalling the running streams;
@@ -70,7 +71,6 @@ class _Seq:
     sampler: object = None
     decoder: IncrementalDecoder = field(default_factory=IncrementalDecoder)
     pending_tokens: int = 0
-    reserved: int = 0
     enqueued_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -100,7 +100,6 @@ class LlamaBatchEngine:
         model_path: Path,
         *,
         n_ctx_per_seq: int,
-        kv_cells: int,
         max_batch: int,
         threads: int,
         prefill_chunk: int = 256,
@@ -115,9 +114,11 @@ class LlamaBatchEngine:
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
-        self.n_ctx_per_seq = min(n_ctx_per_seq, self.n_ctx_train or n_ctx_per_seq, kv_cells)
+        self.n_ctx_per_seq = min(n_ctx_per_seq, self.n_ctx_train or n_ctx_per_seq)
         self.max_batch = max_batch
-        self.kv_cells = kv_cells
+        # One KV stream per sequence (not one shared pool): a sequence attends only to its own
+        # cells, so its logits do not depend on what else is in the batch.
+        self.kv_cells = kv_cells = self.n_ctx_per_seq * max_batch
         self.prefill_chunk = max(16, prefill_chunk)
         self.n_batch = max(self.prefill_chunk + max_batch, 64)
         cparams = llama_cpp.llama_context_default_params()
@@ -127,7 +128,7 @@ class LlamaBatchEngine:
         cparams.n_seq_max = max_batch
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
-        cparams.kv_unified = False  # each sequence attends only to its own cells
+        cparams.kv_unified = False
         cparams.no_perf = True
         self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
         if not self._ctx:
@@ -142,12 +143,12 @@ class LlamaBatchEngine:
         self._pending: collections.deque[_Seq] = collections.deque()
         self._active: dict[int, _Seq] = {}
         self._free_ids = list(range(max_batch - 1, -1, -1))
-        self._kv_reserved = 0
         self._adapters: collections.OrderedDict[str, _LoadedAdapter] = collections.OrderedDict()
         self._adapter_budget = adapter_budget_bytes
         self._current_adapter: str | None = BASE
         self._group_turn = 0
-        self.stats = collections.Counter()  # steps, tokens, adapter_loads, adapter_evictions
+        # steps, tokens, max_sequences_in_step, steps_with_adapter_groups, adapter_loads, adapter_evictions
+        self.stats: collections.Counter[str] = collections.Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"llama-batch-{model_path.name[:16]}", daemon=True)
         self._thread.start()
@@ -230,12 +231,13 @@ class LlamaBatchEngine:
                     self._step()
         except BaseException as e:  # the engine must never die silently: fail every request
             log.exception("llama.cpp engine failed")
-            err = PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"the llama.cpp engine failed: {e}")
-            for seq in list(self._active.values()) + list(self._pending):
-                seq.out.put(err)
+            failure: PlinthError | None = PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"the llama.cpp engine failed: {e}")
             raise
+        else:
+            failure = None
         finally:
-            err = PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "the model was unloaded")
+            # Every request still here gets exactly one final item.
+            err = failure or PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "the model was unloaded")
             for seq in list(self._active.values()) + list(self._pending):
                 self._finish(seq, None, error=err)
             while True:
@@ -274,11 +276,8 @@ class LlamaBatchEngine:
 
     def _admit(self) -> None:
         while self._pending and self._free_ids:
-            seq = self._pending[0]
-            need = len(seq.tokens) + seq.params.max_tokens
-            if self._kv_reserved + need > self.kv_cells:
-                break  # FIFO: wait for room rather than let later requests overtake
-            self._pending.popleft()
+            # Each sequence id owns n_ctx_per_seq KV cells (checked in submit): a free id is room.
+            seq = self._pending.popleft()
             try:
                 if seq.adapter_spec is not None:
                     self._ensure_adapter(seq.adapter_spec)
@@ -287,8 +286,6 @@ class LlamaBatchEngine:
                 seq.out.put(e)
                 continue
             seq.seq_id = self._free_ids.pop()
-            seq.reserved = need
-            self._kv_reserved += need
             self._active[seq.seq_id] = seq
 
     def _make_sampler(self, p: SamplingParams) -> object:
@@ -344,11 +341,9 @@ class LlamaBatchEngine:
             rc = llama_cpp.llama_set_adapters_lora(self._ctx, None, 0, None)
         else:
             ad = self._adapters[key]
-            arr = (ctypes.c_void_p * 1)(ctypes.cast(ad.handle, ctypes.c_void_p))
+            arr = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(ad.handle)
             scales = (ctypes.c_float * 1)(ad.spec.scale)
-            rc = llama_cpp.llama_set_adapters_lora(
-                self._ctx, ctypes.cast(arr, ctypes.POINTER(ctypes.c_void_p)), 1, scales
-            )
+            rc = llama_cpp.llama_set_adapters_lora(self._ctx, arr, 1, scales)
         if rc != 0:
             raise RuntimeError(f"llama_set_adapters_lora failed with {rc}")
         self._current_adapter = key
@@ -400,9 +395,10 @@ class LlamaBatchEngine:
         if n == 0:
             return
         b.n_tokens = n
+        grouped = len(members) < len(self._active)
         rc = llama_cpp.llama_decode(self._ctx, b)
         if rc != 0:
-            # 1 = no KV slot for the batch (should not happen: cells are reserved); <0 = error.
+            # 1 = no KV slot (cannot happen: submit checks each sequence fits its stream); <0 = error.
             err = PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"llama_decode failed with code {rc}")
             for seq in members:
                 self._finish(seq, None, error=err)
@@ -411,6 +407,29 @@ class LlamaBatchEngine:
         for idx, seq in outputs:
             token = llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, idx)
             self._accept(seq, token)
+        self._wait_for_consumers([seq for _, seq in outputs])
+        decoding = sum(1 for _, s in outputs)
+        if decoding > self.stats["max_sequences_in_step"]:
+            self.stats["max_sequences_in_step"] = decoding
+        if grouped:
+            self.stats["steps_with_adapter_groups"] += 1
+
+    def _wait_for_consumers(self, seqs: list[_Seq]) -> None:
+        """Let the event loop(s) that consume this step's tokens run before the next decode.
+
+        On a small machine the Python work of streaming tokens (SSE encoding, socket writes)
+        would otherwise run during llama_decode and preempt one of its compute threads, which
+        stalls every thread at the next barrier. A short, bounded hand-off costs far less.
+        """
+        loops = {id(lp): lp for s in seqs if (lp := getattr(s.out, "loop", None)) is not None}
+        for loop in loops.values():
+            done = threading.Event()
+            try:
+                # Runs after the deltas' callbacks; the second hop lets the woken tasks run too.
+                loop.call_soon_threadsafe(lambda lp=loop, ev=done: lp.call_soon(ev.set))
+            except RuntimeError:
+                continue
+            done.wait(timeout=0.05)
 
     def _accept(self, seq: _Seq, token: int) -> None:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -441,7 +460,6 @@ class LlamaBatchEngine:
             del self._active[seq.seq_id]
             llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
             self._free_ids.append(seq.seq_id)
-            self._kv_reserved -= seq.reserved
         if seq.sampler is not None:
             llama_cpp.llama_sampler_free(seq.sampler)
             seq.sampler = None

@@ -52,7 +52,10 @@ class Admission:
         self._waiters.append(fut)
         started = time.monotonic()
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout=self.queue_timeout_s)
+            # asyncio.timeout (not wait_for): on 3.11 wait_for can swallow a cancellation that
+            # arrives in the same loop step as the slot hand-off.
+            async with asyncio.timeout(self.queue_timeout_s):
+                await asyncio.shield(fut)
         except TimeoutError:
             if fut.done() and not fut.cancelled():
                 self._release()  # the slot arrived just as we gave up: pass it on

@@ -59,7 +59,6 @@ class ModelManager:
             context_length=settings.context_length,
             upstream_timeout_s=settings.upstream_timeout_s,
             max_batch_size=settings.max_batch_size,
-            kv_cache_tokens=settings.kv_cache_tokens,
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             adapter_cache_bytes=settings.adapter_cache_bytes,
         )
@@ -202,9 +201,12 @@ async def stream_deltas(
     if on_thread_start is not None:
         on_thread_start()
     submit_stream = getattr(runtime, "submit_stream", None)
+    loop_ = loop
     if submit_stream is not None:
         # A batching engine delivers from its own thread: no worker thread per request.
         class _Sink:
+            loop = loop_  # the engine lets this loop catch up between decode steps
+
             def put(self, item: object) -> None:
                 if isinstance(item, Delta) and item.finish_reason is None:
                     put(item)

@@ -66,55 +66,74 @@ class GenerationJob:
 
     # -- generation ------------------------------------------------------------------------
     async def choices(self) -> AsyncIterator[tuple[int, str, str | None]]:
-        """Yield (choice index, text piece, finish_reason-or-None) for every choice in order."""
+        """Yield (choice index, text piece, finish_reason-or-None) for every choice in order.
+
+        Token counters and the finish-reason counter are updated even when the consumer stops
+        early (a client disconnect is counted as ``cancelled``).
+        """
         m = self.service.metrics
         model = self.model_id
         first_token = True
-        for idx, params in enumerate(self.params):
-            prompt = self.prompts[self.choice_prompt[idx]]
-            matcher = StopMatcher(params.stop)
-            finish: str | None = None
-            last = time.monotonic()
-            usage_from_engine: dict[str, int] | None = None
-            deltas = self.service.manager.stream(self.lm, prompt, params, self.adapter)
-            if self.echo and prompt.text:
-                yield idx, prompt.text, None
-            try:
-                async for d in deltas:
-                    now = time.monotonic()
-                    if d.n_tokens:
-                        self.completion_tokens += d.n_tokens
-                        if first_token:
-                            m.ttft.labels(model).observe(now - self.admitted_at)
-                            first_token = False
-                        else:
-                            m.itl.labels(model).observe((now - last) / d.n_tokens)
-                        last = now
-                    if d.usage:
-                        usage_from_engine = d.usage
-                    piece = matcher.feed(d.text)
-                    if piece:
-                        yield idx, piece, None
-                    if matcher.stopped:
-                        finish = "stop"
-                        break
-                    if d.finish_reason:
-                        finish = d.finish_reason
-                rest = matcher.flush()
-                if rest:
-                    yield idx, rest, None
-            finally:
-                await deltas.aclose()
-            if usage_from_engine:
-                # A remote engine counts its own tokens: prefer its numbers.
-                if prompt.n_tokens is None and "prompt_tokens" in usage_from_engine:
-                    prompt.n_tokens = usage_from_engine["prompt_tokens"]
-            finish = finish or "stop"
-            m.generations.labels(model, finish).inc()
-            yield idx, "", finish
-        self.prompt_tokens = sum(p.n_tokens or 0 for p in self.prompts)
-        m.prompt_tokens.labels(model).inc(self.prompt_tokens)
-        m.completion_tokens.labels(model).inc(self.completion_tokens)
+        finished_all = False
+        try:
+            for idx, params in enumerate(self.params):
+                prompt = self.prompts[self.choice_prompt[idx]]
+                matcher = StopMatcher(params.stop)
+                finish: str | None = None
+                counted = 0
+                last = time.monotonic()
+                usage_from_engine: dict[str, int] | None = None
+                deltas = self.service.manager.stream(self.lm, prompt, params, self.adapter)
+                try:
+                    if self.echo and prompt.text:
+                        yield idx, prompt.text, None
+                    async for d in deltas:
+                        now = time.monotonic()
+                        if d.n_tokens:
+                            counted += d.n_tokens
+                            self.completion_tokens += d.n_tokens
+                            if first_token:
+                                m.ttft.labels(model).observe(now - self.admitted_at)
+                                first_token = False
+                            else:
+                                m.itl.labels(model).observe((now - last) / d.n_tokens)
+                            last = now
+                        if d.usage:
+                            usage_from_engine = d.usage
+                        piece = matcher.feed(d.text)
+                        if piece:
+                            yield idx, piece, None
+                        if matcher.stopped:
+                            finish = "stop"
+                            break
+                        if d.finish_reason:
+                            finish = d.finish_reason
+                    rest = matcher.flush()
+                    if rest:
+                        yield idx, rest, None
+                except (GeneratorExit, asyncio.CancelledError):
+                    m.generations.labels(model, "cancelled").inc()
+                    raise
+                except Exception:
+                    m.generations.labels(model, "error").inc()
+                    raise
+                finally:
+                    await deltas.aclose()
+                if usage_from_engine:
+                    # A remote engine counts its own tokens: prefer its numbers to our chunk count.
+                    if prompt.n_tokens is None and "prompt_tokens" in usage_from_engine:
+                        prompt.n_tokens = usage_from_engine["prompt_tokens"]
+                    if "completion_tokens" in usage_from_engine:
+                        self.completion_tokens += usage_from_engine["completion_tokens"] - counted
+                finish = finish or "stop"
+                m.generations.labels(model, finish).inc()
+                yield idx, "", finish
+            finished_all = True
+        finally:
+            self.prompt_tokens = sum(p.n_tokens or 0 for p in self.prompts)
+            if finished_all or self.completion_tokens:
+                m.prompt_tokens.labels(model).inc(self.prompt_tokens)
+            m.completion_tokens.labels(model).inc(self.completion_tokens)
 
     def usage(self) -> dict[str, int]:
         return {

@@ -326,6 +326,24 @@ class ArtifactStore:
             _check_hash(digest, _hash_stream(f), blob)
 
     # -- removal -----------------------------------------------------------------------------
+    def sweep_tmp(self, older_than_s: float = 3600.0) -> int:
+        """Remove temp files left by writers that were killed mid-copy (older than the
+        given age, so a write in progress in another process is left alone)."""
+        import time as _time
+
+        if not self._tmp.is_dir():
+            return 0
+        removed = 0
+        cutoff = _time.time() - older_than_s
+        for entry in self._tmp.iterdir():
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
     def delete(self, digest: str) -> bool:
         """Remove the blob; False if it was not there. (A tree's files are separate blobs.)"""
         try:

@@ -1,0 +1,1 @@
+"""OpenAI protocol, completion service, admission, the engine bridge and stop sequences."""
