@@ -430,6 +430,25 @@ def lora_scenario(e: Engine, gguf: Path, home: Path, writer, rss: RssSampler) ->
     return {"base_tps": b, "adapters_tps": m, "ratio": m / b, "errors": float(sum(not r.ok for r in base + mixed)), "peak_rss_mb": rss.peak / 1e6}
 
 
+ANALYSIS = """## Reading these numbers
+
+- The load generator (the openai client parsing every streamed chunk) runs on the same two
+  cores as the engine under test, for every engine alike; numbers vary by about +-20% from run
+  to run on this VM.
+- llama.cpp's decode of this Q4_1 model is compute-bound here, not bandwidth-bound: in a
+  tight loop (no server) one decode step takes ~10.5 ms for 1 sequence and ~44 ms for 8, so
+  batching can at best give ~1.8x over one stream (see docs/adr/0010). Inside plinth's engine
+  the same 8-sequence step measures ~60 ms, plus ~5 ms of per-sequence sampling over the
+  49k-token vocabulary; the remaining gap to the tight loop is not explained yet.
+- `llama_cpp.server` serialises requests: its per-stream speed stays high while time to first
+  token grows with the queue (p99 over a minute at 32). plinth and `transformers serve`
+  interleave streams; transformers needs ~6 GB for a 135M model, plinth ~1 GB (most of it
+  the KV cache reserved for 16 sequences x 2048 tokens).
+- With 8 different adapters, llama.cpp applies a LoRA to a whole context, so plinth decodes
+  one adapter group per step; the ratio to the base load is the cost of that grouping.
+"""
+
+
 def write_report(facts: dict[str, str], bw: float, raw: float, results: list[LevelResult], lora: dict[str, float], engines: list[Engine]) -> None:
     by = {(r.engine, r.concurrency): r for r in results}
     lines = [
@@ -476,7 +495,7 @@ def write_report(facts: dict[str, str], bw: float, raw: float, results: list[Lev
         lines.append(f"- 8 concurrent on 8 different adapters >= 0.7x the same load on the base: {lora['adapters_tps']:.1f} vs "
                      f"{lora['base_tps']:.1f} tok/s = **{lora['ratio']:.2f}x** ({'met' if lora['ratio'] >= 0.7 else 'missed'}); "
                      f"{int(lora['errors'])} errors.")
-    lines.append("")
+    lines += ["", ANALYSIS]
     (RESULTS / "serving.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "serving.json").write_text(json.dumps({"machine": facts, "bandwidth_gbs": bw, "raw_single_stream_tps": raw,
                                                       "levels": [asdict(r) for r in results], "lora": lora}, indent=2))

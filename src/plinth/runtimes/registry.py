@@ -72,7 +72,7 @@ register_runtime(
         name="llamacpp",
         target="plinth.runtimes.llamacpp:LlamaCppRuntime",
         requires=("llama_cpp",),
-        install_hint="pip install 'llama-cpp-python>=0.3.16,<0.4' (compiles llama.cpp, about 4 minutes)",
+        install_hint="pip install 'llama-cpp-python>=0.3.36,<0.4' (compiles llama.cpp, about 4 minutes)",
         description="GGUF models on CPU through llama.cpp (the default for the embedded model)",
     )
 )
