@@ -106,3 +106,43 @@ def test_bad_adapter_imports_are_refused(live_server: LiveServer) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     # and the server still answers
     assert httpx.get(f"{live_server.url}/readyz").status_code == 200
+
+
+@pytest.mark.slow
+def test_peft_adapter_on_a_torch_model(client, live_server: LiveServer, tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tests.support.tiny_hf import make_tiny_llama
+
+    src = make_tiny_llama(tmp_path / "tiny")
+    base_dir = live_server.home / "imports" / "tiny-base"
+    shutil.copytree(src, base_dir)
+    assert httpx.post(f"{live_server.url}/api/v1/models", json={"path": str(base_dir), "name": "tiny-base"}, timeout=60).status_code == 201
+    torch.manual_seed(7)
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(src)),
+        LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    peft_model.save_pretrained(str(live_server.home / "imports" / "tiny-lora"))
+    r = httpx.post(
+        f"{live_server.url}/api/v1/models/tiny-base/adapters",
+        json={"path": str(live_server.home / "imports" / "tiny-lora"), "name": "style"},
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["format"] == "peft-lora" and r.json()["gguf_digest"] is None
+    kw = dict(messages=[{"role": "user", "content": "hello"}], max_tokens=6, temperature=0)
+    base = client.chat.completions.create(model="tiny-base", **kw).choices[0].message.content
+    tuned = client.chat.completions.create(model="tiny-base:style", **kw).choices[0].message.content
+    assert tuned != base
+    assert client.chat.completions.create(model="tiny-base", **kw).choices[0].message.content == base
+    # a GGUF LoRA cannot be attached to a torch model
+    f = write_random_gguf_lora(live_server.home / "imports" / "wrong.gguf", base_gguf=locate_embedded_gguf(), seed=1)
+    r = httpx.post(f"{live_server.url}/api/v1/models/tiny-base/adapters", json={"path": str(f)})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unsupported"
+    assert httpx.delete(f"{live_server.url}/api/v1/models/tiny-base").status_code == 204

@@ -173,7 +173,12 @@ class ModelCatalog:
         For a GGUF base, a PEFT adapter is also converted to a llama.cpp LoRA GGUF (stored
         beside it, ``gguf_digest``), so the llama.cpp runtime can serve it at once.
         """
-        from plinth.formats.adapters import check_gguf_lora_against_base, inspect_adapter, peft_to_gguf_lora
+        from plinth.formats.adapters import (
+            check_adapter_fits,
+            check_gguf_lora_against_base,
+            inspect_adapter,
+            peft_to_gguf_lora,
+        )
 
         base = self.store.get_model(base_model)
         path = Path(path).expanduser()
@@ -184,12 +189,13 @@ class ModelCatalog:
             raise PlinthError(ErrorCode.UNSUPPORTED, f"model {base.name!r} is remote: its engine serves its own adapters")
         info = inspect_adapter(path)
         if base.format == ModelFormat.SAFETENSORS:
-            raise PlinthError(
-                ErrorCode.UNSUPPORTED,
-                f"model {base.name!r} runs on the torch runtime, which does not serve LoRA adapters yet; "
-                "attach adapters to a GGUF base (llama.cpp runtime)",
-                param="path",
-            )
+            if info.format != AdapterFormat.PEFT_LORA:
+                raise PlinthError(
+                    ErrorCode.UNSUPPORTED,
+                    f"model {base.name!r} runs on the torch runtime, which serves PEFT adapters; this is a GGUF LoRA",
+                    param="path",
+                )
+            check_adapter_fits(info, base.parameters or {}, base_name=base.name)
         gguf_digest: str | None = None
         if info.format == AdapterFormat.GGUF_LORA:
             # The exact checks llama.cpp makes when loading, done here: a LoRA that does not

@@ -8,6 +8,7 @@ sampling (temperature, top-p, seed) is under our control and reproducible.
 from __future__ import annotations
 
 import secrets
+import collections
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -32,10 +33,16 @@ def _pick_dtype(device: str) -> torch.dtype:
 
 
 class TorchRuntime(InferenceRuntime):
+    """One generation at a time per model. PEFT LoRA adapters are loaded onto the one base
+    (PEFT ``load_adapter``), switched per request, and evicted least-recently-used beyond
+    ``adapter_cache_bytes``."""
+
     name = "torch"
     max_concurrent = 1
+    adapter_format = "peft-lora"
 
     _model: Any = None
+    _peft: Any = None
 
     def load(self) -> None:
         if self.path is None:
@@ -61,6 +68,8 @@ class TorchRuntime(InferenceRuntime):
         cfg_ctx = getattr(self._model.config, "max_position_embeddings", None) or self.options.context_length
         self._ctx = min(int(cfg_ctx), self.options.context_length)
         self._lock = threading.Lock()
+        self._adapters: collections.OrderedDict[str, int] = collections.OrderedDict()  # name -> bytes
+        self._stats: collections.Counter[str] = collections.Counter()
 
     def context_length(self) -> int | None:
         return self._ctx if self._model is not None else None
@@ -88,15 +97,63 @@ class TorchRuntime(InferenceRuntime):
     def generate(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event, adapter: AdapterRef | None = None
     ) -> Iterator[Delta]:
-        if adapter is not None:
-            raise PlinthError(ErrorCode.UNSUPPORTED, "the torch runtime does not serve LoRA adapters yet")
         assert prompt.token_ids is not None
         if not prompt.token_ids:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "the prompt is empty after tokenisation", param="prompt")
         with self._lock, torch.inference_mode():
-            yield from self._decode(prompt.token_ids, params, cancel)
+            if adapter is None:
+                if self._peft is not None:
+                    with self._peft.disable_adapter():
+                        yield from self._decode(self._peft, prompt.token_ids, params, cancel)
+                else:
+                    yield from self._decode(self._model, prompt.token_ids, params, cancel)
+            else:
+                name = self._ensure_adapter(adapter)
+                self._peft.set_adapter(name)
+                yield from self._decode(self._peft, prompt.token_ids, params, cancel)
 
-    def _decode(self, ids: list[int], params: SamplingParams, cancel: threading.Event) -> Iterator[Delta]:
+    # -- adapters ----------------------------------------------------------------------------
+    @staticmethod
+    def _adapter_name(adapter: AdapterRef) -> str:
+        # PEFT adapter names become module keys: no '.' or ':'.
+        return "a_" + "".join(c if c.isalnum() else "_" for c in adapter.key)[-40:]
+
+    def _ensure_adapter(self, adapter: AdapterRef) -> str:
+        name = self._adapter_name(adapter)
+        if name in self._adapters:
+            self._adapters.move_to_end(name)
+            return name
+        self._evict_for(adapter.size_bytes)
+        try:
+            if self._peft is None:
+                from peft import PeftModel
+
+                self._peft = PeftModel.from_pretrained(self._model, str(adapter.path), adapter_name=name, is_trainable=False)
+                self._peft.eval()
+            else:
+                self._peft.load_adapter(str(adapter.path), adapter_name=name, is_trainable=False)
+        except Exception as e:  # a PEFT adapter that does not fit this base
+            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"could not load LoRA adapter {adapter.key!r}: {e}") from None
+        self._adapters[name] = adapter.size_bytes
+        self._stats["adapter_loads"] += 1
+        return name
+
+    def _evict_for(self, incoming: int) -> None:
+        total = sum(self._adapters.values())
+        for name in list(self._adapters):
+            if total + incoming <= self.options.adapter_cache_bytes or len(self._adapters) <= 1:
+                break
+            self._peft.delete_adapter(name)
+            total -= self._adapters.pop(name)
+            self._stats["adapter_evictions"] += 1
+
+    def loaded_adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    def stats(self) -> dict[str, Any]:
+        return {"loaded_adapters": self.loaded_adapters(), **dict(self._stats)}
+
+    def _decode(self, model: Any, ids: list[int], params: SamplingParams, cancel: threading.Event) -> Iterator[Delta]:
         gen = torch.Generator(device=self.device)
         # torch.seed() would reseed the process-wide generator as a side effect: draw from the OS.
         gen.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
@@ -110,7 +167,7 @@ class TorchRuntime(InferenceRuntime):
             if cancel.is_set():
                 finish = "cancelled"
                 break
-            out = self._model(input_ids=input_ids, past_key_values=past, use_cache=True)
+            out = model(input_ids=input_ids, past_key_values=past, use_cache=True)
             past = out.past_key_values
             logits = out.logits[0, -1].float()
             if counts and (params.presence_penalty or params.frequency_penalty):
@@ -153,5 +210,6 @@ class TorchRuntime(InferenceRuntime):
         return RuntimeHealth(ok=True, info={"device": self.device, "dtype": str(self.dtype), "n_ctx": self._ctx})
 
     def unload(self) -> None:
+        self._peft = None
         self._model = None
         self._tok = None
