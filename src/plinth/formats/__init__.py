@@ -35,12 +35,15 @@ GGUF_MAGIC = b"GGUF"
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
 
 
-def _pickle_refused(path: Path, what: str) -> PlinthError:
+def _pickle_refused(
+    path: Path,
+    what: str,
+    advice: str = "convert to safetensors (e.g. load it yourself in a trusted environment "
+    "and save_pretrained(..., safe_serialization=True)) or to GGUF",
+) -> PlinthError:
     return PlinthError(
         ErrorCode.UNSUPPORTED_FORMAT,
-        f"{path}: {what} is a pickle-based checkpoint, refused because loading pickle runs "
-        "arbitrary code; convert to safetensors (e.g. load it yourself in a trusted environment "
-        "and save_pretrained(..., safe_serialization=True)) or to GGUF",
+        f"{path}: {what} is a pickle-based checkpoint, refused because loading pickle runs arbitrary code; {advice}",
         details={"path": str(path), "reason": "pickle"},
     )
 

@@ -109,12 +109,13 @@ def _unsupported_format(path: Path, what: str, **details: Any) -> PlinthError:
 
 
 def _pickle_refused(path: Path, what: str) -> PlinthError:
-    return PlinthError(
-        ErrorCode.UNSUPPORTED_FORMAT,
-        f"{path}: {what} is a pickle-based checkpoint, refused because loading pickle runs arbitrary "
-        "code; save the adapter with safetensors (PEFT: save_pretrained(..., safe_serialization=True), "
+    from plinth.formats import _pickle_refused as refused
+
+    return refused(
+        path,
+        what,
+        "save the adapter with safetensors (PEFT: save_pretrained(..., safe_serialization=True), "
         "the default) or convert it to a llama.cpp LoRA GGUF",
-        details={"path": str(path), "reason": "pickle"},
     )
 
 
