@@ -314,3 +314,12 @@ def test_unknown_routes_use_the_documented_shapes(live_server: LiveServer) -> No
     r = httpx.delete(live_server.v1 + "/chat/completions")
     _assert_openai_error(r, 405, "invalid_request")
     assert json.loads(r.text)["error"]["type"] == "invalid_request_error"
+
+
+def test_docs_page_works_offline(live_server: LiveServer) -> None:
+    page = httpx.get(live_server.url + "/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower(), "the docs page must not load assets from the internet"
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        r = httpx.get(live_server.url + asset)
+        assert r.status_code == 200 and len(r.content) > 10_000, asset

@@ -39,7 +39,10 @@ def create_app(services: Services) -> FastAPI:
         version=__version__,
         description="OpenAI-compatible inference (/v1) and the plinth management API (/api/v1).",
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets: the default page loads them from a CDN
+        redoc_url=None,
     )
+    _install_offline_docs(app)
     app.state.services = services
     app.state.preload = "disabled" if not settings.preload_default_model else "pending"
     install_error_handlers(app)
@@ -50,6 +53,27 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     return app
+
+
+def _install_offline_docs(app: FastAPI) -> None:
+    """Interactive API docs at /docs with Swagger UI assets shipped in a Python package, so
+    the page works on an air-gapped machine."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="plinth API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
 
 async def _preload(app: FastAPI, services: Services) -> None:
