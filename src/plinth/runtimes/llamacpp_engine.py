@@ -407,29 +407,11 @@ class LlamaBatchEngine:
         for idx, seq in outputs:
             token = llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, idx)
             self._accept(seq, token)
-        self._wait_for_consumers([seq for _, seq in outputs])
         decoding = sum(1 for _, s in outputs)
         if decoding > self.stats["max_sequences_in_step"]:
             self.stats["max_sequences_in_step"] = decoding
         if grouped:
             self.stats["steps_with_adapter_groups"] += 1
-
-    def _wait_for_consumers(self, seqs: list[_Seq]) -> None:
-        """Let the event loop(s) that consume this step's tokens run before the next decode.
-
-        On a small machine the Python work of streaming tokens (SSE encoding, socket writes)
-        would otherwise run during llama_decode and preempt one of its compute threads, which
-        stalls every thread at the next barrier. A short, bounded hand-off costs far less.
-        """
-        loops = {id(lp): lp for s in seqs if (lp := getattr(s.out, "loop", None)) is not None}
-        for loop in loops.values():
-            done = threading.Event()
-            try:
-                # Runs after the deltas' callbacks; the second hop lets the woken tasks run too.
-                loop.call_soon_threadsafe(lambda lp=loop, ev=done: lp.call_soon(ev.set))
-            except RuntimeError:
-                continue
-            done.wait(timeout=0.05)
 
     def _accept(self, seq: _Seq, token: int) -> None:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):

@@ -201,12 +201,9 @@ async def stream_deltas(
     if on_thread_start is not None:
         on_thread_start()
     submit_stream = getattr(runtime, "submit_stream", None)
-    loop_ = loop
     if submit_stream is not None:
         # A batching engine delivers from its own thread: no worker thread per request.
         class _Sink:
-            loop = loop_  # the engine lets this loop catch up between decode steps
-
             def put(self, item: object) -> None:
                 if isinstance(item, Delta) and item.finish_reason is None:
                     put(item)
