@@ -433,13 +433,14 @@ def lora_scenario(e: Engine, gguf: Path, home: Path, writer, rss: RssSampler) ->
 ANALYSIS = """## Reading these numbers
 
 - The load generator (the openai client parsing every streamed chunk) runs on the same two
-  cores as the engine under test, for every engine alike; numbers vary by about +-20% from run
-  to run on this VM.
+  cores as the engine under test, for every engine alike. The VM's own speed drifts: the same
+  tight llama.cpp loop measured 44 ms and 57-87 ms per 8-sequence step minutes apart, so
+  compare engines within one run only, and expect +-20% or more between runs.
 - llama.cpp's decode of this Q4_1 model is compute-bound here, not bandwidth-bound: in a
-  tight loop (no server) one decode step takes ~10.5 ms for 1 sequence and ~44 ms for 8, so
-  batching can at best give ~1.8x over one stream (see docs/adr/0010). Inside plinth's engine
-  the same 8-sequence step measures ~60 ms, plus ~5 ms of per-sequence sampling over the
-  49k-token vocabulary; the remaining gap to the tight loop is not explained yet.
+  tight loop (no server) one decode step takes ~10.5 ms for 1 sequence and ~44 ms for 8 at
+  best, so batching can give at most ~1.8x over one stream (see docs/adr/0010); sampling adds
+  ~0.7 ms per sequence per step (softmax over the 49k-token vocabulary). A Q8_0 copy of the
+  same weights measured no better in interleaved A/B runs.
 - `llama_cpp.server` serialises requests: its per-stream speed stays high while time to first
   token grows with the queue (p99 over a minute at 32). plinth and `transformers serve`
   interleave streams; transformers needs ~6 GB for a 135M model, plinth ~1 GB (most of it
