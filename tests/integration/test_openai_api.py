@@ -323,3 +323,41 @@ def test_docs_page_works_offline(live_server: LiveServer) -> None:
     for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
         r = httpx.get(live_server.url + asset)
         assert r.status_code == 200 and len(r.content) > 10_000, asset
+
+
+def test_client_leaving_the_queue_frees_its_place(live_server: LiveServer) -> None:
+    long_body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long story."}],
+                 "max_tokens": 1000, "stream": True, "temperature": 1.0}
+    stop = threading.Event()
+    started = threading.Semaphore(0)
+
+    def occupy() -> None:  # hold one batch slot until told to stop
+        with httpx.stream("POST", live_server.v1 + "/chat/completions", json=long_body, timeout=120) as resp:
+            started.release()
+            for _ in resp.iter_lines():
+                if stop.is_set():
+                    return
+
+    holders = [threading.Thread(target=occupy) for _ in range(4)]  # the server's batch size
+    for t in holders:
+        t.start()
+    try:
+        for _ in holders:
+            assert started.acquire(timeout=60)
+        assert live_server.metric("plinth_running_requests", model=MODEL) == 4.0
+        for _ in range(2):  # these wait in the queue, then their clients give up
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(live_server.v1 + "/chat/completions", json={**long_body, "stream": False, "max_tokens": 4},
+                           timeout=httpx.Timeout(1.0, connect=5))
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and live_server.metric("plinth_queue_depth", model=MODEL) != 0.0:
+            time.sleep(0.05)
+        assert live_server.metric("plinth_queue_depth", model=MODEL) == 0.0
+    finally:
+        stop.set()
+        for t in holders:
+            t.join(timeout=60)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and live_server.metric("plinth_running_requests", model=MODEL) != 0.0:
+        time.sleep(0.1)
+    assert live_server.metric("plinth_running_requests", model=MODEL) == 0.0

@@ -299,6 +299,7 @@ def models_add(
     services = _services(_settings())
     try:
         src = Path(path).expanduser()
+        services.catalog.inspect(src)  # refuse a bad file before drawing a progress bar
         total = _tree_size(src)
         with _progress() as progress:
             task = progress.add_task(f"Importing {src.name}", total=total or None)

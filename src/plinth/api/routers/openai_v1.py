@@ -87,11 +87,18 @@ async def _respond(request: Request, job: GenerationJob, stream: bool) -> Respon
 
 @router.post("/chat/completions", response_model=ChatCompletionResponse, responses=ERRORS)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    job = await services_of(request).completions.start_chat(body)
+    try:
+        # A client that leaves while its request waits in the queue gives up its place.
+        job = await run_until_disconnect(request, services_of(request).completions.start_chat(body))
+    except ClientDisconnected:
+        return Response(status_code=499)
     return await _respond(request, job, body.stream)
 
 
 @router.post("/completions", response_model=CompletionResponse, responses=ERRORS)
 async def completions(body: CompletionRequest, request: Request) -> Response:
-    job = await services_of(request).completions.start_completion(body)
+    try:
+        job = await run_until_disconnect(request, services_of(request).completions.start_completion(body))
+    except ClientDisconnected:
+        return Response(status_code=499)
     return await _respond(request, job, body.stream)
