@@ -13,6 +13,7 @@ from plinth.errors import ErrorCode, PlinthError
 from plinth.formats import inspect_model, locate_embedded_gguf
 from plinth.runtimes import Delta, Prompt, RuntimeOptions, SamplingParams
 from plinth.runtimes.llamacpp import LlamaCppRuntime
+from tests.support.runtime_contract import cancel_after_three_tokens
 
 THREADS = 1
 MESSAGES = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
@@ -120,23 +121,7 @@ def test_greedy_is_unchanged_after_other_generations(runtime: LlamaCppRuntime, p
 
 
 def test_cancel_from_another_thread_stops_generation(runtime: LlamaCppRuntime, prompt: Prompt) -> None:
-    cancel = threading.Event()
-    go = threading.Event()
-
-    def canceller() -> None:
-        go.wait(30)
-        cancel.set()
-
-    t = threading.Thread(target=canceller)
-    t.start()
-    tokens = 0
-    deltas = []
-    for d in runtime.generate(prompt, greedy(64), cancel):
-        deltas.append(d)
-        tokens += d.n_tokens
-        if tokens >= 3 and not go.is_set():
-            go.set()
-            t.join(30)  # the event is set now; the engine sees it before the next token
+    deltas, tokens = cancel_after_three_tokens(runtime, prompt, greedy(64))
     assert deltas[-1].finish_reason == "cancelled"
     assert all(d.finish_reason is None for d in deltas[:-1])
     assert 3 <= tokens <= 16, f"{tokens} tokens: the engine should stop within a few tokens of the cancel"

@@ -19,6 +19,7 @@ from plinth.formats import inspect_model  # noqa: E402
 from plinth.runtimes import Delta, Prompt, RuntimeOptions, SamplingParams  # noqa: E402
 from plinth.runtimes.torch_hf import TorchRuntime  # noqa: E402
 from tests.support.tiny_hf import CONTEXT_LENGTH, make_tiny_llama  # noqa: E402
+from tests.support.runtime_contract import cancel_after_three_tokens  # noqa: E402
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello, world! How are you today?"}]
 CHATML = (
@@ -225,23 +226,7 @@ def test_penalties_change_the_output(runtime: TorchRuntime, prompt: Prompt) -> N
 
 
 def test_cancel_from_another_thread_stops_generation(runtime: TorchRuntime, prompt: Prompt) -> None:
-    cancel = threading.Event()
-    go = threading.Event()
-
-    def canceller() -> None:
-        go.wait(30)
-        cancel.set()
-
-    t = threading.Thread(target=canceller)
-    t.start()
-    tokens = 0
-    deltas = []
-    for d in runtime.generate(prompt, greedy(64), cancel):
-        deltas.append(d)
-        tokens += d.n_tokens
-        if tokens >= 3 and not go.is_set():
-            go.set()
-            t.join(30)
+    deltas, tokens = cancel_after_three_tokens(runtime, prompt, greedy(64))
     assert deltas[-1].finish_reason == "cancelled"
     assert 3 <= tokens <= 5, tokens
     assert collect(runtime, prompt, greedy(4))[2] == "length"
