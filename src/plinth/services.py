@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from plinth.catalog.service import ModelCatalog
 from plinth.config import Settings
 from plinth.monitoring.metrics import Metrics
+from plinth.serving.attachments import AttachmentService
 from plinth.serving.engine import ModelManager
+from plinth.serving.pipeline import ChatStage, build_stages
 from plinth.serving.service import CompletionService
 from plinth.store import ArtifactStore, MetadataStore, open_store
 
@@ -24,6 +26,8 @@ class Services:
     metrics: Metrics
     models: ModelManager
     completions: CompletionService
+    attachments: AttachmentService
+    stages: list[ChatStage] = field(default_factory=list)
 
     def close(self) -> None:
         self.models.close()
@@ -48,8 +52,10 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         model_path=catalog.model_path,
         adapter_ref=catalog.resolve_adapter,
     )
-    completions = CompletionService(settings, models, metrics)
-    return Services(
+    stages: list[ChatStage] = []
+    attachments = AttachmentService(store, model_exists=catalog.check_model_id, stages=lambda: stages)
+    completions = CompletionService(settings, models, metrics, stages=stages, attachments=attachments.get)
+    services = Services(
         settings=settings,
         store=store,
         artifacts=artifacts,
@@ -57,4 +63,9 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         metrics=metrics,
         models=models,
         completions=completions,
+        attachments=attachments,
+        stages=stages,
     )
+    # Stages are built last: they may use any service above (knowledge bases, guardrails).
+    stages.extend(build_stages(services))
+    return services

@@ -129,3 +129,24 @@ def test_remote_openai_runtime_proxies_another_engine(live_server: LiveServer, c
 def test_builtin_model_cannot_be_deleted(live_server: LiveServer) -> None:
     _canonical_error(httpx.delete(live_server.url + f"/api/v1/models/{MODEL}"), 409, "conflict")
     assert httpx.get(live_server.url + f"/api/v1/models/{MODEL}").status_code == 200
+
+
+def test_attachments_api(live_server: LiveServer, client) -> None:  # type: ignore[no-untyped-def]
+    url = live_server.url + f"/api/v1/models/{MODEL}/attachments"
+    empty = httpx.get(url).json()
+    assert empty["model"] == MODEL and empty["system_prompt"] is None
+    messages = [{"role": "user", "content": "Name a colour."}]
+    before = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4).usage.prompt_tokens
+    system = "You are the Acme Health member assistant. " * 10
+    set_ = httpx.patch(url, json={"system_prompt": system})
+    assert set_.status_code == 200, set_.text
+    assert set_.json()["system_prompt"] == system and set_.json()["updated_at"]
+    try:
+        after = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4).usage.prompt_tokens
+        assert after > before + 40
+    finally:
+        assert httpx.delete(url).status_code == 204
+    assert httpx.get(url).json()["system_prompt"] is None
+    _canonical_error(httpx.patch(url, json={"bogus": 1}), 400, "invalid_request")
+    _canonical_error(httpx.patch(live_server.url + "/api/v1/models/nope/attachments", json={"system_prompt": "x"}), 404, "model_not_found")
+    _canonical_error(httpx.get(live_server.url + f"/api/v1/models/{MODEL}:nope/attachments"), 404, "model_not_found")

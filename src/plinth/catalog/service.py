@@ -145,6 +145,7 @@ class ModelCatalog:
             )
         adapters = self.store.list_adapters(name)
         self.store.delete_model(name)  # its adapters go with it (foreign key, cascade)
+        self.store.delete_attachments(name, with_adapters=True)
         # Single-file blobs no other entry uses are deleted; tree members are kept (they may
         # be shared with other trees) and are cleaned by a later garbage collection.
         with self._gc_lock:
@@ -240,9 +241,19 @@ class ModelCatalog:
 
     def remove_adapter(self, base_model: str, name: str) -> AdapterRecord:
         record = self.store.delete_adapter(base_model, name)
+        self.store.delete_attachments(record.model_id)
         with self._gc_lock:
             self._forget_adapter_blobs(record)
         return record
+
+    def check_model_id(self, model_id: str) -> None:
+        """PlinthError(MODEL_NOT_FOUND) unless ``model_id`` is a model or ``base:adapter``."""
+        base, sep, adapter = model_id.partition(":")
+        if not sep:
+            self.store.get_model(model_id)
+            return
+        if self.store.find_adapter(base, adapter) is None:
+            raise PlinthError(ErrorCode.MODEL_NOT_FOUND, f"model {model_id!r} does not exist", param="model")
 
     def resolve_adapter(self, base_model: str, name: str, runtime_format: str | None) -> AdapterRef:
         """For serving ``base:name``: an unknown adapter is an unknown model id."""

@@ -19,7 +19,17 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from plinth import __version__
-from plinth.config import Settings, load_settings
+from plinth.cli.common import (
+    State,
+    console,
+    ensure_embedded,
+    err_console,
+    get_services,
+    get_settings,
+    make_progress,
+    mask_url,
+)
+from plinth.config import Settings
 from plinth.errors import ErrorCode, PlinthError
 
 app = typer.Typer(
@@ -36,70 +46,13 @@ app.add_typer(models_app, name="models")
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(db_app, name="db")
 
-console = Console()
-err_console = Console(stderr=True)
-
-
-class _State:
-    overrides: dict[str, Any] = {}
-
-
 @app.callback()
 def _root(
     home: Path | None = typer.Option(None, "--home", help="Data directory (PLINTH_HOME)."),
     config: Path | None = typer.Option(None, "--config", help="Config file, YAML or TOML (PLINTH_CONFIG)."),
     database_url: str | None = typer.Option(None, "--database-url", help="Metadata store URL (PLINTH_DATABASE_URL)."),
 ) -> None:
-    _State.overrides = {"home": home, "config": config, "database_url": database_url}
-
-
-def _settings(**more: Any) -> Settings:
-    return load_settings(**{**_State.overrides, **more})
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=False,
-    )
-
-
-def _services(settings: Settings, *, embedded: bool = True) -> Any:
-    from plinth.services import build_services
-
-    services = build_services(settings)
-    if embedded:
-        _ensure_embedded(services)
-    return services
-
-
-def _ensure_embedded(services: Any) -> None:
-    from plinth.config import EMBEDDED_MODEL_NAME
-
-    existing = services.store.find_model(EMBEDDED_MODEL_NAME)
-    if existing is not None and existing.digest and services.artifacts.exists(existing.digest):
-        return
-    with _progress() as progress:
-        task = progress.add_task(f"Preparing the embedded model {EMBEDDED_MODEL_NAME}", total=None)
-        services.catalog.ensure_embedded(
-            progress=lambda n: progress.advance(task, n),
-            on_start=lambda total: progress.update(task, total=total),
-        )
-
-
-def _mask(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    State.overrides = {"home": home, "config": config, "database_url": database_url}
 
 
 # -- serve -----------------------------------------------------------------------------------
@@ -115,18 +68,18 @@ def up(
 
     from plinth.api.app import create_app
 
-    settings = _settings(host=host, port=port)
+    settings = get_settings(host=host, port=port)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _check_port_free(settings)
-    services = _services(settings)
+    services = get_services(settings)
     base = settings.base_url
     console.print(f"[bold green]plinth {__version__}[/] serving with data in [cyan]{settings.home}[/]")
     console.print(f"  OpenAI-compatible API  [cyan]{base}/v1[/]   (model: {settings.default_model})")
     console.print(f"  Management API         [cyan]{base}/api/v1[/]")
     console.print(f"  Metrics                [cyan]{base}/metrics[/]")
     console.print(f"  Docs                   [cyan]{base}/docs[/]  (OpenAPI: {base}/openapi.json)")
-    console.print(f"  Metadata store         {_mask(settings.database_url or '')}")
+    console.print(f"  Metadata store         {mask_url(settings.database_url or '')}")
     console.print("  Press Ctrl+C to stop.")
     uvicorn.run(
         create_app(services),
@@ -164,14 +117,14 @@ def chat(
     message: str | None = typer.Option(None, "--message", help="Ask one question, print the answer and exit."),
 ) -> None:
     """Chat with a model in the terminal, streaming the answer."""
-    settings = _settings()
+    settings = get_settings()
     model = model or settings.default_model
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     if url:
         send = _remote_sender(url, model, max_tokens, temperature)
         services = None
     else:
-        services = _services(settings)
+        services = get_services(settings)
         send = _local_sender(services, model, max_tokens, temperature)
     try:
         if message is not None:
@@ -262,7 +215,7 @@ def _remote_sender(url: str, model: str, max_tokens: int, temperature: float) ->
 @models_app.command("list")
 def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the models in the catalog."""
-    services = _services(_settings())
+    services = get_services(get_settings())
     try:
         records = services.catalog.list()
         if as_json:
@@ -296,12 +249,12 @@ def models_add(
     license: str | None = typer.Option(None, "--license", help="Licence, when the files do not say."),
 ) -> None:
     """Import a model: validated, copied into the content-addressed store, recorded."""
-    services = _services(_settings())
+    services = get_services(get_settings())
     try:
         src = Path(path).expanduser()
         services.catalog.inspect(src)  # refuse a bad file before drawing a progress bar
         total = _tree_size(src)
-        with _progress() as progress:
+        with make_progress() as progress:
             task = progress.add_task(f"Importing {src.name}", total=total or None)
             record = services.catalog.add(
                 src, name=name, runtime=runtime, license=license, progress=lambda n: progress.advance(task, n)
@@ -314,7 +267,7 @@ def models_add(
 @models_app.command("show")
 def models_show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show one model with its digest, format, architecture, context length and licence."""
-    services = _services(_settings())
+    services = get_services(get_settings())
     try:
         r = services.catalog.get(name)
         data = r.public_dict()
@@ -334,12 +287,55 @@ def models_show(name: str, as_json: bool = typer.Option(False, "--json", help="P
 @models_app.command("rm")
 def models_rm(name: str) -> None:
     """Remove a model from the catalog (its bytes too, when nothing else uses them)."""
-    services = _services(_settings())
+    services = get_services(get_settings())
     try:
         services.catalog.remove(name)
         console.print(f"[green]removed[/] {name}")
     finally:
         services.close()
+
+
+@models_app.command("attach")
+def models_attach(
+    model_id: str = typer.Argument(..., help="A model name or BASE:ADAPTER."),
+    kb: str | None = typer.Option(None, "--kb", help="Knowledge base to answer from: NAME or NAME@VERSION."),
+    guardrails: str | None = typer.Option(None, "--guardrails", help="Guardrail policy: NAME or NAME@VERSION."),
+    system_prompt: str | None = typer.Option(None, "--system-prompt", help="System prompt for requests without one."),
+) -> None:
+    """Attach a knowledge base, a guardrail policy or a system prompt to a model id (`""` detaches)."""
+    services = get_services(get_settings())
+    try:
+        if kb is None and guardrails is None and system_prompt is None:
+            a = services.store.get_attachments(model_id)
+            services.catalog.check_model_id(model_id)
+        else:
+            a = services.attachments.update(
+                model_id, knowledge_base=kb, guardrail_policy=guardrails, system_prompt=system_prompt
+            )
+        _print_attachments(model_id, a)
+    finally:
+        services.close()
+
+
+@models_app.command("detach")
+def models_detach(model_id: str = typer.Argument(..., help="A model name or BASE:ADAPTER.")) -> None:
+    """Remove everything attached to a model id."""
+    from plinth.domain.serving import Attachments
+
+    services = get_services(get_settings())
+    try:
+        services.attachments.set(model_id, Attachments())
+        console.print(f"[green]detached[/] everything from {model_id}")
+    finally:
+        services.close()
+
+
+def _print_attachments(model_id: str, a: Any) -> None:
+    table = Table(show_header=False, title=f"attached to {model_id}")
+    table.add_row("knowledge base", (a.knowledge_base if a else None) or "-")
+    table.add_row("guardrail policy", (a.guardrail_policy if a else None) or "-")
+    table.add_row("system prompt", (a.system_prompt if a else None) or "-")
+    console.print(table)
 
 
 def _size(n: int) -> str:
@@ -367,10 +363,10 @@ def adapters_add(
     name: str | None = typer.Option(None, "--name", help="Adapter name (default: from the file name)."),
 ) -> None:
     """Import a LoRA adapter; it is served at once as the model id BASE:NAME."""
-    services = _services(_settings())
+    services = get_services(get_settings())
     try:
         src = Path(path).expanduser()
-        with _progress() as progress:
+        with make_progress() as progress:
             task = progress.add_task(f"Importing {src.name}", total=_tree_size(src) or None)
             record = services.catalog.add_adapter(base, src, name=name, progress=lambda n: progress.advance(task, n))
         console.print(
@@ -386,7 +382,7 @@ def adapters_list(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List adapters."""
-    services = _services(_settings())
+    services = get_services(get_settings())
     try:
         if base is not None:
             services.catalog.get(base)
@@ -413,7 +409,7 @@ def adapters_rm(model_id: str = typer.Argument(..., help="BASE:NAME")) -> None:
     base, sep, name = model_id.partition(":")
     if not sep or not name:
         raise PlinthError(ErrorCode.INVALID_REQUEST, f"expected BASE:NAME, got {model_id!r}")
-    services = _services(_settings())
+    services = get_services(get_settings())
     try:
         services.catalog.remove_adapter(base, name)
         console.print(f"[green]removed[/] {model_id}")
@@ -427,11 +423,11 @@ def db_upgrade() -> None:
     """Apply the Alembic migrations to the metadata store."""
     from plinth.store import open_store
 
-    settings = _settings()
+    settings = get_settings()
     store = open_store(settings.database_url or "")
     try:
         store.migrate()
-        console.print(f"[green]schema at revision[/] {store.schema_revision()} ({_mask(settings.database_url or '')})")
+        console.print(f"[green]schema at revision[/] {store.schema_revision()} ({mask_url(settings.database_url or '')})")
     finally:
         store.close()
 
@@ -444,12 +440,12 @@ def doctor() -> None:
     from plinth.runtimes import missing_requirements, runtime_entry, runtime_names
     from plinth.store import open_store
 
-    settings = _settings()
+    settings = get_settings()
     table = Table(title=f"plinth {__version__} doctor", show_header=False)
     table.add_row("python", f"{platform.python_version()} ({sys.executable})")
     table.add_row("machine", f"{platform.machine()}, {os.cpu_count()} CPUs")
     table.add_row("home", str(settings.home))
-    table.add_row("database", _mask(settings.database_url or ""))
+    table.add_row("database", mask_url(settings.database_url or ""))
     try:
         store = open_store(settings.database_url or "")
         try:

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         32, ge=0, description="Requests waiting per model; beyond this the server answers 429 with Retry-After."
     )
     queue_timeout_s: float = Field(120.0, gt=0, description="Longest a request waits in the queue before 429.")
+    llamacpp_extra_buffers: bool = Field(
+        False,
+        description="Let llama.cpp repack weights into extra buffer types (AMX, interleaved). Off by default: "
+        "llama.cpp 0.3.36 built with AMX crashes on some virtual machines and with LoRA adapters.",
+    )
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads per llama.cpp model.")
     context_length: int = Field(
         4096, ge=256, description="Context window per request when loading a model (capped at the model's own)."

@@ -27,6 +27,7 @@ class RuntimeOptions:
     max_batch_size: int = 8  # sequences decoded together (batching runtimes)
     prefill_chunk_tokens: int = 256  # prompt tokens per scheduler step
     adapter_cache_bytes: int = 512 * 1024 * 1024  # loaded LoRA adapters per model, LRU beyond
+    llamacpp_extra_buffers: bool = False  # llama.cpp weight repacking / AMX buffers
 
 
 @dataclass(frozen=True)

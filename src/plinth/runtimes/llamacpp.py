@@ -42,6 +42,7 @@ class LlamaCppRuntime(InferenceRuntime):
             threads=self.options.threads,
             prefill_chunk=self.options.prefill_chunk_tokens,
             adapter_budget_bytes=self.options.adapter_cache_bytes,
+            extra_buffers=self.options.llamacpp_extra_buffers,
         )
         params = self.model.parameters or {}
         self._template = ChatTemplate(

@@ -104,10 +104,16 @@ class LlamaBatchEngine:
         threads: int,
         prefill_chunk: int = 256,
         adapter_budget_bytes: int = 512 * 1024 * 1024,
+        extra_buffers: bool = False,
     ) -> None:
         llama_cpp.llama_backend_init()
         _quiet_llama_logs()
         mparams = llama_cpp.llama_model_default_params()
+        # Extra buffer types (weight repacking, AMX tiles) are off by default: with a build
+        # that detected AMX (-march=native on recent Xeons), llama.cpp 0.3.36 crashes on the
+        # first decode on some virtual machines, and always when a LoRA adapter is applied
+        # ("lora ... cannot use buft 'AMX'"). See docs/adr/0012.
+        mparams.use_extra_bufts = extra_buffers
         self._model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), mparams)
         if not self._model:
             raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"llama.cpp could not load {model_path}")

@@ -61,6 +61,7 @@ class ModelManager:
             max_batch_size=settings.max_batch_size,
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             adapter_cache_bytes=settings.adapter_cache_bytes,
+            llamacpp_extra_buffers=settings.llamacpp_extra_buffers,
         )
 
     def loaded(self) -> list[LoadedModel]:

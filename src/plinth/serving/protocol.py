@@ -92,6 +92,9 @@ class _SamplingFields(BaseModel):
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    # plinth extension: answer from this knowledge base (``name`` or ``name@version``),
+    # overriding the one attached to the model id.
+    knowledge_base: str | None = Field(None, min_length=1, max_length=160)
     tools: list[Any] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None

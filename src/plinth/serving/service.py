@@ -20,9 +20,13 @@ from plinth.config import Settings
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
 from plinth.runtimes import AdapterRef, Prompt, SamplingParams
+from plinth.domain.serving import Attachments
 from plinth.serving.engine import LoadedModel, ModelManager
+from plinth.serving.pipeline import ChainedFilter, ChatContext, ChatStage, OutputFilter, StageAnswer
 from plinth.serving.protocol import ChatCompletionRequest, CompletionRequest, _SamplingFields
 from plinth.serving.stops import StopMatcher
+
+_STANDARD_FIELDS = frozenset({"id", "object", "created", "model", "choices", "usage", "system_fingerprint"})
 
 
 @dataclass
@@ -47,6 +51,8 @@ class GenerationJob:
     echo: bool = False
     include_usage: bool = False
     adapter: AdapterRef | None = None
+    ctx: ChatContext | None = None
+    answer: StageAnswer | None = None  # answered by a stage: no generation, no admission slot
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
     admitted_at: float = field(default_factory=time.monotonic)
@@ -55,14 +61,57 @@ class GenerationJob:
     _released: bool = False
     _started: float = field(default_factory=time.monotonic)
 
+    def __post_init__(self) -> None:
+        if self.answer is not None:
+            self._released = True  # never admitted
+        if self.ctx is not None:
+            self.id = self.ctx.request_id
+
     @property
     def response_id(self) -> str:
         return ("chatcmpl-" if self.kind == "chat" else "cmpl-") + self.id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self.ctx.headers) if self.ctx is not None else {}
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        if self.ctx is None:
+            return {}
+        return {k: v for k, v in self.ctx.extras.items() if k not in _STANDARD_FIELDS}
 
     def close(self) -> None:
         if not self._released:
             self._released = True
             self.lm.admission.release(time.monotonic() - self._started)
+
+    def _filter(self, idx: int) -> OutputFilter | None:
+        if self.ctx is None:
+            return None
+        filters = [f for f in (st.output_filter(self.ctx, idx) for st in self.service.stages) if f is not None]
+        if not filters:
+            return None
+        return filters[0] if len(filters) == 1 else ChainedFilter(filters)
+
+    async def _answered(self) -> AsyncIterator[tuple[int, str, str | None]]:
+        assert self.answer is not None
+        m = self.service.metrics
+        texts = []
+        for idx in range(len(self.params)):
+            texts.append(self.answer.text)
+            yield idx, self.answer.text, None
+            m.generations.labels(self.model_id, self.answer.finish_reason).inc()
+            if idx < len(self.params) - 1:
+                yield idx, "", self.answer.finish_reason
+        await self._after(texts)
+        yield len(self.params) - 1, "", self.answer.finish_reason
+
+    async def _after(self, texts: list[str]) -> None:
+        if self.ctx is None:
+            return
+        for stage in self.service.stages:
+            await stage.after(self.ctx, texts)
 
     # -- generation ------------------------------------------------------------------------
     async def choices(self) -> AsyncIterator[tuple[int, str, str | None]]:
@@ -71,14 +120,21 @@ class GenerationJob:
         Token counters and the finish-reason counter are updated even when the consumer stops
         early (a client disconnect is counted as ``cancelled``).
         """
+        if self.answer is not None:
+            async for item in self._answered():
+                yield item
+            return
         m = self.service.metrics
         model = self.model_id
         first_token = True
         finished_all = False
+        texts: list[str] = []
         try:
             for idx, params in enumerate(self.params):
                 prompt = self.prompts[self.choice_prompt[idx]]
                 matcher = StopMatcher(params.stop)
+                out = self._filter(idx)
+                sent: list[str] = []
                 finish: str | None = None
                 counted = 0
                 last = time.monotonic()
@@ -101,16 +157,31 @@ class GenerationJob:
                         if d.usage:
                             usage_from_engine = d.usage
                         piece = matcher.feed(d.text)
+                        if out is not None and piece:
+                            piece = out.feed(piece)
+                            if out.halt is not None:
+                                finish = out.halt_reason
+                                piece = out.halt
                         if piece:
+                            sent.append(piece)
                             yield idx, piece, None
+                        if finish is not None:
+                            break
                         if matcher.stopped:
                             finish = "stop"
                             break
                         if d.finish_reason:
                             finish = d.finish_reason
-                    rest = matcher.flush()
-                    if rest:
-                        yield idx, rest, None
+                    if out is None or out.halt is None:
+                        rest = matcher.flush()
+                        if out is not None:
+                            rest = (out.feed(rest) if rest else "") + out.flush()
+                            if out.halt is not None:
+                                finish = out.halt_reason
+                                rest = out.halt
+                        if rest:
+                            sent.append(rest)
+                            yield idx, rest, None
                 except (GeneratorExit, asyncio.CancelledError):
                     m.generations.labels(model, "cancelled").inc()
                     raise
@@ -127,8 +198,14 @@ class GenerationJob:
                         self.completion_tokens += usage_from_engine["completion_tokens"] - counted
                 finish = finish or "stop"
                 m.generations.labels(model, finish).inc()
-                yield idx, "", finish
+                texts.append("".join(sent))
+                if idx < len(self.params) - 1:
+                    yield idx, "", finish
+            # The last finish is sent after the stages have seen the whole answer, so what
+            # they add (citations, guardrail findings) can ride on the last chunk.
+            await self._after(texts)
             finished_all = True
+            yield len(self.params) - 1, "", finish
         finally:
             self.prompt_tokens = sum(p.n_tokens or 0 for p in self.prompts)
             if finished_all or self.completion_tokens:
@@ -170,6 +247,7 @@ class GenerationJob:
             "choices": choices,
             "usage": self.usage(),
             "system_fingerprint": None,
+            **self.extras,
         }
 
     async def sse(self) -> AsyncIterator[bytes]:
@@ -181,6 +259,8 @@ class GenerationJob:
         def event(payload: dict[str, Any]) -> bytes:
             return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
+        last = len(self.params) - 1
+
         def chunk(idx: int, piece: str | None, finish: str | None, role: bool = False) -> bytes:
             if self.kind == "chat":
                 delta: dict[str, Any] = {}
@@ -191,6 +271,8 @@ class GenerationJob:
                 choice: dict[str, Any] = {"index": idx, "delta": delta, "finish_reason": finish, "logprobs": None}
             else:
                 choice = {"index": idx, "text": piece or "", "finish_reason": finish, "logprobs": None}
+            if finish and idx == last:
+                return event({**base, "choices": [choice], **extra, **self.extras})
             return event({**base, "choices": [choice], **extra})
 
         try:
@@ -212,28 +294,101 @@ class GenerationJob:
 
 
 class CompletionService:
-    def __init__(self, settings: Settings, manager: ModelManager, metrics: Metrics) -> None:
+    """Turns a validated ``/v1`` request into an admitted :class:`GenerationJob`.
+
+    ``stages`` run around generation (see :mod:`plinth.serving.pipeline`); ``attachments``
+    looks up what is attached to a model id (a cached store read).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        manager: ModelManager,
+        metrics: Metrics,
+        stages: list[ChatStage] | None = None,
+        attachments: Any = None,
+    ) -> None:
         self.settings = settings
         self.manager = manager
         self.metrics = metrics
+        self.stages: list[ChatStage] = stages if stages is not None else []  # shared, filled after wiring
+        self._attachments = attachments
+
+    def attachments_for(self, model_id: str) -> Attachments:
+        if self._attachments is None:
+            return Attachments()
+        return self._attachments(model_id) or Attachments()
 
     # -- request -> job ----------------------------------------------------------------------
     async def start_chat(self, req: ChatCompletionRequest) -> GenerationJob:
         self._check_limits(req)
         lm, adapter = await self.manager.resolve(req.model)
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
-        prompt = await self._prepare(lm, lambda: lm.runtime.prepare_chat(messages))
-        return await self._admit(lm, "chat", req, [prompt], param="messages", adapter=adapter)
+        pinned = Attachments(knowledge_base=req.knowledge_base) if req.knowledge_base else None
+        attachments = self.attachments_for(req.model).overlay(pinned)
+        if attachments.system_prompt and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": attachments.system_prompt})
+        ctx = ChatContext(
+            kind="chat",
+            model_id=req.model,
+            served_model=req.model,
+            attachments=attachments,
+            messages=messages,
+            user=req.user,
+            stream=req.stream,
+        )
+        answer = await self._before(ctx)
+        if answer is not None:
+            return self._answered(lm, "chat", req, ctx, answer, n_prompts=1)
+        prompt = await self._prepare(lm, lambda: lm.runtime.prepare_chat(ctx.messages))
+        return await self._admit(lm, "chat", req, [prompt], param="messages", adapter=adapter, ctx=ctx)
 
     async def start_completion(self, req: CompletionRequest) -> GenerationJob:
         self._check_limits(req, n_prompts=len(req.prompts()))
         lm, adapter = await self.manager.resolve(req.model)
+        texts = req.prompts()
+        if any(not t for t in texts):
+            raise PlinthError(ErrorCode.INVALID_REQUEST, "prompt must not be empty", param="prompt")
+        ctx = ChatContext(
+            kind="text",
+            model_id=req.model,
+            served_model=req.model,
+            attachments=self.attachments_for(req.model),
+            prompts=list(texts),
+            user=req.user,
+            stream=req.stream,
+        )
+        answer = await self._before(ctx)
+        if answer is not None:
+            return self._answered(lm, "text", req, ctx, answer, n_prompts=len(texts))
         prompts = []
-        for text in req.prompts():
-            if not text:
-                raise PlinthError(ErrorCode.INVALID_REQUEST, "prompt must not be empty", param="prompt")
+        for text in ctx.prompts:
             prompts.append(await self._prepare(lm, lambda t=text: lm.runtime.prepare_text(t)))
-        return await self._admit(lm, "text", req, prompts, param="prompt", echo=req.echo, adapter=adapter)
+        return await self._admit(lm, "text", req, prompts, param="prompt", echo=req.echo, adapter=adapter, ctx=ctx)
+
+    async def _before(self, ctx: ChatContext) -> StageAnswer | None:
+        for stage in self.stages:
+            answer = await stage.before(ctx)
+            if answer is not None:
+                return answer
+        return None
+
+    def _answered(
+        self, lm: LoadedModel, kind: str, req: _SamplingFields, ctx: ChatContext, answer: StageAnswer, n_prompts: int
+    ) -> GenerationJob:
+        n = n_prompts * req.n
+        return GenerationJob(
+            service=self,
+            lm=lm,
+            kind=kind,
+            model_id=req.model,
+            prompts=[Prompt(text=None, n_tokens=0) for _ in range(n_prompts)],
+            params=[SamplingParams(max_tokens=1) for _ in range(n)],
+            choice_prompt=[i // req.n for i in range(n)],
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            ctx=ctx,
+            answer=answer,
+        )
 
     def _check_limits(self, req: _SamplingFields, n_prompts: int = 1) -> None:
         s = self.settings
@@ -262,19 +417,20 @@ class CompletionService:
         param: str,
         echo: bool = False,
         adapter: AdapterRef | None = None,
+        ctx: ChatContext | None = None,
     ) -> GenerationJob:
-        ctx = lm.runtime.context_length()
+        window = lm.runtime.context_length()
         max_tokens_by_prompt = []
         for p in prompts:
-            if ctx is None or p.n_tokens is None:
+            if window is None or p.n_tokens is None:
                 max_tokens_by_prompt.append(req.max_tokens or self.settings.default_max_tokens)
                 continue
-            room = ctx - p.n_tokens
+            room = window - p.n_tokens
             if req.max_tokens is not None:
-                if p.n_tokens + req.max_tokens > ctx:
+                if p.n_tokens + req.max_tokens > window:
                     raise PlinthError(
                         ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-                        f"this model's context window is {ctx} tokens; the prompt has {p.n_tokens} tokens and "
+                        f"this model's context window is {window} tokens; the prompt has {p.n_tokens} tokens and "
                         f"max_tokens asks for {req.max_tokens} more ({p.n_tokens + req.max_tokens} in all)",
                         param=param if room <= 0 else "max_tokens",
                     )
@@ -283,7 +439,7 @@ class CompletionService:
                 if room <= 0:
                     raise PlinthError(
                         ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-                        f"this model's context window is {ctx} tokens and the prompt alone has {p.n_tokens} tokens",
+                        f"this model's context window is {window} tokens and the prompt alone has {p.n_tokens} tokens",
                         param=param,
                     )
                 max_tokens_by_prompt.append(min(self.settings.default_max_tokens, room))
@@ -321,4 +477,5 @@ class CompletionService:
             echo=echo,
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             adapter=adapter,
+            ctx=ctx,
         )

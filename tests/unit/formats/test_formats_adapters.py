@@ -102,10 +102,13 @@ def _llama(path: Path, **kw: Any) -> Any:
     """One thread: on the shared 2-core machine two llama.cpp threads collapse (0.07 s -> 10 s
     for one prompt) as soon as another process is busy. F32 KV cache for exact comparisons."""
     llama_cpp = pytest.importorskip("llama_cpp")
-    return llama_cpp.Llama(
-        model_path=str(path), n_ctx=256, logits_all=True, verbose=False, n_threads=1, n_threads_batch=1,
-        type_k=0, type_v=0, **kw,
-    )
+    from tests.support.llama import no_extra_buffers
+
+    with no_extra_buffers():
+        return llama_cpp.Llama(
+            model_path=str(path), n_ctx=256, logits_all=True, verbose=False, n_threads=1, n_threads_batch=1,
+            type_k=0, type_v=0, **kw,
+        )
 
 
 def _load_adapter(llm: Any, path: Path) -> Any:

@@ -171,3 +171,51 @@ def _view(request: Request, record: Any) -> dict[str, Any]:
         view["health"] = {"ok": lm.runtime.health().ok, "running": lm.admission.running, "queued": lm.admission.queued}
         view["engine"] = lm.runtime.stats()
     return view
+
+
+# -- attachments -------------------------------------------------------------------------------
+class AttachmentsBody(BaseModel):
+    """What to attach to a model id. A field left out keeps its value; ``null`` or ``""``
+    detaches it."""
+
+    model_config = ConfigDict(extra="forbid")
+    knowledge_base: str | None = Field(None, max_length=160, description="knowledge base: name or name@version")
+    guardrail_policy: str | None = Field(None, max_length=160, description="guardrail policy: name or name@version")
+    system_prompt: str | None = Field(None, description="system prompt added when a request has none")
+
+
+def _attachments_view(model_id: str, a: Any) -> dict[str, Any]:
+    return {
+        "model": model_id,
+        "knowledge_base": a.knowledge_base,
+        "guardrail_policy": a.guardrail_policy,
+        "system_prompt": a.system_prompt,
+        "updated_at": a.updated_at.isoformat() if a.updated_at else None,
+    }
+
+
+@router.get("/models/{model_id}/attachments")
+def get_attachments(model_id: str, request: Request) -> dict[str, Any]:
+    """What is attached to a model name or ``base:adapter``."""
+    from plinth.domain.serving import Attachments
+
+    s = services_of(request)
+    s.catalog.check_model_id(model_id)
+    return _attachments_view(model_id, s.store.get_attachments(model_id) or Attachments())
+
+
+@router.patch("/models/{model_id}/attachments")
+def update_attachments(model_id: str, body: AttachmentsBody, request: Request) -> dict[str, Any]:
+    s = services_of(request)
+    changes = {k: ("" if v is None else v) for k, v in body.model_dump(exclude_unset=True).items()}
+    stored = s.attachments.update(model_id, **changes)
+    return _attachments_view(model_id, stored)
+
+
+@router.delete("/models/{model_id}/attachments", status_code=204)
+def delete_attachments(model_id: str, request: Request) -> Response:
+    from plinth.domain.serving import Attachments
+
+    s = services_of(request)
+    s.attachments.set(model_id, Attachments())
+    return Response(status_code=204)

@@ -75,14 +75,14 @@ def get_model(model_id: str, request: Request) -> dict[str, Any]:
 
 async def _respond(request: Request, job: GenerationJob, stream: bool) -> Response:
     if stream:
-        return SSEResponse(job.sse(), on_close=job.close)
+        return SSEResponse(job.sse(), headers=job.headers, on_close=job.close)
     try:
         body = await run_until_disconnect(request, job.collect())
     except ClientDisconnected:
         return Response(status_code=499)
     finally:
         job.close()
-    return JSONResponse(body)
+    return JSONResponse(body, headers=job.headers)
 
 
 @router.post("/chat/completions", response_model=ChatCompletionResponse, responses=ERRORS)

@@ -1,76 +1,14 @@
-"""The SQL schema, as SQLAlchemy 2 declarative tables.
-
-These classes describe the tables; they never leave :mod:`plinth.store` (the store returns
-domain objects). The tables themselves are created by the Alembic migrations under
-``migrations/versions``, never by ``create_all``; ``tests/unit/store/test_migrations.py``
-checks that the migrations and these classes agree.
-
-Every constraint and index gets its name from :data:`NAMING_CONVENTION`, so the names are
-the same on SQLite and Postgres and a later migration can refer to them.
-"""
+"""Tables of the model catalog: models and their LoRA adapters."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    DateTime,
-    Dialect,
-    Float,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    UniqueConstraint,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION: dict[str, str] = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every backend.
-
-    Postgres stores ``timestamp with time zone``; SQLite has no time zones, so the value is
-    stored as UTC without an offset and UTC is attached again when it is read. Values bound
-    must be aware (a naive datetime is taken to be UTC already).
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {
-        datetime: UtcDateTime(),
-        dict[str, Any]: JSON(),
-    }
+from plinth.store.schema.base import Base
 
 
 class ModelRow(Base):

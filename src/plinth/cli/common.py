@@ -1,0 +1,73 @@
+"""What every command group of the CLI shares: consoles, settings, services, progress bars.
+
+Command groups live in their own modules (``main.py``: serving and the catalog; one module
+per area) and use these helpers, so every command builds settings and services the same way
+and errors reach :func:`plinth.cli.main.main`, which prints them as one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from plinth.config import Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class State:
+    overrides: dict[str, Any] = {}
+
+
+def get_settings(**more: Any) -> Settings:
+    return load_settings(**{**State.overrides, **more})
+
+
+def make_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+def get_services(settings: Settings, *, embedded: bool = True) -> Any:
+    from plinth.services import build_services
+
+    services = build_services(settings)
+    if embedded:
+        ensure_embedded(services)
+    return services
+
+
+def ensure_embedded(services: Any) -> None:
+    from plinth.config import EMBEDDED_MODEL_NAME
+
+    existing = services.store.find_model(EMBEDDED_MODEL_NAME)
+    if existing is not None and existing.digest and services.artifacts.exists(existing.digest):
+        return
+    with make_progress() as progress:
+        task = progress.add_task(f"Preparing the embedded model {EMBEDDED_MODEL_NAME}", total=None)
+        services.catalog.ensure_embedded(
+            progress=lambda n: progress.advance(task, n),
+            on_start=lambda total: progress.update(task, total=total),
+        )
+
+
+def mask_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+

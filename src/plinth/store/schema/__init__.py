@@ -1,0 +1,16 @@
+"""The SQL schema, as SQLAlchemy 2 declarative tables, one module per area.
+
+These classes describe the tables; they never leave :mod:`plinth.store` (the store returns
+domain objects). The tables themselves are created by the Alembic migrations under
+``migrations/versions``, never by ``create_all``; ``tests/unit/store/test_migrations.py``
+checks that the migrations and these classes agree. Importing this package imports every
+area module, so ``Base.metadata`` holds every table.
+"""
+
+from __future__ import annotations
+
+from plinth.store.schema.base import NAMING_CONVENTION, Base, UtcDateTime
+from plinth.store.schema.catalog import AdapterRow, ModelRow
+from plinth.store.schema.serving import AttachmentRow
+
+__all__ = ["NAMING_CONVENTION", "AdapterRow", "AttachmentRow", "Base", "ModelRow", "UtcDateTime"]
