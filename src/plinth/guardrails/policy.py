@@ -1,0 +1,223 @@
+"""Guardrail policy documents: parsing, validation (every problem at once), digests.
+
+A policy is YAML or JSON::
+
+    apiVersion: plinth/v1
+    kind: GuardrailPolicy
+    name: acme-health
+    description: Acme Health member assistant
+    safe_answer: "I can't help with that. ..."
+    rules:
+      - detector: pii            # a registered detector kind
+        on: [input, output]      # input, output, retrieved
+        action: redact           # block | redact | flag
+        actions: {CREDIT_CARD: block}   # per label
+        patterns:                # the detector's own options
+          - {type: MEMBER_ID, regex: 'ACM-\\d{7}'}
+      - detector: toxicity
+        action: block
+        threshold: 0.5
+
+Every key of a rule besides ``detector``, ``id``, ``on``, ``action``, ``actions``,
+``threshold``, ``safe_answer`` and ``enabled`` is an option of the detector kind and is
+validated by its ``Options`` model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from plinth.domain.guardrails import Action, Direction
+from plinth.errors import ErrorCode, PlinthError
+from plinth.guardrails.base import DetectorOptions, detector_kinds
+
+API_VERSION = "plinth/v1"
+KIND = "GuardrailPolicy"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,99}$")
+MAX_POLICY_BYTES = 512 * 1024
+DEFAULT_SAFE_ANSWER = "I'm sorry, I can't help with that request."
+_RULE_KEYS = {"detector", "id", "on", "action", "actions", "threshold", "safe_answer", "enabled"}
+
+#: the directions a rule of each built-in kind uses when ``on`` is not given
+DEFAULT_DIRECTIONS: dict[str, list[str]] = {
+    "pii": ["input", "output"],
+    "secrets": ["input", "output"],
+    "toxicity": ["input", "output"],
+    "injection": ["input", "retrieved"],
+    "topic": ["input"],
+    "groundedness": ["output"],
+}
+
+
+class RuleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    detector: str
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,39}$")
+    on: list[Direction]
+    action: Action
+    actions: dict[str, Action] = Field(default_factory=dict)
+    threshold: float = Field(0.5, ge=0, le=1)
+    safe_answer: str | None = Field(None, max_length=4000)
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    apiVersion: str = API_VERSION  # noqa: N815 - the document's own key
+    kind: str = KIND
+    name: str
+    description: str = Field("", max_length=2000)
+    safe_answer: str = Field(DEFAULT_SAFE_ANSWER, min_length=1, max_length=4000)
+    placeholder: str = Field("<{label}>", max_length=100)
+    rules: list[RuleSpec]
+
+
+def parse_document(text: str, *, source: str = "policy") -> dict[str, Any]:
+    """YAML (or JSON, which is YAML) text -> a mapping; PlinthError on anything else."""
+    if len(text.encode("utf-8", "replace")) > MAX_POLICY_BYTES:
+        raise PlinthError(ErrorCode.PAYLOAD_TOO_LARGE, f"{source} is larger than {MAX_POLICY_BYTES} bytes")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"{source} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"{source} must be a mapping with 'name' and 'rules'")
+    return data
+
+
+def validate_policy(doc: dict[str, Any], *, name: str | None = None) -> PolicySpec:
+    """Validate a policy document; one PlinthError lists every problem found.
+
+    Each rule's options are checked by building its detector kind's ``Options`` and a
+    detector instance (which compiles patterns and checks entity types), so a policy that
+    validates also loads."""
+    errors: list[str] = []
+    doc = dict(doc)
+    if name is not None:
+        if doc.get("name") not in (None, name):
+            errors.append(f"name: the document says {doc.get('name')!r} but the policy is {name!r}")
+        doc["name"] = name
+    for key, want in (("apiVersion", API_VERSION), ("kind", KIND)):
+        if key in doc and doc[key] != want:
+            errors.append(f"{key}: must be {want!r}, not {doc[key]!r}")
+    pname = doc.get("name")
+    if not isinstance(pname, str) or not NAME_RE.match(pname):
+        errors.append(
+            f"name: {pname!r} is not a valid policy name (lower-case letters, digits, '-', '_', '.'; at most 100)"
+        )
+    raw_rules = doc.get("rules")
+    rules: list[dict[str, Any]] = []
+    if not isinstance(raw_rules, list) or not raw_rules:
+        errors.append("rules: a policy needs a non-empty list of rules")
+        raw_rules = []
+    kinds = detector_kinds()
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_rules):
+        where = f"rules[{i}]"
+        if not isinstance(raw, dict):
+            errors.append(f"{where}: must be a mapping with 'detector'")
+            continue
+        kind = raw.get("detector")
+        if kind not in kinds:
+            errors.append(f"{where}.detector: unknown detector {kind!r}; known: {', '.join(sorted(kinds))}")
+            continue
+        cls = kinds[kind]
+        rid = raw.get("id", kind)
+        where = f"rules[{i}] ({rid})"
+        if rid in seen:
+            errors.append(f"{where}.id: {rid!r} is used by two rules; give one an 'id'")
+        seen.add(rid)
+        common = {k: v for k, v in raw.items() if k in _RULE_KEYS}
+        options = {k: v for k, v in raw.items() if k not in _RULE_KEYS}
+        common.setdefault("id", rid)
+        common.setdefault("on", DEFAULT_DIRECTIONS.get(kind, ["input"]))
+        common.setdefault("action", "redact" if cls.spans else "block")
+        try:
+            rule = RuleSpec(**common, options=options)
+        except ValidationError as e:
+            errors.extend(f"{where}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            continue
+        bad_dirs = [d.value for d in rule.on if d not in cls.directions]
+        if bad_dirs:
+            errors.append(f"{where}.on: {kind} cannot check {', '.join(bad_dirs)}")
+        every = [rule.action, *rule.actions.values()]
+        if Action.REDACT in every and not cls.spans:
+            errors.append(f"{where}.action: {kind} finds whole texts, not spans: use block or flag, not redact")
+        try:
+            opts = cls.Options(**options)
+        except ValidationError as e:
+            errors.extend(f"{where}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            continue
+        try:
+            _check_instance(cls, rid, opts)
+        except (ValueError, PlinthError) as e:
+            errors.append(f"{where}: {getattr(e, 'message', e)}")
+            continue
+        labels = set(getattr(cls, "labels", ()))
+        if cls.kind == "pii":
+            labels |= {p.type for p in getattr(opts, "patterns", [])}
+        unknown = sorted(set(rule.actions) - labels) if labels else []
+        if unknown:
+            errors.append(f"{where}.actions: unknown label(s) {', '.join(unknown)}; {kind} reports {', '.join(sorted(labels))}")
+        rules.append(rule.model_dump(mode="json"))
+    top = {k: v for k, v in doc.items() if k != "rules"}
+    spec: PolicySpec | None = None
+    try:
+        spec = PolicySpec(**top, rules=[])
+    except ValidationError as e:
+        errors.extend(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+    if spec is not None and "{label}" not in spec.placeholder:
+        errors.append("placeholder: must contain {label}, e.g. '<{label}>'")
+    if errors:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            f"invalid guardrail policy: {'; '.join(errors)}",
+            details={"errors": errors},
+        )
+    assert spec is not None
+    return spec.model_copy(update={"rules": [RuleSpec(**r) for r in rules]})
+
+
+def _check_instance(cls: Any, rid: str, opts: DetectorOptions) -> None:
+    from plinth.guardrails.base import Resources
+
+    cls(rid, opts, Resources(None))
+
+
+def canonical(spec: PolicySpec) -> dict[str, Any]:
+    """The stored form: rules with their options folded back in, defaults filled."""
+    out = spec.model_dump(mode="json", exclude={"rules"})
+    out["rules"] = []
+    for r in spec.rules:
+        d = r.model_dump(mode="json", exclude={"options"})
+        d.update(r.options)
+        out["rules"].append(d)
+    return out
+
+
+def digest(doc: dict[str, Any]) -> str:
+    body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def split_ref(ref: str) -> tuple[str, int | None]:
+    """``name`` or ``name@version`` -> (name, version or None)."""
+    name, sep, ver = ref.partition("@")
+    if not sep:
+        return name, None
+    if not ver.isdigit() or int(ver) < 1:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST, f"policy reference {ref!r}: the version after '@' must be a positive integer"
+        )
+    return name, int(ver)
+
+
+def to_yaml(doc: dict[str, Any]) -> str:
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
