@@ -1,0 +1,172 @@
+"""Where documents come from: files, folders and zip archives, checked before anything is read.
+
+Document names are relative POSIX paths (``policies/gold-plan.md``); a name that is absolute,
+climbs (``..``), or holds control characters is refused, so nothing can name its way out of
+the knowledge base (documents live in the store, never as files of their own). Files over the
+size limit are refused without being read; symlinks leading out of a folder are refused;
+archive members are read in memory with the same name and size rules, and an archive that
+claims more than it holds (or far more than the limit) is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plinth.errors import ErrorCode, PlinthError
+from plinth.rag.parsing import media_type_for
+
+MAX_NAME = 500
+MAX_ARCHIVE_MEMBERS = 10_000
+
+
+@dataclass
+class Source:
+    """One document to ingest, or the error that stopped it (``error`` set, no data)."""
+
+    name: str
+    size: int
+    read: Callable[[], bytes] | None = None
+    media_type: str | None = None
+    error: str | None = None
+    skipped: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)  # merged over what the document declares
+
+
+def safe_document_name(raw: str) -> str:
+    name = raw.replace("\\", "/").strip()
+    if not name or len(name) > MAX_NAME:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"document name {raw[:80]!r} must have 1-{MAX_NAME} characters", param="name")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"document name {raw[:80]!r} contains control characters", param="name")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"document name {raw[:80]!r} must be relative", param="name")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts) or not parts:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"document name {raw[:80]!r} must not contain '..'", param="name")
+    return posixpath.join(*parts)
+
+
+def _file_source(path: Path, name: str, max_bytes: int) -> Source:
+    try:
+        name = safe_document_name(name)
+    except PlinthError as e:
+        return Source(name=name, size=0, error=e.message)
+    mt = media_type_for(name)
+    if name.lower().endswith(".zip"):
+        mt = "application/zip"
+    if mt is None:
+        return Source(name=name, size=0, skipped=True, error="unsupported file type (supported: .md .txt .html .htm .pdf .zip)")
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        return Source(name=name, size=0, error=f"cannot read: {e.strerror or e}")
+    if size > max_bytes:
+        return Source(name=name, size=size, error=f"file is {size} bytes, over the limit of {max_bytes} (PLINTH_KB_MAX_FILE_BYTES)")
+
+    def read() -> bytes:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise PlinthError(ErrorCode.PAYLOAD_TOO_LARGE, f"file grew past the limit of {max_bytes} bytes while being read")
+        return data
+
+    return Source(name=name, size=size, read=read, media_type=mt)
+
+
+def collect_paths(paths: list[Path], max_bytes: int) -> Iterator[Source]:
+    """Sources for files and folders (recursively, hidden entries skipped, sorted), archives expanded."""
+    for given in paths:
+        path = Path(os.path.expanduser(str(given)))
+        if not path.exists():
+            yield Source(name=str(given), size=0, error="no such file or folder")
+            continue
+        if path.is_dir():
+            root = path.resolve()
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fn in sorted(filenames):
+                    if fn.startswith("."):
+                        continue
+                    p = Path(dirpath) / fn
+                    rel = p.relative_to(root).as_posix()
+                    if p.is_symlink():
+                        target = p.resolve()
+                        if root not in target.parents:
+                            yield Source(name=rel, size=0, error="symlink points outside the folder being added; refused")
+                            continue
+                    yield _file_source(p, rel, max_bytes)
+        else:
+            yield _file_source(path, path.name, max_bytes)
+
+
+def expand_archives(sources: Iterator[Source] | list[Source], max_bytes: int) -> Iterator[Source]:
+    """Zip archives replaced by their members (named ``archive/member``), others as they are."""
+    for src in sources:
+        yield from _maybe_archive(src, max_bytes)
+
+
+def _maybe_archive(src: Source, max_bytes: int) -> Iterator[Source]:
+    if src.error is not None or src.media_type != "application/zip":
+        yield src
+        return
+    assert src.read is not None
+    try:
+        import io
+
+        data = src.read()
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        members = [m for m in zf.infolist() if not m.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError, PlinthError) as e:
+        yield Source(name=src.name, size=src.size, error=f"not a readable zip archive: {e}")
+        return
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        yield Source(name=src.name, size=src.size, error=f"archive has {len(members)} files; at most {MAX_ARCHIVE_MEMBERS} are read")
+        return
+    prefix = src.name[: -len(".zip")] if src.name.lower().endswith(".zip") else src.name
+    for m in members:
+        raw = f"{prefix}/{m.filename}"
+        try:
+            name = safe_document_name(raw)
+            if m.filename.startswith(("/", "\\")) or ".." in m.filename.replace("\\", "/").split("/"):
+                raise PlinthError(ErrorCode.INVALID_REQUEST, f"archive member {m.filename!r} escapes the archive")
+        except PlinthError as e:
+            yield Source(name=raw[:MAX_NAME], size=0, error=f"refused: {e.message}")
+            continue
+        mt = media_type_for(name)
+        if mt is None:
+            yield Source(name=name, size=m.file_size, skipped=True, error="unsupported file type inside the archive")
+            continue
+        if m.file_size > max_bytes:
+            yield Source(name=name, size=m.file_size, error=f"archive member is {m.file_size} bytes, over the limit of {max_bytes}")
+            continue
+
+        def read(info: zipfile.ZipInfo = m) -> bytes:
+            with zf.open(info) as f:
+                out = f.read(max_bytes + 1)  # never trust the declared size (zip bombs)
+            if len(out) > max_bytes:
+                raise PlinthError(ErrorCode.PAYLOAD_TOO_LARGE, f"archive member expands past the limit of {max_bytes} bytes")
+            return out
+
+        yield Source(name=name, size=m.file_size, read=read, media_type=mt, metadata=dict(src.metadata))
+
+
+def bytes_source(
+    name: str, data: bytes, max_bytes: int, media_type: str | None = None, metadata: dict[str, Any] | None = None
+) -> Source:
+    """A document given as bytes (the management API)."""
+    try:
+        name = safe_document_name(name)
+    except PlinthError as e:
+        return Source(name=name[:MAX_NAME], size=len(data), error=e.message)
+    if len(data) > max_bytes:
+        return Source(name=name, size=len(data), error=f"document is {len(data)} bytes, over the limit of {max_bytes}")
+    mt = media_type or ("application/zip" if name.lower().endswith(".zip") else media_type_for(name))
+    if mt is None:
+        return Source(name=name, size=len(data), error="unsupported type: name it .md, .txt, .html or .pdf, or give media_type")
+    return Source(name=name, size=len(data), read=lambda: data, media_type=mt, metadata=dict(metadata or {}))
