@@ -38,7 +38,7 @@ from plinth.domain.jobs import (
 from plinth.errors import ErrorCode, PlinthError
 from plinth.jobs.executors import ExecutorEntry, executor_entries, executor_entry, load_target
 from plinth.jobs.paths import remove_job_files
-from plinth.jobs.resources import machine_capacity
+from plinth.jobs.resources import machine_capacity, parse_bytes
 from plinth.store import MetadataStore
 
 if TYPE_CHECKING:
@@ -60,6 +60,59 @@ class JobEvent:
     type: str  # "log" | "job" | "end"
     line: JobLogLine | None = None
     job: Job | None = None
+
+
+class JobFollower:
+    """Follows one job: each :meth:`poll` returns the new log lines and, when it changed
+    (state, attempt, progress, stop request), the job; after the job finished, one last
+    poll returns the remaining lines and an ``end`` event and sets :attr:`done`.
+
+    On Postgres a log line can commit after a line with a higher ``seq``; every poll
+    re-reads a window behind the newest line seen and drops the repeats.
+    """
+
+    WINDOW = 1000
+
+    def __init__(self, service: JobService, job_id: str, *, after: int = 0, tail: int | None = None) -> None:
+        self.service = service
+        self.job_id = job_id
+        self.after = max(0, after)
+        self.tail = tail
+        self.done = False
+        self._last = self.after
+        self._seen: dict[int, None] = {}
+        self._job: Job | None = None
+
+    def poll(self) -> list[JobEvent]:
+        if self.done:
+            return []
+        events: list[JobEvent] = []
+        job = self.service.get(self.job_id)  # read first: lines before a final state are read after it
+        if self._job is None or (job.state, job.attempt, job.progress, job.stop_request) != (
+            self._job.state,
+            self._job.attempt,
+            self._job.progress,
+            self._job.stop_request,
+        ):
+            events.append(JobEvent("job", job=job))
+        self._job = job
+        if self.tail is not None:
+            lines = self.service.logs(self.job_id, after=self.after, tail=self.tail)
+            self.tail = None
+        else:
+            lines = self.service.logs(self.job_id, after=max(self.after, self._last - self.WINDOW), limit=10_000)
+        for line in lines:
+            if line.seq in self._seen or line.seq <= self.after:
+                continue
+            self._seen[line.seq] = None
+            self._last = max(self._last, line.seq)
+            events.append(JobEvent("log", line=line))
+        while len(self._seen) > 4 * self.WINDOW:
+            self._seen.pop(next(iter(self._seen)))
+        if job.state.terminal:
+            events.append(JobEvent("end", job=job))
+            self.done = True
+        return events
 
 
 class JobService:
@@ -108,6 +161,17 @@ class JobService:
     # -- kinds ---------------------------------------------------------------------------
     def kinds(self) -> list[ExecutorEntry]:
         return executor_entries()
+
+    def resources_for(
+        self, kind: str, *, cpu: int | None = None, memory: int | str | None = None, gpus: int | None = None
+    ) -> Resources:
+        """The kind's default request with the given fields replaced (``memory`` may be ``"4GiB"``)."""
+        base = executor_entry(kind).default_resources or Resources()
+        return Resources(
+            cpu=base.cpu if cpu is None else cpu,
+            memory=base.memory if memory is None else parse_bytes(memory, param="resources.memory"),
+            gpus=base.gpus if gpus is None else gpus,
+        )
 
     # -- submitting ----------------------------------------------------------------------
     def submit(
@@ -330,47 +394,19 @@ class JobService:
     ) -> Iterator[JobEvent]:
         """Log lines as they are written and the job whenever its state or progress changes,
         until the job finishes (then one ``end`` event) or ``timeout_s`` passes."""
-        job = self.get(job_id)
-        yield JobEvent("job", job=job)
-        seen: dict[int, None] = {}
-        last = after
-        if tail is not None:
-            lines = self.logs(job_id, after=after, tail=tail)
-        else:
-            lines = self.logs(job_id, after=after)
+        follower = self.follower(job_id, after=after, tail=tail)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            for line in lines:
-                if line.seq in seen or line.seq <= after:
-                    continue
-                seen[line.seq] = None
-                last = max(last, line.seq)
-                yield JobEvent("log", line=line)
-            while len(seen) > 5000:
-                seen.pop(next(iter(seen)))
-            if job.state.terminal:
-                # One more read: lines committed just before the final state.
-                final = [ln for ln in self.logs(job_id, after=max(after, last - 1000)) if ln.seq not in seen and ln.seq > after]
-                for line in final:
-                    seen[line.seq] = None
-                    yield JobEvent("log", line=line)
-                yield JobEvent("end", job=job)
-                return
-            if deadline is not None and time.monotonic() > deadline:
+            yield from follower.poll()
+            if follower.done or (deadline is not None and time.monotonic() > deadline):
                 return
             time.sleep(poll_s)
-            fresh = self.get(job_id)
-            if (fresh.state, fresh.attempt, fresh.progress, fresh.stop_request) != (
-                job.state,
-                job.attempt,
-                job.progress,
-                job.stop_request,
-            ):
-                yield JobEvent("job", job=fresh)
-            job = fresh
-            # Re-read a window behind the newest line: on Postgres a line can commit after a
-            # later-numbered one; ``seen`` drops the repeats.
-            lines = self.logs(job_id, after=max(after, last - 1000))
+
+    def follower(self, job_id: str, *, after: int = 0, tail: int | None = None) -> JobFollower:
+        """A :class:`JobFollower`: call ``poll()`` repeatedly (the API does, asynchronously)."""
+        _check_job_id(job_id)
+        self.store.get_job(job_id)  # 404 now, not at the first poll
+        return JobFollower(self, job_id, after=after, tail=tail)
 
     def wait(self, job_id: str, *, timeout_s: float = 600, poll_s: float = 0.2) -> Job:
         """Block until the job finishes (or ``timeout_s``); returns the job as it is then."""

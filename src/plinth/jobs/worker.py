@@ -79,6 +79,7 @@ class _Child:
     killed_for: JobReason | None = None  # why the supervisor killed it
     kill_message: str | None = None
     lost: bool = False  # the lease is no longer ours: nothing to record
+    finishing_since: float | None = None  # it recorded its outcome; waiting for it to exit
     peak_rss: int = 0
     ps: Any = field(default=None, repr=False)
 
@@ -181,10 +182,7 @@ class WorkerSupervisor:
         for child in list(self._children.values()):
             ctl = controls.get(child.job.id)
             if ctl is None or ctl.attempt != child.job.attempt:
-                if not child.lost:
-                    log.warning("worker %s: lost the lease of job %s; killing its process", self.id, child.job.id)
-                    child.lost = True
-                    _kill(child.proc)
+                self._not_ours(child)
                 continue
             if ctl.stop_request is not None:
                 if child.stop is not ctl.stop_request:
@@ -317,6 +315,28 @@ class WorkerSupervisor:
                 error={"code": JobReason.PROCESS_EXITED.value, "message": msg, "exit_code": rc},
             )
         log.info("worker %s: job %s attempt %d process exited with %s", self.id, job.id, a, rc)
+
+    def _not_ours(self, child: _Child) -> None:
+        """The heartbeat no longer lists the job as running here: either its process just
+        recorded its outcome and is exiting, or the lease was lost (the job was reaped and
+        may run elsewhere): then the process is killed at once."""
+        if child.lost:
+            return
+        try:
+            current = self.store.get_job(child.job.id)
+        except Exception:
+            current = None
+        if current is not None and current.attempt == child.job.attempt and current.state.terminal:
+            if child.finishing_since is None:
+                child.finishing_since = time.monotonic()
+            elif time.monotonic() - child.finishing_since > 30:
+                _kill(child.proc)  # it recorded its outcome but does not exit
+            return
+        if current is not None and current.attempt == child.job.attempt and current.state is JobState.QUEUED:
+            return  # it requeued itself (preempted) and is exiting
+        log.warning("worker %s: lost the lease of job %s; killing its process", self.id, child.job.id)
+        child.lost = True
+        _kill(child.proc)
 
     def _enforce_memory(self) -> None:
         import psutil
