@@ -124,6 +124,12 @@ def validate_policy(doc: dict[str, Any], *, name: str | None = None) -> PolicySp
         if not isinstance(raw, dict):
             errors.append(f"{where}: must be a mapping with 'detector'")
             continue
+        if True in raw:  # YAML 1.1 reads a bare `on:` key as the boolean true
+            raw = {("on" if k is True else k): v for k, v in raw.items()}
+        bad_keys = [k for k in raw if not isinstance(k, str)]
+        if bad_keys:
+            errors.append(f"{where}: keys must be strings, not {bad_keys!r}")
+            continue
         kind = raw.get("detector")
         if kind not in kinds:
             errors.append(f"{where}.detector: unknown detector {kind!r}; known: {', '.join(sorted(kinds))}")

@@ -48,7 +48,13 @@ def _deleet(word: str) -> str:
     # a number with a unit or an ordinal (10mg, 2nd, 4th) is not leetspeak
     if re.fullmatch(r"\d+(?:st|nd|rd|th|mg|ml|kg|lb|lbs|am|pm|x|k|m|s|h|d|yo|yr|yrs)?", word):
         return word
-    return word.translate(_LEET)
+    # punctuation that ends a word ("idiot!", "$5") is punctuation, not a letter
+    core = word.rstrip("!|$@")
+    tail = word[len(core) :]
+    lead = len(core) - len(core.lstrip("$@"))
+    if not any(c.isdigit() or c in "@$!|" for c in core[lead:]):
+        return word
+    return core[:lead] + core[lead:].translate(_LEET) + tail
 
 
 def strip_accents(text: str) -> str:
