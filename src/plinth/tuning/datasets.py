@@ -1,0 +1,330 @@
+"""DatasetService: add, list, show, diff and load versioned datasets.
+
+Adding a file reads and validates every row first (all problems at once, with line
+numbers), then stores three content-addressed blobs in the artifact store — the canonical
+rows (one normalised JSON row per line, sorted keys), the split (indices of the validation
+rows) and the source file as given — and records a new version. Adding content whose rows
+and split equal the latest version's is a no-op.
+
+The split is seeded and stable: each row without an explicit ``split`` is ranked by
+sha256(seed, row content) and the first ``round(validation_fraction x rows)`` go to
+validation, so a row keeps its side when other rows are added or removed (no leakage
+between versions), and the same file with the same seed always splits the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from plinth.config import Settings
+from plinth.domain.datasets import (
+    DATASET_NAME_RE,
+    Dataset,
+    DatasetDiff,
+    DatasetFormat,
+    DatasetRef,
+    DatasetVersion,
+    SourceFormat,
+)
+from plinth.errors import ErrorCode, PlinthError
+from plinth.store import ArtifactStore, MetadataStore
+from plinth.tuning.dataset_formats import detect_format, parse_file
+from plinth.tuning.dataset_stats import TokenCounter, compute_stats, row_key, token_counter
+
+Split = Literal["train", "validation", "all"]
+SPLIT_KIND = "plinth.split/v1"
+MAX_SEED = 2**31 - 1
+
+
+def parse_ref(text: str, *, param: str = "dataset") -> DatasetRef:
+    """``name``, ``name@latest`` or ``name@3`` -> DatasetRef; PlinthError(invalid_request) otherwise."""
+    name, sep, version = (text or "").partition("@")
+    if not DATASET_NAME_RE.match(name):
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            f"invalid dataset {text!r}: use NAME or NAME@VERSION; names are 1-128 letters, digits, '.', '_' or '-'",
+            param=param,
+        )
+    if not sep or version == "latest":
+        return DatasetRef(name)
+    if not version.isdigit() or int(version) < 1:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid dataset version in {text!r}: expected NAME@1, NAME@2, ...", param=param)
+    return DatasetRef(name, int(version))
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not DATASET_NAME_RE.match(name):
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            f"invalid dataset name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            param="name",
+        )
+    return name
+
+
+def assign_validation(rows: list[dict[str, Any]], fraction: float, seed: int) -> list[int]:
+    """Indices of the validation rows (sorted): explicit ``split`` first, then the seeded ranking."""
+    explicit = [i for i, r in enumerate(rows) if r.get("split") == "validation"]
+    free = [i for i, r in enumerate(rows) if "split" not in r]
+    k = round(len(free) * fraction)
+    if fraction > 0 and len(free) >= 2:
+        k = max(1, min(k, len(free) - 1))
+    else:
+        k = 0
+    ranked = sorted(free, key=lambda i: (hashlib.sha256(f"{seed}\n{row_key(rows[i])}".encode()).hexdigest(), i))
+    return sorted(explicit + ranked[:k])
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class DatasetService:
+    def __init__(self, settings: Settings, store: MetadataStore, artifacts: ArtifactStore, catalog: Any) -> None:
+        self.settings = settings
+        self.store = store
+        self.artifacts = artifacts
+        self.catalog = catalog
+        self._counters: dict[str, TokenCounter] = {}
+        self._lock = threading.Lock()
+
+    # -- adding --------------------------------------------------------------------------
+    def add(
+        self,
+        path: Path,
+        name: str,
+        *,
+        source_format: SourceFormat | str | None = None,
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+        note: str | None = None,
+        description: str | None = None,
+        model: str | None = None,
+        source_name: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[DatasetVersion, bool]:
+        """Validate ``path`` and add it as the next version of dataset ``name``; returns the
+        version and whether it is new (False: the latest version already had these rows and split)."""
+        check_name(name)
+        _check_split_params(validation_fraction, seed)
+        if note is not None and len(note) > 2000:
+            raise PlinthError(ErrorCode.INVALID_REQUEST, "note must be at most 2000 characters", param="note")
+        path = Path(path).expanduser()
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise PlinthError(ErrorCode.NOT_FOUND, f"file {str(path)!r} does not exist", param="path") from None
+        if not path.is_file():
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"{str(path)!r} is not a regular file", param="path")
+        if st.st_size > self.settings.dataset_max_bytes:
+            raise PlinthError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"{path.name!r} is {st.st_size} bytes; datasets may be at most {self.settings.dataset_max_bytes} "
+                "(PLINTH_DATASET_MAX_BYTES)",
+                details={"limit_bytes": self.settings.dataset_max_bytes},
+            )
+        if isinstance(source_format, str):
+            try:
+                source_format = SourceFormat(source_format.lower())
+            except ValueError:
+                raise PlinthError(
+                    ErrorCode.UNSUPPORTED_FORMAT,
+                    f"unknown dataset format {source_format!r}; use jsonl, csv or parquet",
+                    param="format",
+                ) from None
+        if source_format is None:
+            with open(path, "rb") as f:
+                source_format = detect_format(path, f.read(64))
+        counter, counter_error = self._counter(model)  # an unknown --model is refused before anything is stored
+        parsed = parse_file(path, source_format, progress)
+        validation = assign_validation(parsed.rows, validation_fraction, seed)
+        stats = compute_stats(
+            parsed.rows, parsed.format, set(validation), counter, counter_error=counter_error, ignored_fields=parsed.ignored_fields
+        )
+        rows_blob = "".join(_canonical(r) + "\n" for r in parsed.rows).encode("utf-8")
+        split_blob = _canonical({"kind": SPLIT_KIND, "validation": validation}).encode("utf-8")
+        version = DatasetVersion(
+            dataset=name,
+            version=0,
+            format=parsed.format,
+            digest=self.artifacts.put_bytes(rows_blob),
+            split_digest=self.artifacts.put_bytes(split_blob),
+            rows=len(parsed.rows),
+            train_rows=len(parsed.rows) - len(validation),
+            validation_rows=len(validation),
+            source_format=source_format,
+            split={"validation_fraction": validation_fraction, "seed": seed, "method": "sha256-rank"},
+            stats=stats,
+            source_digest=self.artifacts.put_file(path),
+            source_name=(source_name or path.name)[:512],
+            note=note,
+        )
+        return self.store.add_dataset_version(version, description=description)
+
+    def add_bytes(self, data: bytes, name: str, *, filename: str = "upload", **options: Any) -> tuple[DatasetVersion, bool]:
+        """:meth:`add` for bytes received over the API (written to a private temp file first)."""
+        base = os.path.basename(filename or "upload").replace("\x00", "") or "upload"
+        tmp_dir = self.settings.artifacts_dir / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="dataset-", suffix=Path(base).suffix[:16])
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return self.add(Path(tmp), name, source_name=base, **options)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _counter(self, model: str | None) -> tuple[TokenCounter | None, str | None]:
+        explicit = model is not None
+        name = model or self.settings.default_model
+        with self._lock:
+            if name in self._counters:
+                return self._counters[name], None
+            try:
+                record = self.catalog.get(name)
+                counter = token_counter(record, self.catalog.model_path(record))
+            except PlinthError as e:
+                if explicit:
+                    raise PlinthError(e.code, f"cannot count tokens with model {name!r}: {e.message}", param="model") from None
+                return None, e.message
+            self._counters[name] = counter
+            return counter, None
+
+    # -- reading -------------------------------------------------------------------------
+    def list(self) -> list[tuple[Dataset, DatasetVersion]]:
+        out = []
+        for ds in self.store.list_datasets():
+            out.append((ds, self.store.get_dataset_version(ds.name, ds.latest_version)))
+        return out
+
+    def get(self, ref: str | DatasetRef) -> DatasetVersion:
+        r = parse_ref(ref) if isinstance(ref, str) else ref
+        return self.store.get_dataset_version(r.name, r.version)
+
+    resolve = get
+
+    def dataset(self, name: str) -> Dataset:
+        return self.store.get_dataset(check_name(name))
+
+    def versions(self, name: str) -> list[DatasetVersion]:
+        return self.store.list_dataset_versions(check_name(name))
+
+    def load_rows(self, ref: str | DatasetRef | DatasetVersion, split: Split = "train") -> list[dict[str, Any]]:
+        """The version's canonical rows of one split (``train``, ``validation`` or ``all``), in
+        file order; with ``all`` each row carries its ``split``."""
+        if split not in ("train", "validation", "all"):
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"split must be train, validation or all; got {split!r}", param="split")
+        v = ref if isinstance(ref, DatasetVersion) else self.get(ref)
+        rows = [json.loads(line) for line in self.artifacts.read_bytes(v.digest).decode("utf-8").splitlines() if line]
+        split_doc = json.loads(self.artifacts.read_bytes(v.split_digest))
+        if split_doc.get("kind") != SPLIT_KIND:
+            raise PlinthError(ErrorCode.INTEGRITY_ERROR, f"dataset {v.ref}: its split blob is not a {SPLIT_KIND} document")
+        validation = set(split_doc["validation"])
+        out = []
+        for i, row in enumerate(rows):
+            side = "validation" if i in validation else "train"
+            if split == "all":
+                out.append({**row, "split": side})
+            elif side == split:
+                out.append(row)
+        return out
+
+    def load_messages(self, ref: str | DatasetRef | DatasetVersion, split: Split = "train") -> list[list[dict[str, Any]]]:
+        """The rows of a split as chat ``messages`` lists: what a training recipe consumes.
+        Prompt/completion rows become ``[{"role": "user", ...}, {"role": "assistant", ...}]``;
+        assistant messages keep their ``weight`` when they have one."""
+        out = []
+        for row in self.load_rows(ref, split):
+            if "messages" in row:
+                out.append(row["messages"])
+            else:
+                out.append([{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}])
+        return out
+
+    def rows(self, ref: str, *, split: Split = "all", offset: int = 0, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
+        """A page of rows and the total in that split."""
+        if offset < 0 or not 1 <= limit <= 1000:
+            raise PlinthError(ErrorCode.INVALID_REQUEST, "offset must be >= 0 and limit from 1 to 1000", param="limit")
+        rows = self.load_rows(ref, split)
+        return rows[offset : offset + limit], len(rows)
+
+    def diff(self, before: str, after: str, *, samples: int = 5) -> DatasetDiff:
+        va, vb = self.get(before), self.get(after)
+        ra, rb = self.load_rows(va, "all"), self.load_rows(vb, "all")
+        ka, kb = Counter(row_key(r) for r in ra), Counter(row_key(r) for r in rb)
+        removed_left, added_left = ka - kb, kb - ka
+        removed, added = [], []
+        for r in ra:
+            k = row_key(r)
+            if removed_left[k] > 0:
+                removed_left[k] -= 1
+                removed.append(r)
+        for r in rb:
+            k = row_key(r)
+            if added_left[k] > 0:
+                added_left[k] -= 1
+                added.append(r)
+        by_prompt: dict[str, list[dict[str, Any]]] = {}
+        for r in removed:
+            by_prompt.setdefault(_prompt_key(r), []).append(r)
+        changed = []
+        only_added = []
+        for r in added:
+            pool = by_prompt.get(_prompt_key(r))
+            if pool:
+                changed.append({"before": _strip(pool.pop(0)), "after": _strip(r)})
+            else:
+                only_added.append(r)
+        only_removed = [r for pool in by_prompt.values() for r in pool]
+        side_a = {row_key(r): r["split"] for r in ra}
+        moved = sum(1 for r in rb if row_key(r) in side_a and side_a[row_key(r)] != r["split"])
+        return DatasetDiff(
+            before=va.ref,
+            after=vb.ref,
+            added=len(only_added),
+            removed=len(only_removed),
+            changed=len(changed),
+            unchanged=sum((ka & kb).values()),
+            moved_split=moved,
+            samples={
+                "added": [_strip(r) for r in only_added[:samples]],
+                "removed": [_strip(r) for r in only_removed[:samples]],
+                "changed": changed[:samples],
+            },
+        )
+
+    # -- removing ------------------------------------------------------------------------
+    def delete(self, name: str) -> list[DatasetVersion]:
+        """Remove a dataset with all its versions, and the blobs no other version uses."""
+        versions = self.store.delete_dataset(check_name(name))
+        for digest in {d for v in versions for d in (v.digest, v.split_digest, v.source_digest) if d}:
+            if self.store.count_dataset_blob_users(digest) == 0:
+                self.artifacts.delete(digest)
+        return versions
+
+
+def _check_split_params(fraction: float, seed: int) -> None:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 0.5:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST, f"validation_fraction must be from 0 to 0.5; got {fraction!r}", param="validation_fraction"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"seed must be an integer from 0 to {MAX_SEED}; got {seed!r}", param="seed")
+
+
+def _prompt_key(row: dict[str, Any]) -> str:
+    if "messages" in row:
+        return _canonical(row["messages"][:-1])
+    return _canonical(row["prompt"])
+
+
+def _strip(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "split"}
