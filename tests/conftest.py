@@ -83,3 +83,29 @@ def artifact_store(tmp_path: Path) -> ArtifactStore:
     from plinth.store.artifacts import ArtifactStore
 
     return ArtifactStore(tmp_path / "artifacts")
+
+
+# =============================================================================================
+# Models
+# =============================================================================================
+
+
+@pytest.fixture(scope="session")
+def torch_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``cache_dir`` for torch runtimes in tests: the embedded GGUF's dequantised copy is
+    made there once per session (``smol_dir``) and every runtime given this directory reuses it."""
+    return tmp_path_factory.mktemp("plinth-cache")
+
+
+@pytest.fixture(scope="session")
+def smol_dir(torch_cache_dir: Path) -> Path:
+    """The embedded SmolLM2 GGUF dequantised into a Hugging Face directory (bf16 where the
+    CPU computes bf16, as the torch runtime loads it), once per session (about 15 s)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from plinth.formats import locate_embedded_gguf
+    from plinth.runtimes import torch_llama as tl
+    from plinth.runtimes.torch_gguf import dequantised_dir
+
+    dtype = str(tl.pick_dtype("cpu")).replace("torch.", "")
+    return dequantised_dir(locate_embedded_gguf(), torch_cache_dir / "torch", dtype_name=dtype)

@@ -23,7 +23,7 @@ from plinth.store import ArtifactStore, MetadataStore
 
 Progress = Callable[[int], None]
 DEFAULT_RUNTIME = {ModelFormat.GGUF: "llamacpp", ModelFormat.SAFETENSORS: "torch", ModelFormat.REMOTE: "openai"}
-COMPATIBLE_RUNTIMES = {ModelFormat.GGUF: {"llamacpp"}, ModelFormat.SAFETENSORS: {"torch"}, ModelFormat.REMOTE: {"openai"}}
+COMPATIBLE_RUNTIMES = {ModelFormat.GGUF: {"llamacpp", "torch"}, ModelFormat.SAFETENSORS: {"torch"}, ModelFormat.REMOTE: {"openai"}}
 
 
 def check_model_name(name: str) -> str:

@@ -28,6 +28,8 @@ class RuntimeOptions:
     prefill_chunk_tokens: int = 256  # prompt tokens per scheduler step
     adapter_cache_bytes: int = 512 * 1024 * 1024  # loaded LoRA adapters per model, LRU beyond
     llamacpp_extra_buffers: bool = False  # llama.cpp weight repacking / AMX buffers
+    torch_batching: bool = True  # the torch runtime's batching engine for llama-family models
+    cache_dir: Path | None = None  # derived files (a GGUF dequantised for torch...)
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,16 @@ per decode step (see :mod:`plinth.runtimes.llamacpp_engine`).
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 from plinth.errors import ErrorCode, PlinthError
-from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
-from plinth.runtimes.llamacpp_engine import AdapterSpec, LlamaBatchEngine
+from plinth.runtimes.base import InferenceRuntime, Prompt, RuntimeHealth
+from plinth.runtimes.batching import EngineRuntimeMixin
+from plinth.runtimes.llamacpp_engine import LlamaBatchEngine
 from plinth.runtimes.text import ChatTemplate
 
 
-class LlamaCppRuntime(InferenceRuntime):
+class LlamaCppRuntime(EngineRuntimeMixin, InferenceRuntime):
     name = "llamacpp"
     adapter_format = "gguf-lora"
 
@@ -56,6 +54,8 @@ class LlamaCppRuntime(InferenceRuntime):
             raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"model {self.model.name!r} is not loaded")
         return self._engine
 
+    _batch_engine = _eng
+
     def context_length(self) -> int | None:
         return self._engine.n_ctx_per_seq if self._engine is not None else None
 
@@ -74,53 +74,11 @@ class LlamaCppRuntime(InferenceRuntime):
     def count_tokens(self, text: str) -> int | None:
         return len(self._eng().tokenize(text, add_bos=False)) if text else 0
 
-    # -- generation ------------------------------------------------------------------------
-    def generate(
-        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event, adapter: AdapterRef | None = None
-    ) -> Iterator[Delta]:
-        assert prompt.token_ids is not None
-        if not prompt.token_ids:
-            raise PlinthError(ErrorCode.INVALID_REQUEST, "the prompt is empty after tokenisation", param="prompt")
-        eng = self._eng()
-        spec = AdapterSpec(adapter.key, adapter.path, adapter.size_bytes, adapter.scale) if adapter else None
-        out = eng.submit(prompt.token_ids, params, cancel, spec)
-        while True:
-            try:
-                item = out.get(timeout=1.0)
-            except queue.Empty:
-                if not eng.alive():
-                    raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "the llama.cpp engine stopped") from None
-                continue
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if item.finish_reason:
-                return
-
-    def submit_stream(
-        self,
-        prompt: Prompt,
-        params: SamplingParams,
-        cancel: threading.Event,
-        adapter: AdapterRef | None,
-        sink: Any,
-    ) -> None:
-        """Like generate, without a thread per request: the engine thread ``put``s each
-        delta (the last has finish_reason) or an exception into ``sink``."""
-        assert prompt.token_ids is not None
-        if not prompt.token_ids:
-            raise PlinthError(ErrorCode.INVALID_REQUEST, "the prompt is empty after tokenisation", param="prompt")
-        spec = AdapterSpec(adapter.key, adapter.path, adapter.size_bytes, adapter.scale) if adapter else None
-        self._eng().submit(prompt.token_ids, params, cancel, spec, sink=sink)
-
     def loaded_adapters(self) -> list[str]:
         return self._engine.loaded_adapters() if self._engine is not None else []
 
     def stats(self) -> dict[str, Any]:
-        if self._engine is None:
-            return {}
-        e = self._engine
-        return {"running": e.running, "waiting": e.waiting, "loaded_adapters": e.loaded_adapters(), **dict(e.stats)}
+        return self._engine_stats(self._engine)
 
     def health(self) -> RuntimeHealth:
         if self._engine is None:

@@ -26,56 +26,28 @@ import collections
 import ctypes
 import logging
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import llama_cpp
 
 from plinth.errors import ErrorCode, PlinthError
 from plinth.runtimes.base import Delta, SamplingParams
+from plinth.runtimes.batching import BASE, AdapterSpec, BatchEngine, Sequence, Sink
 from plinth.runtimes.text import IncrementalDecoder
 
 log = logging.getLogger("plinth.runtimes.llamacpp")
 
-BASE = ""  # the adapter key of requests on the base model
+__all__ = ["BASE", "AdapterSpec", "LlamaBatchEngine", "Sink"]
 
 
 @dataclass
-class AdapterSpec:
-    key: str  # e.g. "acme-faq"
-    path: Path
-    size_bytes: int
-    scale: float = 1.0
-
-
-class Sink(Protocol):
-    def put(self, item: Delta | BaseException) -> None: ...
-
-
-@dataclass
-class _Seq:
-    tokens: list[int]
-    params: SamplingParams
-    cancel: threading.Event
-    out: Sink
-    adapter: str = BASE
-    adapter_spec: AdapterSpec | None = None
+class _Seq(Sequence):
     seq_id: int = -1
-    n_past: int = 0  # prompt tokens already in the KV cache
-    generated: int = 0
-    last_token: int = -1
     sampler: object = None
     decoder: IncrementalDecoder = field(default_factory=IncrementalDecoder)
-    pending_tokens: int = 0
-    enqueued_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def prefilling(self) -> bool:
-        return self.n_past < len(self.tokens)
 
 
 def _quiet_llama_logs() -> None:
@@ -94,7 +66,9 @@ class _LoadedAdapter:
         self.last_used = time.monotonic()
 
 
-class LlamaBatchEngine:
+class LlamaBatchEngine(BatchEngine):
+    kind = "llama.cpp"
+
     def __init__(
         self,
         model_path: Path,
@@ -120,8 +94,11 @@ class LlamaBatchEngine:
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
-        self.n_ctx_per_seq = min(n_ctx_per_seq, self.n_ctx_train or n_ctx_per_seq)
-        self.max_batch = max_batch
+        super().__init__(
+            max_batch=max_batch,
+            n_ctx_per_seq=min(n_ctx_per_seq, self.n_ctx_train or n_ctx_per_seq),
+            thread_name=f"llama-batch-{model_path.name[:16]}",
+        )
         # One KV stream per sequence (not one shared pool): a sequence attends only to its own
         # cells, so its logits do not depend on what else is in the batch.
         self.kv_cells = kv_cells = self.n_ctx_per_seq * max_batch
@@ -145,19 +122,13 @@ class LlamaBatchEngine:
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self._piece = ctypes.create_string_buffer(256)
 
-        self._inbox: queue.SimpleQueue[_Seq | None] = queue.SimpleQueue()
-        self._pending: collections.deque[_Seq] = collections.deque()
         self._active: dict[int, _Seq] = {}
         self._free_ids = list(range(max_batch - 1, -1, -1))
         self._adapters: collections.OrderedDict[str, _LoadedAdapter] = collections.OrderedDict()
         self._adapter_budget = adapter_budget_bytes
         self._current_adapter: str | None = BASE
         self._group_turn = 0
-        # steps, tokens, max_sequences_in_step, steps_with_adapter_groups, adapter_loads, adapter_evictions
-        self.stats: collections.Counter[str] = collections.Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"llama-batch-{model_path.name[:16]}", daemon=True)
-        self._thread.start()
+        self._start()
 
     # -- public API (any thread) -----------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool) -> list[int]:
@@ -170,30 +141,8 @@ class LlamaBatchEngine:
                 return list(buf[:n])
             cap = -n
 
-    def submit(
-        self,
-        tokens: list[int],
-        params: SamplingParams,
-        cancel: threading.Event,
-        adapter: AdapterSpec | None = None,
-        sink: Sink | None = None,
-    ) -> Sink:
-        """Queue a sequence; its deltas (and finally a delta with finish_reason, or an
-        exception) are ``put`` into ``sink`` from the engine thread (default: a new queue)."""
-        if not self._thread.is_alive():
-            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "the llama.cpp engine has stopped")
-        need = len(tokens) + params.max_tokens
-        if need > self.n_ctx_per_seq:
-            raise PlinthError(
-                ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-                f"this model's context window is {self.n_ctx_per_seq} tokens; the prompt has {len(tokens)} tokens "
-                f"and max_tokens asks for {params.max_tokens} more",
-            )
-        seq = _Seq(tokens=list(tokens), params=params, cancel=cancel, out=sink if sink is not None else queue.SimpleQueue())
-        if adapter is not None:
-            seq.adapter, seq.adapter_spec = adapter.key, adapter
-        self._inbox.put(seq)
-        return seq.out
+    def _new_sequence(self, tokens: list[int], params: SamplingParams, cancel: threading.Event, out: Sink) -> _Seq:
+        return _Seq(tokens=tokens, params=params, cancel=cancel, out=out)
 
     def loaded_adapters(self) -> list[str]:
         return list(self._adapters)
@@ -202,20 +151,7 @@ class LlamaBatchEngine:
     def running(self) -> int:
         return len(self._active)
 
-    @property
-    def waiting(self) -> int:
-        return len(self._pending)
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._inbox.put(None)
-        self._thread.join(timeout=10)
-        if self._thread.is_alive():  # pragma: no cover - a decode that never returns
-            log.error("llama.cpp engine thread did not stop; leaking its context")
-            return
+    def _free(self) -> None:
         for ad in self._adapters.values():
             llama_cpp.llama_adapter_lora_free(ad.handle)
         self._adapters.clear()
@@ -224,75 +160,24 @@ class LlamaBatchEngine:
         llama_cpp.llama_model_free(self._model)
         self._ctx = self._model = None
 
-    # -- engine thread ---------------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self._drain_inbox(block=not self._active and not self._pending)
-                if self._stop.is_set():
-                    break
-                self._drop_cancelled()
-                self._admit()
-                if self._active:
-                    self._step()
-        except BaseException as e:  # the engine must never die silently: fail every request
-            log.exception("llama.cpp engine failed")
-            failure: PlinthError | None = PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"the llama.cpp engine failed: {e}")
-            raise
-        else:
-            failure = None
-        finally:
-            # Every request still here gets exactly one final item.
-            err = failure or PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "the model was unloaded")
-            for seq in list(self._active.values()) + list(self._pending):
-                self._finish(seq, None, error=err)
-            while True:
-                try:
-                    item = self._inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    item.out.put(err)
+    # -- engine thread hooks -----------------------------------------------------------------
+    def _has_active(self) -> bool:
+        return bool(self._active)
 
-    def _drain_inbox(self, block: bool) -> None:
-        try:
-            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            if item is None:
-                return
-            self._pending.append(item)
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                return
+    def _active_sequences(self) -> list[Sequence]:
+        return list(self._active.values())
 
-    def _drop_cancelled(self) -> None:
-        if any(s.cancel.is_set() for s in self._pending):
-            keep = collections.deque()
-            for s in self._pending:
-                if s.cancel.is_set():
-                    s.out.put(Delta(text="", n_tokens=0, finish_reason="cancelled"))
-                else:
-                    keep.append(s)
-            self._pending = keep
-        for seq in [s for s in self._active.values() if s.cancel.is_set()]:
-            self._finish(seq, "cancelled")
+    def _has_room(self) -> bool:
+        # Each sequence id owns n_ctx_per_seq KV cells (checked in submit): a free id is room.
+        return bool(self._free_ids)
 
-    def _admit(self) -> None:
-        while self._pending and self._free_ids:
-            # Each sequence id owns n_ctx_per_seq KV cells (checked in submit): a free id is room.
-            seq = self._pending.popleft()
-            try:
-                if seq.adapter_spec is not None:
-                    self._ensure_adapter(seq.adapter_spec)
-                seq.sampler = self._make_sampler(seq.params)
-            except PlinthError as e:
-                seq.out.put(e)
-                continue
-            seq.seq_id = self._free_ids.pop()
-            self._active[seq.seq_id] = seq
+    def _admit_one(self, seq: Sequence) -> None:
+        assert isinstance(seq, _Seq)
+        if seq.adapter_spec is not None:
+            self._ensure_adapter(seq.adapter_spec)
+        seq.sampler = self._make_sampler(seq.params)
+        seq.seq_id = self._free_ids.pop()
+        self._active[seq.seq_id] = seq
 
     def _make_sampler(self, p: SamplingParams) -> object:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -409,13 +294,10 @@ class LlamaBatchEngine:
             for seq in members:
                 self._finish(seq, None, error=err)
             return
-        self.stats["steps"] += 1
+        self._note_batch(len(outputs))
         for idx, seq in outputs:
             token = llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, idx)
             self._accept(seq, token)
-        decoding = sum(1 for _, s in outputs)
-        if decoding > self.stats["max_sequences_in_step"]:
-            self.stats["max_sequences_in_step"] = decoding
         if grouped:
             self.stats["steps_with_adapter_groups"] += 1
 
@@ -423,18 +305,8 @@ class LlamaBatchEngine:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._finish(seq, "stop")
             return
-        seq.generated += 1
-        seq.pending_tokens += 1
         seq.last_token = token
-        self.stats["tokens"] += 1
-        text = seq.decoder.feed(self._token_bytes(token))
-        if text:
-            seq.out.put(Delta(text=text, n_tokens=seq.pending_tokens))
-            seq.pending_tokens = 0
-        if seq.generated >= seq.params.max_tokens:
-            self._finish(seq, "length")
-        elif seq.cancel.is_set():
-            self._finish(seq, "cancelled")
+        self._deliver(seq, seq.decoder.feed(self._token_bytes(token)))
 
     def _token_bytes(self, token: int) -> bytes:
         n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
@@ -443,7 +315,8 @@ class LlamaBatchEngine:
             n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
         return self._piece.raw[:n]
 
-    def _finish(self, seq: _Seq, reason: str | None, error: BaseException | None = None) -> None:
+    def _release(self, seq: Sequence) -> None:
+        assert isinstance(seq, _Seq)
         if seq.seq_id in self._active and self._active[seq.seq_id] is seq:
             del self._active[seq.seq_id]
             llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
@@ -451,7 +324,7 @@ class LlamaBatchEngine:
         if seq.sampler is not None:
             llama_cpp.llama_sampler_free(seq.sampler)
             seq.sampler = None
-        if error is not None:
-            seq.out.put(error)
-        else:
-            seq.out.put(Delta(text=seq.decoder.flush(), n_tokens=seq.pending_tokens, finish_reason=reason))
+
+    def _tail(self, seq: Sequence) -> str:
+        assert isinstance(seq, _Seq)
+        return seq.decoder.flush()

@@ -1,8 +1,17 @@
-"""Hugging Face safetensors directories through transformers (PyTorch).
+"""Hugging Face safetensors directories (and GGUF files) through PyTorch.
 
-bf16 is used where the CPU (or GPU) supports it, fp32 otherwise. Decoding is a plain
-token-by-token loop with a KV cache, so the cancel event is checked between tokens and
-sampling (temperature, top-p, seed) is under our control and reproducible.
+Two paths, chosen when the model loads:
+
+- **batching** (llama-family architectures, see :mod:`plinth.runtimes.torch_llama`): the
+  :class:`~plinth.runtimes.torch_engine.TorchBatchEngine` serves up to ``max_batch_size``
+  requests at once with continuous batching and many LoRA adapters in one batch;
+- **generic** (any other causal LM transformers can load): one request at a time through
+  transformers' own modules, with PEFT adapters switched per request.
+
+A GGUF file is dequantised once into a safetensors directory (:mod:`plinth.runtimes.
+torch_gguf`). bf16 is used where the CPU (or GPU) computes it natively, fp32 otherwise.
+Decoding is token by token under plinth's control, so the cancel event is checked between
+tokens and sampling (temperature, top-p, seed) is reproducible.
 """
 
 from __future__ import annotations
@@ -17,62 +26,106 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from plinth.errors import ErrorCode, PlinthError
+from plinth.runtimes import torch_llama as tl
 from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
+from plinth.runtimes.batching import EngineRuntimeMixin
+from plinth.runtimes.torch_engine import TorchBatchEngine
 
 
-def _pick_dtype(device: str) -> torch.dtype:
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    try:
-        # oneDNN reports native bf16 (AVX512-BF16 / AMX) support on capable x86 CPUs.
-        if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return torch.bfloat16
-    except (AttributeError, RuntimeError):
-        pass
-    return torch.float32
-
-
-class TorchRuntime(InferenceRuntime):
-    """One generation at a time per model. PEFT LoRA adapters are loaded onto the one base
-    (PEFT ``load_adapter``), switched per request, and evicted least-recently-used beyond
-    ``adapter_cache_bytes``."""
+class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
+    """The batching engine for llama-family models; otherwise one generation at a time, with
+    PEFT LoRA adapters loaded onto the one base (PEFT ``load_adapter``), switched per request,
+    and evicted least-recently-used beyond ``adapter_cache_bytes``."""
 
     name = "torch"
-    max_concurrent = 1
     adapter_format = "peft-lora"
 
     _model: Any = None
     _peft: Any = None
+    _engine: TorchBatchEngine | None = None
+    _tok: Any = None
+
+    @property
+    def max_concurrent(self) -> int:  # type: ignore[override]
+        return self.options.max_batch_size if self._engine is not None else 1
 
     def load(self) -> None:
         if self.path is None:
             raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"model {self.model.name!r} has no local directory to load")
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.dtype = _pick_dtype(self.device)
+        self.dtype = tl.pick_dtype(self.device)
         torch.set_num_threads(self.options.threads)
+        model_dir = self.path
+        if self.path.is_file() and self.path.suffix.lower() == ".gguf" or self.model.format.value == "gguf":
+            from plinth.runtimes.torch_gguf import dequantised_dir
+
+            cache = (self.options.cache_dir or self.path.parent) / "torch"
+            model_dir = dequantised_dir(self.path, cache, digest=self.model.digest, dtype_name=str(self.dtype).replace("torch.", ""))
+        self.model_dir = model_dir
         try:
-            self._tok = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+            self._tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        except Exception as e:  # OSError, ValueError...: a damaged model
+            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"transformers could not load the tokenizer of {self.model.name!r}: {e}") from None
+        cfg = tl.read_config(model_dir)
+        spec = tl.spec_from_config(cfg) if self.options.torch_batching else None
+        cfg_ctx = int(cfg.get("max_position_embeddings") or self.options.context_length)
+        self._ctx = min(cfg_ctx, self.options.context_length)
+        self._eos_ids = self._eos_from(cfg, model_dir)
+        self._lock = threading.Lock()
+        self._adapters: collections.OrderedDict[str, int] = collections.OrderedDict()  # name -> bytes
+        self._stats: collections.Counter[str] = collections.Counter()
+        if spec is not None:
+            try:
+                weights = tl.load_weights(model_dir, spec, self.dtype, self.device, max_positions=self._ctx + 1)
+            except PlinthError as e:
+                raise PlinthError(e.code, f"model {self.model.name!r} could not be loaded: {e.message}") from None
+            self._engine = TorchBatchEngine(
+                weights,
+                self._tok.backend_tokenizer,
+                self._eos_ids,
+                n_ctx_per_seq=self._ctx,
+                max_batch=self.options.max_batch_size,
+                prefill_chunk=self.options.prefill_chunk_tokens,
+                adapter_budget_bytes=self.options.adapter_cache_bytes,
+                name=self.model.name,
+            )
+            return
+        try:
             self._model = AutoModelForCausalLM.from_pretrained(
-                str(self.path), dtype=self.dtype, local_files_only=True, use_safetensors=True
+                str(model_dir), dtype=self.dtype, local_files_only=True, use_safetensors=True
             ).to(self.device)
         except Exception as e:  # OSError, ValueError, safetensors' SafetensorError, ...: a damaged model
             raise PlinthError(
                 ErrorCode.RUNTIME_UNAVAILABLE, f"transformers could not load model {self.model.name!r}: {e}"
             ) from None
         self._model.eval()
-        eos = self._model.generation_config.eos_token_id if self._model.generation_config else None
-        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+    def _eos_from(self, cfg: dict[str, Any], model_dir: Any) -> set[int]:
+        ids: set[int] = set()
+        sources = [cfg.get("eos_token_id")]
+        try:
+            import json
+
+            sources.append(json.loads((model_dir / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id"))
+        except (OSError, ValueError):
+            pass
+        for eos in sources:
+            ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if self._tok.eos_token_id is not None:
             ids.add(self._tok.eos_token_id)
-        self._eos_ids = ids
-        cfg_ctx = getattr(self._model.config, "max_position_embeddings", None) or self.options.context_length
-        self._ctx = min(int(cfg_ctx), self.options.context_length)
-        self._lock = threading.Lock()
-        self._adapters: collections.OrderedDict[str, int] = collections.OrderedDict()  # name -> bytes
-        self._stats: collections.Counter[str] = collections.Counter()
+        return {int(i) for i in ids}
+
+    def _batch_engine(self) -> TorchBatchEngine:  # type: ignore[override]
+        if self._engine is None:
+            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"model {self.model.name!r} is not loaded")
+        return self._engine
+
+    @property
+    def batching(self) -> bool:
+        return self._engine is not None
 
     def context_length(self) -> int | None:
-        return self._ctx if self._model is not None else None
+        return self._ctx if (self._model is not None or self._engine is not None) else None
 
     def prepare_chat(self, messages: list[dict[str, Any]]) -> Prompt:
         if self._tok.chat_template:
@@ -97,6 +150,9 @@ class TorchRuntime(InferenceRuntime):
     def generate(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event, adapter: AdapterRef | None = None
     ) -> Iterator[Delta]:
+        if self._engine is not None:
+            yield from EngineRuntimeMixin.generate(self, prompt, params, cancel, adapter)
+            return
         assert prompt.token_ids is not None
         if not prompt.token_ids:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "the prompt is empty after tokenisation", param="prompt")
@@ -148,9 +204,13 @@ class TorchRuntime(InferenceRuntime):
             self._stats["adapter_evictions"] += 1
 
     def loaded_adapters(self) -> list[str]:
+        if self._engine is not None:
+            return self._engine.loaded_adapters()
         return list(self._adapters)
 
     def stats(self) -> dict[str, Any]:
+        if self._engine is not None:
+            return self._engine_stats(self._engine)
         return {"loaded_adapters": self.loaded_adapters(), **dict(self._stats)}
 
     def _decode(self, model: Any, ids: list[int], params: SamplingParams, cancel: threading.Event) -> Iterator[Delta]:
@@ -205,11 +265,22 @@ class TorchRuntime(InferenceRuntime):
         return int(torch.multinomial(probs, 1, generator=gen))
 
     def health(self) -> RuntimeHealth:
+        if self._engine is not None:
+            e = self._engine
+            return RuntimeHealth(
+                ok=e.alive(),
+                detail="" if e.alive() else "engine thread stopped",
+                info={"path": "batching", "threads": self.options.threads, **e.describe()},
+            )
         if self._model is None:
             return RuntimeHealth(ok=False, detail="not loaded")
-        return RuntimeHealth(ok=True, info={"device": self.device, "dtype": str(self.dtype), "n_ctx": self._ctx})
+        dtype = str(self.dtype).replace("torch.", "")
+        return RuntimeHealth(ok=True, info={"path": "generic", "device": self.device, "dtype": dtype, "n_ctx": self._ctx})
 
     def unload(self) -> None:
+        eng, self._engine = self._engine, None
+        if eng is not None:
+            eng.close()
         self._peft = None
         self._model = None
         self._tok = None

@@ -62,6 +62,8 @@ class ModelManager:
             prefill_chunk_tokens=settings.prefill_chunk_tokens,
             adapter_cache_bytes=settings.adapter_cache_bytes,
             llamacpp_extra_buffers=settings.llamacpp_extra_buffers,
+            torch_batching=settings.torch_batching,
+            cache_dir=settings.home / "cache",
         )
 
     def loaded(self) -> list[LoadedModel]:

@@ -1,4 +1,6 @@
-"""PEFT LoRA adapters on the torch runtime, checked against transformers + PEFT directly."""
+"""PEFT LoRA adapters on the torch runtime's generic path (transformers' own modules, one
+request at a time), checked against transformers + PEFT directly. The batching engine's
+adapters are checked in test_torch_batching.py and test_torch_llama.py."""
 
 from __future__ import annotations
 
@@ -38,8 +40,9 @@ def _runtime(base: Path, **opts) -> TorchRuntime:  # type: ignore[no-untyped-def
     info = inspect_model(base)
     rec = ModelRecord(name="tiny", format=ModelFormat.SAFETENSORS, runtime="torch", digest=None, size_bytes=info.size_bytes,
                       chat_template=info.chat_template, parameters=dict(info.parameters))
-    rt = TorchRuntime(rec, base, RuntimeOptions(threads=1, context_length=256, **opts))
+    rt = TorchRuntime(rec, base, RuntimeOptions(threads=1, context_length=256, torch_batching=False, **opts))
     rt.load()
+    assert not rt.batching
     return rt
 
 

@@ -50,16 +50,19 @@ def record_for(path: Path, name: str = "tiny") -> ModelRecord:
     )
 
 
-def load(path: Path, context_length: int = 1024) -> TorchRuntime:
+def load(path: Path, context_length: int = 1024, batching: bool = True) -> TorchRuntime:
     # one thread: the tiny model gains nothing from more, and spinning threads collapse on busy cores
-    rt = TorchRuntime(record_for(path), path, RuntimeOptions(threads=1, context_length=context_length))
+    opts = RuntimeOptions(threads=1, context_length=context_length, torch_batching=batching)
+    rt = TorchRuntime(record_for(path), path, opts)
     rt.load()
+    assert rt.batching == batching
     return rt
 
 
-@pytest.fixture(scope="module")
-def runtime(tiny_dir: Path) -> Iterator[TorchRuntime]:
-    rt = load(tiny_dir)
+@pytest.fixture(scope="module", params=["batching", "generic"])
+def runtime(tiny_dir: Path, request: pytest.FixtureRequest) -> Iterator[TorchRuntime]:
+    """Every test below runs on both paths: the batching engine and transformers' modules."""
+    rt = load(tiny_dir, batching=request.param == "batching")
     yield rt
     rt.unload()
 
@@ -98,7 +101,8 @@ def test_loads_and_reports_health(runtime: TorchRuntime) -> None:
     h = runtime.health()
     assert h.ok
     assert h.info["device"] in ("cpu", "cuda")
-    assert h.info["dtype"] in ("torch.float32", "torch.bfloat16", "torch.float16")
+    assert h.info["dtype"] in ("float32", "bfloat16", "float16")
+    assert h.info["path"] == ("batching" if runtime.batching else "generic")
     # capped by the model's own max_position_embeddings, below the option's 1024
     assert runtime.context_length() == CONTEXT_LENGTH == h.info["n_ctx"]
 
