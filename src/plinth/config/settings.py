@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         description="Let llama.cpp repack weights into extra buffer types (AMX, interleaved). Off by default: "
         "llama.cpp 0.3.36 built with AMX crashes on some virtual machines and with LoRA adapters.",
     )
+    torch_batching: bool = Field(
+        True,
+        description="Serve llama-family models on the torch runtime with its continuous-batching engine "
+        "(false: one request at a time through transformers' own modules).",
+    )
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads per llama.cpp model.")
     context_length: int = Field(
         4096, ge=256, description="Context window per request when loading a model (capped at the model's own)."
@@ -90,6 +95,90 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Server directories the management API may import models from "
         "(always includes $PLINTH_HOME/imports). JSON list in the environment.",
+    )
+
+    # -- embeddings and knowledge bases (RAG) ------------------------------------------------
+    embedding_model: str = Field(
+        "minilm", description="Embedder backend: minilm (embedded all-MiniLM-L6-v2) or openai (a remote /v1/embeddings)."
+    )
+    embedding_url: str | None = Field(
+        None, description="Base URL of a remote OpenAI-compatible embeddings API (e.g. http://tei:8080/v1), for embedding_model=openai."
+    )
+    embedding_remote_model: str | None = Field(None, description="Model name sent to the remote embeddings API.")
+    embedding_api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the remote embeddings API key (the key is never stored)."
+    )
+    embedding_threads: int = Field(
+        1, ge=1, le=64, description="CPU threads of the embedded embedder (1 was fastest on a shared 2-core machine)."
+    )
+    kb_chunk_tokens: int = Field(200, ge=16, le=4096, description="Largest chunk, in embedder tokens.")
+    kb_chunk_overlap_tokens: int = Field(
+        40, ge=0, le=1024, description="Tokens of the previous chunk repeated at the start of the next within a section."
+    )
+    kb_max_file_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest file a knowledge base ingests; larger files are refused."
+    )
+    kb_index: str = Field(
+        "auto", description="Knowledge-base index: auto, embedded (exact vectors + SQLite FTS5 in process) or "
+        "postgres (pgvector HNSW + Postgres full-text; needs the vector extension)."
+    )
+    kb_top_k: int = Field(4, ge=1, le=50, description="Passages put into the prompt per request.")
+    kb_min_score: float = Field(
+        0.3, ge=-1.0, le=1.0, description="Lowest cosine similarity of the best passage for an answer; below it the "
+        "assistant says it does not know."
+    )
+
+    # -- jobs: the durable queue and its workers --------------------------------------------
+    jobs_local_worker: bool = Field(
+        True, description="`plinth up` also runs a worker supervisor that executes queued jobs in child processes."
+    )
+    jobs_poll_interval_s: float = Field(
+        0.5, gt=0, le=60, description="How often a worker looks for jobs and a job's process checks for stop requests."
+    )
+    jobs_lease_s: float = Field(
+        15.0, ge=2, le=3600, description="Lease of a running job; a worker renews it every third of this. A job whose "
+        "lease expires (its worker was killed or cut off) is requeued or failed by the next worker that looks."
+    )
+    jobs_stop_grace_s: float = Field(
+        60.0, ge=0, description="How long a job asked to cancel or to yield to a higher-priority job may take to "
+        "checkpoint and stop before its process is killed."
+    )
+    jobs_shutdown_grace_s: float = Field(
+        10.0, ge=0, description="How long a stopping worker waits for its jobs to checkpoint before killing them; "
+        "they are requeued either way."
+    )
+    jobs_max_restarts: int = Field(
+        2, ge=0, le=100, description="Requeues after a lost worker or a killed job process before the job fails."
+    )
+    jobs_enforce_memory: bool = Field(
+        True, description="Kill a job whose processes use more memory (RSS) than it requested; it fails with memory_limit."
+    )
+    worker_cpu: int | None = Field(
+        None, ge=1, description="CPU threads a worker offers (default: the CPUs this process may use)."
+    )
+    worker_memory_bytes: int | None = Field(
+        None, ge=64 * 1024 * 1024, description="Memory a worker offers (default: the machine's total memory)."
+    )
+    worker_gpus: int | None = Field(
+        None, ge=0, description="GPUs a worker offers (default: NVIDIA GPUs found, limited by CUDA_VISIBLE_DEVICES)."
+    )
+    worker_queues: list[str] = Field(
+        default_factory=list, description="Queues a worker takes jobs from (JSON list); empty: every queue."
+    )
+
+    # -- datasets ----------------------------------------------------------------------------
+    dataset_max_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1024, description="Largest dataset file `plinth datasets add` and server-path imports "
+        "accept (uploads are also bounded by max_body_bytes)."
+    )
+
+    # -- guardrails --------------------------------------------------------------------------
+    guardrails_default_policy: str | None = Field(
+        None, description="Guardrail policy (NAME or NAME@VERSION) for model ids that have none attached; "
+        "none by default (e.g. `default`, plinth's built-in policy)."
+    )
+    guardrails_record_events: bool = Field(
+        True, description="Store guardrail findings (labels, offsets, scores; never text) as events in the metadata store."
     )
 
     @model_validator(mode="after")
@@ -117,6 +206,13 @@ class Settings(BaseSettings):
     def _db(cls, v: str | None) -> str | None:
         if v and not v.startswith(("sqlite://", "postgresql", "postgres://")):
             raise ValueError(f"database_url must start with sqlite:// or postgresql://; got {v!r}")
+        return v
+
+    @field_validator("kb_index")
+    @classmethod
+    def _kb_index(cls, v: str) -> str:
+        if v not in {"auto", "embedded", "postgres"}:
+            raise ValueError(f"kb_index must be auto, embedded or postgres; got {v!r}")
         return v
 
     # -- derived paths ---------------------------------------------------------------------
