@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from plinth.domain.datasets import Dataset, DatasetFormat, DatasetVersion, SourceFormat
@@ -113,8 +113,7 @@ class DatasetsSql(SqlBase):
                 raise not_found("dataset", name)
             rows = list(s.scalars(select(DatasetVersionRow).where(DatasetVersionRow.dataset == name)))
             versions = [_version(r) for r in rows]
-            for r in rows:
-                s.delete(r)
+            s.execute(delete(DatasetVersionRow).where(DatasetVersionRow.dataset == name))
             s.delete(ds)
             return versions
 
