@@ -609,6 +609,6 @@ class PiiDetector(Detector):
             for am in re.finditer(r"(?<![\w\-/.$#])\d{1,6}[A-Za-z]?\s+(?:[A-Z][\w'’.\-]*,?\s+){1,8}(?:[A-Z]{2}\s*)?\d{0,4}$", text[max(0, n - 120) :]):
                 hold = min(hold, max(0, n - 120) + am.start())
         for h in self.hits(text):
-            if h.end >= hold - 1 or h.end >= n - 1:
+            if h.end >= hold:
                 hold = min(hold, h.start)
         return max(0, hold)
