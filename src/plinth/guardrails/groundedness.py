@@ -31,7 +31,7 @@ _STOP = frozenset(
     she we they me him her us them my your his our their mine yours not no yes can could will would shall should may might
     must also just only very more most less least some any all each every other such own same both either neither into
     about over under again further once up down out off too s t don doesn didn isn aren wasn weren won wouldn shouldn
-    please thank thanks hope help helps let know sure yes okay ok well get got like one ask also""".split()
+    please thank thanks hope help helps let know sure yes okay ok well get got like one ask also per via each""".split()
 )
 _TOKEN = re.compile(r"\$?\d[\d,.]*%?|[^\W\d_]+", re.UNICODE)
 
