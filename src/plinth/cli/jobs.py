@@ -210,9 +210,11 @@ def show(
         if job.error is not None:
             table.add_row("error", f"[red]{escape(json.dumps(job.error))}[/]")
         console.print(table)
-        if follow and not job.state.terminal:
-            final = _follow(services, job.id, show_logs=False)
+        if follow:
+            final = _follow(services, job.id, show_logs=False) if not job.state.terminal else job.state
             if final is not JobState.SUCCEEDED:
+                if job.state.terminal and job.message:
+                    err_console.print(f"job {job.id} {_state(job.state.value)}: {escape(job.message)}")
                 raise typer.Exit(1)
         elif job.progress.total or job.progress.message:
             with _bar() as progress:
