@@ -68,11 +68,12 @@ class Guard:
         return self.spec.placeholder.replace("{label}", label)
 
     def safe_answer_for(self, findings: list[Finding]) -> str:
-        for f in findings:
-            if f.action is Action.BLOCK:
-                rule = next((r for r in self.rules if r.id == f.detector), None)
-                if rule is not None and rule.spec.safe_answer:
-                    return rule.spec.safe_answer
+        """The safe answer of the most confident blocking rule (or the policy's)."""
+        blocking = sorted((f for f in findings if f.action is Action.BLOCK), key=lambda f: -f.score)
+        for f in blocking:
+            rule = next((r for r in self.rules if r.id == f.detector), None)
+            if rule is not None and rule.spec.safe_answer:
+                return rule.spec.safe_answer
         return self.spec.safe_answer
 
     # -- whole texts -------------------------------------------------------------------------

@@ -67,7 +67,8 @@ _NEGATIVE_TRAIT = (
     r"thieves|rapists|terrorists|dirty|disgusting|worthless|useless|evil|liars|scum|trash|garbage|a burden|leeches|"
     r"hypocrites|nuts|freaks|degenerates|freeloaders|moochers|scroungers|a drain|draining|backward|primitive|ruining|destroying|taking over|invading|breeding|"
     r"should (?:be|not|never|go|get)|shouldn'?t (?:be allowed|get|have|vote|work|exist|decide)|don'?t belong|do not belong|"
-    r"need to (?:go|leave|be)|must (?:go|be removed)|deserve (?:nothing|to)|can'?t be trusted|cannot be trusted|are all the same"
+    r"need to (?:go|leave|be)|must (?:go|be removed)|deserve (?:nothing|to)|can'?t be trusted|cannot be trusted|are all the same|"
+    r"can'?t (?:even )?speak (?:proper |real |decent )?english|don'?t care about anyone|steal(?:ing)? our|sponging off"
 )
 _THREAT = (
     r"(?:i(?:'ll| will|'m going to| am going to|m gonna|'m gonna| gonna)|we(?:'ll| will| are going to|'re gonna)|someone should|"
@@ -76,6 +77,10 @@ _THREAT = (
     r"make (?:you|them) suffer|wreck|cut|rip|sue)\b"
     r"|\bwatch your back\b|\bi know where (?:you|u|your \w+|they) (?:live|work|sleep|are)\b|\byou(?:'re| are|r) (?:dead|done|finished) \b"
     r"|\byou(?:'ll| will) (?:regret|pay for|be sorry)\b|\bsleep with one eye open\b|\bwait(?:ing)? (?:for you )?outside\b"
+    r"|\b(?:punch|hit|kick|slap|smack|beat|stab|shoot|strangle|choke|headbutt)(?:ing|s|ed)?\s+(?:him|her|them|you|u|someone|somebody|your \w+)\s+(?:in the (?:face|head|mouth|teeth|gut|throat|nose)|until|so hard|to death)"
+    r"|\b(?:see|find out) what happens\b|\bpay (?:him|her|you|them|your \w+) a (?:little |friendly )?visit\b"
+    r"|\b(?:post|publish|share|leak|dox|doxx)(?:ing)? (?:your|his|her|their) (?:home |private )?(?:address|phone number|location)\b"
+    r"|\bdie in a fire\b|\bhurry up and die\b|\bbetter watch out\b|\byou(?:'ll| will) see\b"
     r"|\bbreak your (?:neck|legs?|face|bones|jaw|arms?)\b|\bburn (?:it|this place|your \w+|the building|down)\b"
     r"|\bte voy a (?:matar|encontrar|romper)|\bich (?:bringe|werde) dich (?:um|umbringen|finden)|\bje vais te (?:tuer|retrouver|buter)"
     r"|我要杀了你|杀了你|弄死你|я тебя убью"

@@ -23,7 +23,7 @@ OUT_DIR = Path(__file__).resolve().parent / "data"
 
 #: task -> (positive label, training settings, other tasks' files used as negatives)
 TASKS = {
-    "toxicity": ("toxic", {"l2": 5e-4, "epochs": 400, "lr": 0.3}, ()),
+    "toxicity": ("toxic", {"l2": 5e-4, "epochs": 400, "lr": 0.3, "positive_weight": 2.5}, ("injection",)),
     "injection": ("injection", {"l2": 2e-3, "epochs": 400, "lr": 0.3, "rule_l2_scale": 0.1, "positive_weight": 2.0}, ("toxicity",)),
 }
 
