@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 import json
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,14 @@ from plinth.errors import ErrorCode, PlinthError
 datasets_app = typer.Typer(help="Versioned datasets: add, list, show, rows, diff, rm.", no_args_is_help=True)
 
 
-def _services() -> Any:
+@contextlib.contextmanager
+def _session() -> Iterator[Any]:
     # The embedded model is registered if needed: its tokenizer counts the tokens.
-    return get_services(get_settings())
+    services = get_services(get_settings())
+    try:
+        yield services
+    finally:
+        services.close()
 
 
 @datasets_app.command("add")
@@ -33,8 +40,7 @@ def add(
     model: str | None = typer.Option(None, "--model", "-m", help="Model whose tokenizer counts tokens (default: the default model)."),
 ) -> None:
     """Validate a file (every problem with its line) and add it as a new version."""
-    services = _services()
-    try:
+    with _session() as services:
         size = path.stat().st_size if path.is_file() else None
         with make_progress() as progress:
             task = progress.add_task(f"Validating {path.name}", total=size)
@@ -49,8 +55,6 @@ def add(
             )
         else:
             console.print(f"[yellow]unchanged[/]: {version.ref} already has exactly these rows and split")
-    finally:
-        services.close()
 
 
 def _tokens(v: Any) -> str:
@@ -63,8 +67,7 @@ def _tokens(v: Any) -> str:
 @datasets_app.command("list")
 def list_datasets(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Datasets with their latest version."""
-    services = _services()
-    try:
+    with _session() as services:
         items = services.datasets.list()
         if as_json:
             console.print_json(json.dumps([{**d.public_dict(), "latest": v.public_dict()} for d, v in items]))
@@ -79,8 +82,6 @@ def list_datasets(as_json: bool = typer.Option(False, "--json", help="Print JSON
                 str(tokens.get("total", "-")), d.updated_at.strftime("%Y-%m-%d %H:%M") if d.updated_at else "-",
             )
         console.print(table)
-    finally:
-        services.close()
 
 
 @datasets_app.command("show")
@@ -90,8 +91,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """A version: rows, split, token statistics, digests, source; and a preview."""
-    services = _services()
-    try:
+    with _session() as services:
         v = services.datasets.get(ref)
         if as_json:
             console.print_json(json.dumps(v.public_dict()))
@@ -128,15 +128,12 @@ def show(
                 console.print(escape(json.dumps(row, ensure_ascii=False)), highlight=False, soft_wrap=True)
             if total > len(page):
                 console.print(f"[dim]... {total - len(page)} more (plinth datasets rows {v.ref})[/]")
-    finally:
-        services.close()
 
 
 @datasets_app.command("versions")
 def versions(name: str = typer.Argument(..., help="Dataset name.")) -> None:
     """Every version of a dataset."""
-    services = _services()
-    try:
+    with _session() as services:
         table = Table(title=f"Versions of {name}")
         for col in ("version", "rows", "train/val", "tokens", "source", "note", "created"):
             table.add_column(col)
@@ -146,8 +143,6 @@ def versions(name: str = typer.Argument(..., help="Dataset name.")) -> None:
                 v.source_name or "-", escape(v.note or ""), v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "-",
             )
         console.print(table)
-    finally:
-        services.close()
 
 
 @datasets_app.command("rows")
@@ -158,13 +153,10 @@ def rows_cmd(
     limit: int = typer.Option(20, "--limit"),
 ) -> None:
     """Print rows as JSON lines (normalised form; with --split all each row has its split)."""
-    services = _services()
-    try:
+    with _session() as services:
         page, _total = services.datasets.rows(ref, split=split, offset=offset, limit=limit)  # type: ignore[arg-type]
         for row in page:
             console.print(escape(json.dumps(row, ensure_ascii=False)), highlight=False, soft_wrap=True)
-    finally:
-        services.close()
 
 
 @datasets_app.command("diff")
@@ -182,8 +174,7 @@ def diff(
         after = base.name
     elif after.isdigit():
         after = f"{base.name}@{after}"
-    services = _services()
-    try:
+    with _session() as services:
         d = services.datasets.diff(before, after, samples=samples)
         if as_json:
             console.print_json(json.dumps(d.public_dict()))
@@ -198,8 +189,6 @@ def diff(
         for pair in d.samples.get("changed", []):
             console.print(f"[yellow]~ {escape(json.dumps(pair['before'], ensure_ascii=False))}[/]", highlight=False, soft_wrap=True)
             console.print(f"[yellow]  -> {escape(json.dumps(pair['after'], ensure_ascii=False))}[/]", highlight=False, soft_wrap=True)
-    finally:
-        services.close()
 
 
 @datasets_app.command("rm")
@@ -207,9 +196,6 @@ def rm(name: str = typer.Argument(..., help="Dataset name."), yes: bool = typer.
     """Remove a dataset with all its versions."""
     if not yes and not typer.confirm(f"remove dataset {name} and all its versions?"):
         raise PlinthError(ErrorCode.INVALID_REQUEST, "not removed")
-    services = _services()
-    try:
+    with _session() as services:
         removed = services.datasets.delete(name)
         console.print(f"[green]removed[/] {name} ({len(removed)} versions)")
-    finally:
-        services.close()

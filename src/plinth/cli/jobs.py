@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 import json
 import signal
 import sys
@@ -30,8 +32,13 @@ _STATE_STYLE = {
 }
 
 
-def _services() -> Any:
-    return get_services(get_settings(), embedded=False)
+@contextlib.contextmanager
+def _session() -> Iterator[Any]:
+    services = get_services(get_settings(), embedded=False)
+    try:
+        yield services
+    finally:
+        services.close()
 
 
 def _state(state: str) -> str:
@@ -85,8 +92,7 @@ def submit(
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
 ) -> None:
     """Submit a job. Bad input is refused before anything is queued."""
-    services = _services()
-    try:
+    with _session() as services:
         jobs = services.jobs
         resources = jobs.resources_for(kind, cpu=cpu, memory=memory, gpus=gpus)
         job, created = jobs.submit_request(
@@ -116,8 +122,6 @@ def submit(
             final = _follow(services, job.id)
             if final is not JobState.SUCCEEDED:
                 raise typer.Exit(1)
-    finally:
-        services.close()
 
 
 @jobs_app.command("list")
@@ -134,8 +138,7 @@ def list_jobs(
         states = tuple(JobState(s) for s in state)
     except ValueError:
         raise PlinthError(ErrorCode.INVALID_REQUEST, f"--state must be one of {', '.join(s.value for s in JobState)}") from None
-    services = _services()
-    try:
+    with _session() as services:
         jobs = services.jobs.list(states=states, kind=kind, queue=queue, labels=_parse_labels(label), limit=limit)
         if as_json:
             console.print_json(json.dumps([j.public_dict() for j in jobs]))
@@ -156,8 +159,6 @@ def list_jobs(
                 j.created_at.strftime("%Y-%m-%d %H:%M:%S") if j.created_at else "-",
             )
         console.print(table)
-    finally:
-        services.close()
 
 
 def _progress_text(job: Any) -> str:
@@ -178,8 +179,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show one job: state, reason, resources, attempts, progress, result or error."""
-    services = _services()
-    try:
+    with _session() as services:
         job = services.jobs.get(job_id)
         if as_json:
             console.print_json(json.dumps(job.public_dict()))
@@ -219,8 +219,6 @@ def show(
         elif job.progress.total or job.progress.message:
             with _bar() as progress:
                 _draw(progress, _task(progress, job.id), job)
-    finally:
-        services.close()
 
 
 @jobs_app.command("logs")
@@ -230,8 +228,7 @@ def logs(
     tail: int | None = typer.Option(None, "--tail", "-n", help="Only the last N lines."),
 ) -> None:
     """Print a job's log (its own lines, the queue's notes, and a crashed process's output)."""
-    services = _services()
-    try:
+    with _session() as services:
         if follow:
             final = _follow(services, job_id, tail=tail)
             if final is not JobState.SUCCEEDED:
@@ -247,8 +244,6 @@ def logs(
             if tail is not None or len(lines) < 10_000:
                 break
             after = lines[-1].seq
-    finally:
-        services.close()
 
 
 def _print_line(con: Any, line: Any) -> None:
@@ -311,35 +306,26 @@ def _follow(services: Any, job_id: str, *, tail: int | None = None, show_logs: b
 @jobs_app.command("cancel")
 def cancel(job_id: str = typer.Argument(..., help="The job id.")) -> None:
     """Cancel a job: at once when queued; a running one is asked to stop."""
-    services = _services()
-    try:
+    with _session() as services:
         job = services.jobs.cancel(job_id)
         what = "cancelled" if job.state is JobState.CANCELLED else "cancel requested for"
         console.print(f"[green]{what}[/] {job.id}")
-    finally:
-        services.close()
 
 
 @jobs_app.command("retry")
 def retry(job_id: str = typer.Argument(..., help="The job id.")) -> None:
     """Put a failed or cancelled job back in the queue; it resumes from its checkpoint."""
-    services = _services()
-    try:
+    with _session() as services:
         job = services.jobs.retry(job_id)
         console.print(f"[green]requeued[/] {job.id}")
-    finally:
-        services.close()
 
 
 @jobs_app.command("rm")
 def rm(job_id: str = typer.Argument(..., help="The job id.")) -> None:
     """Delete a finished job, its log and its checkpoint."""
-    services = _services()
-    try:
+    with _session() as services:
         services.jobs.delete(job_id)
         console.print(f"[green]removed[/] {job_id}")
-    finally:
-        services.close()
 
 
 @jobs_app.command("kinds")
@@ -359,8 +345,7 @@ def kinds() -> None:
 @jobs_app.command("workers")
 def workers() -> None:
     """Workers that are alive now."""
-    services = _services()
-    try:
+    with _session() as services:
         table = Table(title="Workers")
         for col in ("id", "host", "pid", "offers", "queues", "heartbeat"):
             table.add_column(col)
@@ -370,8 +355,6 @@ def workers() -> None:
                 w.heartbeat_at.strftime("%H:%M:%S") if w.heartbeat_at else "-",
             )
         console.print(table)
-    finally:
-        services.close()
 
 
 # -- queues ------------------------------------------------------------------------------------
@@ -384,8 +367,7 @@ def _quota(cpu: int, memory: str, gpus: int) -> Resources:
 @queues_app.command("list")
 def queues_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Queues with their quota and what their jobs use now."""
-    services = _services()
-    try:
+    with _session() as services:
         usage = services.jobs.queue_usage()
         queues = services.jobs.list_queues()
         if as_json:
@@ -409,8 +391,6 @@ def queues_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
                 q.preemption.value,
             )
         console.print(table)
-    finally:
-        services.close()
 
 
 @queues_app.command("create")
@@ -423,12 +403,9 @@ def queues_create(
     description: str = typer.Option("", "--description"),
 ) -> None:
     """Create a queue with a resource quota (no larger than the machines offer)."""
-    services = _services()
-    try:
+    with _session() as services:
         q = services.jobs.create_queue(name, _quota(cpu, memory, gpus), preemption=preemption, description=description)
         console.print(f"[green]created[/] queue {q.name} ({format_resources(q.quota)})")
-    finally:
-        services.close()
 
 
 @queues_app.command("update")
@@ -441,8 +418,7 @@ def queues_update(
     description: str | None = typer.Option(None, "--description"),
 ) -> None:
     """Change a queue's quota (fields left out keep their value), preemption or description."""
-    services = _services()
-    try:
+    with _session() as services:
         quota = None
         if cpu is not None or memory is not None or gpus is not None:
             old = services.jobs.get_queue(name).quota
@@ -453,56 +429,42 @@ def queues_update(
             )
         q = services.jobs.update_queue(name, quota=quota, preemption=preemption, description=description)
         console.print(f"[green]updated[/] queue {q.name} ({format_resources(q.quota)}, preemption {q.preemption.value})")
-    finally:
-        services.close()
 
 
 @queues_app.command("rm")
 def queues_rm(name: str) -> None:
     """Delete a queue that has no queued or running jobs."""
-    services = _services()
-    try:
+    with _session() as services:
         services.jobs.delete_queue(name)
         console.print(f"[green]removed[/] queue {name}")
-    finally:
-        services.close()
 
 
 @classes_app.command("list")
 def classes_list() -> None:
     """Priority classes, highest first."""
-    services = _services()
-    try:
+    with _session() as services:
         table = Table(title="Priority classes")
         for col in ("name", "value", "description"):
             table.add_column(col)
         for p in services.jobs.list_priority_classes():
             table.add_row(p.name, str(p.value), p.description)
         console.print(table)
-    finally:
-        services.close()
 
 
 @classes_app.command("create")
 def classes_create(name: str, value: int, description: str = typer.Option("", "--description")) -> None:
     """Create a priority class: a higher value is admitted first and may preempt lower ones."""
-    services = _services()
-    try:
+    with _session() as services:
         p = services.jobs.create_priority_class(name, value, description)
         console.print(f"[green]created[/] priority class {p.name} ({p.value})")
-    finally:
-        services.close()
 
 
 @classes_app.command("rm")
 def classes_rm(name: str) -> None:
     """Delete a priority class (jobs keep the value they were submitted with)."""
-    services = _services()
-    try:
+    with _session() as services:
         services.jobs.delete_priority_class(name)
         console.print(f"[green]removed[/] priority class {name}")
-    finally:
-        services.close()
 
 
 # -- the standalone worker -----------------------------------------------------------------------
@@ -521,8 +483,7 @@ def worker(
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    services = _services()
-    try:
+    with _session() as services:
         base = machine_capacity(settings)
         capacity = Resources(
             cpu=cpu or base.cpu,
@@ -544,8 +505,6 @@ def worker(
         )
         sys.stdout.flush()
         sup.run_forever()
-    finally:
-        services.close()
 
 
 __all__ = ["classes_app", "jobs_app", "queues_app", "worker"]

@@ -40,6 +40,7 @@ from plinth.jobs.executors import ExecutorEntry, executor_entries, executor_entr
 from plinth.jobs.paths import remove_job_files
 from plinth.jobs.resources import machine_capacity, parse_bytes
 from plinth.store import MetadataStore
+from plinth.store.base_jobs import quota_refusal
 
 if TYPE_CHECKING:
     from plinth.jobs.worker import WorkerSupervisor
@@ -174,32 +175,9 @@ class JobService:
         )
 
     # -- submitting ----------------------------------------------------------------------
-    def submit(
-        self,
-        kind: str,
-        spec: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority_class: str | None = None,
-        resources: Resources | None = None,
-        idempotency_key: str | None = None,
-        name: str | None = None,
-        labels: dict[str, str] | None = None,
-        max_restarts: int | None = None,
-    ) -> Job:
-        """Validate and enqueue a job; see :meth:`submit_request` for the details."""
-        job, _created = self.submit_request(
-            kind,
-            spec,
-            queue=queue,
-            priority_class=priority_class,
-            resources=resources,
-            idempotency_key=idempotency_key,
-            name=name,
-            labels=labels,
-            max_restarts=max_restarts,
-        )
-        return job
+    def submit(self, kind: str, spec: dict[str, Any] | None = None, **options: Any) -> Job:
+        """Validate and enqueue a job (the options of :meth:`submit_request`); returns it."""
+        return self.submit_request(kind, spec, **options)[0]
 
     def submit_request(
         self,
@@ -283,14 +261,8 @@ class JobService:
             raise
         self._check_fits_machine(resources)
         over = resources.exceeding(q.quota)
-        if over:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST,
-                f"the job requests {format_resources(resources)} but queue {q.name!r} allows at most "
-                f"{format_resources(q.quota)} ({', '.join(over)} too large): it could never run",
-                param="resources",
-                details={"request": resources.as_dict(), "quota": q.quota.as_dict(), "exceeding": over},
-            )
+        if over:  # the store checks again in the insert's transaction
+            raise quota_refusal(resources, q, over)
         normalised = spec
         if entry.validate:
             normalised = load_target(entry.validate)(dict(spec), self.settings)

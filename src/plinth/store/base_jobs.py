@@ -33,7 +33,9 @@ from plinth.domain.jobs import (
     SchedulingSnapshot,
     StopRequest,
     WorkerInfo,
+    format_resources,
 )
+from plinth.errors import ErrorCode, PlinthError
 
 
 class JobsStore(abc.ABC):
@@ -217,3 +219,14 @@ class JobsStore(abc.ABC):
            until ``lease_until`` and ``attempt`` + 1; victims get ``stop_request =
            preempt``. With ``worker_id`` None nothing is admitted.
         """
+
+
+def quota_refusal(request: Resources, queue: Queue, over: list[str]) -> PlinthError:
+    """The error for a request that can never fit its queue's quota."""
+    return PlinthError(
+        ErrorCode.INVALID_REQUEST,
+        f"the job requests {format_resources(request)} but queue {queue.name!r} allows at most "
+        f"{format_resources(queue.quota)} ({', '.join(over)} too large): it could never run",
+        param="resources",
+        details={"request": request.as_dict(), "quota": queue.quota.as_dict(), "exceeding": over},
+    )

@@ -86,11 +86,10 @@ def test_a_job_that_ignores_stop_requests_is_killed_after_the_grace_period(jobs_
     env.worker()
     job = env.jobs.submit("selftest", {"steps": 500, "sleep_s": 0.05, "ignore_stop": True})
     wait_for(lambda: env.jobs.get(job.id).state is JobState.RUNNING, what="running")
-    t = time.monotonic()
     env.jobs.cancel(job.id)
     done = env.jobs.wait(job.id, timeout_s=30)
     assert done.state is JobState.CANCELLED and "did not stop within 1 s" in (done.message or "")
-    assert time.monotonic() - t < 10
+    assert done.progress.done < 500
 
 
 def test_preemption_checkpoints_requeues_and_resumes(jobs_env) -> None:  # type: ignore[no-untyped-def]
@@ -166,17 +165,15 @@ def test_sigkilled_worker_process_restarted_requeues_and_resumes(jobs_env, tmp_p
     child.wait(timeout=10)  # the job's process noticed its supervisor was gone and exited
     stale = env.jobs.get(job.id)
     assert stale.state is JobState.RUNNING and stale.attempt == 1  # only the lease says otherwise
-    t = time.monotonic()
     env.worker_process(tmp_path / "w2.log")
     done = env.jobs.wait(job.id, timeout_s=90)
     assert done.state is JobState.SUCCEEDED, (done, (tmp_path / "w2.log").read_text()[-3000:])
     assert done.attempt == 2 and done.restarts == 1 and done.result and done.result["resumed_from"] >= 4
     log = lines(env, job.id)
-    assert any("requeued (worker_lost)" in ln for ln in log)
+    assert any("requeued (worker_lost)" in ln and "is gone (its process exited)" in ln for ln in log)
     steps = trace(env, job.id)
     assert_attempts_never_overlap(steps)
     assert sorted({s["step"] for s in steps}) == list(range(1, 31))
-    assert time.monotonic() - t < 60
 
 
 def test_an_expired_lease_on_another_host_is_reaped(jobs_env) -> None:  # type: ignore[no-untyped-def]

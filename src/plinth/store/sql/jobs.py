@@ -35,9 +35,9 @@ from plinth.domain.jobs import (
     SchedulingSnapshot,
     StopRequest,
     WorkerInfo,
-    format_resources,
 )
 from plinth.errors import ErrorCode, PlinthError, not_found
+from plinth.store.base_jobs import quota_refusal
 from plinth.store.schema.jobs import JobLogRow, JobRow, PriorityClassRow, QueueRow, WorkerRow
 from plinth.store.sql.common import SqlBase, db_reason, is_foreign_key_violation, is_unique_violation
 
@@ -622,9 +622,8 @@ class JobsSql(SqlBase):
                 _requeue(s, row, reason, f"{who} was lost while the job was yielding", restart=False, now=now)
                 outcome.requeued.append(_job(row))
                 continue
-            _requeue(
-                s, row, JobReason.WORKER_LOST, f"{who} stopped renewing the job's lease", restart=True, now=now
-            )
+            why = f"{who} is gone (its process exited)" if row.worker_id in dead_workers else f"{who} stopped renewing the job's lease"
+            _requeue(s, row, JobReason.WORKER_LOST, why, restart=True, now=now)
             (outcome.failed if row.state == JobState.FAILED.value else outcome.requeued).append(_job(row))
 
     # -- helpers -------------------------------------------------------------------------
@@ -647,13 +646,7 @@ class JobsSql(SqlBase):
 def _check_fits_queue(request: Resources, queue: Queue) -> None:
     over = request.exceeding(queue.quota)
     if over:
-        raise PlinthError(
-            ErrorCode.INVALID_REQUEST,
-            f"the job requests {format_resources(request)} but queue {queue.name!r} allows at most "
-            f"{format_resources(queue.quota)} ({', '.join(over)} too large): it could never run",
-            param="resources",
-            details={"request": request.as_dict(), "quota": queue.quota.as_dict(), "exceeding": over},
-        )
+        raise quota_refusal(request, queue, over)
 
 
 def _log(s: Session, job_id: str, attempt: int, stream: str, line: str) -> None:
