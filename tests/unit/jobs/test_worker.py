@@ -245,3 +245,24 @@ def test_a_queue_with_a_full_quota_waits_and_other_queues_run(jobs_env) -> None:
 def test_queue_lookups_do_not_leak_between_tests(jobs_env) -> None:  # type: ignore[no-untyped-def]
     assert [q.name for q in jobs_env.jobs.list_queues()] == ["default"]
     assert isinstance(jobs_env.jobs.get_queue("default"), Queue)
+
+
+def test_gpus_are_handed_out_as_cuda_visible_devices(jobs_env) -> None:  # type: ignore[no-untyped-def]
+    """No GPU is needed: a worker told it has two hands each job its own device id."""
+    _sqlite_only(jobs_env.url)
+    from plinth.jobs.resources import machine_capacity
+
+    env = jobs_env
+    env.settings.worker_gpus = 2
+    env.jobs.machine = machine_capacity(env.settings)
+    env.jobs.create_queue("gpu", Resources(cpu=4, memory=2 << 30, gpus=2))
+    env.worker(capacity=Resources(4, 8 << 30, 2))
+    spec = {"steps": 10, "sleep_s": 0.1}
+    a = env.jobs.submit("selftest", spec, queue="gpu", resources=Resources(1, 256 * MiB, 1))
+    b = env.jobs.submit("selftest", spec, queue="gpu", resources=Resources(1, 256 * MiB, 1))
+    c = env.jobs.submit("selftest", {"steps": 1, "sleep_s": 0}, queue="gpu", resources=Resources(1, 256 * MiB, 1))
+    ra, rb, rc = (env.jobs.wait(j.id, timeout_s=60).result for j in (a, b, c))
+    assert ra and rb and rc
+    assert {ra["cuda_visible_devices"], rb["cuda_visible_devices"]} == {"0", "1"}  # ran together, one device each
+    assert rc["cuda_visible_devices"] in ("0", "1")  # waited for a free one
+    assert min(s["t"] for s in trace(env, c.id)) > min(max(s["t"] for s in trace(env, a.id)), max(s["t"] for s in trace(env, b.id)))
