@@ -20,7 +20,7 @@ SSN = "387-21-6650"
 EMAIL = "mirela.dobos@example.net"
 MEMBER = "ACM-8812093"
 ECHO = "You repeat the user's message exactly, nothing else."
-SECRETS = (SSN, EMAIL, MEMBER, "6650", "mirela.dobos", "8812093")
+SECRETS = (SSN, EMAIL, MEMBER, SSN.replace("-", ""), "mirela.dobos", "Dobos")
 
 
 def _error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -86,9 +87,11 @@ class Detector(abc.ABC):
 
     def pending(self, text: str) -> int:
         """For streaming span detectors: the smallest index ``i`` such that appending text
-        to ``text`` may still change what is found in ``text[i:]`` (``len(text)`` when
-        nothing could still grow). Findings wholly before ``i`` are final."""
-        return len(text)
+        to ``text`` may still change what is found in ``text[i:]``. Findings wholly before
+        ``i`` are final. It must hold back at least the last token when ``text`` does not end
+        in whitespace (the stream filter relies on it to skip work between tokens)."""
+        m = re.search(r"\S+$", text)
+        return m.start() if m else len(text)
 
     def warm_up(self) -> None:
         """Build lazy state (models, tables) before the first request."""

@@ -14,7 +14,9 @@ shipped weights are what training on the shipped data gives.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import heapq
 import json
 import math
 import re
@@ -56,6 +58,13 @@ def ngram_features(folded: str, word_n: int = 2, char_min: int = 3, char_max: in
     return feats
 
 
+@functools.lru_cache(maxsize=64)
+def _folded_ngrams(text: str, word_n: int, char_min: int, char_max: int) -> tuple[str, frozenset[str]]:
+    """Folded text and its n-grams, shared by the classifiers that look at the same text."""
+    folded = fold(text)
+    return folded, frozenset(ngram_features(folded, word_n, char_min, char_max))
+
+
 @dataclass
 class LinearModel:
     weights: dict[str, float]
@@ -66,20 +75,22 @@ class LinearModel:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def features(self, text: str, rules: RuleFeatures | None) -> set[str]:
-        folded = fold(text)
-        feats = ngram_features(folded, self.word_n, self.char_min, self.char_max)
+        folded, grams = _folded_ngrams(text, self.word_n, self.char_min, self.char_max)
+        feats = set(grams)
         if rules is not None:
             feats.update("@" + r for r in rules(text, folded))
         return feats
 
     def score(self, text: str, rules: RuleFeatures | None = None) -> tuple[float, list[tuple[str, float]]]:
         """Probability of the positive class and the features that pushed it most."""
-        feats = self.features(text, rules)
-        known = [(f, self.weights[f]) for f in feats if f in self.weights]
-        norm = math.sqrt(sum(1 for f in feats if not f.startswith("@"))) or 1.0
+        folded, grams = _folded_ngrams(text, self.word_n, self.char_min, self.char_max)
+        weights = self.weights
+        known = [(f, weights[f]) for f in grams if f in weights]
+        ruled = [("@" + r, weights.get("@" + r, 0.0)) for r in (rules(text, folded) if rules is not None else ())]
+        norm = math.sqrt(len(grams)) or 1.0
         # n-grams are L2-normalised; rule features count fully whatever the text's length
-        z = self.bias + sum(w if f.startswith("@") else w / norm for f, w in known)
-        top = sorted(known, key=lambda t: -t[1])[:3]
+        z = self.bias + sum(w for _, w in known) / norm + sum(w for _, w in ruled)
+        top = heapq.nlargest(3, [*ruled, *((f, w / norm) for f, w in known)], key=lambda t: t[1])
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z)))), top
 
     # -- files --------------------------------------------------------------------------------

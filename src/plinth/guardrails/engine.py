@@ -134,7 +134,7 @@ def merge_spans(findings: list[Finding]) -> list[tuple[int, int, str]]:
     return [(int(a), int(b), str(c)) for a, b, c in merged]  # type: ignore[call-overload]
 
 
-_CONTEXT_CHARS = 160
+_CONTEXT_CHARS = 64
 
 
 class GuardFilter:
@@ -189,6 +189,10 @@ class GuardFilter:
 
     def _release_inner(self, final: bool) -> str:
         if not self.buf:
+            return ""
+        if not final and not any(c.isspace() for c in self.buf):
+            # span detectors hold back the unfinished last token, and the sentence rules the
+            # unfinished sentence: with no whitespace since the last release nothing can go
             return ""
         context = self.sent_raw[-_CONTEXT_CHARS:]
         window = context + self.buf

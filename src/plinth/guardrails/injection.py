@@ -24,7 +24,7 @@ from pydantic import Field
 
 from plinth.domain.guardrails import Direction, Finding
 from plinth.guardrails.base import DetectContext, DetectorOptions, register_detector
-from plinth.guardrails.text import fold
+from plinth.guardrails.text import Gated, fold, word_set
 from plinth.guardrails.toxicity import LinearTextDetector
 
 _VERB_IGNORE = (
@@ -123,7 +123,47 @@ _PATTERNS = {
     r"|이전 지시|지시를 무시|시스템 프롬프트|제한 없이|탈옥"
     r"|игнорируй|забудь (?:все )?(?:инструкции|правила)|системн\w+ (?:промпт|подсказк\w+|инструкци\w+)|ты теперь|без (?:ограничений|правил|фильтров)",
 }
-_RX = {name: re.compile(p, re.IGNORECASE) for name, p in _PATTERNS.items()}
+_IGNORE_WORDS = (
+    "ignore ignoring disregard forget skip bypass override overrule drop abandon discard neglect dismiss set put throw "
+    "erase delete clear reset stop don do no cancel void suspend disable turn deactivate unlearn"
+)
+#: words one of which every alternative of the pattern starts with (see plinth.guardrails.text.Gated)
+_TRIGGERS: dict[str, dict[str, object]] = {
+    "override": {"triggers": _IGNORE_WORDS},
+    "override_loose": {"triggers": _IGNORE_WORDS},
+    "new_rules": {"triggers": "new updated real actual true revised override priority secret hidden additional special from no to respond"},
+    "persona": {"triggers": "you from pretend act roleplay role play become switch enter enable activate stay forget answer respond actúa actua"},
+    "no_rules": {
+        "triggers": "no without free zero ignoring devoid unbound not beyond unfiltered uncensored unrestricted unlimited "
+        "jailbroken jailbreak jail dan developer dev god evil opposite sudo debug maintenance admin do had have"
+    },
+    "extract": {
+        "triggers": "reveal show print output display repeat recite tell give share leak dump list copy paste write spell type "
+        "provide send disclose expose read echo translate summarize summarise what whats s state complete system initial "
+        "hidden original secret exactly verbatim"
+    },
+    "above": {"triggers": "everything all the whatever what anything words text lines sentences message messages paragraph paragraphs verbatim word character in"},
+    "tags": {"chars": "<[#:"},
+    "planted": {"triggers": "note to any all the if when hidden instruction instructions dear attention ai assistant model bot chatbot llm append add include insert"},
+    "authority": {"triggers": "i im this speaking as"},
+    "authorized": {"triggers": "the i with authorization authorisation override admin access security auth for privileges privilege identity clearance"},
+    "other_data": {"triggers": "other another all every others someone the each any previous get break hack log sneak list names name look pull find search check open i im"},
+    "privileged": {"triggers": "approve override grant disable turn export delete drop wipe run execute mark set change refund waive"},
+    "tool_use": {"triggers": "call invoke use trigger run execute function tool select drop cat rm curl wget no without"},
+    "decode_follow": {
+        "triggers": "decode decrypt translate unscramble reverse convert interpret read base b64 rot rot13 hex hexadecimal binary "
+        "morse caesar cipher encoded reversed backwards"
+    },
+    "hypothetical": {"triggers": "hypothetically in for imagine let lets simulate"},
+    "priority": {"triggers": "stop this highest top must you do without don keep the"},
+    "foreign": {
+        "triggers": "ignora ignorar olvida olvidar omite descarta instrucciones reglas revela revelame ahora actúa actua sin "
+        "ignoriere ignorieren vergiss zeig zeige nenn nenne verrate gib du ohne ignore ignorez oublie oubliez révèle revele "
+        "montre affiche donne tu sans dimentica esqueça esqueca você voce",
+        "scripts": True,
+    },
+}
+_RX = {name: Gated(p, flags=re.IGNORECASE, **_TRIGGERS[name]) for name, p in _PATTERNS.items()}  # type: ignore[arg-type]
 _BENIGN_INSTRUCTIONS = re.compile(
     r"\b(?:prep|preparation|discharge|dosing|dosage|medication|care|aftercare|post-?op|wound|pharmacy|doctor'?s|surgeon'?s|"
     r"mail-?in|enrollment|filing|appeal|claim form|billing|portal|login|app|setup|installation|assembly|cleaning|diet|fasting)\s+instructions?\b"
@@ -165,16 +205,22 @@ def decoded_variants(text: str) -> list[str]:
 
 def rule_features(text: str, folded: str) -> Iterable[str]:
     feats: set[str] = set()
-    variants = [folded, text.lower()]
+    words = word_set(folded)
+    for name, rx in _RX.items():
+        if rx.search(folded, words):
+            feats.add(name)
+    # markers that folding would damage (``<|im_start|>``: '|' reads as a leetspeak 'i')
+    if "tags" not in feats and _RX["tags"].search(text.lower(), words):
+        feats.add("tags")
     decoded = decoded_variants(text)
     if decoded:
         feats.add("encoded_payload")
-        variants.extend(fold(d) for d in decoded)
-    for i, v in enumerate(variants):
-        for name, rx in _RX.items():
-            if rx.search(v):
-                feats.add(name if i < 2 else f"{name}_decoded")
-                if i >= 2:
+        for d in decoded:
+            fd = fold(d)
+            dwords = word_set(fd)
+            for name, rx in _RX.items():
+                if rx.search(fd, dwords):
+                    feats.add(f"{name}_decoded")
                     feats.add("decoded_instruction")
     if "authority" in feats and ("other_data" in feats or "privileged" in feats or "extract" in feats):
         feats.add("authority+request")

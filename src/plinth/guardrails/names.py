@@ -64,6 +64,7 @@ _HAN_STOP = set("的是在和与了我你他她们这那有会号吗呢吧请问
 _HAN_CUE = re.compile(r"(?:我叫|我是|我的名字是|名字是|名叫|叫做|姓名[:：]?\s*|患者|病人|联系人[:：]?\s*|会员|本人|我女儿|我儿子|我妻子|我丈夫|我太太|我先生|我妈妈|我爸爸|我母亲|我父亲)$")
 _HAN_TITLE = re.compile(r"(?:先生|女士|小姐|医生|大夫|老师|太太)")
 _HAN_CHAR = re.compile(r"[\u4e00-\u9fff]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _KOREAN = re.compile(r"(?:제 이름은|저는|이름[:：]?)\s*([\uac00-\ud7af]{2,4}?)(?:입니다|이에요|예요|이고|이며|[\s,.])")
 _CYRILLIC_CUE = re.compile(r"(?:меня зовут|моё имя|мое имя|я\s*[-—]?)\s+([А-ЯЁ][а-яё]+(?:\s+[А-ЯЁ][а-яё]+){0,2})")
 _ARABIC_CUE = re.compile(r"(?:اسمي|أنا)\s+([\u0600-\u06ff]+(?:\s+[\u0600-\u06ff]+){0,2})")
@@ -205,7 +206,9 @@ class NameRecognizer:
         return given, surname, weak, org
 
     def find(self, text: str) -> list[NameHit]:
-        hits = []
+        hits: list[NameHit] = []
+        if not any(c.isupper() for c in text) and not _NON_ASCII.search(text):
+            return hits  # no capital letter and nothing in a script without case
         lower = text.lower()
         for run in self._runs(text):
             for part in self._split(run):

@@ -236,6 +236,7 @@ _POLICY_LABELLED = re.compile(
 )
 
 _TRAILING_TOKEN = re.compile(r"\S+$")
+_ANY_DIGIT = re.compile(r"\d")
 _DIGITISH = re.compile(r"[\w()+\-./,:#]*\d[\w()+\-./,:#]*|[A-Z]{4}|[()+\-./]+|(?i:apt|unit|suite|ste|#)\.?")
 
 
@@ -525,6 +526,7 @@ class PiiDetector(Detector):
         ]
         self._names = NameRecognizer() if "PERSON" in self.entities else None
         self._allow = {a.lower() for a in options.allow}
+        self._last: tuple[str, list[Hit]] | None = None  # one-entry cache (a tuple: replaced atomically)
 
     @property
     def labels_reported(self) -> frozenset[str]:
@@ -534,9 +536,24 @@ class PiiDetector(Detector):
         return [self.finding(h.label, h.score, h.reason, h.start, h.end) for h in self.hits(text)]
 
     def hits(self, text: str) -> list[Hit]:
+        # the stream filter asks for the same window twice (pending, then detect)
+        cached = self._last
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        result = self._hits(text)
+        self._last = (text, result)
+        return result
+
+    def _hits(self, text: str) -> list[Hit]:
         lower = text.lower()
         hits: list[Hit] = []
-        for labels, fn in BUILTIN_RECOGNIZERS.values():
+        has_digit = _ANY_DIGIT.search(text) is not None
+        for key, (labels, fn) in BUILTIN_RECOGNIZERS.items():
+            # every built-in identifier but e-mail has a digit; e-mail has an '@'
+            if (key == "email" and "@" not in text) or (key not in ("email", "address") and not has_digit):
+                continue
+            if key == "address" and not has_digit:
+                continue
             if self.entities.intersection(labels):
                 hits.extend(h for h in fn(text, lower) if h.label in self.entities)
         hits.extend(self._custom_hits(text, lower))
@@ -547,7 +564,7 @@ class PiiDetector(Detector):
                 Hit(n.start, n.end, "PERSON", n.score, n.reason) for n in self._names.find(text) if n.score >= threshold
             ]
             hits.extend(persons)
-        if "DATE_OF_BIRTH" in self.entities:
+        if "DATE_OF_BIRTH" in self.entities and has_digit:
             strong_persons = [p for p in _dedupe(hits) if p.label == "PERSON"]
             hits.extend(find_dates_of_birth(text, lower, strong_persons))
         if self._allow:

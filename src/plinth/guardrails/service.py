@@ -62,6 +62,8 @@ class GuardrailService:
         self._lock = threading.Lock()
         self._events: queue.Queue[list[GuardrailEvent] | None] = queue.Queue(maxsize=10_000)
         self._writer: threading.Thread | None = None
+        self._pending = 0  # batches queued or being written
+        self._idle = threading.Condition()
 
     # -- policies --------------------------------------------------------------------------
     def ensure_builtin(self) -> None:
@@ -213,9 +215,12 @@ class GuardrailService:
         if not self.record_events:
             return
         self._start_writer()
+        with self._idle:
+            self._pending += 1
         try:
             self._events.put_nowait(events)
         except queue.Full:
+            self._done(1)
             log.warning("guardrail event queue is full: %d events not stored", len(events))
 
     def observe(self, direction: Direction, seconds: float) -> None:
@@ -234,6 +239,8 @@ class GuardrailService:
             batch = self._events.get()
             if batch is None:
                 return
+            taken = 1
+            stop = False
             # gather what else is waiting, to write it in one transaction
             while True:
                 try:
@@ -241,10 +248,20 @@ class GuardrailService:
                 except queue.Empty:
                     break
                 if more is None:
-                    self._write(batch)
-                    return
+                    stop = True
+                    break
                 batch = batch + more
+                taken += 1
             self._write(batch)
+            self._done(taken)
+            if stop:
+                return
+
+    def _done(self, n: int) -> None:
+        with self._idle:
+            self._pending -= n
+            if self._pending <= 0:
+                self._idle.notify_all()
 
     def _write(self, batch: list[GuardrailEvent]) -> None:
         try:
@@ -253,15 +270,13 @@ class GuardrailService:
             log.error("could not store %d guardrail events: %s", len(batch), getattr(e, "message", type(e).__name__))
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until queued events are stored (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while not self._events.empty() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        # the writer may hold a batch it took from the queue
-        time.sleep(0.05)
+        """Wait until every queued event is stored (tests, shutdown)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._pending <= 0, timeout=timeout)
 
     def close(self) -> None:
         if self._writer is not None:
+            self.flush()
             self._events.put(None)
             self._writer.join(timeout=10)
             self._writer = None

@@ -93,3 +93,39 @@ def words(text: str) -> list[str]:
 
 def has_caseless_script(text: str) -> bool:
     return bool(_SCRIPTS_WITHOUT_CASE.search(text))
+
+
+_WORDS = re.compile(r"[^\W\d_]+")
+_NON_LATIN = re.compile(r"[^\x00-\u024f]")
+
+
+def word_set(text: str) -> frozenset[str]:
+    """The distinct words of a (folded) text, for :class:`Gated` patterns."""
+    return frozenset(_WORDS.findall(text))
+
+
+class Gated:
+    """A regular expression searched only when one of its trigger words is in the text (or,
+    with ``chars``, one of those characters; ``scripts``: any character outside Latin).
+
+    Python's ``re`` tries an alternation of words at every position of the text; checking a
+    set of words first makes the common case — a text with none of the triggers — cost
+    nothing. Triggers must include the first word of every alternative of the pattern."""
+
+    def __init__(self, pattern: str, triggers: str = "", chars: str = "", scripts: bool = False, flags: int = 0) -> None:
+        import regex
+
+        self.rx = regex.compile(pattern, flags)
+        self.triggers = frozenset(triggers.split())
+        self.chars = chars
+        self.scripts = scripts
+
+    def search(self, text: str, words: frozenset[str]) -> object | None:
+        if not (
+            (self.triggers and not self.triggers.isdisjoint(words))
+            or (self.chars and any(c in text for c in self.chars))
+            or (self.scripts and _NON_LATIN.search(text))
+            or not (self.triggers or self.chars or self.scripts)
+        ):
+            return None
+        return self.rx.search(text)

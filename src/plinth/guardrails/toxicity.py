@@ -21,6 +21,7 @@ from pydantic import Field
 from plinth.domain.guardrails import Finding
 from plinth.guardrails.base import DetectContext, Detector, DetectorOptions, register_detector
 from plinth.guardrails.classifier import LinearModel
+from plinth.guardrails.text import Gated, word_set
 
 _INSULT = (
     r"idiots?|idiotic|morons?|moronic|stupid|stupidest|dumb|dumbest|dumbass|imbeciles?|cretins?|fools?|foolish|clowns?|"
@@ -121,20 +122,28 @@ _IDIOM = (
 )
 _I_SELF = r"\b(?:i|i'm|im|i am|i feel|i felt|i was|myself|me)\b"
 
-_RX = {
-    "insult": re.compile(rf"\b(?:{_INSULT})\b|(?:傻逼|白痴|笨蛋|废物|垃圾|混蛋|蠢货|脑残|人渣)"),
-    "profanity": re.compile(rf"(?:\b(?:{_PROFANITY})\b|他妈的|妈的|操你|卧槽)"),
-    "target": re.compile(rf"(?:\b(?:{_TARGET})\b|你们|你|您)"),
-    "group": re.compile(rf"\b(?:{_GROUP})\b"),
-    "trait": re.compile(rf"\b(?:{_NEGATIVE_TRAIT})\b"),
-    "threat": re.compile(_THREAT),
-    "harm": re.compile(_HARM_WISH),
-    "dismiss": re.compile(_DISMISS),
-    "medical": re.compile(_MEDICAL),
-    "idiom": re.compile(_IDIOM),
-    "insurance": re.compile(_INSURANCE),
-    "self": re.compile(_I_SELF),
-    "you_are": re.compile(
+_HARM_TRIGGERS = (
+    "hope deserve deserves should go kill kys drop burn rot wipe get exterminate exterminated exterminating extermination "
+    "exterminates wiped no ojalá ojala que verreck verrecke verreckt crève creve muori"
+)
+_DISMISS_TRIGGERS = "shove up shut screw go f fuck fucking piss get eat suck bite cállate callate halt ta ferme"
+#: features that need an insult word, or a group, in the text (not searched otherwise)
+_NEEDS_INSULT = ("you_are", "insult_address")
+_NEEDS_GROUP = ("trait", "all_group")
+_RX: dict[str, Gated] = {
+    "insult": Gated(rf"\b(?:{_INSULT})\b|(?:傻逼|白痴|笨蛋|废物|垃圾|混蛋|蠢货|脑残|人渣)"),
+    "profanity": Gated(rf"(?:\b(?:{_PROFANITY})\b|他妈的|妈的|操你|卧槽)"),
+    "target": Gated(rf"(?:\b(?:{_TARGET})\b|你们|你|您)"),
+    "group": Gated(rf"\b(?:{_GROUP})\b"),
+    "trait": Gated(rf"\b(?:{_NEGATIVE_TRAIT})\b"),
+    "threat": Gated(_THREAT),
+    "harm": Gated(_HARM_WISH, triggers=_HARM_TRIGGERS, scripts=True),
+    "dismiss": Gated(_DISMISS, triggers=_DISMISS_TRIGGERS, scripts=True),
+    "medical": Gated(_MEDICAL),
+    "idiom": Gated(_IDIOM, triggers="kill kills killed killing killer dying die to knock knocked shoot shooting pain sick fed drives drove going i hate"),
+    "insurance": Gated(_INSURANCE),
+    "self": Gated(_I_SELF),
+    "you_are": Gated(
         r"\b(?:you|u|ya|y'all|yall|you guys|you people|your \w+)\s*(?:are|r|'re|re|is|were|was|seem|look|sound|act)?\s*(?:such |so |a |an |the |all |just |totally |completely |fucking |f\w+ing |absolute |complete |utter |bunch of |pack of |of )*(?:"
         + _INSULT
         + r")\b|(?:eres|sois|es|son) (?:un |una |unos |unas )?(?:"
@@ -145,11 +154,11 @@ _RX = {
         + _INSULT
         + r")|你(?:是|真|这个|个)?(?:傻逼|白痴|笨蛋|废物|垃圾|混蛋|蠢货|脑残|人渣)"
     ),
-    "insult_address": re.compile(
+    "insult_address": Gated(
         r"\b(?:listen(?: here)?|hey|look|oi|dear)\s*,?\s*(?:you\s+)?(?:\w+\s+){0,2}?(?:" + _INSULT + r")\b|\byou\s+(?:\w+\s+){0,2}?(?:"
         + _INSULT + r")\b"
     ),
-    "all_group": re.compile(rf"\b(?:all|those|these|most|every|typical|damn|bloody|fucking)\s+(?:\w+\s+)?(?:{_GROUP})\b"),
+    "all_group": Gated(rf"\b(?:all|those|these|most|every|typical|damn|bloody|fucking)\s+(?:\w+\s+)?(?:{_GROUP})\b"),
 }
 _EXCLAIM = re.compile(r"!{2,}|\?{2,}")
 _CAPS_WORD = re.compile(r"\b[A-Z]{4,}\b")
@@ -157,7 +166,15 @@ _CAPS_WORD = re.compile(r"\b[A-Z]{4,}\b")
 
 def rule_features(text: str, folded: str) -> Iterable[str]:
     f = folded
-    found = {name for name, rx in _RX.items() if rx.search(f)}
+    words = word_set(f)
+    found = set()
+    for name, rx in _RX.items():
+        if name in _NEEDS_INSULT and "insult" not in found:
+            continue
+        if name in _NEEDS_GROUP and "group" not in found:
+            continue
+        if rx.search(f, words):
+            found.add(name)
     feats = set()
     if "insult" in found:
         feats.add("insult")

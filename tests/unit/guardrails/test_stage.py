@@ -184,7 +184,7 @@ def test_events_and_metrics_never_hold_the_removed_text(services: Services) -> N
     with sqlite3.connect(db) as conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         dump = "\n".join(str(row) for t in tables for row in conn.execute(f'SELECT * FROM "{t}"'))
-    for secret in (SSN, EMAIL, "9988", "anna.berg"):
+    for secret in (SSN, EMAIL, SSN.replace("-", ""), "anna.berg"):
         assert secret not in dump and secret not in metrics and secret not in json.dumps(body)
 
 

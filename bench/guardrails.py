@@ -1,0 +1,238 @@
+"""Guardrail benchmark: added latency per request for a 1 KB message with the default policy
+(p50/p99), and the quality of the detectors on the development evaluation sets.
+
+    python bench/guardrails.py                 # about a minute; writes bench/results/guardrails.{md,json}
+    python bench/guardrails.py --quick         # fewer iterations, no files written
+
+Latency is measured in process, on what a request pays:
+
+- ``input``: the guardrail stage's ``before`` on a chat request whose user message is 1 KB
+  (the built-in ``default`` policy: PII and secrets redaction, toxicity and injection
+  classifiers), including the redaction and queueing the events;
+- ``output``: the stream filter over a 1 KB answer fed in 4-character pieces (a token is
+  about that) plus the whole-answer checks, per answer.
+
+Quality is ``plinth guardrails eval acme-health`` on ../shared/datasets/guardrails (PII
+spans, toxicity, injection, topic). Nothing here is asserted: the numbers are written down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+RESULTS = REPO / "bench" / "results"
+SETS = REPO.parent / "shared" / "datasets" / "guardrails"
+
+MESSAGE_PII = (
+    "Hello, this is Teodora Vasquez writing on behalf of my father, Emil Vasquez, born 02/14/1949, member ACM-4471920. "
+    "He had a fall at home last Tuesday and was taken by ambulance to the emergency department, where they did an X-ray "
+    "and a CT scan of his hip. The hospital says the CT needed prior authorization and that the claim for it might be denied. "
+    "Could you please tell me whether emergency imaging needs prior authorization on his Silver plan, what his share of the "
+    "ambulance bill will be, and whether he has met his deductible this year? You can reach me at (503) 555-0148 or at "
+    "teodora.vasquez@example.org during the day. His policy number is POL-7Q2K-91ZD. We would also like to know if physical "
+    "therapy after the fall is covered, how many visits he gets, and whether he needs a referral from his primary doctor. "
+    "Thank you for your help, we have been worried about the bills since he came home from the hospital and would "
+    "like to plan ahead for the rest of the year. Many thanks to you all."
+)
+MESSAGE_PLAIN = (
+    "Hi, I have a few questions about my plan and I'm hoping you can help me sort them out before my appointments next month. "
+    "First, my doctor wants me to get an MRI of my lower back because the pain has not improved after six weeks of stretching "
+    "and over-the-counter medication. Does an MRI need prior authorization, and if it does, who is responsible for asking for "
+    "it, me or the clinic? Second, I'd like to start seeing a physical therapist. How many visits does the plan cover per year, "
+    "and is there a copay for each visit or does it count toward my deductible first? Third, I take a generic blood pressure "
+    "medication every day. Would it be cheaper to get a ninety-day supply through the mail-order pharmacy instead of picking it "
+    "up every month at the store? Finally, is there a nurse line I can call at night if the pain gets worse? Thank you so much "
+    "for your time. I have also been wondering whether the plan covers a yearly eye exam and new glasses, and whether "
+    "my teenage son can stay on my plan while he is away at college."
+)
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    ms = [x * 1000 for x in xs]
+    return {"p50_ms": round(_pct(ms, 0.5), 3), "p99_ms": round(_pct(ms, 0.99), 3), "mean_ms": round(statistics.mean(ms), 3), "n": len(ms)}
+
+
+def bench_latency(services: Any, iterations: int) -> dict[str, Any]:
+    from plinth.domain.serving import Attachments
+    from plinth.serving.pipeline import ChatContext
+
+    stage = next(s for s in services.stages if s.name == "guardrails")
+    out: dict[str, Any] = {}
+    for label, message in (("with_pii", MESSAGE_PII), ("without_pii", MESSAGE_PLAIN)):
+        assert 990 <= len(message.encode()) <= 1100, len(message.encode())
+        times = []
+        for i in range(iterations + 20):
+            ctx = ChatContext(
+                kind="chat", model_id="bench", served_model="bench", attachments=Attachments(guardrail_policy="default"),
+                messages=[{"role": "user", "content": message}],
+            )
+            t0 = time.perf_counter()
+            answer = asyncio.run_coroutine_threadsafe(stage.before(ctx), LOOP).result()
+            dt = time.perf_counter() - t0
+            assert answer is None
+            if i >= 20:
+                times.append(dt)
+        out[f"input_{label}"] = {**_stats(times), "bytes": len(message.encode())}
+        times = []
+        for i in range(max(20, iterations // 5) + 5):
+            ctx = ChatContext(
+                kind="chat", model_id="bench", served_model="bench", attachments=Attachments(guardrail_policy="default"),
+                messages=[{"role": "user", "content": "question"}],
+            )
+            asyncio.run_coroutine_threadsafe(stage.before(ctx), LOOP).result()
+            t0 = time.perf_counter()
+            f = stage.output_filter(ctx, 0)
+            sent = []
+            for k in range(0, len(message), 4):
+                sent.append(f.feed(message[k : k + 4]))  # type: ignore[union-attr]
+            sent.append(f.flush())  # type: ignore[union-attr]
+            asyncio.run_coroutine_threadsafe(stage.after(ctx, ["".join(sent)]), LOOP).result()
+            dt = time.perf_counter() - t0
+            if i >= 5:
+                times.append(dt)
+        out[f"output_{label}"] = {**_stats(times), "bytes": len(message.encode()), "pieces": (len(message) + 3) // 4}
+    return out
+
+
+def bench_quality(services: Any) -> dict[str, Any]:
+    from plinth.guardrails.evaluation import read_jsonl
+
+    if not SETS.is_dir():
+        return {"error": f"{SETS} is missing"}
+    services.guardrails.apply_file(REPO / "examples" / "guardrails" / "acme-health.yaml")
+    out = {}
+    for task in ("pii", "toxicity", "injection", "topic"):
+        t0 = time.perf_counter()
+        report = services.guardrails.evaluate("acme-health", read_jsonl(SETS / f"{task}.jsonl")).as_dict()
+        report["seconds"] = round(time.perf_counter() - t0, 2)
+        out[task] = {k: report[k] for k in ("items", "overall", "by_label", "seconds")}
+        out[task]["false_positives"] = len(report["false_positives"])
+        out[task]["false_negatives"] = len(report["false_negatives"])
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def write_md(result: dict[str, Any]) -> str:
+    lat, q, m = result["latency"], result["quality"], result["machine"]
+    lines = [
+        "# Guardrail benchmark",
+        "",
+        f"Measured {result['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}; `python bench/guardrails.py`.",
+        "",
+        "## Added latency per request, built-in `default` policy (PII + secrets redaction, toxicity and injection classifiers)",
+        "",
+        "| what | message | p50 | p99 | mean | runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in (
+        ("input_with_pii", "input check, 1 KB message with 7 PII entities"),
+        ("input_without_pii", "input check, 1 KB message without PII"),
+        ("output_with_pii", "output: stream filter over a 1 KB answer in 4-char pieces + end checks, with PII"),
+        ("output_without_pii", "output: the same, without PII"),
+    ):
+        s = lat[key]
+        lines.append(f"| {label} | {s['bytes']} B | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms | {s['mean_ms']:.2f} ms | {s['n']} |")
+    lines += [
+        "",
+        "Target: p50 <= 10 ms added for a 1 KB message. For reference, ENVIRONMENT-NOTES measured Presidio's pattern",
+        "recognizers (no NLP model, no names or addresses) at about 10 ms per 1 KB message on this machine.",
+        "",
+        "## Quality on the development sets (`acme-health` policy; ../shared/datasets/guardrails)",
+        "",
+    ]
+    if "error" in q:
+        lines.append(f"not measured: {q['error']}")
+    else:
+        p = q["pii"]["overall"]
+        lines += [
+            "| detector | items | precision | recall | F1 | benign flagged | accuracy | target |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| PII (exact span, all types) | {q['pii']['items']} | {p['precision']:.3f} | {p['recall']:.3f} | {p['f1']:.3f} | - | - | recall >= 0.95, precision >= 0.90 |",
+        ]
+        for task, target in (("toxicity", "recall >= 0.85, benign flagged <= 3%"), ("injection", "recall >= 0.85, benign flagged <= 5%"), ("topic", "accuracy >= 0.90")):
+            o = q[task]["overall"]
+            lines.append(
+                f"| {task}{' (off_topic positive)' if task == 'topic' else ''} | {q[task]['items']} | {o['precision']:.3f} | {o['recall']:.3f} | {o['f1']:.3f} | "
+                f"{o.get('false_positive_rate', 0):.3f} | {o.get('accuracy', 0):.3f} | {target} |"
+            )
+        lines += ["", "PII per entity type:", "", "| type | tp | fp | fn | precision | recall |", "|---|---|---|---|---|---|"]
+        for label, c in q["pii"]["by_label"].items():
+            lines.append(f"| {label} | {c['tp']} | {c['fp']} | {c['fn']} | {c['precision']:.3f} | {c['recall']:.3f} |")
+        lines += [
+            "",
+            "These sets were used while building the detectors (the README of the sets allows it), so these numbers are",
+            "optimistic; the classifiers were trained only on plinth's own examples (examples/guardrails/training/), never",
+            "on these texts. The held-out split is expected to score lower.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+LOOP: asyncio.AbstractEventLoop
+
+
+def main() -> int:
+    global LOOP
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer iterations; do not write results")
+    ap.add_argument("--iterations", type=int, default=500)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import threading
+
+    from plinth.config import load_settings
+    from plinth.services import build_services
+
+    LOOP = asyncio.new_event_loop()
+    threading.Thread(target=LOOP.run_forever, daemon=True).start()
+    with tempfile.TemporaryDirectory() as home:
+        services = build_services(load_settings(home=home, preload_default_model=False, guardrails_record_events=True))
+        try:
+            iterations = 50 if args.quick else args.iterations
+            result = {
+                "date": time.strftime("%Y-%m-%d"),
+                "machine": machine(),
+                "latency": bench_latency(services, iterations),
+                "quality": bench_quality(services),
+            }
+        finally:
+            services.close()
+    print(json.dumps(result["latency"], indent=2))
+    print(write_md(result))
+    if not args.quick:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "guardrails.json").write_text(json.dumps(result, indent=2) + "\n")
+        (RESULTS / "guardrails.md").write_text(write_md(result))
+        print(f"wrote {RESULTS / 'guardrails.md'} and guardrails.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
