@@ -7,12 +7,18 @@ from dataclasses import dataclass, field
 
 from plinth.catalog.service import ModelCatalog
 from plinth.config import Settings
+from plinth.jobs.service import JobService
+from plinth.tuning.datasets import DatasetService
+from plinth.guardrails.service import GuardrailService
 from plinth.monitoring.metrics import Metrics
+from plinth.rag.service import KnowledgeService
 from plinth.serving.attachments import AttachmentService
 from plinth.serving.engine import ModelManager
 from plinth.serving.pipeline import ChatStage, build_stages
 from plinth.serving.service import CompletionService
 from plinth.store import ArtifactStore, MetadataStore, open_store
+from plinth.tracking.registry import RegistryService
+from plinth.tracking.service import TrackingService
 
 log = logging.getLogger("plinth")
 
@@ -27,9 +33,18 @@ class Services:
     models: ModelManager
     completions: CompletionService
     attachments: AttachmentService
+    jobs: JobService
+    datasets: DatasetService
     stages: list[ChatStage] = field(default_factory=list)
+    knowledge: KnowledgeService | None = None
+    guardrails: GuardrailService | None = None
+    tracking: TrackingService | None = None
+    registry: RegistryService | None = None
 
     def close(self) -> None:
+        self.jobs.close()  # first: its worker hands running jobs back to the queue
+        if self.guardrails is not None:
+            self.guardrails.close()
         self.models.close()
         self.store.close()
 
@@ -52,8 +67,17 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         model_path=catalog.model_path,
         adapter_ref=catalog.resolve_adapter,
     )
+    registry = RegistryService(store, catalog)
+    models.id_resolvers.append(registry.resolve)
+
+    def model_exists(model_id: str) -> None:
+        if registry.resolve(model_id) is None:  # registry names (acme-faq@production) are model ids too
+            catalog.check_model_id(model_id)
+
     stages: list[ChatStage] = []
-    attachments = AttachmentService(store, model_exists=catalog.check_model_id, stages=lambda: stages)
+    attachments = AttachmentService(store, model_exists=model_exists, stages=lambda: stages)
+    jobs = JobService(settings, store, metrics)
+    jobs.ensure_defaults()
     completions = CompletionService(settings, models, metrics, stages=stages, attachments=attachments.get)
     services = Services(
         settings=settings,
@@ -64,8 +88,31 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         models=models,
         completions=completions,
         attachments=attachments,
+        jobs=jobs,
+        datasets=DatasetService(settings, store, artifacts, catalog),
         stages=stages,
+        knowledge=KnowledgeService(settings, store, metrics),
+        guardrails=_guardrails(settings, store, metrics),
+        tracking=TrackingService(store, artifacts),
+        registry=registry,
     )
     # Stages are built last: they may use any service above (knowledge bases, guardrails).
     stages.extend(build_stages(services))
     return services
+
+
+def _guardrails(settings: Settings, store: MetadataStore, metrics: Metrics) -> GuardrailService:
+    def embedder():  # type: ignore[no-untyped-def]
+        from plinth.embeddings import get_embedder
+
+        return get_embedder(settings)
+
+    service = GuardrailService(
+        store,
+        metrics,
+        embedder_factory=embedder,
+        default_policy=settings.guardrails_default_policy,
+        record_events=settings.guardrails_record_events,
+    )
+    service.ensure_builtin()
+    return service

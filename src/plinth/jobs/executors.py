@@ -63,6 +63,21 @@ BUILTIN_EXECUTORS: tuple[ExecutorEntry, ...] = (
         "can be told to fail or crash. Checks that a worker runs jobs.",
         default_resources=Resources(cpu=1, memory=256 << 20, gpus=0),
     ),
+    ExecutorEntry(
+        "tune",
+        run="plinth.tuning.executor:run",
+        validate="plinth.tuning.executor:validate",
+        description="Fine-tune a catalog model on a dataset version (LoRA, full, prompt tuning); tracked as a run, "
+        "registered in the model registry.",
+        default_resources=Resources(cpu=2, memory=4 << 30, gpus=0),
+    ),
+    ExecutorEntry(
+        "eval",
+        run="plinth.tuning.eval_executor:run",
+        validate="plinth.tuning.eval_executor:validate",
+        description="Evaluate a served model id on a dataset version: loss, perplexity, exact match, token F1, ROUGE-L.",
+        default_resources=Resources(cpu=2, memory=3 << 30, gpus=0),
+    ),
 )
 
 _registry: dict[str, ExecutorEntry] = {}

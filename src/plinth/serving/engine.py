@@ -37,6 +37,21 @@ class LoadedModel:
     load_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """What a requested model id resolved to: the loaded base, the adapter (if any), and
+    the catalog id that serves it (``base`` or ``base:adapter``)."""
+
+    lm: LoadedModel
+    adapter: AdapterRef | None
+    served_id: str
+
+
+#: maps a requested model id to the catalog id that serves it (registry names such as
+#: ``acme-faq@production``), or returns None when the id is not one of its names
+IdResolver = Callable[[str], "str | None"]
+
+
 class ModelManager:
     def __init__(
         self,
@@ -45,12 +60,15 @@ class ModelManager:
         resolve: Callable[[str], ModelRecord],
         model_path: Callable[[ModelRecord], Path | None],
         adapter_ref: Callable[[str, str, str | None], AdapterRef] | None = None,
+        id_resolvers: list[IdResolver] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self._resolve = resolve
         self._model_path = model_path
         self._adapter_ref = adapter_ref
+        self.id_resolvers: list[IdResolver] = list(id_resolvers or [])
+        self._id_cache: dict[str, tuple[float, str]] = {}
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="plinth-gen")
@@ -72,19 +90,45 @@ class ModelManager:
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
 
-    async def resolve(self, model_id: str) -> tuple[LoadedModel, AdapterRef | None]:
-        """A model id is a model name or ``base:adapter``; load the base, find the adapter."""
-        base, sep, adapter = model_id.partition(":")
+    def served_id(self, model_id: str) -> str:
+        """The catalog id that serves ``model_id`` (a model, ``base:adapter``, or a name one of
+        the id resolvers knows, such as a registry ``name@alias``). Cached for two seconds:
+        moving an alias takes effect within that time in every server process."""
+        if ":" in model_id or not self.id_resolvers:
+            return model_id
+        now = time.monotonic()
+        hit = self._id_cache.get(model_id)
+        if hit is not None and now - hit[0] < 2.0:
+            return hit[1]
+        served = model_id
+        for resolver in self.id_resolvers:
+            found = resolver(model_id)
+            if found is not None:
+                served = found
+                break
+        self._id_cache[model_id] = (now, served)
+        return served
+
+    def forget_ids(self) -> None:
+        self._id_cache.clear()
+
+    async def resolve(self, model_id: str) -> Resolved:
+        """A model id is a model name, ``base:adapter``, or a name an id resolver maps to one
+        of those; load the base, find the adapter."""
+        loop = asyncio.get_running_loop()
+        served = model_id
+        if ":" not in model_id and self.id_resolvers and not self.is_loaded(model_id):
+            served = await loop.run_in_executor(self.executor, self.served_id, model_id)
+        base, sep, adapter = served.partition(":")
         lm = await self.get(base)
         if not sep:
-            return lm, None
+            return Resolved(lm, None, served)
         if self._adapter_ref is None or not adapter:
             raise PlinthError(ErrorCode.MODEL_NOT_FOUND, f"model {model_id!r} does not exist", param="model")
-        loop = asyncio.get_running_loop()
         ref = await loop.run_in_executor(
             self.executor, self._adapter_ref, base, adapter, lm.runtime.adapter_format
         )
-        return lm, ref
+        return Resolved(lm, ref, served)
 
     async def get(self, name: str) -> LoadedModel:
         lm = self._loaded.get(name)

@@ -314,24 +314,29 @@ class CompletionService:
         self.stages: list[ChatStage] = stages if stages is not None else []  # shared, filled after wiring
         self._attachments = attachments
 
-    def attachments_for(self, model_id: str) -> Attachments:
+    def attachments_for(self, model_id: str, served_id: str | None = None) -> Attachments:
+        """What is attached to the requested id, else to the id that serves it."""
         if self._attachments is None:
             return Attachments()
-        return self._attachments(model_id) or Attachments()
+        found = self._attachments(model_id)
+        if found is None and served_id and served_id != model_id:
+            found = self._attachments(served_id)
+        return found or Attachments()
 
     # -- request -> job ----------------------------------------------------------------------
     async def start_chat(self, req: ChatCompletionRequest) -> GenerationJob:
         self._check_limits(req)
-        lm, adapter = await self.manager.resolve(req.model)
+        r = await self.manager.resolve(req.model)
+        lm, adapter = r.lm, r.adapter
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
         pinned = Attachments(knowledge_base=req.knowledge_base) if req.knowledge_base else None
-        attachments = self.attachments_for(req.model).overlay(pinned)
+        attachments = self.attachments_for(req.model, r.served_id).overlay(pinned)
         if attachments.system_prompt and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": attachments.system_prompt})
         ctx = ChatContext(
             kind="chat",
             model_id=req.model,
-            served_model=req.model,
+            served_model=r.served_id,
             attachments=attachments,
             messages=messages,
             user=req.user,
@@ -345,15 +350,16 @@ class CompletionService:
 
     async def start_completion(self, req: CompletionRequest) -> GenerationJob:
         self._check_limits(req, n_prompts=len(req.prompts()))
-        lm, adapter = await self.manager.resolve(req.model)
+        r = await self.manager.resolve(req.model)
+        lm, adapter = r.lm, r.adapter
         texts = req.prompts()
         if any(not t for t in texts):
             raise PlinthError(ErrorCode.INVALID_REQUEST, "prompt must not be empty", param="prompt")
         ctx = ChatContext(
             kind="text",
             model_id=req.model,
-            served_model=req.model,
-            attachments=self.attachments_for(req.model),
+            served_model=r.served_id,
+            attachments=self.attachments_for(req.model, r.served_id),
             prompts=list(texts),
             user=req.user,
             stream=req.stream,

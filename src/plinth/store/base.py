@@ -16,9 +16,14 @@ import abc
 
 from plinth.store.base_catalog import CatalogStore
 from plinth.store.base_serving import ServingStore
+from plinth.store.base_knowledge import KnowledgeStore
+from plinth.store.base_jobs import JobsStore
+from plinth.store.base_guardrails import GuardrailsStore
+from plinth.store.base_datasets import DatasetsStore
+from plinth.store.base_tracking import RegistryStore, TrackingStore
 
 
-class MetadataStore(CatalogStore, ServingStore, abc.ABC):
+class MetadataStore(CatalogStore, ServingStore, KnowledgeStore, JobsStore, DatasetsStore, GuardrailsStore, TrackingStore, RegistryStore, abc.ABC):
     """Durable metadata of every area, behind one connection pool and one migration chain."""
 
     url: str

@@ -12,5 +12,18 @@ from __future__ import annotations
 from plinth.store.schema.base import NAMING_CONVENTION, Base, UtcDateTime
 from plinth.store.schema.catalog import AdapterRow, ModelRow
 from plinth.store.schema.serving import AttachmentRow
+from plinth.store.schema.knowledge import KbChunkRow, KbCitationRow, KbDocumentRow, KbVersionRow, KnowledgeBaseRow
+from plinth.store.schema.jobs import JobLogRow, JobRow, PriorityClassRow, QueueRow, WorkerRow
+from plinth.store.schema.datasets import DatasetRow, DatasetVersionRow
+from plinth.store.schema.tracking import (
+    EvalReportRow,
+    ModelAliasRow,
+    ModelVersionRow,
+    RegisteredModelRow,
+    RunArtifactRow,
+    RunMetricRow,
+    RunRow,
+)
+from plinth.store.schema.guardrails import GuardrailEventRow, GuardrailPolicyRow, GuardrailPolicyVersionRow
 
 __all__ = ["NAMING_CONVENTION", "AdapterRow", "AttachmentRow", "Base", "ModelRow", "UtcDateTime"]

@@ -18,6 +18,11 @@ from alembic.runtime.migration import MigrationContext
 from plinth.store.base import MetadataStore
 from plinth.store.sql.catalog import CatalogSql
 from plinth.store.sql.serving import ServingSql
+from plinth.store.sql.knowledge import KnowledgeSql
+from plinth.store.sql.jobs import JobsSql
+from plinth.store.sql.guardrails import GuardrailsSql
+from plinth.store.sql.datasets import DatasetsSql
+from plinth.store.sql.tracking import TrackingSql
 from plinth.store.sql.engine import (
     DEFAULT_BUSY_TIMEOUT_MS,
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -46,7 +51,7 @@ __all__ = [
 ]
 
 
-class SqlStore(CatalogSql, ServingSql, MetadataStore):
+class SqlStore(CatalogSql, ServingSql, KnowledgeSql, JobsSql, DatasetsSql, GuardrailsSql, TrackingSql, MetadataStore):
     """The metadata store on SQLite or Postgres: every area mixin plus the lifecycle."""
 
     # -- lifecycle ---------------------------------------------------------------------------

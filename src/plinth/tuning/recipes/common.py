@@ -1,0 +1,43 @@
+"""What the recipes share: loading the base model for training, and the loss on labelled
+tokens only (the output head runs only where there is a label, which saves most of the
+49k-wide softmax on a chat dataset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from plinth.tuning.data import IGNORE
+
+
+def load_base(base_dir: Path, device: str) -> tuple[torch.nn.Module, object]:
+    """The base model in float32 (master weights; bf16 comes from autocast) and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, local_files_only=True, use_safetensors=True)
+    model.to(device)
+    model.config.use_cache = False
+    return model, tokenizer
+
+
+def pad_id_of(tokenizer: object) -> int:
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(tokenizer, "eos_token_id", None)
+    return int(pad or 0)
+
+
+def labelled_loss(causal_lm: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of cross-entropy over the labelled next tokens; ``hidden`` is the decoder's last
+    hidden state [B, T, H] aligned with ``labels`` [B, T] (position t predicts t+1)."""
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    n = int(keep.sum())
+    if n == 0:
+        return hidden.sum() * 0.0, 0
+    h = hidden[:, :-1][keep]
+    logits = causal_lm.lm_head(h).float()
+    return F.cross_entropy(logits, targets[keep], reduction="sum"), n
