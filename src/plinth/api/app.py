@@ -13,6 +13,11 @@ from plinth import __version__
 from plinth.api.errors import install_error_handlers
 from plinth.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from plinth.api.routers import models, openai_v1, system
+from plinth.api.routers import embeddings as embeddings_router
+from plinth.api.routers import knowledge as knowledge_router
+from plinth.api.routers import datasets as datasets_router
+from plinth.api.routers import jobs as jobs_router
+from plinth.api.routers import guardrails as guardrails_router
 from plinth.errors import PlinthError
 from plinth.services import Services
 
@@ -49,6 +54,11 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(system.router)
     app.include_router(openai_v1.router)
     app.include_router(models.router)
+    app.include_router(embeddings_router.router)
+    app.include_router(knowledge_router.router)
+    app.include_router(jobs_router.router)
+    app.include_router(datasets_router.router)
+    app.include_router(guardrails_router.router)
     # Added last = outermost: metrics see every answer, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)

@@ -19,6 +19,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from plinth import __version__
+from plinth.cli import datasets as datasets_cli
+from plinth.cli import jobs as jobs_cli
+from plinth.cli.guardrails import guardrails_app
 from plinth.cli.common import (
     State,
     console,
@@ -45,6 +48,15 @@ adapters_app = typer.Typer(help="LoRA adapters of catalog models, served as BASE
 app.add_typer(models_app, name="models")
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(db_app, name="db")
+app.add_typer(jobs_cli.jobs_app, name="jobs")
+app.add_typer(jobs_cli.queues_app, name="queues")
+app.add_typer(jobs_cli.classes_app, name="priority-classes")
+app.command("worker")(jobs_cli.worker)
+app.add_typer(datasets_cli.datasets_app, name="datasets")
+from plinth.cli.kb import kb_app  # noqa: E402  (command groups register after the root app)
+
+app.add_typer(kb_app, name="kb")
+app.add_typer(guardrails_app, name="guardrails")
 
 @app.callback()
 def _root(
@@ -80,6 +92,9 @@ def up(
     console.print(f"  Metrics                [cyan]{base}/metrics[/]")
     console.print(f"  Docs                   [cyan]{base}/docs[/]  (OpenAPI: {base}/openapi.json)")
     console.print(f"  Metadata store         {mask_url(settings.database_url or '')}")
+    if settings.jobs_local_worker:
+        worker = services.jobs.start_local_worker()
+        console.print(f"  Job worker             {worker.id} (jobs run in child processes; PLINTH_JOBS_LOCAL_WORKER=false turns it off)")
     console.print("  Press Ctrl+C to stop.")
     uvicorn.run(
         create_app(services),

@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+JOB_WAIT_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+GUARDRAIL_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
 TOKEN_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
 
 
@@ -53,6 +55,45 @@ class Metrics:
         self.model_loads = Counter("plinth_model_loads", "Model loads by runtime and outcome", ["runtime", "outcome"], registry=r)
         self.model_load_seconds = Histogram(
             "plinth_model_load_seconds", "Time to load a model", ["runtime"], buckets=LATENCY_BUCKETS, registry=r
+        )
+
+        # -- jobs ------------------------------------------------------------------------
+        self.jobs_submitted = Counter("plinth_jobs_submitted", "Jobs submitted, by kind", ["kind"], registry=r)
+        self.jobs = Gauge(
+            "plinth_jobs", "Jobs queued and running per queue, as of this process's last look", ["queue", "state"], registry=r
+        )
+        self.job_transitions = Counter(
+            "plinth_job_transitions", "Job state changes made by this process's worker", ["state", "reason"], registry=r
+        )
+        self.job_preemptions = Counter(
+            "plinth_job_preemptions", "Running jobs asked to yield to a higher-priority job", ["queue"], registry=r
+        )
+        self.job_queue_wait = Histogram(
+            "plinth_job_queue_wait_seconds", "Time from queued to admitted", ["queue"], buckets=JOB_WAIT_BUCKETS, registry=r
+        )
+
+        # -- knowledge bases and embeddings ------------------------------------------------
+        self.kb_searches = Counter(
+            "plinth_kb_searches", "Knowledge-base searches; outcome hit = a passage passed kb_min_score",
+            ["knowledge_base", "outcome"], registry=r,
+        )
+        self.kb_search_seconds = Histogram(
+            "plinth_kb_search_seconds", "Knowledge-base search time (embedding the query + hybrid retrieval)",
+            ["knowledge_base"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.kb_ingested_chunks = Counter(
+            "plinth_kb_ingested_chunks", "Chunks stored in knowledge bases", ["knowledge_base"], registry=r
+        )
+        self.embedding_inputs = Counter("plinth_embedding_inputs", "Texts embedded for /v1/embeddings", ["model"], registry=r)
+
+        # -- guardrails ------------------------------------------------------------------------
+        self.guardrail_hits = Counter(
+            "plinth_guardrail_hits", "Guardrail findings by policy rule (detector), action, deployment (served model id) "
+            "and direction", ["detector", "action", "deployment", "direction"], registry=r,
+        )
+        self.guardrail_check_seconds = Histogram(
+            "plinth_guardrail_check_seconds", "Time spent in guardrail checks per request and direction "
+            "(input; output after the answer; retrieved passages)", ["direction"], buckets=GUARDRAIL_BUCKETS, registry=r,
         )
 
     def render(self) -> bytes:

@@ -123,7 +123,7 @@ _STAGES: dict[str, StageFactory] = {}
 
 #: modules whose import registers plinth's built-in stages (through register_stage, as a
 #: plugin would); imported by build_stages, so nothing heavy may run at their import.
-BUILTIN_STAGE_MODULES: list[str] = []
+BUILTIN_STAGE_MODULES: list[str] = ["plinth.rag.stage", "plinth.guardrails.stage"]
 
 
 def register_stage(name: str, factory: StageFactory) -> None:
