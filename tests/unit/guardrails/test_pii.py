@@ -128,3 +128,14 @@ def test_pii_meets_the_targets_on_the_development_set() -> None:
     report = evaluate(build_guard(ACME_POLICY.read_text()), read_jsonl(shared_set("pii")))
     assert report.overall.recall >= 0.95, report.false_negatives
     assert report.overall.precision >= 0.90, report.false_positives
+
+
+def test_pii_on_plinths_own_labelled_examples() -> None:
+    """The project's own labelled examples (examples/guardrails/labelled/pii.jsonl), written
+    apart from the shared sets: other names, formats and languages."""
+    from plinth.guardrails.evaluation import evaluate, read_jsonl
+    from tests.unit.guardrails.helpers import ACME_POLICY, REPO, build_guard
+
+    report = evaluate(build_guard(ACME_POLICY.read_text()), read_jsonl(REPO / "examples/guardrails/labelled/pii.jsonl"))
+    assert report.overall.recall >= 0.95, report.false_negatives
+    assert report.overall.precision >= 0.90, report.false_positives
