@@ -51,7 +51,7 @@ def test_named_constraints_and_indexes(store: SqlStore) -> None:
 
 
 def test_head_is_the_newest_revision() -> None:
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"
 
 
 def test_downgrade_to_base_and_upgrade_again(store: SqlStore) -> None:
