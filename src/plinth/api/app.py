@@ -18,6 +18,7 @@ from plinth.api.routers import knowledge as knowledge_router
 from plinth.api.routers import datasets as datasets_router
 from plinth.api.routers import jobs as jobs_router
 from plinth.api.routers import guardrails as guardrails_router
+from plinth.api.routers import tracking as tracking_router
 from plinth.errors import PlinthError
 from plinth.services import Services
 
@@ -59,6 +60,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(jobs_router.router)
     app.include_router(datasets_router.router)
     app.include_router(guardrails_router.router)
+    app.include_router(tracking_router.router)
     # Added last = outermost: metrics see every answer, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)

@@ -22,6 +22,7 @@ from plinth import __version__
 from plinth.cli import datasets as datasets_cli
 from plinth.cli import jobs as jobs_cli
 from plinth.cli.guardrails import guardrails_app
+from plinth.cli import tuning as tuning_cli
 from plinth.cli.common import (
     State,
     console,
@@ -57,6 +58,11 @@ from plinth.cli.kb import kb_app  # noqa: E402  (command groups register after t
 
 app.add_typer(kb_app, name="kb")
 app.add_typer(guardrails_app, name="guardrails")
+app.command("tune")(tuning_cli.tune)
+app.add_typer(tuning_cli.runs_app, name="runs")
+app.add_typer(tuning_cli.registry_app, name="registry")
+app.add_typer(tuning_cli.eval_app, name="eval")
+app.command("export")(tuning_cli.export)
 
 @app.callback()
 def _root(

@@ -78,6 +78,14 @@ BUILTIN_EXECUTORS: tuple[ExecutorEntry, ...] = (
         description="Evaluate a served model id on a dataset version: loss, perplexity, exact match, token F1, ROUGE-L.",
         default_resources=Resources(cpu=2, memory=3 << 30, gpus=0),
     ),
+    ExecutorEntry(
+        "export",
+        run="plinth.tuning.export:run",
+        validate="plinth.tuning.export:validate",
+        description="Export a fine-tune as merged safetensors, GGUF (f16, q8_0, q4_k_m) or a runtime LoRA GGUF, "
+        "added to the catalog and evaluated as served.",
+        default_resources=Resources(cpu=2, memory=4 << 30, gpus=0),
+    ),
 )
 
 _registry: dict[str, ExecutorEntry] = {}

@@ -96,5 +96,35 @@ class Metrics:
             "(input; output after the answer; retrieved passages)", ["direction"], buckets=GUARDRAIL_BUCKETS, registry=r,
         )
 
+        # -- deployments, keys, usage ------------------------------------------------------------
+        self.deployment_requests = Counter(
+            "plinth_deployment_requests", "Requests a deployment routed, by revision, role (stable/canary) and outcome "
+            "(ok, error, refused, cancelled)", ["deployment", "revision", "role", "outcome"], registry=r,
+        )
+        self.deployment_latency = Histogram(
+            "plinth_deployment_request_duration_seconds", "Whole-request latency of a deployment's successful requests",
+            ["deployment", "revision"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.deployment_tokens = Counter(
+            "plinth_deployment_tokens", "Tokens of a deployment's requests by revision and kind (prompt, completion)",
+            ["deployment", "revision", "kind"], registry=r,
+        )
+        self.deployment_rollbacks = Counter(
+            "plinth_deployment_rollbacks", "Rollbacks by trigger (manual, auto) and the rule breached (auto)",
+            ["deployment", "trigger", "rule"], registry=r,
+        )
+        self.deployment_gate_refusals = Counter(
+            "plinth_deployment_gate_refusals", "Candidates refused by a deployment's evaluation gate", ["deployment"], registry=r
+        )
+        self.auth_failures = Counter(
+            "plinth_auth_failures", "Refused calls by reason (missing, malformed, invalid, revoked, expired, scope, model)",
+            ["reason"], registry=r,
+        )
+        self.rate_limited = Counter(
+            "plinth_rate_limited_requests", "Requests refused by a key's limits (requests_per_minute, tokens_per_minute, budget)",
+            ["limit"], registry=r,
+        )
+        self.key_tokens = Counter("plinth_key_tokens", "Tokens used per API key (name) and kind", ["key", "kind"], registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +28,53 @@ from plinth.serving.protocol import ChatCompletionRequest, CompletionRequest, _S
 from plinth.serving.stops import StopMatcher
 
 _STANDARD_FIELDS = frozenset({"id", "object", "created", "model", "choices", "usage", "system_fingerprint"})
+
+log = logging.getLogger("plinth.serving")
+
+
+@dataclass
+class Route:
+    """Where a :class:`RequestHook` sends a request (a deployment choosing a revision)."""
+
+    model: str  # the model id that serves the request: a catalog id or a name an id resolver knows
+    attachments: Attachments | None = None  # laid over what is attached to ``model``
+    defaults: dict[str, Any] = field(default_factory=dict)  # generation fields used when the request leaves them unset
+    headers: dict[str, str] = field(default_factory=dict)  # added to the response
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """How one request ended, as every hook's :meth:`RequestHook.finished` is told."""
+
+    response_id: str
+    error: BaseException | None  # what failed it; None when it completed or the client left
+    completed: bool  # every choice finished
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    finish_reasons: tuple[str, ...]
+
+
+class RequestHook:
+    """Sees every chat and text completion request (``CompletionService.hooks``, in order).
+
+    :meth:`route` runs before the model is resolved; the first hook that returns a
+    :class:`Route` decides which model id serves the request and what the route brings.
+    :meth:`reserve` runs once the prompt's token count (None when the runtime cannot count
+    it) and the most tokens the answer may take are known, before a generation slot is
+    taken; raising :class:`PlinthError` refuses the request. :meth:`finished` runs exactly
+    once when the request ends, however it ends: refused, failed, cancelled or completed.
+    It is called on the event loop and must not block.
+    """
+
+    async def route(self, ctx: ChatContext) -> Route | None:
+        return None
+
+    async def reserve(self, ctx: ChatContext, prompt_tokens: int | None, max_completion_tokens: int) -> None:
+        return None
+
+    def finished(self, ctx: ChatContext, outcome: RequestOutcome) -> None:
+        return None
 
 
 @dataclass
@@ -58,7 +106,11 @@ class GenerationJob:
     admitted_at: float = field(default_factory=time.monotonic)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    error: BaseException | None = None  # what failed the generation, for the hooks
+    completed: bool = False  # every choice finished
+    finish_reasons: list[str] = field(default_factory=list)
     _released: bool = False
+    _reported: bool = False
     _started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -85,6 +137,9 @@ class GenerationJob:
         if not self._released:
             self._released = True
             self.lm.admission.release(time.monotonic() - self._started)
+        if not self._reported and self.ctx is not None:
+            self._reported = True
+            self.service._report(self.ctx, self, self.error)
 
     def _filter(self, idx: int) -> OutputFilter | None:
         if self.ctx is None:
@@ -102,9 +157,11 @@ class GenerationJob:
             texts.append(self.answer.text)
             yield idx, self.answer.text, None
             m.generations.labels(self.model_id, self.answer.finish_reason).inc()
+            self.finish_reasons.append(self.answer.finish_reason)
             if idx < len(self.params) - 1:
                 yield idx, "", self.answer.finish_reason
         await self._after(texts)
+        self.completed = True
         yield len(self.params) - 1, "", self.answer.finish_reason
 
     async def _after(self, texts: list[str]) -> None:
@@ -198,14 +255,18 @@ class GenerationJob:
                         self.completion_tokens += usage_from_engine["completion_tokens"] - counted
                 finish = finish or "stop"
                 m.generations.labels(model, finish).inc()
+                self.finish_reasons.append(finish)
                 texts.append("".join(sent))
                 if idx < len(self.params) - 1:
                     yield idx, "", finish
             # The last finish is sent after the stages have seen the whole answer, so what
             # they add (citations, guardrail findings) can ride on the last chunk.
             await self._after(texts)
-            finished_all = True
+            finished_all = self.completed = True
             yield len(self.params) - 1, "", finish
+        except Exception as e:
+            self.error = e
+            raise
         finally:
             self.prompt_tokens = sum(p.n_tokens or 0 for p in self.prompts)
             if finished_all or self.completion_tokens:
@@ -313,6 +374,8 @@ class CompletionService:
         self.metrics = metrics
         self.stages: list[ChatStage] = stages if stages is not None else []  # shared, filled after wiring
         self._attachments = attachments
+        #: request hooks (routing by deployment, limits, usage accounting); see RequestHook
+        self.hooks: list[RequestHook] = []
 
     def attachments_for(self, model_id: str, served_id: str | None = None) -> Attachments:
         """What is attached to the requested id, else to the id that serves it."""
@@ -325,52 +388,95 @@ class CompletionService:
 
     # -- request -> job ----------------------------------------------------------------------
     async def start_chat(self, req: ChatCompletionRequest) -> GenerationJob:
-        self._check_limits(req)
-        r = await self.manager.resolve(req.model)
-        lm, adapter = r.lm, r.adapter
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
-        pinned = Attachments(knowledge_base=req.knowledge_base) if req.knowledge_base else None
-        attachments = self.attachments_for(req.model, r.served_id).overlay(pinned)
-        if attachments.system_prompt and not any(m["role"] == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": attachments.system_prompt})
-        ctx = ChatContext(
-            kind="chat",
-            model_id=req.model,
-            served_model=r.served_id,
-            attachments=attachments,
-            messages=messages,
-            user=req.user,
-            stream=req.stream,
-        )
-        answer = await self._before(ctx)
-        if answer is not None:
-            return self._answered(lm, "chat", req, ctx, answer, n_prompts=1)
-        prompt = await self._prepare(lm, lambda: lm.runtime.prepare_chat(ctx.messages))
-        return await self._admit(lm, "chat", req, [prompt], param="messages", adapter=adapter, ctx=ctx)
+        ctx = self._context("chat", req)
+        try:
+            req = await self._route(ctx, req)
+            self._check_limits(req)
+            r = await self.manager.resolve(ctx.served_model)
+            lm, adapter = r.lm, r.adapter
+            messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+            pinned = Attachments(knowledge_base=req.knowledge_base) if req.knowledge_base else None
+            attachments = self._route_attachments(ctx, r.served_id).overlay(pinned)
+            if attachments.system_prompt and not any(m["role"] == "system" for m in messages):
+                messages.insert(0, {"role": "system", "content": attachments.system_prompt})
+            ctx.served_model, ctx.attachments, ctx.messages = r.served_id, attachments, messages
+            answer = await self._before(ctx)
+            if answer is not None:
+                return self._answered(lm, "chat", req, ctx, answer, n_prompts=1)
+            prompt = await self._prepare(lm, lambda: lm.runtime.prepare_chat(ctx.messages))
+            return await self._admit(lm, "chat", req, [prompt], param="messages", adapter=adapter, ctx=ctx)
+        except BaseException as e:
+            self._report(ctx, None, e)
+            raise
 
     async def start_completion(self, req: CompletionRequest) -> GenerationJob:
-        self._check_limits(req, n_prompts=len(req.prompts()))
-        r = await self.manager.resolve(req.model)
-        lm, adapter = r.lm, r.adapter
-        texts = req.prompts()
-        if any(not t for t in texts):
-            raise PlinthError(ErrorCode.INVALID_REQUEST, "prompt must not be empty", param="prompt")
+        ctx = self._context("text", req)
+        try:
+            req = await self._route(ctx, req)
+            self._check_limits(req, n_prompts=len(req.prompts()))
+            r = await self.manager.resolve(ctx.served_model)
+            lm, adapter = r.lm, r.adapter
+            texts = req.prompts()
+            if any(not t for t in texts):
+                raise PlinthError(ErrorCode.INVALID_REQUEST, "prompt must not be empty", param="prompt")
+            ctx.served_model, ctx.attachments, ctx.prompts = r.served_id, self._route_attachments(ctx, r.served_id), list(texts)
+            answer = await self._before(ctx)
+            if answer is not None:
+                return self._answered(lm, "text", req, ctx, answer, n_prompts=len(texts))
+            prompts = []
+            for text in ctx.prompts:
+                prompts.append(await self._prepare(lm, lambda t=text: lm.runtime.prepare_text(t)))
+            return await self._admit(lm, "text", req, prompts, param="prompt", echo=req.echo, adapter=adapter, ctx=ctx)
+        except BaseException as e:
+            self._report(ctx, None, e)
+            raise
+
+    # -- request hooks -------------------------------------------------------------------------
+    def _context(self, kind: str, req: _SamplingFields) -> ChatContext:
         ctx = ChatContext(
-            kind="text",
-            model_id=req.model,
-            served_model=r.served_id,
-            attachments=self.attachments_for(req.model, r.served_id),
-            prompts=list(texts),
-            user=req.user,
-            stream=req.stream,
+            kind=kind, model_id=req.model, served_model=req.model, attachments=Attachments(), user=req.user, stream=req.stream
         )
-        answer = await self._before(ctx)
-        if answer is not None:
-            return self._answered(lm, "text", req, ctx, answer, n_prompts=len(texts))
-        prompts = []
-        for text in ctx.prompts:
-            prompts.append(await self._prepare(lm, lambda t=text: lm.runtime.prepare_text(t)))
-        return await self._admit(lm, "text", req, prompts, param="prompt", echo=req.echo, adapter=adapter, ctx=ctx)
+        ctx.state["started"] = time.monotonic()
+        return ctx
+
+    async def _route(self, ctx: ChatContext, req: Any) -> Any:
+        """Ask the hooks where the request goes; apply the route's generation defaults to the
+        fields the request did not give."""
+        for hook in self.hooks:
+            route = await hook.route(ctx)
+            if route is None:
+                continue
+            ctx.state["route"] = route
+            ctx.served_model = route.model
+            ctx.headers.update(route.headers)
+            given = set(req.model_fields_set) | ({"max_tokens"} if req.max_tokens is not None else set())
+            update = {k: v for k, v in route.defaults.items() if k not in given}
+            return req.model_copy(update=update) if update else req
+        return req
+
+    def _route_attachments(self, ctx: ChatContext, served_id: str) -> Attachments:
+        route: Route | None = ctx.state.get("route")
+        if route is None:
+            return self.attachments_for(ctx.model_id, served_id)
+        return self.attachments_for(route.model, served_id).overlay(route.attachments)
+
+    def _report(self, ctx: ChatContext, job: GenerationJob | None, error: BaseException | None) -> None:
+        if not self.hooks:
+            return
+        outcome = RequestOutcome(
+            response_id=job.response_id if job is not None else ("chatcmpl-" if ctx.kind == "chat" else "cmpl-") + ctx.request_id,
+            error=error,
+            completed=job is not None and job.completed,
+            prompt_tokens=job.prompt_tokens if job is not None else 0,
+            completion_tokens=job.completion_tokens if job is not None else 0,
+            latency_s=time.monotonic() - ctx.state.get("started", time.monotonic()),
+            finish_reasons=tuple(job.finish_reasons) if job is not None else (),
+        )
+        for hook in self.hooks:
+            try:
+                hook.finished(ctx, outcome)
+            except Exception:  # accounting must never fail a response
+                log.exception("request hook %s failed in finished()", type(hook).__name__)
 
     async def _before(self, ctx: ChatContext) -> StageAnswer | None:
         for stage in self.stages:
@@ -466,6 +572,11 @@ class CompletionService:
                     )
                 )
                 choice_prompt.append(pi)
+        if ctx is not None and self.hooks:
+            counts = [p.n_tokens for p in prompts]
+            prompt_tokens = None if any(n is None for n in counts) else sum(n or 0 for n in counts)
+            for hook in self.hooks:
+                await hook.reserve(ctx, prompt_tokens, sum(p.max_tokens for p in params))
         try:
             waited = await lm.admission.acquire()
         except PlinthError:

@@ -21,9 +21,11 @@ from plinth.store.base_jobs import JobsStore
 from plinth.store.base_guardrails import GuardrailsStore
 from plinth.store.base_datasets import DatasetsStore
 from plinth.store.base_tracking import RegistryStore, TrackingStore
+from plinth.store.base_deployments import DeploymentsStore
+from plinth.store.base_auth import AuthStore
 
 
-class MetadataStore(CatalogStore, ServingStore, KnowledgeStore, JobsStore, DatasetsStore, GuardrailsStore, TrackingStore, RegistryStore, abc.ABC):
+class MetadataStore(CatalogStore, ServingStore, KnowledgeStore, JobsStore, DatasetsStore, GuardrailsStore, TrackingStore, RegistryStore, DeploymentsStore, AuthStore, abc.ABC):
     """Durable metadata of every area, behind one connection pool and one migration chain."""
 
     url: str

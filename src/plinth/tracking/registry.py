@@ -309,10 +309,10 @@ class RegistryService:
             lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(mv.metrics.items()) if isinstance(v, int | float)]
             lines.append("")
         if reports:
-            lines += ["## Evaluations", "", "| dataset | split | metrics | report |", "|---|---|---|---|"]
+            lines += ["## Evaluations", "", "| model evaluated | dataset | split | metrics | report |", "|---|---|---|---|---|"]
             for r in reports:
                 shown = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(r.metrics.items()) if isinstance(v, int | float))
-                lines.append(f"| `{r.dataset}` | {r.split} | {shown} | `{r.id}` |")
+                lines.append(f"| `{r.model}` | `{r.dataset}` | {r.split} | {shown} | `{r.id}` |")
             lines.append("")
         lines += [
             "## Limitations",

@@ -123,15 +123,14 @@ def _gguf_loss(services: Any, record: Any, conversations: list[list[dict[str, An
     """The same loss from llama.cpp's own logits of the GGUF file, as it is served."""
     import numpy as np
 
-    from plinth.tuning.data import encode_all
-    from plinth.tuning.executor import base_dir_for
-
-    # the tokenizer and chat template of the model (dequantised copy made once)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(base_dir_for(services, record.name)))
-    examples, _ = encode_all(tokenizer, conversations, max_len)
+    from plinth.tuning.data import encode_all
+
     path = services.catalog.model_path(record)
+    # the GGUF's own tokenizer and chat template
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    examples, _ = encode_all(tokenizer, conversations, max_len)
     import llama_cpp
     import llama_cpp.llama as high_level
 
@@ -203,8 +202,11 @@ def evaluate(
     max_tokens: int = 128,
     max_len: int = 1024,
     run_id: str | None = None,
+    attach_to: tuple[str, int] | None = None,
     progress: Callable[[int, int, str], None] = lambda done, total, msg: None,
 ) -> EvalReport:
+    """Evaluate ``model_id``; the report goes on the registry version it is (or is served as),
+    or on ``attach_to`` (name, version) — an export of that version."""
     version = services.datasets.get(dataset)
     conversations = [c for c in services.datasets.load_messages(version, split) if c and c[-1]["role"] == "assistant"]
     if not conversations:
@@ -221,7 +223,9 @@ def evaluate(
     metrics.update(generation_scores(preds, refs))
     metrics["samples"] = len(conversations)
     mv = None
-    if services.registry is not None:
+    if attach_to is not None:
+        mv = services.registry.version(*attach_to)
+    elif services.registry is not None:
         mv = services.registry.resolve_version(model_id)
         if mv is None:
             found = services.registry.store.find_versions_by_served_id(served)

@@ -174,7 +174,7 @@ def train(trainable: Trainable, train_ex: list[Example], val_ex: list[Example], 
             with _autocast(cfg):
                 s, k = trainable.loss(batch)
             (s / max(1, k) / cfg.grad_accum).backward()
-            loss_sum += float(s)
+            loss_sum += float(s.detach())
             label_tokens += k
             real += int(batch["attention_mask"].sum())
             padded += int(batch["attention_mask"].numel())

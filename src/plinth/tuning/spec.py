@@ -42,7 +42,7 @@ class PromptTuningSpec(BaseModel):
 class TuneSpec(BaseModel):
     """What ``plinth tune`` / ``POST /api/v1/tuning/jobs`` accepts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
     base_model: str = Field(min_length=1, max_length=256)
     dataset: str = Field(min_length=1, max_length=200, description="name or name@version")
     method: Method = "lora"

@@ -210,3 +210,25 @@ def test_delete_knowledge_base(kb: Any) -> None:
     assert e.value.code == ErrorCode.NOT_FOUND
     kb.create("acme")  # the name is free again, and the new one is empty
     assert kb.search("acme", "deductible").passages == []
+
+
+def test_keyword_search_skips_invisible_matches(knowledge: Any) -> None:
+    """Many better-ranked matches of an old version must not push out the visible one."""
+    knowledge.create("old")
+    _add(knowledge, "old", {f"z{i:03d}.md": f"# Zebra {i}\n\nzebra zebra zebra stripes {i}." for i in range(80)})
+    knowledge.remove_documents("old", [f"z{i:03d}.md" for i in range(80)])
+    _add(knowledge, "old", {"keep.md": "# Keep\n\nOne zebra lives here, among many horses and other animals of the plain."})
+    kbo, version = knowledge.resolve("old")
+    hits = knowledge.index.keyword_search(kbo, version, "zebra", 5)
+    rows = knowledge.store.visible_chunks(kbo.id, version, [h.chunk_id for h in hits])
+    assert len(hits) == 1 and rows[hits[0].chunk_id][1].name == "keep.md"
+    assert len(knowledge.index.keyword_search(kbo, 1, "zebra", 5)) == 5  # the old version still has them
+
+
+def test_common_terms_are_dropped_only_on_large_knowledge_bases() -> None:
+    from plinth.rag.index.base import prune_common_terms
+
+    freq = {"plan": 9000, "deductible": 4000, "doula": 12, "evacuation": 40}
+    assert prune_common_terms(["plan", "doula", "deductible"], freq, 500) == ["plan", "doula", "deductible"]
+    assert prune_common_terms(["plan", "doula", "evacuation", "deductible"], freq, 20_000) == ["doula", "evacuation"]
+    assert prune_common_terms(["plan", "deductible", "doula"], freq, 20_000) == ["doula", "deductible"]  # two rarest

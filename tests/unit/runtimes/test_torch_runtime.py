@@ -232,7 +232,9 @@ def test_penalties_change_the_output(runtime: TorchRuntime, prompt: Prompt) -> N
 def test_cancel_from_another_thread_stops_generation(runtime: TorchRuntime, prompt: Prompt) -> None:
     deltas, tokens = cancel_after_three_tokens(runtime, prompt, greedy(64))
     assert deltas[-1].finish_reason == "cancelled"
-    assert 3 <= tokens <= 5, tokens
+    # the batching engine does not wait for its consumer: on a busy machine a few more tokens
+    # may already sit in the queue when the reader sets the event
+    assert 3 <= tokens <= (16 if runtime.batching else 5), tokens
     assert collect(runtime, prompt, greedy(4))[2] == "length"
 
 

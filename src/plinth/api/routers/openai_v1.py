@@ -56,12 +56,29 @@ def list_models(request: Request) -> dict[str, Any]:
         }
         for a in s.catalog.list_adapters()
     ]
+    if s.registry is not None:  # registered models: NAME and NAME@ALIAS, each with the id serving it
+        data += [
+            {
+                "id": r["id"],
+                "object": "model",
+                "created": int(r["created"].timestamp()) if r["created"] else 0,
+                "owned_by": "plinth",
+                "parent": r["parent"],
+            }
+            for r in s.registry.served_ids()
+        ]
     return {"object": "list", "data": data}
 
 
 @router.get("/models/{model_id}", responses=ERRORS)
 def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    catalog = services_of(request).catalog
+    services = services_of(request)
+    catalog = services.catalog
+    if services.registry is not None and ":" not in model_id and catalog.store.find_model(model_id) is None:
+        mv = services.registry.resolve_version(model_id)
+        if mv is not None:
+            created = int(mv.created_at.timestamp()) if mv.created_at else 0
+            return {"id": model_id, "object": "model", "created": created, "owned_by": "plinth", "parent": mv.served_as}
     base, sep, adapter = model_id.partition(":")
     if sep:
         a = catalog.store.find_adapter(base, adapter)

@@ -72,3 +72,19 @@ def query_terms(text: str, limit: int = 32) -> list[str]:
         if len(seen) >= limit:
             break
     return seen
+
+
+#: Keyword queries on large knowledge bases drop terms found in more than this share of the
+#: chunks (their IDF is low, and ranking their matches costs most of the query time) —
+#: keeping at least the two rarest terms. Small knowledge bases keep every term.
+COMMON_TERM_RATIO = 0.1
+PRUNE_MIN_CHUNKS = 5000
+
+
+def prune_common_terms(terms: list[str], doc_freq: dict[str, int], n_chunks: int) -> list[str]:
+    if n_chunks < PRUNE_MIN_CHUNKS or len(terms) <= 2:
+        return terms
+    keep = [t for t in terms if doc_freq.get(t, 0) <= COMMON_TERM_RATIO * n_chunks]
+    if len(keep) >= 2:
+        return keep
+    return sorted(terms, key=lambda t: doc_freq.get(t, 0))[:2]

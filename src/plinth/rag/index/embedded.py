@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from plinth.domain.knowledge import KnowledgeBase
-from plinth.rag.index.base import Hit, KnowledgeIndex, query_terms
+from plinth.rag.index.base import PRUNE_MIN_CHUNKS, Hit, KnowledgeIndex, prune_common_terms, query_terms
 
 NEVER = np.iinfo(np.int32).max  # removed_version of an open chunk
 _BATCH = 5000
@@ -48,6 +48,7 @@ class _KbIndex:
     matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), dtype=np.float32))
     fts: sqlite3.Connection | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
+    doc_freq: dict[str, int] = field(default_factory=dict)  # chunks matching a term, all versions
 
 
 class EmbeddedIndex(KnowledgeIndex):
@@ -87,6 +88,7 @@ class EmbeddedIndex(KnowledgeIndex):
                 self._reset(st)
             self._append(kb, st)
             self._refresh_removed(kb, st)
+            st.doc_freq.clear()
             st.seq, st.rebuild_seq = kb.seq, kb.rebuild_seq
 
     def _reset(self, st: _KbIndex) -> None:
@@ -94,8 +96,7 @@ class EmbeddedIndex(KnowledgeIndex):
             st.fts.close()
         st.fts = sqlite3.connect(":memory:", check_same_thread=False)
         st.fts.execute(
-            "CREATE VIRTUAL TABLE fts USING fts5(heading, body, doc UNINDEXED, added UNINDEXED, removed UNINDEXED, "
-            "tokenize='porter unicode61')"
+            "CREATE VIRTUAL TABLE fts USING fts5(heading, body, tokenize='porter unicode61')"
         )
         st.last_id = 0
         st.ids = np.zeros(0, dtype=np.int64)
@@ -121,8 +122,7 @@ class EmbeddedIndex(KnowledgeIndex):
             )
             vecs.append(np.frombuffer(b"".join(r.embedding for r in rows), dtype="<f4").reshape(len(rows), st.dim))
             st.fts.executemany(
-                "INSERT INTO fts(rowid, heading, body, doc, added, removed) VALUES (?, ?, ?, ?, ?, ?)",
-                [(r.id, r.heading, r.text, r.document_id, r.added_version, r.removed_version or int(NEVER)) for r in rows],
+                "INSERT INTO fts(rowid, heading, body) VALUES (?, ?, ?)", [(r.id, r.heading, r.text) for r in rows]
             )
             st.last_id = rows[-1].id
         st.fts.commit()
@@ -144,11 +144,6 @@ class EmbeddedIndex(KnowledgeIndex):
         changed = st.removed[pos] != m_ver
         if changed.any():
             st.removed[pos[changed]] = m_ver[changed]
-            st.fts.executemany(
-                "UPDATE fts SET removed = ? WHERE rowid = ?",
-                [(int(v), int(i)) for i, v in zip(m_ids[changed], m_ver[changed], strict=True)],
-            )
-            st.fts.commit()
 
     # -- searching ---------------------------------------------------------------------------
     def _mask(self, st: _KbIndex, version: int, documents: set[int] | None) -> np.ndarray:
@@ -183,19 +178,45 @@ class EmbeddedIndex(KnowledgeIndex):
         terms = [t for t in terms if t]
         if not terms:
             return []
+        if documents is not None and not documents:
+            return []
         self.sync(kb)
         st = self._state(kb)
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        sql = "SELECT rowid, -bm25(fts, 2.0, 1.0) FROM fts WHERE fts MATCH ? AND added <= ? AND removed > ?"
-        params: list[Any] = [match, version, version]
-        if documents is not None:
-            if not documents:
-                return []
-            sql += f" AND doc IN ({','.join('?' * len(documents))})"
-            params.extend(sorted(documents))
-        sql += " ORDER BY bm25(fts, 2.0, 1.0) LIMIT ?"
-        params.append(k)
         with st.lock:
             assert st.fts is not None
-            rows = st.fts.execute(sql, params).fetchall()
-        return [Hit(int(r[0]), float(r[1])) for r in rows]
+            fts = st.fts
+            n = len(st.ids)
+            if n >= PRUNE_MIN_CHUNKS:
+                for t in terms:
+                    if t not in st.doc_freq:
+                        st.doc_freq[t] = fts.execute("SELECT count(*) FROM fts WHERE fts MATCH ?", (_quote(t),)).fetchone()[0]
+            terms = prune_common_terms(terms, st.doc_freq, n)
+            match = " OR ".join(_quote(t) for t in terms)
+            # Rank without reading the rows (the unindexed columns cost a row read per
+            # match), then keep the visible ones by the in-memory arrays; widen if too few.
+            limit = max(2 * k, 64)
+            while True:
+                rows = fts.execute(
+                    "SELECT rowid, -bm25(fts, 2.0, 1.0) FROM fts WHERE fts MATCH ? ORDER BY bm25(fts, 2.0, 1.0) LIMIT ?",
+                    (match, limit),
+                ).fetchall()
+                hits = self._visible_hits(st, rows, version, documents, k)
+                if len(hits) >= k or len(rows) < limit or limit >= n:
+                    return hits
+                limit *= 4
+
+    def _visible_hits(
+        self, st: _KbIndex, rows: list[tuple[int, float]], version: int, documents: set[int] | None, k: int
+    ) -> list[Hit]:
+        if not rows:
+            return []
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        pos = np.minimum(np.searchsorted(st.ids, ids), len(st.ids) - 1)
+        ok = (st.ids[pos] == ids) & (st.added[pos] <= version) & (st.removed[pos] > version)
+        if documents is not None:
+            ok &= np.isin(st.docs[pos], np.fromiter(documents, dtype=np.int64, count=len(documents)))
+        return [Hit(int(r[0]), float(r[1])) for r, good in zip(rows, ok, strict=True) if good][:k]
+
+
+def _quote(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 
 from plinth.domain.knowledge import KnowledgeBase
 from plinth.errors import ErrorCode, PlinthError
-from plinth.rag.index.base import Hit, KnowledgeIndex, query_terms
+from plinth.rag.index.base import PRUNE_MIN_CHUNKS, Hit, KnowledgeIndex, prune_common_terms, query_terms
 
 NEVER = 2**31 - 1
 EF_SEARCH = 100
@@ -56,6 +56,7 @@ class PostgresIndex(KnowledgeIndex):
         self._tables: set[int] = set()
         self._synced: dict[int, tuple[int, int]] = {}
         self._lock = threading.Lock()
+        self._doc_freq: dict[int, tuple[int, int, dict[str, int]]] = {}  # kb id -> (seq, chunks, term -> chunks)
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "vectors": "pgvector HNSW (cosine)", "keywords": "Postgres full-text (ts_rank_cd)"}
@@ -157,6 +158,7 @@ class PostgresIndex(KnowledgeIndex):
         terms = [t for t in terms if t]
         if not terms:
             return []
+        terms = prune_common_terms(terms, *self._frequencies(kb, terms))
         where = (
             "c.kb_id = :kb AND c.tsv @@ q AND c.added_version <= :v "
             "AND (c.removed_version IS NULL OR c.removed_version > :v)"
@@ -176,3 +178,24 @@ class PostgresIndex(KnowledgeIndex):
                 params,
             ).all()
         return [Hit(int(r[0]), float(r[1])) for r in rows]
+
+    def _frequencies(self, kb: KnowledgeBase, terms: list[str]) -> tuple[dict[str, int], int]:
+        """Chunks matching each term (GIN counts, cached until the knowledge base changes)."""
+        assert kb.id is not None
+        seq, n, freq = self._doc_freq.get(kb.id, (-1, 0, {}))
+        with self.engine.connect() as conn:
+            if seq != kb.seq:
+                n = int(conn.execute(text("SELECT count(*) FROM kb_chunks WHERE kb_id = :kb"), {"kb": kb.id}).scalar() or 0)
+                freq = {}
+            if n >= PRUNE_MIN_CHUNKS:
+                for t in terms:
+                    if t not in freq:
+                        freq[t] = int(
+                            conn.execute(
+                                text("SELECT count(*) FROM kb_chunks WHERE kb_id = :kb AND tsv @@ to_tsquery('english', :t)"),
+                                {"kb": kb.id, "t": t},
+                            ).scalar()
+                            or 0
+                        )
+        self._doc_freq[kb.id] = (kb.seq, n, freq)
+        return freq, n

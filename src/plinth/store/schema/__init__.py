@@ -25,5 +25,7 @@ from plinth.store.schema.tracking import (
     RunRow,
 )
 from plinth.store.schema.guardrails import GuardrailEventRow, GuardrailPolicyRow, GuardrailPolicyVersionRow
+from plinth.store.schema.deployments import DeploymentEventRow, DeploymentRevisionRow, DeploymentRow, FeedbackRow, UsageRow
+from plinth.store.schema.auth import ApiKeyRow, ApiKeyWindowRow, AuditRow
 
 __all__ = ["NAMING_CONVENTION", "AdapterRow", "AttachmentRow", "Base", "ModelRow", "UtcDateTime"]

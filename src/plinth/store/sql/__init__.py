@@ -23,6 +23,8 @@ from plinth.store.sql.jobs import JobsSql
 from plinth.store.sql.guardrails import GuardrailsSql
 from plinth.store.sql.datasets import DatasetsSql
 from plinth.store.sql.tracking import TrackingSql
+from plinth.store.sql.deployments import DeploymentsSql
+from plinth.store.sql.auth import AuthSql
 from plinth.store.sql.engine import (
     DEFAULT_BUSY_TIMEOUT_MS,
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -51,7 +53,7 @@ __all__ = [
 ]
 
 
-class SqlStore(CatalogSql, ServingSql, KnowledgeSql, JobsSql, DatasetsSql, GuardrailsSql, TrackingSql, MetadataStore):
+class SqlStore(CatalogSql, ServingSql, KnowledgeSql, JobsSql, DatasetsSql, GuardrailsSql, TrackingSql, DeploymentsSql, AuthSql, MetadataStore):
     """The metadata store on SQLite or Postgres: every area mixin plus the lifecycle."""
 
     # -- lifecycle ---------------------------------------------------------------------------

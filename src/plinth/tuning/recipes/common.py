@@ -12,9 +12,14 @@ import torch.nn.functional as F
 from plinth.tuning.data import IGNORE
 
 
-def load_base(base_dir: Path, device: str) -> tuple[torch.nn.Module, object]:
-    """The base model in float32 (master weights; bf16 comes from autocast) and its tokenizer."""
+def load_base(base_dir: Path, device: str, seed: int | None = None) -> tuple[torch.nn.Module, object]:
+    """The base model in float32 (master weights; bf16 comes from autocast) and its tokenizer.
+    With ``seed``, the random generator is seeded first, so whatever a recipe initialises
+    next (LoRA matrices, virtual tokens) is the same on every run with that seed."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if seed is not None:
+        torch.manual_seed(seed)
 
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, local_files_only=True, use_safetensors=True)

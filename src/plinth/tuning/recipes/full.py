@@ -17,7 +17,7 @@ ARTIFACT = "model"
 
 class FullTrainable:
     def __init__(self, base_dir: Path, spec: Any, device: str) -> None:
-        self.model, self.tokenizer = load_base(base_dir, device)
+        self.model, self.tokenizer = load_base(base_dir, device, seed=spec.seed)
         self.causal_lm = self.model
         self.pad_id = pad_id_of(self.tokenizer)
 

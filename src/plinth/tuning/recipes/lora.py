@@ -23,7 +23,7 @@ class LoraTrainable:
     def __init__(self, base_dir: Path, spec: Any, device: str) -> None:
         from peft import LoraConfig, get_peft_model
 
-        base, self.tokenizer = load_base(base_dir, device)
+        base, self.tokenizer = load_base(base_dir, device, seed=spec.seed)
         cfg = LoraConfig(
             r=spec.lora.rank,
             lora_alpha=spec.lora.alpha,

@@ -20,7 +20,7 @@ ARTIFACT = "adapter"
 
 class PromptTrainable:
     def __init__(self, base_dir: Path, spec: Any, device: str) -> None:
-        self.model, self.tokenizer = load_base(base_dir, device)
+        self.model, self.tokenizer = load_base(base_dir, device, seed=spec.seed)
         for p in self.model.parameters():
             p.requires_grad_(False)
         n = spec.prompt_tuning.num_virtual_tokens
@@ -71,8 +71,10 @@ def save(t: PromptTrainable, dest: Path, spec: Any, base_dir: Path) -> str:
         "num_transformer_submodules": 1,
         "num_attention_heads": int(t.model.config.num_attention_heads),
         "num_layers": int(t.model.config.num_hidden_layers),
-        "prompt_tuning_init": "TEXT" if t.init_text else "RANDOM",
-        "prompt_tuning_init_text": t.init_text,
+        # how the tokens were initialised no longer matters once trained (PEFT would want the
+        # tokenizer's path for TEXT)
+        "prompt_tuning_init": "RANDOM",
+        "prompt_tuning_init_text": None,
         "tokenizer_name_or_path": None,
         "base_model_name_or_path": None,
         "inference_mode": True,
