@@ -217,7 +217,8 @@ def main() -> None:
 
     emb = get_embedder(load_settings(home=Path(tempfile.mkdtemp())))
     results: dict[str, Any] = {"machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                               "embedder": emb.model_id, "embedding_threads": 1}
+                               "embedder": emb.model_id, "embedding_threads": 1,
+                               "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     print("ingest pipeline ...", flush=True)
     results["pipeline"] = bench_pipeline(args.ingest_copies)
     print(results["pipeline"], flush=True)
@@ -247,6 +248,7 @@ def main() -> None:
                 server.cleanup()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "retrieval.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "retrieval.md").write_text(render(results))
@@ -258,7 +260,8 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         "# Retrieval benchmark",
         "",
-        f"Measured {r['date']} on {r['machine']}, with `nice -n 10`, while other work shared the machine.",
+        f"Measured {r['date']} on {r['machine']}, with `nice -n 10`, while other work shared the machine"
+        f" (load average at start {r.get('load_average_at_start', '?')}, at end {r.get('load_average_at_end', '?')}).",
         f"Embedder: {r['embedder']} on onnxruntime, {r['embedding_threads']} thread. Produced by `bench/retrieval.py`.",
         "",
         "## Ingest through the whole pipeline (real embedder)",
@@ -266,7 +269,8 @@ def render(r: dict[str, Any]) -> str:
         f"{p['documents']} documents (the Acme Health corpus, {p['documents'] // 15} copies under new names): parse, chunk, embed,",
         f"store and index in a fresh SQLite knowledge base: **{p['chunks']} chunks in {p['seconds']} s = {p['chunks_per_s']} chunks/s**.",
         f"Embedding the {r['indexes'][0]['chunks'] if r['indexes'] else 0} synthetic chunks for the index runs took {r['synthetic_embed_s']} s"
-        " (0 when they came from the cache).",
+        + (f" here (read from bench/.work); computing them took {r['synthetic_embed_first_s']} s in an earlier run."
+           if r.get("synthetic_embed_first_s") else "."),
         "",
         "## 100k chunks: index build, query latency, recall@10 against exact search",
         "",
@@ -289,6 +293,16 @@ def render(r: dict[str, Any]) -> str:
         "- *store writes*: chunks (with embeddings) written by `apply_changes`, 50 documents of 100 chunks per version;",
         "  *index build*: the first `sync` (embedded: load into numpy + FTS5 in memory; Postgres: copy into",
         "  `kb_vectors_384` and build its HNSW index incrementally).",
+        "",
+        "## Against the targets",
+        "",
+        "- Embedded index at 100k chunks: the vector query (exact search) p50 is within the 20 ms target and its",
+        "  recall@10 against exact search is 1.0 (it is exact). The keyword query is in the same range. The full",
+        "  hybrid search adds the query embedding (5-15 ms on a busy core) and the passage fetch, so it is above",
+        "  20 ms end to end on this shared machine.",
+        "- Postgres: pgvector HNSW recall@10 is reported against exact search; its keyword side (`ts_rank_cd` over",
+        "  every match of an OR query) is the slow part on this corpus, whose 100k chunks reuse a small vocabulary,",
+        "  so common terms match tens of thousands of chunks even after terms in over 10% of the chunks are dropped.",
         "",
         "The 100k texts are synthetic (two random sentences of the Acme corpus with numbers and plan names re-drawn,",
         "each unique), embedded for real; the queries are the FAQ questions of `examples/acme-health`.",
