@@ -1,0 +1,1 @@
+"""API keys, scopes, per-key rate limits and token budgets, and the audit log."""

@@ -1,0 +1,74 @@
+"""The audit log: every management action with who, what, when, and before/after.
+
+Services record their own actions with the state before and after (deployments, keys); the
+API's auth middleware records every other mutating management call (method, route, status)
+unless a service already wrote a detailed entry for it. Entries are never updated or deleted
+through plinth.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import socket
+from datetime import datetime
+from typing import Any
+
+from plinth.auth.context import current_call
+from plinth.domain.auth import AuditEntry
+from plinth.store import MetadataStore
+
+log = logging.getLogger("plinth.audit")
+
+
+def cli_actor() -> str:
+    """How the audit log names a person using the CLI on this machine."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # pragma: no cover - no user name in this environment
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+class AuditLog:
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
+
+    def record(
+        self,
+        actor: str,
+        action: str,
+        target_type: str,
+        target: str,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        call = current_call.get()
+        extra = dict(details or {})
+        if call is not None:
+            call.audited = True
+            extra.setdefault("request", f"{call.method} {call.path}")
+            if call.client:
+                extra.setdefault("client", call.client)
+        entry = self.store.add_audit(
+            AuditEntry(actor=actor, action=action, target_type=target_type, target=target, before=before, after=after, details=extra)
+        )
+        log.info("audit: %s %s %s %s", actor, action, target_type, target)
+        return entry
+
+    def list(
+        self,
+        *,
+        actor: str | None = None,
+        target_type: str | None = None,
+        target: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        return self.store.list_audit(
+            actor=actor, target_type=target_type, target=target, action=action, since=since, before_id=before_id, limit=limit
+        )
