@@ -27,7 +27,7 @@ computed row by row over each row's own positions; prompt chunks are their own f
 fixed boundaries, so a prompt is computed the same way whatever else is running; and the
 decode batch is split into groups of at most ``DECODE_GROUP`` rows, the largest batch for
 which this CPU's bf16 matmul kernels (oneDNN) were measured to give every row the result it
-gets alone. See docs/adr/0014.
+gets alone. See docs/adr/0050.
 """
 
 from __future__ import annotations

@@ -364,7 +364,7 @@ class Step:
 
     Attention runs row by row over each row's own positions, never over a padded batch: a
     row's result then does not depend on what else is in the step (batch invariance; see
-    docs/adr/0014).
+    docs/adr/0050).
     """
 
     tokens: torch.Tensor  # [N] int64

@@ -1,0 +1,218 @@
+"""Fine-tuning benchmark: plinth's LoRA recipe against a plain transformers Trainer + PEFT run.
+
+Same model (the embedded SmolLM2-135M-Instruct, dequantised from its GGUF to float32), same
+data (the Acme Health FAQ under examples/, the same chat-template encoding with the loss on
+assistant tokens only, the same train/validation split), same LoRA (r=8, alpha=16, dropout
+0.05 on q_proj and v_proj), same optimizer steps, batch size, learning rate and schedule.
+
+Engines:
+  - plinth: the recipe and loop a ``tune`` job runs (bf16 autocast where the CPU has it,
+    length-grouped batches, the output head only on labelled tokens);
+  - transformers Trainer + PEFT, as a user would write it: default TrainingArguments (fp32
+    on CPU), DataCollatorForSeq2Seq padding each shuffled batch to its longest example;
+  - the same Trainer with bf16=True and group_by_length=True, the two switches a careful user
+    would turn on, for reference.
+Reported: real (non-padding) tokens per second of training, padding share, wall time, and
+the validation loss of each final model measured the same way (token-weighted cross-entropy
+on the assistant tokens of the validation split).
+
+Run:  .venv/bin/python bench/tuning.py [--steps 60]     writes bench/results/tuning.md / .json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+FAQ = ROOT / "examples" / "acme-health" / "faq.jsonl"
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": f"{mem:.0f}", "python": platform.python_version()}
+
+
+def load_data(tokenizer: Any, max_len: int, seed: int = 0) -> tuple[list[Any], list[Any]]:
+    from plinth.tuning.data import encode_all
+
+    rows = [json.loads(line)["messages"] for line in FAQ.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rng = random.Random(seed)
+    idx = list(range(len(rows)))
+    rng.shuffle(idx)
+    n_val = max(1, len(rows) // 10)
+    val = [rows[i] for i in idx[:n_val]]
+    train = [rows[i] for i in idx[n_val:]]
+    return encode_all(tokenizer, train, max_len)[0], encode_all(tokenizer, val, max_len)[0]
+
+
+def val_loss(trainable: Any, examples: list[Any], autocast: Any) -> float:
+    from plinth.tuning.loop import LoopConfig, evaluate
+
+    cfg = LoopConfig(1, 8, 1, 0.0, 0.0, 0, "constant", 1.0, 1, 1, None, 0, "length_grouped", autocast, "cpu")
+    return evaluate(trainable, examples, cfg)["loss"]
+
+
+def run_plinth(base: Path, args: argparse.Namespace, autocast: Any) -> dict[str, Any]:
+    import torch
+
+    from plinth.tuning.loop import Hooks, LoopConfig, train
+    from plinth.tuning.recipes import recipe
+    from plinth.tuning.spec import parse_spec
+
+    spec = parse_spec({"base_model": "x", "dataset": "x", "learning_rate": args.lr, "batch_size": args.batch_size,
+                       "warmup_steps": args.warmup, "seed": 0, "lora": {"rank": 8, "alpha": 16, "dropout": 0.05}})
+    torch.manual_seed(0)
+    t = recipe("lora").setup(base, spec, "cpu")
+    train_ex, val_ex = load_data(t.tokenizer, spec.max_seq_len)
+    cfg = LoopConfig(args.steps, args.batch_size, 1, args.lr, 0.0, args.warmup, "cosine", 1.0, 10**9, 10**9, None, 0,
+                     "length_grouped", autocast, "cpu")
+    t0 = time.perf_counter()
+    res = train(t, train_ex, [], cfg, Hooks())
+    wall = time.perf_counter() - t0
+    st = res.state
+    return {"engine": "plinth LoRA recipe", "precision": "bf16 autocast" if autocast else "fp32", "batching": "length-grouped",
+            "steps": st.step, "real_tokens": st.real_tokens, "padded_tokens": st.padded_tokens, "train_seconds": wall,
+            "tokens_per_s": st.real_tokens / wall, "padding": 1 - st.real_tokens / st.padded_tokens,
+            "final_train_loss": st.last_train_loss, "val_loss": val_loss(t, val_ex, autocast)}
+
+
+def run_trainer(base: Path, args: argparse.Namespace, *, bf16: bool, group_by_length: bool) -> dict[str, Any]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    train_ex, val_ex = load_data(tok, 512)
+    records = [{"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels} for e in train_ex]
+
+    class Counter(TrainerCallback):
+        real = 0
+        padded = 0
+
+    seen = Counter()
+    collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+
+    def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collator(features)
+        seen.real += int(batch["attention_mask"].sum())
+        seen.padded += int(batch["attention_mask"].numel())
+        return batch
+
+    out = ROOT / "bench" / ".work" / "trainer"
+    targs = TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=args.batch_size, max_steps=args.steps, learning_rate=args.lr,
+        lr_scheduler_type="cosine", warmup_steps=args.warmup, logging_steps=10, save_strategy="no", report_to=[],
+        bf16=bf16, train_sampling_strategy="group_by_length" if group_by_length else "random", seed=0, use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    trainer = Trainer(model=model, args=targs, train_dataset=records, data_collator=collate)
+    t0 = time.perf_counter()
+    result = trainer.train()
+    wall = time.perf_counter() - t0
+
+    class Wrap:  # the same validation loss as for plinth
+        def __init__(self) -> None:
+            self.model = model
+            self.pad_id = tok.pad_token_id or 0
+            self.causal = model.base_model.model
+
+        def loss(self, batch: dict[str, Any]) -> tuple[Any, int]:
+            from plinth.tuning.recipes.common import labelled_loss
+
+            h = self.causal.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            return labelled_loss(self.causal, h, batch["labels"])
+
+    name = "transformers Trainer + PEFT" + (" (bf16, group_by_length)" if bf16 or group_by_length else " (defaults)")
+    return {"engine": name, "precision": "bf16 autocast" if bf16 else "fp32", "batching": "group_by_length sampler" if group_by_length else "shuffled, pad to longest",
+            "steps": args.steps, "real_tokens": seen.real, "padded_tokens": seen.padded, "train_seconds": wall,
+            "tokens_per_s": seen.real / wall, "padding": 1 - seen.real / max(1, seen.padded),
+            "final_train_loss": float(result.training_loss), "val_loss": val_loss(Wrap(), val_ex, torch.bfloat16 if bf16 else None)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from plinth.formats import locate_embedded_gguf
+    from plinth.runtimes.torch_gguf import dequantised_dir
+    from plinth.runtimes.torch_llama import pick_dtype
+
+    torch.set_num_threads(args.threads)
+    base = dequantised_dir(locate_embedded_gguf(), ROOT / "bench" / ".work" / "torch", dtype_name="float32")
+    autocast = torch.bfloat16 if pick_dtype("cpu") == torch.bfloat16 else None
+    rows = []
+    for fn in (lambda: run_plinth(base, args, autocast),
+               lambda: run_trainer(base, args, bf16=False, group_by_length=False),
+               lambda: run_trainer(base, args, bf16=autocast is not None, group_by_length=True)):
+        r = fn()
+        rows.append(r)
+        print(f"{r['engine']}: {r['tokens_per_s']:.0f} real tok/s, padding {100 * r['padding']:.0f}%, "
+              f"{r['train_seconds']:.0f} s, val loss {r['val_loss']:.4f}", flush=True)
+    write(machine(), args, rows)
+
+
+def write(facts: dict[str, str], args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    p, base = rows[0], rows[1]
+    ratio = p["tokens_per_s"] / base["tokens_per_s"]
+    lines = [
+        "# Fine-tuning benchmark",
+        "",
+        f"Run {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `bench/tuning.py` on {facts['cpu']}, "
+        f"{facts['cores']} cores, {facts['memory_gib']} GiB RAM, no GPU; Python {facts['python']}, {args.threads} threads. "
+        f"SmolLM2-135M-Instruct (float32 weights dequantised from the embedded GGUF), LoRA r=8 alpha=16 dropout 0.05 on "
+        f"q_proj and v_proj, {args.steps} steps of batch {args.batch_size}, learning rate {args.lr} with {args.warmup} "
+        "warm-up steps and cosine decay, the Acme Health FAQ (examples/acme-health/faq.jsonl) encoded with the model's chat "
+        "template, loss on assistant tokens only; 10% of the rows held out for validation.",
+        "",
+        "| engine | precision | batching | real tok/s | padding | training s | final train loss | validation loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['engine']} | {r['precision']} | {r['batching']} | {r['tokens_per_s']:.0f} | {100 * r['padding']:.0f}% | "
+                     f"{r['train_seconds']:.0f} | {r['final_train_loss']:.4f} | {r['val_loss']:.4f} |")
+    met = ratio >= 1.5 and p["val_loss"] <= base["val_loss"] + 1e-3
+    lines += [
+        "",
+        "## Target",
+        "",
+        f"- At least 1.5x the baseline's real tokens/s at equal or better validation loss: plinth {p['tokens_per_s']:.0f} vs "
+        f"{base['tokens_per_s']:.0f} tok/s = **{ratio:.2f}x**, validation loss {p['val_loss']:.4f} vs {base['val_loss']:.4f} "
+        f"(**{'met' if met else 'missed'}**).",
+        f"- Against the Trainer with bf16 and group_by_length turned on: {p['tokens_per_s'] / rows[2]['tokens_per_s']:.2f}x.",
+        "",
+        "Where the speed comes from: bf16 autocast on a CPU with AVX512-BF16/AMX (oneDNN), batches of similar lengths "
+        "(little padding to compute), and the 49k-wide output head and softmax computed only at the labelled positions "
+        "instead of at every token. The loss curves are not identical step by step (the batches are ordered differently), "
+        "so the validation losses are compared after the same number of steps.",
+    ]
+    (RESULTS / "tuning.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "tuning.json").write_text(json.dumps({"machine": facts, "args": vars(args), "rows": rows}, indent=2))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
