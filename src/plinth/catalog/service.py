@@ -303,6 +303,9 @@ class ModelCatalog:
     def ensure_embedded(self, progress: Progress | None = None, on_start: Callable[[int], None] | None = None) -> ModelRecord:
         """Register the embedded SmolLM2-135M-Instruct (copied into the artifact store once)."""
         existing = self.store.find_model(EMBEDDED_MODEL_NAME)
+        runtime = self.settings.embedded_runtime
+        if existing is not None and existing.runtime != runtime:
+            existing = self.store.set_model_runtime(EMBEDDED_MODEL_NAME, runtime)
         if existing is not None and existing.digest and self.artifacts.exists(existing.digest):
             return existing
         src = locate_embedded_gguf()
@@ -315,7 +318,7 @@ class ModelCatalog:
         record = ModelRecord(
             name=EMBEDDED_MODEL_NAME,
             format=ModelFormat.GGUF,
-            runtime="llamacpp",
+            runtime=runtime,
             digest=digest,
             size_bytes=info.size_bytes,
             architecture=info.architecture,

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -54,6 +54,11 @@ class Settings(BaseSettings):
 
     # -- serving ---------------------------------------------------------------------------
     default_model: str = Field(EMBEDDED_MODEL_NAME, description="Model loaded at start-up and used by `plinth chat`.")
+    embedded_runtime: Literal["llamacpp", "torch"] = Field(
+        "llamacpp",
+        description="Runtime of the embedded model: llamacpp (fastest for one or a few streams) or torch "
+        "(its batching engine, faster from about 8 concurrent streams; the GGUF is dequantised to bf16 once).",
+    )
     preload_default_model: bool = Field(True, description="Load the default model when the server starts.")
     max_tokens_limit: int = Field(4096, ge=1, description="Upper bound for max_tokens in a request.")
     default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request gives none.")
@@ -179,6 +184,29 @@ class Settings(BaseSettings):
     )
     guardrails_record_events: bool = Field(
         True, description="Store guardrail findings (labels, offsets, scores; never text) as events in the metadata store."
+    )
+
+    # -- deployments, API keys, usage --------------------------------------------------------
+    auth: bool = Field(
+        False, description="Require an API key (Authorization: Bearer pk-...) on every route except /healthz and /readyz. "
+        "Off for local single-user use; create the first key with `plinth keys create NAME --scope admin`."
+    )
+    auth_cache_ttl_s: float = Field(
+        2.0, ge=0, le=300, description="How long a server process trusts a key it has looked up; a key revoked or changed "
+        "in another process stops working within this time (at once for requests that reserve tokens)."
+    )
+    deploy_sticky_header: str = Field(
+        "x-plinth-user", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$",
+        description="Request header whose value keeps one caller on one deployment revision when the request has no `user` field.",
+    )
+    deploy_check_interval_s: float = Field(
+        1.0, gt=0, le=3600, description="Shortest time between two judgements of one deployment's rollout rules per process."
+    )
+    deploy_window_s: int = Field(
+        300, ge=10, le=7 * 86400, description="Sliding window (seconds) in which a new deployment's canary is compared with its stable revision."
+    )
+    usage_retention_days: int = Field(
+        90, ge=1, le=3650, description="Usage records and feedback older than this are deleted."
     )
 
     @model_validator(mode="after")

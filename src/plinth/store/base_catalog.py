@@ -32,6 +32,10 @@ class CatalogStore(abc.ABC):
         """Delete and return the record; PlinthError(MODEL_NOT_FOUND) if absent."""
 
     @abc.abstractmethod
+    def set_model_runtime(self, name: str, runtime: str) -> ModelRecord:
+        """Change the runtime that serves a model; PlinthError(MODEL_NOT_FOUND) if absent."""
+
+    @abc.abstractmethod
     def count_models_with_digest(self, digest: str) -> int:
         """How many catalog entries reference these bytes (for artifact garbage collection)."""
 

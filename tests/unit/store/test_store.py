@@ -354,3 +354,21 @@ def test_two_processes_migrate_at_once(store_url: str, tmp_path: Path) -> None:
         assert s.schema_revision() == head_revision()
         s.add_model(_record())
         assert [m.name for m in s.list_models()] == ["tiny"]
+
+
+def test_the_embedded_models_runtime_follows_the_setting(tmp_path: Path) -> None:
+    from plinth.config import load_settings
+    from plinth.services import build_services
+
+    for runtime in ("torch", "llamacpp", "torch"):
+        s = build_services(load_settings(home=tmp_path / "home", embedded_runtime=runtime))
+        try:
+            assert s.catalog.ensure_embedded().runtime == runtime
+            assert s.store.get_model("smollm2-135m-instruct").runtime == runtime
+        finally:
+            s.close()
+    store = SqlStore(f"sqlite:///{tmp_path / 'home' / 'plinth.db'}")
+    with pytest.raises(PlinthError) as e:
+        store.set_model_runtime("nope", "torch")
+    assert e.value.code == ErrorCode.MODEL_NOT_FOUND
+    store.close()

@@ -80,6 +80,15 @@ class CatalogSql(SqlBase):
             s.delete(row)
         return record
 
+    def set_model_runtime(self, name: str, runtime: str) -> ModelRecord:
+        with self._session(write=True) as s:
+            row = s.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
+            if row is None:
+                raise _model_not_found(name)
+            row.runtime = runtime
+            s.flush()
+            return _record_from_row(row)
+
     def count_models_with_digest(self, digest: str) -> int:
         with self._session() as s:
             return s.scalar(select(func.count()).select_from(ModelRow).where(ModelRow.digest == digest)) or 0
