@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install bench-serving clean-venv
+.PHONY: demo test install bench-serving bench-tuning bench-retrieval bench-guardrails clean-venv
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/plinth up
@@ -38,6 +38,18 @@ $(STAMP): pyproject.toml Makefile
 bench-serving: $(STAMP)
 	$(BIN)/python -m pip install --quiet "sse-starlette>=1.6,<4" "starlette-context>=0.3.6,<0.5" $(TORCH)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/serving.py
+
+# Fine-tuning benchmark: plinth's LoRA recipe vs transformers Trainer + PEFT (about 10 minutes).
+bench-tuning: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/tuning.py
+
+# Retrieval benchmark on 100k chunks, embedded index and pgvector (about 30 minutes the first time).
+bench-retrieval: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/retrieval.py
+
+# Guardrails: added latency of the default policy and quality on the development sets.
+bench-guardrails: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/guardrails.py
 
 clean-venv:
 	rm -rf $(VENV)
