@@ -87,30 +87,49 @@ class RegistryService:
         return self.store.get_model_version(name, version)
 
     # -- versions --------------------------------------------------------------------------
-    def register_adapter(
+    def register_adapter(self, name: str, *, base_model: str, adapter_dir: Path, **lineage: Any) -> ModelVersion:
+        """Register a PEFT adapter directory as the next version of ``name``; it is served
+        at once as ``{base}:{name}-v{N}``. ``lineage``: run_id, dataset, recipe, metrics,
+        description."""
+        return self._register(
+            name, "adapter", base_model, f"{{base}}:{name}-v{{version}}",
+            lambda base, served: self.catalog.add_adapter(base.name, adapter_dir, name=served.partition(":")[2]).digest,
+            **lineage,
+        )
+
+    def register_model(self, name: str, *, base_model: str, model_dir: Path, runtime: str | None = None, **lineage: Any) -> ModelVersion:
+        """Register a full model directory (or GGUF file) as the next version of ``name``,
+        served as the catalog model ``{name}-v{N}``."""
+        return self._register(
+            name, "model", base_model, f"{name}-v{{version}}",
+            lambda base, served: self.catalog.add(model_dir, name=served, runtime=runtime, license=base.license).digest or "",
+            **lineage,
+        )
+
+    def _register(
         self,
         name: str,
-        *,
+        kind: str,
         base_model: str,
-        adapter_dir: Path,
+        served_template: str,
+        store_artifact: Any,
+        *,
         run_id: str | None = None,
         dataset: str | None = None,
         recipe: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         description: str = "",
     ) -> ModelVersion:
-        """Register a PEFT adapter directory as the next version of ``name``; it is served
-        at once as ``{base}:{name}-v{N}``."""
         self.ensure_model(name)
         base = self.catalog.get(base_model)
         mv = self.store.add_model_version(
             ModelVersion(
                 name=name,
                 version=0,
-                kind="adapter",
+                kind=kind,
                 base_model=base.name,
                 base_digest=base.digest,
-                served_as=f"{base.name}:{name}-v{{version}}",
+                served_as=served_template.replace("{base}", base.name),
                 artifact_digest="pending",
                 run_id=run_id,
                 dataset=dataset,
@@ -120,51 +139,11 @@ class RegistryService:
             )
         )
         try:
-            adapter = self.catalog.add_adapter(base.name, adapter_dir, name=f"{name}-v{mv.version}")
+            digest = store_artifact(base, mv.served_as)
         except BaseException:
             self.store.delete_model_version(name, mv.version)  # nothing half-registered stays
             raise
-        return self._finish(mv, adapter.digest)
-
-    def register_model(
-        self,
-        name: str,
-        *,
-        base_model: str,
-        model_dir: Path,
-        run_id: str | None = None,
-        dataset: str | None = None,
-        recipe: dict[str, Any] | None = None,
-        metrics: dict[str, Any] | None = None,
-        description: str = "",
-        runtime: str | None = None,
-    ) -> ModelVersion:
-        """Register a full model directory (or GGUF file) as the next version of ``name``,
-        served as the catalog model ``{name}-v{N}``."""
-        self.ensure_model(name)
-        base = self.catalog.get(base_model)
-        mv = self.store.add_model_version(
-            ModelVersion(
-                name=name,
-                version=0,
-                kind="model",
-                base_model=base.name,
-                base_digest=base.digest,
-                served_as=f"{name}-v{{version}}",
-                artifact_digest="pending",
-                run_id=run_id,
-                dataset=dataset,
-                recipe=recipe or {},
-                metrics=metrics or {},
-                description=description,
-            )
-        )
-        try:
-            record = self.catalog.add(model_dir, name=mv.served_as, runtime=runtime, license=base.license)
-        except BaseException:
-            self.store.delete_model_version(name, mv.version)
-            raise
-        return self._finish(mv, record.digest or "")
+        return self._finish(mv, digest)
 
     def _finish(self, mv: ModelVersion, digest: str) -> ModelVersion:
         # the artifact digest is known only once the catalog has stored the files
