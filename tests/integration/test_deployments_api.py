@@ -227,6 +227,12 @@ def test_feedback_is_stored_against_the_revision_and_can_roll_back(live_server: 
     assert "negative_feedback_rate" in api.get("/deployments/acme-rated/history").json()["events"][0]["reason"]
     listed = api.get("/feedback", params={"deployment": "acme-rated", "revision": 2}).json()["feedback"]
     assert [f["comment"] for f in listed] == ["wrong plan"] * 3
+    # a streamed answer carries the same headers and is accounted the same way
+    raw = client.chat.completions.with_raw_response.create(model="acme-rated", messages=MESSAGES, max_tokens=2, stream=True)
+    assert raw.headers["x-plinth-deployment"] == "acme-rated" and raw.headers["x-plinth-revision"] == "1"
+    stream_id = {chunk.id for chunk in raw.parse()}.pop()
+    fb = api.post("/feedback", json={"response_id": stream_id, "rating": "neutral"})
+    assert fb.status_code == 201 and fb.json()["revision"] == 1 and fb.json()["rating"] == 0
     _error(api.post("/feedback", json={"response_id": "chatcmpl-" + "0" * 32, "rating": 1}), 404, "not_found")
     _error(api.post("/feedback", json={"response_id": "nonsense", "rating": 1}), 400, "invalid_request")
     _error(api.post("/feedback", json={"response_id": canary_ids[0], "rating": "meh"}), 400, "invalid_request")

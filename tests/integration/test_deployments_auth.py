@@ -44,7 +44,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServ
     home = tmp_path_factory.mktemp("auth-home")
     root = bootstrap_admin_key(home)
     server = start_server(home, PLINTH_AUTH="true", PLINTH_MAX_BATCH_SIZE="4", PLINTH_MAX_QUEUED_PER_MODEL="32",
-                          PLINTH_CONTEXT_LENGTH="1024", PLINTH_AUTH_CACHE_TTL_S="30")
+                          PLINTH_CONTEXT_LENGTH="1024", PLINTH_AUTH_CACHE_TTL_S="30", PLINTH_THREADS="1")
     yield server, root
     stop_server(server)
     assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
@@ -174,10 +174,10 @@ def test_requests_per_minute_are_exact_under_concurrency(secured: tuple[LiveServ
 
 def test_a_token_budget_is_never_overspent_under_concurrency(secured: tuple[LiveServer, str]) -> None:
     server, root = secured
-    budget = 300
-    key = _key(server, root, "budget-300", scopes=["inference"], budget_tokens=budget, budget_period="day")
+    budget = 200  # each request reserves its prompt (~35 tokens) + 8: only some of the twelve fit
+    key = _key(server, root, "budget-200", scopes=["inference"], budget_tokens=budget, budget_period="day")
     clients = [_client(server, key) for _ in range(12)]
-    out = _together(12, lambda i: clients[i].chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=24, temperature=1.0, seed=i))
+    out = _together(12, lambda i: clients[i].chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8, temperature=1.0, seed=i))
     ok = [o for o in out if not isinstance(o, Exception)]
     limited = [o for o in out if isinstance(o, openai.RateLimitError)]
     assert len(ok) + len(limited) == 12 and ok and limited, out

@@ -11,7 +11,6 @@ from __future__ import annotations
 import getpass
 import logging
 import socket
-from datetime import datetime
 from typing import Any
 
 from plinth.auth.context import current_call
@@ -58,17 +57,6 @@ class AuditLog:
         log.info("audit: %s %s %s %s", actor, action, target_type, target)
         return entry
 
-    def list(
-        self,
-        *,
-        actor: str | None = None,
-        target_type: str | None = None,
-        target: str | None = None,
-        action: str | None = None,
-        since: datetime | None = None,
-        before_id: int | None = None,
-        limit: int = 100,
-    ) -> list[AuditEntry]:
-        return self.store.list_audit(
-            actor=actor, target_type=target_type, target=target, action=action, since=since, before_id=before_id, limit=limit
-        )
+    def list(self, **filters: Any) -> list[AuditEntry]:
+        """Newest first; ``filters`` as :meth:`plinth.store.base_auth.AuthStore.list_audit` takes them."""
+        return self.store.list_audit(**filters)

@@ -43,6 +43,7 @@ log = logging.getLogger("plinth.deployments")
 MAX_TARGETS = 8
 MIN_WINDOW_S, MAX_WINDOW_S = 10, 7 * 86400
 AUTO_ACTOR = "system:rollout-watcher"
+_NO_CANARY = {"canary_revision": None, "canary_percent": 0.0, "canary_started_at": None}
 
 
 def check_name(name: str) -> str:
@@ -381,7 +382,7 @@ class DeploymentService:
         self._check_gate(dep, self.store.get_revision(name, dep.canary_revision).targets, actor, dep.canary_revision)
         return self._change(
             dep,
-            {"stable_revision": dep.canary_revision, "canary_revision": None, "canary_percent": 0.0, "canary_started_at": None},
+            {"stable_revision": dep.canary_revision, **_NO_CANARY},
             EventKind.PROMOTED, actor, dep.canary_revision, note,
             {"stable": dep.canary_revision, "previous_stable": dep.stable_revision}, "deployment.promote",
         )
@@ -406,7 +407,7 @@ class DeploymentService:
             raise PlinthError(ErrorCode.CONFLICT, f"deployment {name!r} changed meanwhile")
         extra = dict(details or {})
         if dep.canary_revision is not None and to_revision is None:
-            changes: dict[str, Any] = {"canary_revision": None, "canary_percent": 0.0, "canary_started_at": None}
+            changes: dict[str, Any] = dict(_NO_CANARY)
             revision = dep.canary_revision
             extra.update({"stable": dep.stable_revision, "rolled_back": dep.canary_revision, "percent": dep.canary_percent})
         else:
@@ -416,7 +417,7 @@ class DeploymentService:
             self.store.get_revision(name, target)  # not_found for an unknown revision
             if target == dep.stable_revision and dep.canary_revision is None:
                 raise PlinthError(ErrorCode.CONFLICT, f"revision {target} is already the stable revision of {name!r}")
-            changes = {"stable_revision": target, "canary_revision": None, "canary_percent": 0.0, "canary_started_at": None}
+            changes = {"stable_revision": target, **_NO_CANARY}
             revision = target
             extra.update({"stable": target, "previous_stable": dep.stable_revision, "rolled_back": dep.canary_revision})
         kind = EventKind.AUTO_ROLLBACK if trigger == "auto" else EventKind.ROLLED_BACK
