@@ -26,7 +26,7 @@ from plinth.auth.context import current_call
 from plinth.auth.service import AuthService
 from plinth.deployments.routing import Choice, DeploymentRouter
 from plinth.domain.deployments import Outcome, UsageRecord
-from plinth.errors import PlinthError
+from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
 from plinth.serving.pipeline import ChatContext
 from plinth.serving.service import RequestHook, RequestOutcome, Route
@@ -97,7 +97,7 @@ class ServingHook(RequestHook):
 
     def finished(self, ctx: ChatContext, outcome: RequestOutcome) -> None:
         choice: Choice | None = ctx.state.get("deployment")
-        status, code = _outcome(outcome)
+        status, code = _outcome(outcome, routed=choice is not None)
         blocked = "content_filter" in outcome.finish_reasons
         reservation = ctx.state.get("reservation")
         key = ctx.state.get("key")
@@ -139,12 +139,18 @@ class ServingHook(RequestHook):
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _outcome(outcome: RequestOutcome) -> tuple[Outcome, str | None]:
+#: refusals that are the revision's fault when a deployment chose the model: its target (or
+#: what the target attaches) is gone or cannot be served, though the client named a deployment
+_TARGET_FAULTS = frozenset({ErrorCode.MODEL_NOT_FOUND, ErrorCode.NOT_FOUND, ErrorCode.UNSUPPORTED})
+
+
+def _outcome(outcome: RequestOutcome, *, routed: bool) -> tuple[Outcome, str | None]:
     e = outcome.error
     if e is None:
         return (Outcome.OK if outcome.completed else Outcome.CANCELLED), None
     if isinstance(e, PlinthError):
-        return (Outcome.ERROR if e.http_status >= 500 else Outcome.REFUSED), e.code.value
+        failed = e.http_status >= 500 or (routed and e.code in _TARGET_FAULTS)
+        return (Outcome.ERROR if failed else Outcome.REFUSED), e.code.value
     if isinstance(e, asyncio.CancelledError | GeneratorExit):
         return Outcome.CANCELLED, None
     return Outcome.ERROR, "internal_error"
