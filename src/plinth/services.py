@@ -19,6 +19,14 @@ from plinth.serving.service import CompletionService
 from plinth.store import ArtifactStore, MetadataStore, open_store
 from plinth.tracking.registry import RegistryService
 from plinth.tracking.service import TrackingService
+from plinth.auth.audit import AuditLog
+from plinth.auth.service import AuthService
+from plinth.deployments.hook import ServingHook
+from plinth.deployments.routing import DeploymentRouter
+from plinth.deployments.service import DeploymentService
+from plinth.deployments.watcher import RolloutWatcher
+from plinth.usage.service import UsageService
+from plinth.usage.writer import UsageWriter
 
 log = logging.getLogger("plinth")
 
@@ -40,9 +48,22 @@ class Services:
     guardrails: GuardrailService | None = None
     tracking: TrackingService | None = None
     registry: RegistryService | None = None
+    audit: AuditLog | None = None
+    auth: AuthService | None = None
+    deployments: DeploymentService | None = None
+    rollout: RolloutWatcher | None = None
+    usage: UsageService | None = None
+    usage_writer: UsageWriter | None = None
+    serving_hook: ServingHook | None = None
 
     def close(self) -> None:
         self.jobs.close()  # first: its worker hands running jobs back to the queue
+        if self.rollout is not None:
+            self.rollout.close()
+        if self.usage_writer is not None:
+            self.usage_writer.close()  # what finished requests left is written before the store closes
+        if self.serving_hook is not None:
+            self.serving_hook.close()
         if self.guardrails is not None:
             self.guardrails.close()
         self.models.close()
@@ -96,9 +117,34 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         tracking=TrackingService(store, artifacts),
         registry=registry,
     )
+    _deployments(settings, services)
     # Stages are built last: they may use any service above (knowledge bases, guardrails).
     stages.extend(build_stages(services))
     return services
+
+
+def _deployments(settings: Settings, services: Services) -> None:
+    """Deployments, API keys, usage and the audit log, and their request hook in serving."""
+    store, metrics, stages = services.store, services.metrics, services.stages
+
+    def check_attachments(a):  # type: ignore[no-untyped-def]
+        for stage in stages:
+            stage.check_attachments(a)
+
+    audit = AuditLog(store)
+    router = DeploymentRouter(store)
+    deployments = DeploymentService(
+        store, metrics, audit, registry=services.registry, catalog=services.catalog,
+        check_attachments=check_attachments, router=router, default_window_s=settings.deploy_window_s,
+    )
+    watcher = RolloutWatcher(deployments, interval_s=settings.deploy_check_interval_s)
+    writer = UsageWriter(store, retention_days=settings.usage_retention_days, on_written=lambda names: watcher.poke(*names))
+    auth = AuthService(store, metrics, audit, enabled=settings.auth, cache_ttl_s=settings.auth_cache_ttl_s, on_used=writer.touch)
+    hook = ServingHook(router, auth, writer, metrics)
+    services.completions.hooks.append(hook)
+    services.audit, services.auth, services.deployments, services.rollout = audit, auth, deployments, watcher
+    services.usage = UsageService(store, writer, on_feedback=watcher.poke)
+    services.usage_writer, services.serving_hook = writer, hook
 
 
 def _guardrails(settings: Settings, store: MetadataStore, metrics: Metrics) -> GuardrailService:

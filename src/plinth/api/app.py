@@ -19,6 +19,11 @@ from plinth.api.routers import datasets as datasets_router
 from plinth.api.routers import jobs as jobs_router
 from plinth.api.routers import guardrails as guardrails_router
 from plinth.api.routers import tracking as tracking_router
+from plinth.api.auth import AuthMiddleware
+from plinth.api.routers import audit as audit_router
+from plinth.api.routers import deployments as deployments_router
+from plinth.api.routers import keys as keys_router
+from plinth.api.routers import usage as usage_router
 from plinth.errors import PlinthError
 from plinth.services import Services
 
@@ -61,8 +66,14 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(datasets_router.router)
     app.include_router(guardrails_router.router)
     app.include_router(tracking_router.router)
+    app.include_router(deployments_router.router)
+    app.include_router(keys_router.router)
+    app.include_router(usage_router.router)
+    app.include_router(audit_router.router)
     # Added last = outermost: metrics see every answer, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outside the body limit: a caller without a valid key is refused before its body is read.
+    app.add_middleware(AuthMiddleware, services=services)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     return app
 

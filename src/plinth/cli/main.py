@@ -63,6 +63,14 @@ app.add_typer(tuning_cli.runs_app, name="runs")
 app.add_typer(tuning_cli.registry_app, name="registry")
 app.add_typer(tuning_cli.eval_app, name="eval")
 app.command("export")(tuning_cli.export)
+from plinth.cli.deploy import deploy_app  # noqa: E402
+from plinth.cli.keys import keys_app  # noqa: E402
+from plinth.cli import usage as usage_cli  # noqa: E402
+
+app.add_typer(deploy_app, name="deploy")
+app.add_typer(keys_app, name="keys")
+app.command("usage")(usage_cli.usage)
+app.command("audit")(usage_cli.audit)
 
 @app.callback()
 def _root(

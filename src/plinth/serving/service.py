@@ -449,7 +449,9 @@ class CompletionService:
             ctx.state["route"] = route
             ctx.served_model = route.model
             ctx.headers.update(route.headers)
-            given = set(req.model_fields_set) | ({"max_tokens"} if req.max_tokens is not None else set())
+            # given = sent with a value (an explicit null counts as unset; max_completion_tokens sets max_tokens)
+            given = {k for k in req.model_fields_set if getattr(req, k, None) is not None}
+            given |= {"max_tokens"} if req.max_tokens is not None else set()
             update = {k: v for k, v in route.defaults.items() if k not in given}
             return req.model_copy(update=update) if update else req
         return req

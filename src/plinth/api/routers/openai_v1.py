@@ -67,6 +67,11 @@ def list_models(request: Request) -> dict[str, Any]:
             }
             for r in s.registry.served_ids()
         ]
+    if s.deployments is not None:  # deployments: stable names; which version answers is not shown
+        data += [
+            {"id": d.name, "object": "model", "created": int(d.created_at.timestamp()) if d.created_at else 0, "owned_by": "plinth"}
+            for d in s.deployments.list()
+        ]
     return {"object": "list", "data": data}
 
 
@@ -74,6 +79,10 @@ def list_models(request: Request) -> dict[str, Any]:
 def get_model(model_id: str, request: Request) -> dict[str, Any]:
     services = services_of(request)
     catalog = services.catalog
+    dep = services.deployments.store.find_deployment(model_id) if services.deployments is not None and ":" not in model_id else None
+    if dep is not None:
+        created = int(dep.created_at.timestamp()) if dep.created_at else 0
+        return {"id": dep.name, "object": "model", "created": created, "owned_by": "plinth"}
     if services.registry is not None and ":" not in model_id and catalog.store.find_model(model_id) is None:
         mv = services.registry.resolve_version(model_id)
         if mv is not None:
