@@ -134,9 +134,13 @@ class BatchEngine(abc.ABC):
         self._free()
 
     # -- engine thread ---------------------------------------------------------------------
+    def _on_thread_start(self) -> None:
+        """Runs first on the engine thread (a subclass may load its model there)."""
+
     def _run(self) -> None:
         failure: PlinthError | None = None
         try:
+            self._on_thread_start()
             while not self._stop.is_set():
                 self._drain_inbox(block=not self._has_active() and not self._pending)
                 if self._stop.is_set():

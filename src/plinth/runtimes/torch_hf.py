@@ -32,6 +32,24 @@ from plinth.runtimes.batching import EngineRuntimeMixin
 from plinth.runtimes.torch_engine import TorchBatchEngine
 
 
+def _on_short_thread(fn: Any) -> Any:
+    """Run ``fn`` on a thread that ends when it returns (its OpenMP worker team ends too)."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # re-raised on the caller's thread
+            out["error"] = e
+
+    t = threading.Thread(target=run, name="plinth-torch-prepare")
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
     """The batching engine for llama-family models; otherwise one generation at a time, with
     PEFT LoRA adapters loaded onto the one base (PEFT ``load_adapter``), switched per request,
@@ -54,13 +72,15 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
             raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"model {self.model.name!r} has no local directory to load")
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.dtype = tl.pick_dtype(self.device)
-        torch.set_num_threads(self.options.threads)
         model_dir = self.path
         if self.path.is_file() and self.path.suffix.lower() == ".gguf" or self.model.format.value == "gguf":
             from plinth.runtimes.torch_gguf import dequantised_dir
 
             cache = (self.options.cache_dir or self.path.parent) / "torch"
-            model_dir = dequantised_dir(self.path, cache, digest=self.model.digest, dtype_name=str(self.dtype).replace("torch.", ""))
+            # on a thread of its own: the OpenMP team its tensor work creates ends with it
+            model_dir = _on_short_thread(
+                lambda: dequantised_dir(self.path, cache, digest=self.model.digest, dtype_name=str(self.dtype).replace("torch.", ""))
+            )
         self.model_dir = model_dir
         try:
             self._tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
@@ -75,21 +95,27 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
         self._adapters: collections.OrderedDict[str, int] = collections.OrderedDict()  # name -> bytes
         self._stats: collections.Counter[str] = collections.Counter()
         if spec is not None:
-            try:
-                weights = tl.load_weights(model_dir, spec, self.dtype, self.device, max_positions=self._ctx + 1)
-            except PlinthError as e:
-                raise PlinthError(e.code, f"model {self.model.name!r} could not be loaded: {e.message}") from None
+            name, dtype, device, positions = self.model.name, self.dtype, self.device, self._ctx + 1
+
+            def load() -> tl.LlamaWeights:
+                try:
+                    return tl.load_weights(model_dir, spec, dtype, device, max_positions=positions)
+                except PlinthError as e:
+                    raise PlinthError(e.code, f"model {name!r} could not be loaded: {e.message}") from None
+
             self._engine = TorchBatchEngine(
-                weights,
+                load,
                 self._tok.backend_tokenizer,
                 self._eos_ids,
                 n_ctx_per_seq=self._ctx,
                 max_batch=self.options.max_batch_size,
                 prefill_chunk=self.options.prefill_chunk_tokens,
                 adapter_budget_bytes=self.options.adapter_cache_bytes,
+                threads=self.options.threads,
                 name=self.model.name,
             )
             return
+        torch.set_num_threads(self.options.threads)
         try:
             self._model = AutoModelForCausalLM.from_pretrained(
                 str(model_dir), dtype=self.dtype, local_files_only=True, use_safetensors=True
