@@ -221,6 +221,7 @@ class TorchBatchEngine(BatchEngine):
             segments=[],
             logits_at=torch.arange(len(seqs), device=dev),
             decode_slots=torch.tensor([s.slot for s in seqs], device=dev) if use_lora else None,
+            lora_targets=self._bank.targets_of(s.slot for s in seqs) if use_lora and self._bank is not None else None,
         )
         with torch.inference_mode():
             logits = tl.forward(self.w, self.cache, step, self._bank if use_lora else None)
@@ -248,6 +249,7 @@ class TorchBatchEngine(BatchEngine):
             segments=[(seq.row, 0, n, start)],
             logits_at=torch.tensor([n - 1], device=dev),
             segment_slots=[seq.slot] if use_lora else None,
+            lora_targets=self._bank.targets_of([seq.slot]) if use_lora and self._bank is not None else None,
         )
         with torch.inference_mode():
             logits = tl.forward(self.w, self.cache, step, self._bank if use_lora else None)

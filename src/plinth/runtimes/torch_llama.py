@@ -284,6 +284,14 @@ class LoraBank:
     a: dict[str, list[torch.Tensor]]
     b: dict[str, list[torch.Tensor]]
     rank: int  # R of one module; a fused target has len(modules) * rank columns
+    #: the fused projections each slot's adapter changes (a step skips the others)
+    targets: dict[int, frozenset[str]] = field(default_factory=dict)
+
+    def targets_of(self, slots: Any) -> frozenset[str]:
+        out: set[str] = set()
+        for s in slots:
+            out |= self.targets.get(int(s), frozenset())
+        return frozenset(out)
 
     @property
     def slots(self) -> int:
@@ -322,6 +330,7 @@ def grow_bank(bank: LoraBank, spec: LlamaSpec, slots: int, rank: int) -> LoraBan
         return bank
     any_t = bank.a["o"][0]
     new = new_bank(spec, slots, rank, any_t.dtype, str(any_t.device))
+    new.targets = dict(bank.targets)
     for target, mods in FUSED_TARGETS.items():
         for layer in range(spec.n_layers):
             for m in range(len(mods)):
@@ -340,6 +349,7 @@ def write_adapter(bank: LoraBank, spec: LlamaSpec, slot: int, modules: dict[tupl
         for layer in range(spec.n_layers):
             bank.a[target][layer][slot].zero_()
             bank.b[target][layer][slot].zero_()
+    bank.targets[slot] = frozenset(next(t for t, mods in FUSED_TARGETS.items() if name in mods) for _, name in modules)
     for (layer, name), (a, b, scale) in modules.items():
         target = next(t for t, mods in FUSED_TARGETS.items() if name in mods)
         m = FUSED_TARGETS[target].index(name)
@@ -376,6 +386,7 @@ class Step:
     logits_at: torch.Tensor  # [M] int64
     decode_slots: torch.Tensor | None = None  # [n_decode] int64
     segment_slots: list[int] | None = None
+    lora_targets: frozenset[str] | None = None  # the fused projections to apply LoRA to (None: all)
 
 
 def forward(w: LlamaWeights, cache: SlotCache, step: Step, bank: LoraBank | None = None) -> torch.Tensor:
@@ -386,6 +397,8 @@ def forward(w: LlamaWeights, cache: SlotCache, step: Step, bank: LoraBank | None
     cos = w.cos[step.positions].unsqueeze(1)
     sin = w.sin[step.positions].unsqueeze(1)
     lora = bank is not None and (step.decode_slots is not None or step.segment_slots is not None)
+    targets = step.lora_targets if step.lora_targets is not None else frozenset(FUSED_TARGETS)
+    lq, lo, lgu, ld = (lora and t in targets for t in ("qkv", "o", "gate_up", "down"))
     if n_dec:
         dec_rows = torch.tensor(step.decode_rows, device=x.device)
         dec_pos = step.positions[:n_dec]
@@ -393,7 +406,7 @@ def forward(w: LlamaWeights, cache: SlotCache, step: Step, bank: LoraBank | None
     for li, lw in enumerate(w.layers):
         h = F.rms_norm(x, (spec.hidden,), lw.ln1, spec.eps)
         qkv = F.linear(h, lw.qkv, lw.qkv_bias)
-        if lora:
+        if lq:
             qkv = qkv + _lora(h, bank, "qkv", li, step)  # type: ignore[arg-type]
         q, k, v = qkv.split((spec.q_size, spec.kv_size, spec.kv_size), dim=-1)
         q = q.view(-1, spec.n_heads, spec.head_dim)
@@ -427,17 +440,17 @@ def forward(w: LlamaWeights, cache: SlotCache, step: Step, bank: LoraBank | None
             outs.append(a[0].transpose(0, 1).reshape(length, spec.q_size))
         attn = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
         o = F.linear(attn, lw.o)
-        if lora:
+        if lo:
             o = o + _lora(attn, bank, "o", li, step)  # type: ignore[arg-type]
         x = x + o
         h = F.rms_norm(x, (spec.hidden,), lw.ln2, spec.eps)
         gu = F.linear(h, lw.gate_up)
-        if lora:
+        if lgu:
             gu = gu + _lora(h, bank, "gate_up", li, step)  # type: ignore[arg-type]
         g, u = gu.split((spec.intermediate, spec.intermediate), dim=-1)
         m = F.silu(g) * u
         d = F.linear(m, lw.down)
-        if lora:
+        if ld:
             d = d + _lora(m, bank, "down", li, step)  # type: ignore[arg-type]
         x = x + d
     x = F.rms_norm(x[step.logits_at], (spec.hidden,), w.norm, spec.eps)
