@@ -1,9 +1,11 @@
 """Continuous batching and multi-LoRA in the torch engine, on the real embedded model.
 
 The embedded GGUF is dequantised for the torch runtime (bf16 on CPUs that compute it
-natively, as this one does), and the same scenarios the llama.cpp engine passes run here
+natively, else fp32), and the same scenarios the llama.cpp engine passes run here
 (tests/support/batching_contract.py). Requests on different adapters share each decode
 step in this engine, so the mixed-adapter scenario checks ``mixed_adapter_steps``.
+The scenarios that compare a batched answer with the same request alone need bf16 (fp32
+kernels are not batch-invariant); the others run on every CPU.
 """
 
 from __future__ import annotations
@@ -74,8 +76,9 @@ def same_size(tmp_path_factory: pytest.TempPathFactory) -> list[AdapterRef]:
     return [_peft(d, f"lru{i}", r=4, modules=LLAMA_ATTN, seed=10 + i) for i in range(3)]
 
 
-@pytest.fixture(autouse=True)
-def _bf16_only(rt) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def bf16_only(rt) -> None:  # type: ignore[no-untyped-def]
+    """For the scenarios that compare a batched answer with the same request served alone."""
     if rt.dtype != torch.bfloat16:
         pytest.skip(
             f"this CPU computes the torch engine in {rt.dtype}; fp32 matmul kernels are not batch-invariant, "
@@ -83,11 +86,11 @@ def _bf16_only(rt) -> None:  # type: ignore[no-untyped-def]
         )
 
 
-def test_batched_greedy_answers_equal_answers_served_alone(rt) -> None:
+def test_batched_greedy_answers_equal_answers_served_alone(rt, bf16_only) -> None:
     contract.batched_greedy_answers_equal_answers_served_alone(rt)
 
 
-def test_seeded_sampling_inside_a_batch_is_reproducible(rt) -> None:
+def test_seeded_sampling_inside_a_batch_is_reproducible(rt, bf16_only) -> None:
     contract.seeded_sampling_inside_a_batch_is_reproducible(rt)
 
 
@@ -95,7 +98,7 @@ def test_max_tokens_per_request_inside_a_batch(rt) -> None:
     contract.max_tokens_per_request_inside_a_batch(rt)
 
 
-def test_cancelling_one_request_leaves_the_others_intact(rt) -> None:
+def test_cancelling_one_request_leaves_the_others_intact(rt, bf16_only) -> None:
     contract.cancelling_one_request_leaves_the_others_intact(rt)
 
 
@@ -103,7 +106,7 @@ def test_long_prompt_does_not_stall_running_streams(rt) -> None:
     contract.long_prompt_does_not_stall_running_streams(rt, chunk=64)
 
 
-def test_each_request_gets_its_own_adapter_in_a_mixed_batch(rt, adapters) -> None:
+def test_each_request_gets_its_own_adapter_in_a_mixed_batch(rt, adapters, bf16_only) -> None:
     # requests on different adapters share each decode step in this engine
     contract.each_request_gets_its_own_adapter_in_a_mixed_batch(rt, adapters, mixed_stat="mixed_adapter_steps")
 
@@ -128,7 +131,7 @@ def test_an_adapter_made_for_another_model_is_refused(rt, tmp_path: Path) -> Non
     assert contract._gen(rt, contract.QUESTIONS[0])[0]
 
 
-def test_the_engine_matches_transformers_peft_on_an_adapter(rt, adapters, smol_dir: Path) -> None:
+def test_the_engine_matches_transformers_peft_on_an_adapter(rt, adapters, smol_dir: Path, bf16_only) -> None:
     """Greedy text with an adapter equals transformers + PEFT generate on the same bf16 weights."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
