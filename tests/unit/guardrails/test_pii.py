@@ -33,6 +33,7 @@ def spans(d: PiiDetector, text: str) -> set[tuple[str, str]]:
         ("my new cell is 867-5309", ("PHONE", "867-5309")),
         ("SSN: 512 38 9921", ("US_SSN", "512 38 9921")),
         ("social security number 512-38-9921.", ("US_SSN", "512-38-9921")),
+        ("My SSN is 123-45-6789", ("US_SSN", "123-45-6789")),  # a specimen number, but called an SSN
         ("card 4111-1111-1111-1111 exp 10/28", ("CREDIT_CARD", "4111-1111-1111-1111")),
         ("amex 3714 496353 98431", ("CREDIT_CARD", "3714 496353 98431")),
         ("IBAN NL91 ABNA 0417 1643 00, thanks", ("IBAN", "NL91 ABNA 0417 1643 00")),
@@ -87,6 +88,7 @@ def test_validators() -> None:
     assert iban_ok("GB82WEST12345698765432") and not iban_ok("GB82WEST12345698765433")
     assert not iban_ok("GB82WEST1234569876543")  # wrong length for GB
     assert ssn_ok("512", "38", "9921") and not ssn_ok("078", "05", "1120")  # the famous specimen number
+    assert ssn_ok("123", "45", "6789", stated=True) and not ssn_ok("666", "12", "3456", stated=True)
 
 
 def test_entities_subset_and_allow_list() -> None:
