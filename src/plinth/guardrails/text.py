@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad\u180e"), None)
 
@@ -113,9 +114,10 @@ class Gated:
     nothing. Triggers must include the first word of every alternative of the pattern."""
 
     def __init__(self, pattern: str, triggers: str = "", chars: str = "", scripts: bool = False, flags: int = 0) -> None:
-        import regex
-
-        self.rx = regex.compile(pattern, flags)
+        # compiled on first use: the detector modules build dozens of these at import, and a
+        # command that only validates a policy (every CLI start) should not pay for them
+        self.pattern, self.flags = pattern, flags
+        self._rx: Any = None
         self.triggers = frozenset(triggers.split())
         self.chars = chars
         self.scripts = scripts
@@ -129,3 +131,11 @@ class Gated:
         ):
             return None
         return self.rx.search(text)
+
+    @property
+    def rx(self) -> Any:
+        if self._rx is None:
+            import regex
+
+            self._rx = regex.compile(self.pattern, self.flags)
+        return self._rx
