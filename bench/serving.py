@@ -384,9 +384,15 @@ def main() -> None:
                        env=tenv, check=True, capture_output=True)
         from plinth.formats.gguf import parse_header
 
-        bf16_bytes = 2 * sum(t.n_elements for t in parse_header(gguf).tensors)  # what one decode step reads
-        e = Engine("plinth-torch", [sys.executable, "-m", "plinth", "up"], tenv, TORCH_MODEL, bf16_bytes,
-                   "Q4_1 GGUF, dequantised to bf16 by the torch runtime", ready_path="/readyz")
+        import torch
+
+        from plinth.runtimes.torch_llama import pick_dtype
+
+        dtype = pick_dtype("cpu")  # what the torch runtime computes in on this CPU
+        dtype_name = str(dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float32", "fp32")
+        step_bytes = dtype.itemsize * sum(t.n_elements for t in parse_header(gguf).tensors)  # what one decode step reads
+        e = Engine("plinth-torch", [sys.executable, "-m", "plinth", "up"], tenv, TORCH_MODEL, step_bytes,
+                   f"Q4_1 GGUF, dequantised to {dtype_name} by the torch runtime", ready_path="/readyz")
         e.port = port
         e.home = thome
         engines.append(e)
