@@ -384,12 +384,10 @@ def main() -> None:
                        env=tenv, check=True, capture_output=True)
         from plinth.formats.gguf import parse_header
 
-        import torch
-
         from plinth.runtimes.torch_llama import pick_dtype
 
         dtype = pick_dtype("cpu")  # what the torch runtime computes in on this CPU
-        dtype_name = str(dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float32", "fp32")
+        dtype_name = "bf16" if dtype.itemsize == 2 else "fp32"
         step_bytes = dtype.itemsize * sum(t.n_elements for t in parse_header(gguf).tensors)  # what one decode step reads
         e = Engine("plinth-torch", [sys.executable, "-m", "plinth", "up"], tenv, TORCH_MODEL, step_bytes,
                    f"Q4_1 GGUF, dequantised to {dtype_name} by the torch runtime", ready_path="/readyz")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import cached_property
 from typing import Any
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad\u180e"), None)
@@ -117,7 +118,6 @@ class Gated:
         # compiled on first use: the detector modules build dozens of these at import, and a
         # command that only validates a policy (every CLI start) should not pay for them
         self.pattern, self.flags = pattern, flags
-        self._rx: Any = None
         self.triggers = frozenset(triggers.split())
         self.chars = chars
         self.scripts = scripts
@@ -132,10 +132,8 @@ class Gated:
             return None
         return self.rx.search(text)
 
-    @property
+    @cached_property
     def rx(self) -> Any:
-        if self._rx is None:
-            import regex
+        import regex
 
-            self._rx = regex.compile(self.pattern, self.flags)
-        return self._rx
+        return regex.compile(self.pattern, self.flags)

@@ -13,6 +13,7 @@ begins gets ``BEGIN IMMEDIATE``.
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,9 +115,8 @@ def _set_wal(cursor: Any, busy_timeout_ms: int) -> None:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
             return
-        except Exception as e:  # the driver's OperationalError (sqlite3 or a drop-in)
-            busy = type(e).__name__ == "OperationalError" and ("locked" in str(e) or "busy" in str(e))
-            if not busy or time.monotonic() >= deadline:
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
