@@ -93,8 +93,9 @@ async def _one(s: Any, model: str, principal: Any) -> float:
 def end_to_end(s: Any, rounds: int, per_round: int) -> dict[str, dict[str, float]]:
     from plinth.auth.service import make_limits
 
-    _, key = s.auth.create_key(f"bench-{uuid.uuid4().hex[:6]}", scopes=["inference"], actor="bench",
-                               limits=make_limits(10**9, 10**12, 10**12, "month"))
+    _, key = s.auth.create_key(
+        f"bench-{uuid.uuid4().hex[:6]}", scopes=["inference"], actor="bench", limits=make_limits(10**9, 10**12, 10**12, "month")
+    )
     principal = s.auth.authenticate(key)
     hooks = list(s.completions.hooks)
     variants = {"direct": (BASE, [], None), "deployment": ("bench-bot", hooks, None), "deployment + key": ("bench-bot", hooks, principal)}
@@ -127,8 +128,13 @@ def reservations(s: Any, threads: int, seconds: float) -> dict[str, float]:
     from plinth.domain.auth import ApiKey, Limits, Scope
 
     key = s.store.create_api_key(
-        ApiKey(id=uuid.uuid4().hex[:12], name=f"r-{uuid.uuid4().hex[:6]}", scopes=frozenset({Scope.INFERENCE}),
-               limits=Limits(tokens_per_minute=10**12, budget_tokens=10**12)), "0" * 64
+        ApiKey(
+            id=uuid.uuid4().hex[:12],
+            name=f"r-{uuid.uuid4().hex[:6]}",
+            scopes=frozenset({Scope.INFERENCE}),
+            limits=Limits(tokens_per_minute=10**12, budget_tokens=10**12),
+        ),
+        "0" * 64,
     )
     done = [0] * threads
     lat: list[float] = []
@@ -207,12 +213,19 @@ def main() -> None:
     for b, r in out["backends"].items():
         for v, x in r["end_to_end"].items():
             lines.append(f"| {b} | {v} | {x['n']} | {x['p50_ms']} ms | {x['p90_ms']} ms | {x['added_p50_ms']:+} ms |")
-    lines += ["", "## Reservations for one key (reserve + settle, each a transaction under the key's row lock)", "",
-              "| store | threads | per second | reserve p50 | reserve p99 | counters exact |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Reservations for one key (reserve + settle, each a transaction under the key's row lock)",
+        "",
+        "| store | threads | per second | reserve p50 | reserve p99 | counters exact |",
+        "|---|---|---|---|---|---|",
+    ]
     for b, r in out["backends"].items():
         for x in r["reservations"]:
-            lines.append(f"| {b} | {x['threads']} | {x['reserve_and_settle_per_s']} | {x['reserve_p50_ms']} ms | "
-                         f"{x['reserve_p99_ms']} ms | {'yes' if x['exact'] else 'NO'} |")
+            lines.append(
+                f"| {b} | {x['threads']} | {x['reserve_and_settle_per_s']} | {x['reserve_p50_ms']} ms | "
+                f"{x['reserve_p99_ms']} ms | {'yes' if x['exact'] else 'NO'} |"
+            )
     (RESULTS / "deployments.md").write_text("\n".join(lines) + "\n")
 
 

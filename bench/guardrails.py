@@ -80,7 +80,10 @@ def bench_latency(services: Any, iterations: int) -> dict[str, Any]:
         times = []
         for i in range(iterations + 20):
             ctx = ChatContext(
-                kind="chat", model_id="bench", served_model="bench", attachments=Attachments(guardrail_policy="default"),
+                kind="chat",
+                model_id="bench",
+                served_model="bench",
+                attachments=Attachments(guardrail_policy="default"),
                 messages=[{"role": "user", "content": message}],
             )
             t0 = time.perf_counter()
@@ -93,7 +96,10 @@ def bench_latency(services: Any, iterations: int) -> dict[str, Any]:
         times = []
         for i in range(max(20, iterations // 5) + 5):
             ctx = ChatContext(
-                kind="chat", model_id="bench", served_model="bench", attachments=Attachments(guardrail_policy="default"),
+                kind="chat",
+                model_id="bench",
+                served_model="bench",
+                attachments=Attachments(guardrail_policy="default"),
                 messages=[{"role": "user", "content": "question"}],
             )
             asyncio.run_coroutine_threadsafe(stage.before(ctx), LOOP).result()
@@ -181,7 +187,11 @@ def write_md(result: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|",
             f"| PII (exact span, all types) | {q['pii']['items']} | {p['precision']:.3f} | {p['recall']:.3f} | {p['f1']:.3f} | - | - | recall >= 0.95, precision >= 0.90 |",
         ]
-        for task, target in (("toxicity", "recall >= 0.85, benign flagged <= 3%"), ("injection", "recall >= 0.85, benign flagged <= 5%"), ("topic", "accuracy >= 0.90")):
+        for task, target in (
+            ("toxicity", "recall >= 0.85, benign flagged <= 3%"),
+            ("injection", "recall >= 0.85, benign flagged <= 5%"),
+            ("topic", "accuracy >= 0.90"),
+        ):
             o = q[task]["overall"]
             lines.append(
                 f"| {task}{' (off_topic positive)' if task == 'topic' else ''} | {q[task]['items']} | {o['precision']:.3f} | {o['recall']:.3f} | {o['f1']:.3f} | "

@@ -126,8 +126,11 @@ def bench_pipeline(copies: int) -> dict[str, Any]:
         k = knowledge_on(f"sqlite:///{home / 'plinth.db'}", "embedded", home)
         k.create("bench")
         files = sorted(p for p in (ACME / "policies").iterdir() if p.is_file())
-        sources = [bytes_source(f"copy{c}/{p.name}", p.read_bytes() + f"\n\nCopy {c}.\n".encode() * (p.suffix == ".md"), 1 << 24)
-                   for c in range(copies) for p in files]
+        sources = [
+            bytes_source(f"copy{c}/{p.name}", p.read_bytes() + f"\n\nCopy {c}.\n".encode() * (p.suffix == ".md"), 1 << 24)
+            for c in range(copies)
+            for p in files
+        ]
         t = time.perf_counter()
         report = k.add_sources("bench", sources)
         secs = time.perf_counter() - t
@@ -151,11 +154,21 @@ def load_kb(k: Any, texts: list[str], vecs: np.ndarray, per_doc: int = 100) -> f
             text = "\n\n".join(body)
             chunks, pos = [], 0
             for i, ct in enumerate(body):
-                chunks.append(Chunk(ordinal=i, text=ct, heading=f"Doc {start // per_doc}", start=pos, end=pos + len(ct),
-                                    n_tokens=len(ct.split()), embedding=vecs[start + i].astype("<f4").tobytes()))
+                chunks.append(
+                    Chunk(
+                        ordinal=i,
+                        text=ct,
+                        heading=f"Doc {start // per_doc}",
+                        start=pos,
+                        end=pos + len(ct),
+                        n_tokens=len(ct.split()),
+                        embedding=vecs[start + i].astype("<f4").tobytes(),
+                    )
+                )
                 pos += len(ct) + 2
-            doc = Document(name=f"doc{start // per_doc:05d}.md", sha256=f"{start:064x}", media_type="text/markdown",
-                           size_bytes=len(text), text=text)
+            doc = Document(
+                name=f"doc{start // per_doc:05d}.md", sha256=f"{start:064x}", media_type="text/markdown", size_bytes=len(text), text=text
+            )
             changes.append(DocumentChange(document=doc, chunks=chunks))
         k.store.apply_changes("bench", changes, note="bench")
     return time.perf_counter() - t
@@ -216,9 +229,13 @@ def main() -> None:
     from plinth.embeddings import get_embedder
 
     emb = get_embedder(load_settings(home=Path(tempfile.mkdtemp())))
-    results: dict[str, Any] = {"machine": machine(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                               "embedder": emb.model_id, "embedding_threads": 1,
-                               "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "embedder": emb.model_id,
+        "embedding_threads": 1,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
     print("ingest pipeline ...", flush=True)
     results["pipeline"] = bench_pipeline(args.ingest_copies)
     print(results["pipeline"], flush=True)
@@ -269,8 +286,11 @@ def render(r: dict[str, Any]) -> str:
         f"{p['documents']} documents (the Acme Health corpus, {p['documents'] // 15} copies under new names): parse, chunk, embed,",
         f"store and index in a fresh SQLite knowledge base: **{p['chunks']} chunks in {p['seconds']} s = {p['chunks_per_s']} chunks/s**.",
         f"Embedding the {r['indexes'][0]['chunks'] if r['indexes'] else 0} synthetic chunks for the index runs took {r['synthetic_embed_s']} s"
-        + (f" here (read from bench/.work); computing them took {r['synthetic_embed_first_s']} s in an earlier run."
-           if r.get("synthetic_embed_first_s") else "."),
+        + (
+            f" here (read from bench/.work); computing them took {r['synthetic_embed_first_s']} s in an earlier run."
+            if r.get("synthetic_embed_first_s")
+            else "."
+        ),
         "",
         "## 100k chunks: index build, query latency, recall@10 against exact search",
         "",

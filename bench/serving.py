@@ -43,14 +43,37 @@ MODEL = "smollm2-135m-instruct"
 TORCH_MODEL = "smollm2-torch"
 MAX_TOKENS = 128
 TOPICS = [
-    "the history of the bicycle", "how volcanoes form", "a day in the life of a lighthouse keeper",
-    "why the sky is blue", "the rules of chess", "how bread is made", "the water cycle",
-    "a journey across the desert", "how vaccines work", "the life of honey bees", "the first moon landing",
-    "how a computer stores data", "the migration of birds", "a storm at sea", "how trains changed cities",
-    "the invention of paper", "a walk through an old forest", "how coffee is grown", "the planets of the solar system",
-    "a small village market", "how rivers shape valleys", "the story of the printing press", "a winter night in the mountains",
-    "how the heart pumps blood", "the building of a cathedral", "a robot learning to paint", "how tides work",
-    "the life of a tree", "a detective solving a mystery", "the making of a violin", "how maps are drawn",
+    "the history of the bicycle",
+    "how volcanoes form",
+    "a day in the life of a lighthouse keeper",
+    "why the sky is blue",
+    "the rules of chess",
+    "how bread is made",
+    "the water cycle",
+    "a journey across the desert",
+    "how vaccines work",
+    "the life of honey bees",
+    "the first moon landing",
+    "how a computer stores data",
+    "the migration of birds",
+    "a storm at sea",
+    "how trains changed cities",
+    "the invention of paper",
+    "a walk through an old forest",
+    "how coffee is grown",
+    "the planets of the solar system",
+    "a small village market",
+    "how rivers shape valleys",
+    "the story of the printing press",
+    "a winter night in the mountains",
+    "how the heart pumps blood",
+    "the building of a cathedral",
+    "a robot learning to paint",
+    "how tides work",
+    "the life of a tree",
+    "a detective solving a mystery",
+    "the making of a violin",
+    "how maps are drawn",
     "a festival of lights",
 ]
 
@@ -202,9 +225,7 @@ async def one_request(client, model: str, i: int) -> RequestResult:  # type: ign
                         first = time.perf_counter()
                     tokens += 1
         end = time.perf_counter()
-        return RequestResult(
-            ok=True, tokens=usage_tokens or tokens, ttft=(first or end) - started, duration=end - (first or started)
-        )
+        return RequestResult(ok=True, tokens=usage_tokens or tokens, ttft=(first or end) - started, duration=end - (first or started))
     except Exception as e:  # every failure is counted and reported
         return RequestResult(ok=False, error=f"{type(e).__name__}: {str(e)[:160]}")
 
@@ -234,7 +255,9 @@ async def run_level(base_url: str, model: str, concurrency: int, n_requests: int
     return results, wall
 
 
-def summarise(engine: Engine, scenario: str, concurrency: int, results: list[RequestResult], wall: float, rss: int, ceiling: float | None) -> LevelResult:
+def summarise(
+    engine: Engine, scenario: str, concurrency: int, results: list[RequestResult], wall: float, rss: int, ceiling: float | None
+) -> LevelResult:
     ok = [r for r in results if r.ok]
     ttfts = sorted(r.ttft for r in ok) or [0.0]
     per_stream = [r.tokens / r.duration for r in ok if r.duration > 0 and r.tokens > 1]
@@ -296,7 +319,9 @@ _hl.llama_cpp.llama_model_default_params = _params
 def raw_llamacpp_single_stream(gguf: Path, threads: int) -> float:
     """Tokens/s of one greedy stream through llama-cpp-python directly (no server)."""
     chat = "<|im_start|>user\n" + prompt(0) + "<|im_end|>\n<|im_start|>assistant\n"
-    code = NO_EXTRA_BUFFERS + f"""
+    code = (
+        NO_EXTRA_BUFFERS
+        + f"""
 import time, llama_cpp
 llm = llama_cpp.Llama(model_path={str(gguf)!r}, n_ctx=2048, n_threads={threads}, verbose=False)
 toks = llm.tokenize({chat!r}.encode(), special=True)
@@ -309,6 +334,7 @@ for _ in range(3):
     best = max(best, n / (time.perf_counter() - t))
 print(best)
 """
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -366,10 +392,21 @@ def main() -> None:
         e = Engine(
             "plinth",
             [sys.executable, "-m", "plinth", "up"],
-            {**env, "PLINTH_HOME": str(home), "PLINTH_PORT": str(port), "PLINTH_THREADS": str(args.threads),
-             "PLINTH_MAX_BATCH_SIZE": "16", "PLINTH_CONTEXT_LENGTH": "2048", "PLINTH_MAX_QUEUED_PER_MODEL": "128", "PLINTH_LOG_LEVEL": "warning",
-             "PLINTH_JOBS_LOCAL_WORKER": "false"},
-            MODEL, gguf.stat().st_size, "Q4_1 GGUF", ready_path="/readyz",
+            {
+                **env,
+                "PLINTH_HOME": str(home),
+                "PLINTH_PORT": str(port),
+                "PLINTH_THREADS": str(args.threads),
+                "PLINTH_MAX_BATCH_SIZE": "16",
+                "PLINTH_CONTEXT_LENGTH": "2048",
+                "PLINTH_MAX_QUEUED_PER_MODEL": "128",
+                "PLINTH_LOG_LEVEL": "warning",
+                "PLINTH_JOBS_LOCAL_WORKER": "false",
+            },
+            MODEL,
+            gguf.stat().st_size,
+            "Q4_1 GGUF",
+            ready_path="/readyz",
         )
         e.port = port
         engines.append(e)
@@ -377,11 +414,24 @@ def main() -> None:
         port = free_port()
         thome = WORK / "plinth-torch-home"
         shutil.rmtree(thome, ignore_errors=True)
-        tenv = {**env, "PLINTH_HOME": str(thome), "PLINTH_PORT": str(port), "PLINTH_THREADS": str(args.threads),
-                "PLINTH_MAX_BATCH_SIZE": "32", "PLINTH_CONTEXT_LENGTH": "1024", "PLINTH_MAX_QUEUED_PER_MODEL": "128",
-                "PLINTH_LOG_LEVEL": "warning", "PLINTH_DEFAULT_MODEL": TORCH_MODEL, "PLINTH_JOBS_LOCAL_WORKER": "false"}
-        subprocess.run([sys.executable, "-m", "plinth", "models", "add", str(gguf), "--name", TORCH_MODEL, "--runtime", "torch"],
-                       env=tenv, check=True, capture_output=True)
+        tenv = {
+            **env,
+            "PLINTH_HOME": str(thome),
+            "PLINTH_PORT": str(port),
+            "PLINTH_THREADS": str(args.threads),
+            "PLINTH_MAX_BATCH_SIZE": "32",
+            "PLINTH_CONTEXT_LENGTH": "1024",
+            "PLINTH_MAX_QUEUED_PER_MODEL": "128",
+            "PLINTH_LOG_LEVEL": "warning",
+            "PLINTH_DEFAULT_MODEL": TORCH_MODEL,
+            "PLINTH_JOBS_LOCAL_WORKER": "false",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "plinth", "models", "add", str(gguf), "--name", TORCH_MODEL, "--runtime", "torch"],
+            env=tenv,
+            check=True,
+            capture_output=True,
+        )
         from plinth.formats.gguf import parse_header
 
         from plinth.runtimes.torch_llama import pick_dtype
@@ -389,8 +439,15 @@ def main() -> None:
         dtype = pick_dtype("cpu")  # what the torch runtime computes in on this CPU
         dtype_name = "bf16" if dtype.itemsize == 2 else "fp32"
         step_bytes = dtype.itemsize * sum(t.n_elements for t in parse_header(gguf).tensors)  # what one decode step reads
-        e = Engine("plinth-torch", [sys.executable, "-m", "plinth", "up"], tenv, TORCH_MODEL, step_bytes,
-                   f"Q4_1 GGUF, dequantised to {dtype_name} by the torch runtime", ready_path="/readyz")
+        e = Engine(
+            "plinth-torch",
+            [sys.executable, "-m", "plinth", "up"],
+            tenv,
+            TORCH_MODEL,
+            step_bytes,
+            f"Q4_1 GGUF, dequantised to {dtype_name} by the torch runtime",
+            ready_path="/readyz",
+        )
         e.port = port
         e.home = thome
         engines.append(e)
@@ -398,10 +455,28 @@ def main() -> None:
         port = free_port()
         e = Engine(
             "llama_cpp.server",
-            [sys.executable, "-c", NO_EXTRA_BUFFERS + "import runpy, sys; sys.argv[0] = 'llama_cpp.server'; runpy.run_module('llama_cpp.server', run_name='__main__')",
-             "--model", str(gguf), "--model_alias", MODEL, "--port", str(port),
-             "--n_ctx", "4096", "--n_threads", str(args.threads), "--interrupt_requests", "False"],
-            env, MODEL, gguf.stat().st_size, "Q4_1 GGUF",
+            [
+                sys.executable,
+                "-c",
+                NO_EXTRA_BUFFERS
+                + "import runpy, sys; sys.argv[0] = 'llama_cpp.server'; runpy.run_module('llama_cpp.server', run_name='__main__')",
+                "--model",
+                str(gguf),
+                "--model_alias",
+                MODEL,
+                "--port",
+                str(port),
+                "--n_ctx",
+                "4096",
+                "--n_threads",
+                str(args.threads),
+                "--interrupt_requests",
+                "False",
+            ],
+            env,
+            MODEL,
+            gguf.stat().st_size,
+            "Q4_1 GGUF",
         )
         e.port = port
         engines.append(e)
@@ -411,9 +486,25 @@ def main() -> None:
         weights = sum(f.stat().st_size for f in hf.glob("*.safetensors"))
         e = Engine(
             "transformers serve --continuous-batching",
-            [str(Path(sys.executable).parent / "transformers"), "serve", str(hf), "--continuous-batching", "--dtype", "bfloat16",
-             "--device", "cpu", "--port", str(port), "--host", "127.0.0.1"],
-            env, str(hf), weights, "bf16 safetensors (dequantised from the GGUF)", ready_path="/health",
+            [
+                str(Path(sys.executable).parent / "transformers"),
+                "serve",
+                str(hf),
+                "--continuous-batching",
+                "--dtype",
+                "bfloat16",
+                "--device",
+                "cpu",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            env,
+            str(hf),
+            weights,
+            "bf16 safetensors (dequantised from the GGUF)",
+            ready_path="/health",
         )
         e.port = port
         engines.append(e)
@@ -436,8 +527,11 @@ def main() -> None:
                     res, wall = asyncio.run(run_level(e.base_url, e.model, conc, n))
                     lr = summarise(e, "base", conc, res, wall, rss.peak, ceiling)
                     results.append(lr)
-                    print(f"   c={conc}: {lr.aggregate_tps:.1f} tok/s aggregate, {lr.per_stream_tps:.1f}/stream, "
-                          f"TTFT p50 {lr.ttft_p50:.2f}s p99 {lr.ttft_p99:.2f}s, errors {lr.errors}, RSS {lr.peak_rss_mb:.0f} MB", flush=True)
+                    print(
+                        f"   c={conc}: {lr.aggregate_tps:.1f} tok/s aggregate, {lr.per_stream_tps:.1f}/stream, "
+                        f"TTFT p50 {lr.ttft_p50:.2f}s p99 {lr.ttft_p99:.2f}s, errors {lr.errors}, RSS {lr.peak_rss_mb:.0f} MB",
+                        flush=True,
+                    )
                 if e.name == "plinth":
                     lora["plinth"] = lora_scenario(e, MODEL, home, gguf_loras(gguf, write_random_gguf_lora), rss)
                 if e.name == "plinth-torch":
@@ -462,7 +556,9 @@ def peft_loras() -> Any:
     from tests.support.adapters import LLAMA_ATTN, random_peft_llama_tensors, write_peft_dir
 
     def make(dest: Path, i: int) -> Path:
-        t = random_peft_llama_tensors(n_layers=30, hidden=576, n_head=9, n_head_kv=3, ffn=1536, r=8, modules=("q_proj", "v_proj"), seed=i, scale=0.1)
+        t = random_peft_llama_tensors(
+            n_layers=30, hidden=576, n_head=9, n_head_kv=3, ffn=1536, r=8, modules=("q_proj", "v_proj"), seed=i, scale=0.1
+        )
         return write_peft_dir(dest / f"bench-peft-{i}", t, r=8, alpha=16.0, target_modules=["q_proj", "v_proj"])
 
     return make
@@ -509,7 +605,9 @@ ANALYSIS = """## Reading these numbers
 """
 
 
-def write_report(facts: dict[str, str], bw: float, raw: float, results: list[LevelResult], lora: dict[str, dict[str, float]], engines: list[Engine]) -> None:
+def write_report(
+    facts: dict[str, str], bw: float, raw: float, results: list[LevelResult], lora: dict[str, dict[str, float]], engines: list[Engine]
+) -> None:
     by = {(r.engine, r.concurrency): r for r in results}
     lines = [
         "# Serving benchmark",
@@ -518,7 +616,7 @@ def write_report(facts: dict[str, str], bw: float, raw: float, results: list[Lev
         f"{facts['cores']} cores, {facts['memory_gib']} GiB RAM, no GPU; Python {facts['python']}. "
         f"Memory bandwidth (numpy copy) ~{bw:.1f} GB/s. Model: SmolLM2-135M-Instruct. Streaming chat requests "
         f"through the official openai client, max_tokens={MAX_TOKENS}, temperature 0.7, one prompt per request "
-        "(\"Write a long, detailed essay about ...\"), engines started one at a time.",
+        '("Write a long, detailed essay about ..."), engines started one at a time.',
         "",
         "| engine | weights | concurrency | requests | errors | aggregate tok/s | per-stream tok/s | TTFT p50 s | TTFT p99 s | peak RSS MB | per-stream / bandwidth ceiling |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -539,29 +637,41 @@ def write_report(facts: dict[str, str], bw: float, raw: float, results: list[Lev
     for name in ours:
         p1 = by[(name, 1)]
         ratio = p1.per_stream_tps / raw if raw else 0
-        lines.append(f"- 1 stream >= 0.95x raw llama.cpp: {name} {p1.per_stream_tps:.1f} vs {raw:.1f} tok/s = **{ratio:.2f}x** "
-                     f"({'met' if ratio >= 0.95 else 'missed'}).")
+        lines.append(
+            f"- 1 stream >= 0.95x raw llama.cpp: {name} {p1.per_stream_tps:.1f} vs {raw:.1f} tok/s = **{ratio:.2f}x** "
+            f"({'met' if ratio >= 0.95 else 'missed'})."
+        )
     peers8 = [r for (n, c), r in by.items() if c == 8 and not n.startswith("plinth") and r.requests]
     best = max(peers8, key=lambda r: r.aggregate_tps) if peers8 else None
     for name in ours:
         p8 = by.get((name, 8))
         if p8 and best:
             ratio = p8.aggregate_tps / best.aggregate_tps if best.aggregate_tps else float("inf")
-            lines.append(f"- 8 concurrent >= 2x the best peer: {name} {p8.aggregate_tps:.1f} vs {best.engine} {best.aggregate_tps:.1f} tok/s "
-                         f"= **{ratio:.2f}x** ({'met' if ratio >= 2 else 'missed'}).")
+            lines.append(
+                f"- 8 concurrent >= 2x the best peer: {name} {p8.aggregate_tps:.1f} vs {best.engine} {best.aggregate_tps:.1f} tok/s "
+                f"= **{ratio:.2f}x** ({'met' if ratio >= 2 else 'missed'})."
+            )
     for name in ours:
         p32 = by.get((name, 32))
         if p32:
-            lines.append(f"- 32 concurrent: {name} {p32.errors} errors, peak RSS {p32.peak_rss_mb:.0f} MB "
-                         f"({'met' if p32.errors == 0 else 'missed'}).")
+            lines.append(
+                f"- 32 concurrent: {name} {p32.errors} errors, peak RSS {p32.peak_rss_mb:.0f} MB "
+                f"({'met' if p32.errors == 0 else 'missed'})."
+            )
     for name, lr in lora.items():
-        lines.append(f"- 8 concurrent on 8 different adapters >= 0.7x the same load on the base: {name} {lr['adapters_tps']:.1f} vs "
-                     f"{lr['base_tps']:.1f} tok/s = **{lr['ratio']:.2f}x** ({'met' if lr['ratio'] >= 0.7 else 'missed'}); "
-                     f"{int(lr['errors'])} errors.")
+        lines.append(
+            f"- 8 concurrent on 8 different adapters >= 0.7x the same load on the base: {name} {lr['adapters_tps']:.1f} vs "
+            f"{lr['base_tps']:.1f} tok/s = **{lr['ratio']:.2f}x** ({'met' if lr['ratio'] >= 0.7 else 'missed'}); "
+            f"{int(lr['errors'])} errors."
+        )
     lines += ["", ANALYSIS]
     (RESULTS / "serving.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "serving.json").write_text(json.dumps({"machine": facts, "bandwidth_gbs": bw, "raw_single_stream_tps": raw,
-                                                      "levels": [asdict(r) for r in results], "lora": lora}, indent=2))
+    (RESULTS / "serving.json").write_text(
+        json.dumps(
+            {"machine": facts, "bandwidth_gbs": bw, "raw_single_stream_tps": raw, "levels": [asdict(r) for r in results], "lora": lora},
+            indent=2,
+        )
+    )
     print("\n".join(lines))
 
 

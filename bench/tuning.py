@@ -40,7 +40,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?"
+    )
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": f"{mem:.0f}", "python": platform.python_version()}
 
@@ -72,21 +74,40 @@ def run_plinth(base: Path, args: argparse.Namespace, autocast: Any) -> dict[str,
     from plinth.tuning.recipes import recipe
     from plinth.tuning.spec import parse_spec
 
-    spec = parse_spec({"base_model": "x", "dataset": "x", "learning_rate": args.lr, "batch_size": args.batch_size,
-                       "warmup_steps": args.warmup, "seed": 0, "lora": {"rank": 8, "alpha": 16, "dropout": 0.05}})
+    spec = parse_spec(
+        {
+            "base_model": "x",
+            "dataset": "x",
+            "learning_rate": args.lr,
+            "batch_size": args.batch_size,
+            "warmup_steps": args.warmup,
+            "seed": 0,
+            "lora": {"rank": 8, "alpha": 16, "dropout": 0.05},
+        }
+    )
     torch.manual_seed(0)
     t = recipe("lora").setup(base, spec, "cpu")
     train_ex, val_ex = load_data(t.tokenizer, spec.max_seq_len)
-    cfg = LoopConfig(args.steps, args.batch_size, 1, args.lr, 0.0, args.warmup, "cosine", 1.0, 10**9, 10**9, None, 0,
-                     "length_grouped", autocast, "cpu")
+    cfg = LoopConfig(
+        args.steps, args.batch_size, 1, args.lr, 0.0, args.warmup, "cosine", 1.0, 10**9, 10**9, None, 0, "length_grouped", autocast, "cpu"
+    )
     t0 = time.perf_counter()
     res = train(t, train_ex, [], cfg, Hooks())
     wall = time.perf_counter() - t0
     st = res.state
-    return {"engine": "plinth LoRA recipe", "precision": "bf16 autocast" if autocast else "fp32", "batching": "length-grouped",
-            "steps": st.step, "real_tokens": st.real_tokens, "padded_tokens": st.padded_tokens, "train_seconds": wall,
-            "tokens_per_s": st.real_tokens / wall, "padding": 1 - st.real_tokens / st.padded_tokens,
-            "final_train_loss": st.last_train_loss, "val_loss": val_loss(t, val_ex, autocast)}
+    return {
+        "engine": "plinth LoRA recipe",
+        "precision": "bf16 autocast" if autocast else "fp32",
+        "batching": "length-grouped",
+        "steps": st.step,
+        "real_tokens": st.real_tokens,
+        "padded_tokens": st.padded_tokens,
+        "train_seconds": wall,
+        "tokens_per_s": st.real_tokens / wall,
+        "padding": 1 - st.real_tokens / st.padded_tokens,
+        "final_train_loss": st.last_train_loss,
+        "val_loss": val_loss(t, val_ex, autocast),
+    }
 
 
 def run_trainer(base: Path, args: argparse.Namespace, *, bf16: bool, group_by_length: bool) -> dict[str, Any]:
@@ -97,7 +118,9 @@ def run_trainer(base: Path, args: argparse.Namespace, *, bf16: bool, group_by_le
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(str(base))
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
     train_ex, val_ex = load_data(tok, 512)
     records = [{"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids), "labels": e.labels} for e in train_ex]
 
@@ -116,9 +139,21 @@ def run_trainer(base: Path, args: argparse.Namespace, *, bf16: bool, group_by_le
 
     out = ROOT / "bench" / ".work" / "trainer"
     targs = TrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=args.batch_size, max_steps=args.steps, learning_rate=args.lr,
-        lr_scheduler_type="cosine", warmup_steps=args.warmup, logging_steps=10, save_strategy="no", report_to=[],
-        bf16=bf16, train_sampling_strategy="group_by_length" if group_by_length else "random", seed=0, use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+        output_dir=str(out),
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps,
+        learning_rate=args.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=args.warmup,
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],
+        bf16=bf16,
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        seed=0,
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
         remove_unused_columns=False,
     )
     trainer = Trainer(model=model, args=targs, train_dataset=records, data_collator=collate)
@@ -140,10 +175,19 @@ def run_trainer(base: Path, args: argparse.Namespace, *, bf16: bool, group_by_le
 
     switches = [s for s, on in (("bf16", bf16), ("group_by_length", group_by_length)) if on]
     name = "transformers Trainer + PEFT" + (f" ({', '.join(switches)})" if switches else " (defaults)")
-    return {"engine": name, "precision": "bf16 autocast" if bf16 else "fp32", "batching": "group_by_length sampler" if group_by_length else "shuffled, pad to longest",
-            "steps": args.steps, "real_tokens": seen.real, "padded_tokens": seen.padded, "train_seconds": wall,
-            "tokens_per_s": seen.real / wall, "padding": 1 - seen.real / max(1, seen.padded),
-            "final_train_loss": float(result.training_loss), "val_loss": val_loss(Wrap(), val_ex, torch.bfloat16 if bf16 else None)}
+    return {
+        "engine": name,
+        "precision": "bf16 autocast" if bf16 else "fp32",
+        "batching": "group_by_length sampler" if group_by_length else "shuffled, pad to longest",
+        "steps": args.steps,
+        "real_tokens": seen.real,
+        "padded_tokens": seen.padded,
+        "train_seconds": wall,
+        "tokens_per_s": seen.real / wall,
+        "padding": 1 - seen.real / max(1, seen.padded),
+        "final_train_loss": float(result.training_loss),
+        "val_loss": val_loss(Wrap(), val_ex, torch.bfloat16 if bf16 else None),
+    }
 
 
 def main() -> None:
@@ -165,13 +209,18 @@ def main() -> None:
     base = dequantised_dir(locate_embedded_gguf(), ROOT / "bench" / ".work" / "torch", dtype_name="float32")
     autocast = torch.bfloat16 if pick_dtype("cpu") == torch.bfloat16 else None
     rows = []
-    for fn in (lambda: run_plinth(base, args, autocast),
-               lambda: run_trainer(base, args, bf16=False, group_by_length=False),
-               lambda: run_trainer(base, args, bf16=autocast is not None, group_by_length=True)):
+    for fn in (
+        lambda: run_plinth(base, args, autocast),
+        lambda: run_trainer(base, args, bf16=False, group_by_length=False),
+        lambda: run_trainer(base, args, bf16=autocast is not None, group_by_length=True),
+    ):
         r = fn()
         rows.append(r)
-        print(f"{r['engine']}: {r['tokens_per_s']:.0f} real tok/s, padding {100 * r['padding']:.0f}%, "
-              f"{r['train_seconds']:.0f} s, val loss {r['val_loss']:.4f}", flush=True)
+        print(
+            f"{r['engine']}: {r['tokens_per_s']:.0f} real tok/s, padding {100 * r['padding']:.0f}%, "
+            f"{r['train_seconds']:.0f} s, val loss {r['val_loss']:.4f}",
+            flush=True,
+        )
     write(machine(), args, rows)
 
 
@@ -193,8 +242,10 @@ def write(facts: dict[str, str], args: argparse.Namespace, rows: list[dict[str, 
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['engine']} | {r['precision']} | {r['batching']} | {r['tokens_per_s']:.0f} | {100 * r['padding']:.0f}% | "
-                     f"{r['train_seconds']:.0f} | {r['final_train_loss']:.4f} | {r['val_loss']:.4f} |")
+        lines.append(
+            f"| {r['engine']} | {r['precision']} | {r['batching']} | {r['tokens_per_s']:.0f} | {100 * r['padding']:.0f}% | "
+            f"{r['train_seconds']:.0f} | {r['final_train_loss']:.4f} | {r['val_loss']:.4f} |"
+        )
     met = ratio >= 1.5 and p["val_loss"] <= base["val_loss"] + 1e-3
     lines += [
         "",

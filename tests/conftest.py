@@ -44,9 +44,7 @@ def postgres_url() -> Iterator[str]:
     if not admin_url:
         if os.environ.get("PLINTH_REQUIRE_POSTGRES"):
             pytest.fail(f"PLINTH_REQUIRE_POSTGRES is set but {PG_URL_ENV} is not: the Postgres store run cannot be skipped")
-        pytest.skip(
-            f"{PG_URL_ENV} not set (e.g. postgresql://postgres@127.0.0.1:5432/test); Postgres store run skipped"
-        )
+        pytest.skip(f"{PG_URL_ENV} not set (e.g. postgresql://postgres@127.0.0.1:5432/test); Postgres store run skipped")
     name = f"plinth_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:

@@ -134,8 +134,14 @@ def _deployments(settings: Settings, services: Services) -> None:
     audit = AuditLog(store)
     router = DeploymentRouter(store)
     deployments = DeploymentService(
-        store, metrics, audit, registry=services.registry, catalog=services.catalog,
-        check_attachments=check_attachments, router=router, default_window_s=settings.deploy_window_s,
+        store,
+        metrics,
+        audit,
+        registry=services.registry,
+        catalog=services.catalog,
+        check_attachments=check_attachments,
+        router=router,
+        default_window_s=settings.deploy_window_s,
     )
     watcher = RolloutWatcher(deployments, interval_s=settings.deploy_check_interval_s)
     writer = UsageWriter(store, retention_days=settings.usage_retention_days, on_written=lambda names: watcher.poke(*names))

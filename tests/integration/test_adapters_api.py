@@ -98,9 +98,7 @@ def test_bad_adapter_imports_are_refused(live_server: LiveServer) -> None:
     r = httpx.post(f"{live_server.url}/api/v1/models/{MODEL}/adapters", json={"path": str(imports / "junk.gguf")})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_model_file"
     # a full model is not an adapter
-    r = httpx.post(
-        f"{live_server.url}/api/v1/models/{MODEL}/adapters", json={"path": str(live_server.home / "imports" / "..")}
-    )
+    r = httpx.post(f"{live_server.url}/api/v1/models/{MODEL}/adapters", json={"path": str(live_server.home / "imports" / "..")})
     assert r.status_code in (400, 403)
     r = httpx.post(f"{live_server.url}/api/v1/models/nope/adapters", json={"path": str(imports / "junk.gguf")})
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"

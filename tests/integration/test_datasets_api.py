@@ -29,7 +29,9 @@ def api(live_server: LiveServer) -> str:
 def test_upload_versions_rows_and_diff(api: str) -> None:
     data = FAQ.read_bytes()
     r = httpx.post(
-        f"{api}/datasets/acme-api/versions", content=data, params={"filename": "faq.jsonl", "note": "first"},
+        f"{api}/datasets/acme-api/versions",
+        content=data,
+        params={"filename": "faq.jsonl", "note": "first"},
         headers={"content-type": "application/x-ndjson"},
     )
     assert r.status_code == 201, r.text

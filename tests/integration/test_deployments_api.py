@@ -52,12 +52,22 @@ def faq(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> li
     try:
         refs = []
         for seed in (1, 2):
-            tensors = random_peft_llama_tensors(n_layers=30, hidden=576, n_head=9, n_head_kv=3, ffn=1536, r=4,
-                                                modules=LLAMA_ATTN, seed=seed, scale=0.3)
+            tensors = random_peft_llama_tensors(
+                n_layers=30, hidden=576, n_head=9, n_head_kv=3, ffn=1536, r=4, modules=LLAMA_ATTN, seed=seed, scale=0.3
+            )
             d = write_peft_dir(tmp / f"v{seed}", tensors, r=4, alpha=8.0, target_modules=list(LLAMA_ATTN))
             mv = s.registry.register_adapter("deploy-faq", base_model=MODEL, adapter_dir=d, dataset="acme-faq@1")
-            s.registry.attach_report(EvalReport(id=f"deployfaq{seed}", model=mv.ref, dataset="acme-faq@1", split="validation",
-                                                metrics={"rouge_l": 0.2 * seed + 0.05}, registry_name=mv.name, registry_version=mv.version))
+            s.registry.attach_report(
+                EvalReport(
+                    id=f"deployfaq{seed}",
+                    model=mv.ref,
+                    dataset="acme-faq@1",
+                    split="validation",
+                    metrics={"rouge_l": 0.2 * seed + 0.05},
+                    registry_name=mv.name,
+                    registry_version=mv.version,
+                )
+            )
             refs.append(mv.ref)
         return refs
     finally:
@@ -96,7 +106,10 @@ def test_readme_walkthrough(live_server: LiveServer, client: Any, api: httpx.Cli
     assert resp.model == "acme-assistant" and headers["x-plinth-revision"] == "1" and headers["x-plinth-model-version"] == MODEL
 
     # the evaluation gate: version 1 (rouge_l 0.25) is refused, version 2 (0.45) gets 10%
-    assert api.patch("/deployments/acme-assistant", json={"gate": [{"metric": "rouge_l", "min": 0.3, "dataset": "acme-faq"}]}).status_code == 200
+    assert (
+        api.patch("/deployments/acme-assistant", json={"gate": [{"metric": "rouge_l", "min": 0.3, "dataset": "acme-faq"}]}).status_code
+        == 200
+    )
     refused = _error(api.post("/deployments/acme-assistant/canary", json={"model": faq[0], "percent": 10}), 409, "conflict")
     assert "rouge_l 0.25" in refused["message"]
     r = api.post("/deployments/acme-assistant/canary", json={"model": faq[1], "percent": 10})
@@ -111,15 +124,21 @@ def test_readme_walkthrough(live_server: LiveServer, client: Any, api: httpx.Cli
     assert abs(revisions["2"] - n / 2) <= 4.5 * math.sqrt(n / 4), revisions  # binomial, 4.5 sigma
     usage = _usage_by_revision(api, "acme-assistant", n + 1)
     assert usage == {1: revisions["1"] + 1, 2: revisions["2"]}  # +1: the first request above
-    canary_ok = live_server.metric("plinth_deployment_requests_total", deployment="acme-assistant", revision="2", role="canary", outcome="ok")
+    canary_ok = live_server.metric(
+        "plinth_deployment_requests_total", deployment="acme-assistant", revision="2", role="canary", outcome="ok"
+    )
     assert canary_ok == revisions["2"]
 
     # sticky: one member keeps one revision, by the user field or by the header
     by_user = {_ask(client, "acme-assistant", user="member-42")[1]["x-plinth-revision"] for _ in range(4)}
     assert len(by_user) == 1
     sticky = {
-        httpx.post(f"{live_server.v1}/chat/completions", headers={"X-Plinth-User": "member-7"},
-                   json={"model": "acme-assistant", "messages": MESSAGES, "max_tokens": 1}, timeout=60).headers["x-plinth-revision"]
+        httpx.post(
+            f"{live_server.v1}/chat/completions",
+            headers={"X-Plinth-User": "member-7"},
+            json={"model": "acme-assistant", "messages": MESSAGES, "max_tokens": 1},
+            timeout=60,
+        ).headers["x-plinth-revision"]
         for _ in range(4)
     }
     assert len(sticky) == 1
@@ -145,8 +164,14 @@ def test_readme_walkthrough(live_server: LiveServer, client: Any, api: httpx.Cli
     assert events[0]["reason"] == "members report wrong answers" and events[0]["details"]["previous_stable"] == 2
     audit = api.get("/audit", params={"target": "acme-assistant"}).json()["entries"]
     actions = [e["action"] for e in audit]
-    assert actions == ["deployment.rolled_back", "deployment.promote", "deployment.traffic", "deployment.canary",
-                       "deployment.configure", "deployment.create"]  # one entry per action, none doubled by the HTTP layer
+    assert actions == [
+        "deployment.rolled_back",
+        "deployment.promote",
+        "deployment.traffic",
+        "deployment.canary",
+        "deployment.configure",
+        "deployment.create",
+    ]  # one entry per action, none doubled by the HTTP layer
     assert audit[0]["before"]["stable_revision"] == 2 and audit[0]["after"]["stable_revision"] == 1
     assert audit[0]["actor"] == "anonymous" and audit[0]["details"]["request"] == "POST /api/v1/deployments/acme-assistant/rollback"
     http_level = api.get("/audit", params={"action": "http", "limit": 1000}).json()["entries"]
@@ -207,7 +232,9 @@ def test_a_canary_whose_runtime_fails_is_rolled_back(live_server: LiveServer, cl
 def test_feedback_is_stored_against_the_revision_and_can_roll_back(live_server: LiveServer, client: Any, api: httpx.Client) -> None:
     rules = [{"metric": "negative_feedback_rate", "comparison": "absolute", "threshold": 0.5, "min_samples": 3}]
     assert api.post("/deployments", json={"name": "acme-rated", "model": MODEL, "rules": rules}).status_code == 201
-    assert api.post("/deployments/acme-rated/canary", json={"model": MODEL, "percent": 50, "defaults": {"temperature": 0}}).status_code == 201
+    assert (
+        api.post("/deployments/acme-rated/canary", json={"model": MODEL, "percent": 50, "defaults": {"temperature": 0}}).status_code == 201
+    )
     canary_ids = []
     for i in range(40):
         resp, headers = _ask(client, "acme-rated", user=f"member-{i}")
@@ -244,8 +271,11 @@ def test_errors_are_clear_and_in_the_documented_shape(live_server: LiveServer, c
     assert e["param"] == "targets.0.model"
     _error(api.post("/deployments", json={"name": MODEL, "model": MODEL}), 409, "conflict")
     _error(api.post("/deployments", json={"name": "bad name!", "model": MODEL}), 400, "invalid_request")
-    _error(api.post("/deployments", json={"name": "acme-x", "model": MODEL, "rules": [{"metric": "vibes", "threshold": 1}]}),
-           400, "invalid_request")
+    _error(
+        api.post("/deployments", json={"name": "acme-x", "model": MODEL, "rules": [{"metric": "vibes", "threshold": 1}]}),
+        400,
+        "invalid_request",
+    )
     _error(api.post("/deployments", json={"name": "acme-x", "model": MODEL, "defaults": {"temperature": 9}}), 400, "invalid_request")
     assert api.post("/deployments", json={"name": "acme-x", "model": MODEL}).status_code == 201
     _error(api.post("/deployments", json={"name": "acme-x", "model": MODEL}), 409, "already_exists")

@@ -33,8 +33,13 @@ def _env(home: Path) -> dict[str, str]:
 
 def bootstrap_admin_key(home: Path, *extra: str) -> str:
     """The first key of a server with auth on is made with the CLI, on the server's store."""
-    out = subprocess.run([sys.executable, "-m", "plinth", *extra, "keys", "create", "root", "--scope", "admin", "--json"],
-                         env=_env(home), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "plinth", *extra, "keys", "create", "root", "--scope", "admin", "--json"],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)["key"]
 
@@ -43,8 +48,15 @@ def bootstrap_admin_key(home: Path, *extra: str) -> str:
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
     home = tmp_path_factory.mktemp("auth-home")
     root = bootstrap_admin_key(home)
-    server = start_server(home, PLINTH_AUTH="true", PLINTH_MAX_BATCH_SIZE="4", PLINTH_MAX_QUEUED_PER_MODEL="32",
-                          PLINTH_CONTEXT_LENGTH="1024", PLINTH_AUTH_CACHE_TTL_S="30", PLINTH_THREADS="1")
+    server = start_server(
+        home,
+        PLINTH_AUTH="true",
+        PLINTH_MAX_BATCH_SIZE="4",
+        PLINTH_MAX_QUEUED_PER_MODEL="32",
+        PLINTH_CONTEXT_LENGTH="1024",
+        PLINTH_AUTH_CACHE_TTL_S="30",
+        PLINTH_THREADS="1",
+    )
     yield server, root
     stop_server(server)
     assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
@@ -98,8 +110,9 @@ def test_every_route_but_health_needs_a_key(secured: tuple[LiveServer, str]) -> 
 
 def test_scopes(secured: tuple[LiveServer, str]) -> None:
     server, root = secured
-    inference, reader, manager = (_key(server, root, n, scopes=[s]) for n, s in
-                                  (("app", "inference"), ("reader", "read"), ("operator", "manage")))
+    inference, reader, manager = (
+        _key(server, root, n, scopes=[s]) for n, s in (("app", "inference"), ("reader", "read"), ("operator", "manage"))
+    )
     with httpx.Client(base_url=server.url, timeout=60) as c:
         chat = {"model": MODEL, "messages": MESSAGES, "max_tokens": 1}
         assert c.post("/v1/chat/completions", headers=_h(inference), json=chat).status_code == 200

@@ -29,17 +29,38 @@ def test_deploy_commands(home: Path) -> None:
     out = plinth(home, "deploy", "create", "acme-assistant", "--model", MODEL, "--description", "member assistant")
     assert out.returncode == 0, out.stderr
     assert 'model="acme-assistant"' in out.stdout and "r1 stable" in out.stdout and "100%" in out.stdout
-    out = plinth(home, "deploy", "canary", "acme-assistant", "--model", f"{MODEL}=3", "--model", f"{MODEL}=1",
-                 "--percent", "10", "--temperature", "0", "--system-prompt", "Be brief.")
+    out = plinth(
+        home,
+        "deploy",
+        "canary",
+        "acme-assistant",
+        "--model",
+        f"{MODEL}=3",
+        "--model",
+        f"{MODEL}=1",
+        "--percent",
+        "10",
+        "--temperature",
+        "0",
+        "--system-prompt",
+        "Be brief.",
+    )
     assert out.returncode == 0, out.stderr
     assert "canary revision 2 on 10% of requests" in out.stdout and "r2 canary" in out.stdout and "waiting (0/10)" in out.stdout
     assert plinth(home, "deploy", "canary", "acme-assistant", "--percent", "25").returncode == 0
     status = json.loads(plinth(home, "deploy", "status", "acme-assistant", "--json").stdout)
     assert status["traffic"] == {"1": 75.0, "2": 25.0}
     assert [t["weight"] for t in status["canary"]["targets"]] == [3, 1]
-    assert status["canary"]["targets"][0]["defaults"] == {"temperature": 0.0} and status["canary"]["targets"][0]["system_prompt"] == "Be brief."
-    out = plinth(home, "deploy", "rules", "acme-assistant", "--rule", "error_rate:absolute:0.1:5", "--gate", "rouge_l>=0.3@acme-faq:validation")
-    assert out.returncode == 0 and "canary error_rate <= 0.1" in out.stdout and "gate: rouge_l >= 0.3 on acme-faq (validation)" in out.stdout
+    assert (
+        status["canary"]["targets"][0]["defaults"] == {"temperature": 0.0}
+        and status["canary"]["targets"][0]["system_prompt"] == "Be brief."
+    )
+    out = plinth(
+        home, "deploy", "rules", "acme-assistant", "--rule", "error_rate:absolute:0.1:5", "--gate", "rouge_l>=0.3@acme-faq:validation"
+    )
+    assert (
+        out.returncode == 0 and "canary error_rate <= 0.1" in out.stdout and "gate: rouge_l >= 0.3 on acme-faq (validation)" in out.stdout
+    )
     refused = plinth(home, "deploy", "promote", "acme-assistant")  # the gate now applies and nothing was evaluated
     assert refused.returncode == 1 and refused.stderr.startswith("error: the candidate does not pass the evaluation gate")
     assert "Traceback" not in refused.stderr
@@ -57,8 +78,24 @@ def test_deploy_commands(home: Path) -> None:
 
 
 def test_keys_usage_and_audit_commands(home: Path) -> None:
-    out = plinth(home, "keys", "create", "acme-app", "--scope", "inference", "--model", "acme-*", "--rpm", "60",
-                 "--budget", "100000", "--period", "day", "--expires", "30d")
+    out = plinth(
+        home,
+        "keys",
+        "create",
+        "acme-app",
+        "--scope",
+        "inference",
+        "--model",
+        "acme-*",
+        "--rpm",
+        "60",
+        "--budget",
+        "100000",
+        "--period",
+        "day",
+        "--expires",
+        "30d",
+    )
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
     assert token.startswith("pk-") and "shown only now" in out.stderr

@@ -25,9 +25,15 @@ MESSAGES = [{"role": "user", "content": "Is physiotherapy covered?"}]
 @pytest.fixture
 def team(postgres_url: str, tmp_path: Path) -> Iterator[tuple[LiveServer, LiveServer, str]]:
     root = bootstrap_admin_key(tmp_path / "a", "--database-url", postgres_url)
-    env = {"PLINTH_DATABASE_URL": postgres_url, "PLINTH_AUTH": "true", "PLINTH_MAX_BATCH_SIZE": "4",
-           "PLINTH_MAX_QUEUED_PER_MODEL": "32", "PLINTH_CONTEXT_LENGTH": "1024", "PLINTH_THREADS": "1",
-           "PLINTH_JOBS_LOCAL_WORKER": "false"}
+    env = {
+        "PLINTH_DATABASE_URL": postgres_url,
+        "PLINTH_AUTH": "true",
+        "PLINTH_MAX_BATCH_SIZE": "4",
+        "PLINTH_MAX_QUEUED_PER_MODEL": "32",
+        "PLINTH_CONTEXT_LENGTH": "1024",
+        "PLINTH_THREADS": "1",
+        "PLINTH_JOBS_LOCAL_WORKER": "false",
+    }
     a = start_server(tmp_path / "a", **env)
     try:
         b = start_server(tmp_path / "b", **env)

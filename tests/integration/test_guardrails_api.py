@@ -118,13 +118,30 @@ def test_policy_management(live_server: LiveServer, acme: str) -> None:
     names = {p["name"] for p in httpx.get(f"{base}/policies").json()["policies"]}
     assert {"default", "acme-health", "echo-out"} <= names
     one = httpx.get(f"{base}/policies/acme-health").json()
-    assert one["ref"] == acme and [r["id"] for r in one["spec"]["rules"]] == ["pii", "secrets", "toxicity", "injection", "topic", "groundedness"]
+    assert one["ref"] == acme and [r["id"] for r in one["spec"]["rules"]] == [
+        "pii",
+        "secrets",
+        "toxicity",
+        "injection",
+        "topic",
+        "groundedness",
+    ]
     assert httpx.get(f"{base}/policies/acme-health/versions").json()["versions"][0]["version"] == 1
-    assert {d["kind"] for d in httpx.get(f"{base}/detectors").json()["detectors"]} >= {"pii", "secrets", "toxicity", "injection", "topic", "groundedness"}
+    assert {d["kind"] for d in httpx.get(f"{base}/detectors").json()["detectors"]} >= {
+        "pii",
+        "secrets",
+        "toxicity",
+        "injection",
+        "topic",
+        "groundedness",
+    }
     # a new version through PUT; the old one stays readable
     v2 = httpx.put(f"{base}/policies/echo-out", json={"rules": [{"detector": "pii", "on": ["output"], "entities": ["US_SSN"]}]})
     assert v2.status_code == 201 and v2.json()["ref"] == "echo-out@2"
-    assert httpx.put(f"{base}/policies/echo-out", json={"rules": [{"detector": "pii", "on": ["output"], "entities": ["US_SSN"]}]}).status_code == 200
+    assert (
+        httpx.put(f"{base}/policies/echo-out", json={"rules": [{"detector": "pii", "on": ["output"], "entities": ["US_SSN"]}]}).status_code
+        == 200
+    )
     assert httpx.get(f"{base}/policies/echo-out", params={"version": 1}).json()["spec"]["rules"][0].get("entities") is None
     checked = httpx.post(f"{base}/policies/acme-health/test", json={"text": f"Please email my claim form to {EMAIL}"}).json()
     assert checked["text"] == "Please email my claim form to <EMAIL>" and checked["blocked"] is False, checked
@@ -140,7 +157,11 @@ def test_errors_in_the_documented_shape(live_server: LiveServer, acme: str) -> N
     base = f"{live_server.url}/api/v1/guardrails"
     _error(httpx.get(f"{base}/policies/nope"), 404, "not_found")
     _error(httpx.get(f"{base}/policies/acme-health", params={"version": 99}), 404, "not_found")
-    bad = _error(httpx.post(f"{base}/policies", json={"name": "bad", "rules": [{"detector": "nope"}, {"detector": "toxicity", "action": "redact"}]}), 400, "invalid_request")
+    bad = _error(
+        httpx.post(f"{base}/policies", json={"name": "bad", "rules": [{"detector": "nope"}, {"detector": "toxicity", "action": "redact"}]}),
+        400,
+        "invalid_request",
+    )
     assert len(bad["details"]["errors"]) == 2
     _error(httpx.post(f"{base}/policies", json={"yaml": "name: [oops"}), 400, "invalid_request")
     _error(httpx.put(f"{base}/policies/default", json={"rules": [{"detector": "pii"}]}), 403, "permission_denied")

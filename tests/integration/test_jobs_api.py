@@ -118,9 +118,13 @@ def test_preemption_over_the_api_while_v1_answers(api: str, live_server: LiveSer
     r = httpx.post(f"{api}/queues", json={"name": "one-cpu", "quota": {"cpu": 1, "memory": "1GiB"}})
     assert r.status_code == 201, r.text
     common = {"queue": "one-cpu", "resources": {"cpu": 1, "memory": "256MiB"}}
-    low = httpx.post(f"{api}/jobs", json={"kind": "selftest", "spec": {"steps": 15, "sleep_s": 0.1}, "priority_class": "low", **common}).json()
+    low = httpx.post(
+        f"{api}/jobs", json={"kind": "selftest", "spec": {"steps": 15, "sleep_s": 0.1}, "priority_class": "low", **common}
+    ).json()
     _wait(api, low["id"], until=lambda j: j["progress"]["done"] >= 2)
-    high = httpx.post(f"{api}/jobs", json={"kind": "selftest", "spec": {"steps": 2, "sleep_s": 0.05}, "priority_class": "high", **common}).json()
+    high = httpx.post(
+        f"{api}/jobs", json={"kind": "selftest", "spec": {"steps": 2, "sleep_s": 0.05}, "priority_class": "high", **common}
+    ).json()
     # The API and /v1 keep answering while jobs run and yield.
     answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=8)
     assert answer.choices[0].message.content

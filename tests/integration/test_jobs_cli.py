@@ -11,8 +11,9 @@ from tests.support.live_server import LiveServer
 
 def test_submit_follow_list_show_logs(live_server: LiveServer) -> None:
     home = live_server.home
-    out = ok(home, "jobs", "submit", "selftest", "--spec", '{"steps": 5, "sleep_s": 0.05}', "--name", "from-cli",
-             "-l", "via=cli", "--follow")
+    out = ok(
+        home, "jobs", "submit", "selftest", "--spec", '{"steps": 5, "sleep_s": 0.05}', "--name", "from-cli", "-l", "via=cli", "--follow"
+    )
     assert "submitted job-" in out
     job_id = out.split("submitted ")[1].split()[0]
     jobs = json.loads(ok(home, "jobs", "list", "--label", "via=cli", "--json"))

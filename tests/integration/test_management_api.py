@@ -76,13 +76,9 @@ def test_import_hf_directory_and_chat_through_torch_runtime(live_server: LiveSer
     assert r.status_code == 201, r.text
     rec = r.json()
     assert rec["format"] == "safetensors" and rec["runtime"] == "torch" and rec["digest"].startswith("sha256:")
-    _canonical_error(
-        httpx.post(live_server.url + "/api/v1/models", json={"path": str(dest), "name": "tiny-llama"}), 409, "already_exists"
-    )
+    _canonical_error(httpx.post(live_server.url + "/api/v1/models", json={"path": str(dest), "name": "tiny-llama"}), 409, "already_exists")
     assert "tiny-llama" in [m.id for m in client.models.list().data]
-    out = client.chat.completions.create(
-        model="tiny-llama", messages=[{"role": "user", "content": "hello"}], max_tokens=6, temperature=0
-    )
+    out = client.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "hello"}], max_tokens=6, temperature=0)
     assert out.choices[0].finish_reason in ("length", "stop")
     assert out.usage.prompt_tokens > 0 and 0 < out.usage.completion_tokens <= 6
     streamed = client.chat.completions.create(

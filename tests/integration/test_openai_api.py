@@ -43,9 +43,7 @@ def test_chat_streams_a_real_answer(client) -> None:
 def test_stream_and_non_stream_agree_with_greedy_decoding(client) -> None:
     kw = dict(model=MODEL, messages=MSG, max_tokens=24, temperature=0)
     full = client.chat.completions.create(**kw)
-    streamed = "".join(
-        c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kw) if c.choices
-    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kw) if c.choices)
     assert full.choices[0].message.content == streamed
     assert full.choices[0].message.role == "assistant"
 
@@ -91,9 +89,7 @@ def test_stop_sequences(client) -> None:
     r = client.chat.completions.create(stop=[stop, "zzzz-never"], **kw)
     assert r.choices[0].message.content == expected
     assert r.choices[0].finish_reason == "stop"
-    streamed = "".join(
-        c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, stop=stop, **kw) if c.choices
-    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, stop=stop, **kw) if c.choices)
     assert streamed == expected
     # a stop sequence that spans several tokens
     two = " ".join(words[2:4])
@@ -105,9 +101,7 @@ def test_n_choices(client) -> None:
     r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=8, n=3, seed=7)
     assert [c.index for c in r.choices] == [0, 1, 2]
     assert all(c.message.content for c in r.choices)
-    assert r.usage.completion_tokens == sum(
-        8 if c.finish_reason == "length" else 0 for c in r.choices
-    ) or r.usage.completion_tokens > 0
+    assert r.usage.completion_tokens == sum(8 if c.finish_reason == "length" else 0 for c in r.choices) or r.usage.completion_tokens > 0
 
 
 def test_text_completions(client) -> None:
@@ -194,7 +188,9 @@ def test_oversized_body_is_refused(live_server: LiveServer) -> None:
             yield b"y" * 8192
         yield b'"}]}'
 
-    _assert_openai_error(httpx.post(url, content=chunked(), headers={"content-type": "application/json"}, timeout=30), 413, "payload_too_large")
+    _assert_openai_error(
+        httpx.post(url, content=chunked(), headers={"content-type": "application/json"}, timeout=30), 413, "payload_too_large"
+    )
     # the server is still fine afterwards
     assert httpx.get(live_server.url + "/healthz").status_code == 200
 
@@ -208,8 +204,14 @@ def test_official_client_raises_typed_errors(client) -> None:
 
 
 def test_client_disconnect_stops_generation(live_server: LiveServer) -> None:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
-            "max_tokens": 1400, "stream": True, "temperature": 1.0, "seed": 3}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
+        "max_tokens": 1400,
+        "stream": True,
+        "temperature": 1.0,
+        "seed": 3,
+    }
     with httpx.Client(timeout=60) as http:
         with http.stream("POST", live_server.v1 + "/chat/completions", json=body) as resp:
             assert resp.status_code == 200
@@ -232,8 +234,13 @@ def test_client_disconnect_stops_generation(live_server: LiveServer) -> None:
 
 
 def test_non_streaming_disconnect_stops_generation(live_server: LiveServer) -> None:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 1400,
-            "temperature": 1.0, "seed": 5}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell a long story."}],
+        "max_tokens": 1400,
+        "temperature": 1.0,
+        "seed": 5,
+    }
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(live_server.v1 + "/chat/completions", json=body, timeout=httpx.Timeout(1.5, connect=5))
     closed = time.monotonic()
@@ -326,8 +333,13 @@ def test_docs_page_works_offline(live_server: LiveServer) -> None:
 
 
 def test_client_leaving_the_queue_frees_its_place(live_server: LiveServer) -> None:
-    long_body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a very long story."}],
-                 "max_tokens": 1000, "stream": True, "temperature": 1.0}
+    long_body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+        "max_tokens": 1000,
+        "stream": True,
+        "temperature": 1.0,
+    }
     stop = threading.Event()
     started = threading.Semaphore(0)
 
@@ -347,8 +359,11 @@ def test_client_leaving_the_queue_frees_its_place(live_server: LiveServer) -> No
         assert live_server.metric("plinth_running_requests", model=MODEL) == 4.0
         for _ in range(2):  # these wait in the queue, then their clients give up
             with pytest.raises(httpx.ReadTimeout):
-                httpx.post(live_server.v1 + "/chat/completions", json={**long_body, "stream": False, "max_tokens": 4},
-                           timeout=httpx.Timeout(1.0, connect=5))
+                httpx.post(
+                    live_server.v1 + "/chat/completions",
+                    json={**long_body, "stream": False, "max_tokens": 4},
+                    timeout=httpx.Timeout(1.0, connect=5),
+                )
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline and live_server.metric("plinth_queue_depth", model=MODEL) != 0.0:
             time.sleep(0.05)

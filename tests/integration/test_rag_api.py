@@ -95,7 +95,9 @@ def test_streaming_carries_citations_on_the_last_chunk(client: Any, acme: str) -
 
 def test_it_says_it_does_not_know(client: Any, acme: str) -> None:
     r = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Who painted the Mona Lisa?"}], max_tokens=32,
+        model=MODEL,
+        messages=[{"role": "user", "content": "Who painted the Mona Lisa?"}],
+        max_tokens=32,
         extra_body={"knowledge_base": acme},
     )
     assert "don't know" in r.choices[0].message.content and r.model_extra["citations"] == []
@@ -164,7 +166,9 @@ def test_management_api_lifecycle(live_server: LiveServer) -> None:
     _canonical(httpx.post(f"{api}/api-kb/search", json={"query": "x", "version": 7}), 404, "not_found")
     _canonical(httpx.post(f"{api}/nope/search", json={"query": "x"}), 404, "not_found")
     _canonical(httpx.post(f"{api}/api-kb/documents", json={"paths": ["/etc"]}), 403, "permission_denied")
-    _canonical(httpx.post(f"{api}/api-kb/documents", json={"documents": [{"name": "a.md", "content_base64": "***"}]}), 400, "invalid_request")
+    _canonical(
+        httpx.post(f"{api}/api-kb/documents", json={"documents": [{"name": "a.md", "content_base64": "***"}]}), 400, "invalid_request"
+    )
     big = {"documents": [{"name": "big.md", "text": "x" * (300 * 1024)}]}
     _canonical(httpx.post(f"{api}/api-kb/documents", json=big), 413, "payload_too_large")
     assert httpx.delete(f"{api}/api-kb").status_code == 204

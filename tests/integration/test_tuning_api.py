@@ -39,8 +39,17 @@ def test_lora_job_run_registry_chat_and_eval(live_server: LiveServer, client) ->
     lines = FAQ.read_text(encoding="utf-8").splitlines()[:48]
     r = httpx.post(f"{api}/datasets/acme-tune/versions", content="\n".join(lines).encode(), params={"filename": "faq.jsonl"})
     assert r.status_code in (200, 201), r.text
-    spec = {"base_model": MODEL, "dataset": "acme-tune", "name": "acme-tuned", "max_steps": 6, "batch_size": 4,
-            "eval_every": 3, "checkpoint_every": 3, "learning_rate": 1e-3, "warmup_steps": 0}
+    spec = {
+        "base_model": MODEL,
+        "dataset": "acme-tune",
+        "name": "acme-tuned",
+        "max_steps": 6,
+        "batch_size": 4,
+        "eval_every": 3,
+        "checkpoint_every": 3,
+        "learning_rate": 1e-3,
+        "warmup_steps": 0,
+    }
     sub = httpx.post(f"{api}/tuning/jobs", json=spec, headers={"Idempotency-Key": "tune-acme-1"})
     assert sub.status_code == 202, sub.text
     job_id = sub.json()["job"]["id"]

@@ -102,5 +102,3 @@ def stop_server(server: LiveServer) -> None:
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait(timeout=5)
-
-

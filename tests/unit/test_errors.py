@@ -70,9 +70,7 @@ def test_codes_are_pinned_by_value() -> None:
 
 
 def test_openai_shape_has_exactly_the_four_keys() -> None:
-    err = PlinthError(
-        ErrorCode.MODEL_NOT_FOUND, "model 'nope' does not exist", param="model", details={"name": "nope"}, retry_after=3
-    )
+    err = PlinthError(ErrorCode.MODEL_NOT_FOUND, "model 'nope' does not exist", param="model", details={"name": "nope"}, retry_after=3)
     body = err.to_openai()
     assert list(body) == ["error"]
     assert set(body["error"]) == {"message", "type", "param", "code"}

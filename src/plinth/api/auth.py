@@ -152,8 +152,11 @@ class AuthMiddleware:
                 None,
                 lambda: audit.store.add_audit(
                     AuditEntry(
-                        actor=call.principal.actor, action=f"http {call.method} {route}", target_type="http",
-                        target=call.path, details=details,
+                        actor=call.principal.actor,
+                        action=f"http {call.method} {route}",
+                        target_type="http",
+                        target=call.path,
+                        details=details,
                     )
                 ),
             )

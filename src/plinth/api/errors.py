@@ -36,7 +36,9 @@ def _validation_error(exc: RequestValidationError) -> PlinthError:
     errors = exc.errors()
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
-        return PlinthError(ErrorCode.INVALID_JSON, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "))
+        return PlinthError(
+            ErrorCode.INVALID_JSON, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": ")
+        )
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
     # Drop pydantic's union-branch names (e.g. "str", "list[TextPart]") from the location.
     loc = [p for p in loc if not (p[:1].islower() and ("[" in p or p in {"str", "int", "float", "bool"}))]

@@ -140,9 +140,7 @@ class ModelCatalog:
     def remove(self, name: str) -> ModelRecord:
         record = self.store.get_model(name)
         if record.builtin:
-            raise PlinthError(
-                ErrorCode.CONFLICT, f"model {name!r} is built in and cannot be removed (it is re-registered at start-up)"
-            )
+            raise PlinthError(ErrorCode.CONFLICT, f"model {name!r} is built in and cannot be removed (it is re-registered at start-up)")
         adapters = self.store.list_adapters(name)
         self.store.delete_model(name)  # its adapters go with it (foreign key, cascade)
         self.store.delete_attachments(name, with_adapters=True)
@@ -166,9 +164,7 @@ class ModelCatalog:
             self._delete_blob_if_unused(ad.gguf_digest)
 
     # -- adapters --------------------------------------------------------------------------
-    def add_adapter(
-        self, base_model: str, path: Path, *, name: str | None = None, progress: Progress | None = None
-    ) -> AdapterRecord:
+    def add_adapter(self, base_model: str, path: Path, *, name: str | None = None, progress: Progress | None = None) -> AdapterRecord:
         """Import a LoRA adapter of ``base_model``: a llama.cpp LoRA GGUF or a PEFT directory.
 
         For a GGUF base, a PEFT adapter is also converted to a llama.cpp LoRA GGUF (stored
@@ -259,9 +255,7 @@ class ModelCatalog:
         """For serving ``base:name``: an unknown adapter is an unknown model id."""
         record = self.store.find_adapter(base_model, name)
         if record is None:
-            raise PlinthError(
-                ErrorCode.MODEL_NOT_FOUND, f"model {base_model + ':' + name!r} does not exist", param="model"
-            )
+            raise PlinthError(ErrorCode.MODEL_NOT_FOUND, f"model {base_model + ':' + name!r} does not exist", param="model")
         return self.adapter_ref(record, runtime_format)
 
     def adapter_ref(self, record: AdapterRecord, runtime_format: str | None) -> AdapterRef:
@@ -276,9 +270,7 @@ class ModelCatalog:
             if record.format != AdapterFormat.PEFT_LORA:
                 raise PlinthError(ErrorCode.UNSUPPORTED, f"adapter {record.model_id} is not a PEFT adapter")
             dest = self.settings.models_dir / record.digest.split(":", 1)[1]
-            return AdapterRef(
-                key=record.digest, path=self.artifacts.materialize_tree(record.digest, dest), size_bytes=record.size_bytes
-            )
+            return AdapterRef(key=record.digest, path=self.artifacts.materialize_tree(record.digest, dest), size_bytes=record.size_bytes)
         raise PlinthError(ErrorCode.UNSUPPORTED, f"this model's runtime does not serve adapters ({record.model_id})")
 
     def _verified_blob(self, digest: str) -> Path:

@@ -45,8 +45,15 @@ def add(
         with make_progress() as progress:
             task = progress.add_task(f"Validating {path.name}", total=size)
             version, created = services.datasets.add(
-                path, name, source_format=format, validation_fraction=validation_fraction, seed=seed, note=note,
-                description=description, model=model, progress=lambda n: progress.advance(task, n),
+                path,
+                name,
+                source_format=format,
+                validation_fraction=validation_fraction,
+                seed=seed,
+                note=note,
+                description=description,
+                model=model,
+                progress=lambda n: progress.advance(task, n),
             )
         if created:
             console.print(
@@ -78,8 +85,13 @@ def list_datasets(as_json: bool = typer.Option(False, "--json", help="Print JSON
         for d, v in items:
             tokens = v.stats.get("tokens") or {}
             table.add_row(
-                d.name, v.ref, v.format.value, str(v.rows), f"{v.train_rows}/{v.validation_rows}",
-                str(tokens.get("total", "-")), d.updated_at.strftime("%Y-%m-%d %H:%M") if d.updated_at else "-",
+                d.name,
+                v.ref,
+                v.format.value,
+                str(v.rows),
+                f"{v.train_rows}/{v.validation_rows}",
+                str(tokens.get("total", "-")),
+                d.updated_at.strftime("%Y-%m-%d %H:%M") if d.updated_at else "-",
             )
         console.print(table)
 
@@ -98,17 +110,25 @@ def show(
             return
         table = Table(show_header=False, title=v.ref)
         table.add_row("form", v.format.value)
-        table.add_row("rows", f"{v.rows} ({v.train_rows} train, {v.validation_rows} validation; "
-                      f"fraction {v.split.get('validation_fraction')}, seed {v.split.get('seed')})")
+        table.add_row(
+            "rows",
+            f"{v.rows} ({v.train_rows} train, {v.validation_rows} validation; "
+            f"fraction {v.split.get('validation_fraction')}, seed {v.split.get('seed')})",
+        )
         st = v.stats
         if st.get("tokens"):
             t, tr = st["tokens"], st["trained_tokens"]
-            table.add_row("tokens", f"{t['total']} (per row min {t['min']}, mean {t['mean']}, p50 {t['p50']}, "
-                          f"p95 {t['p95']}, max {t['max']}) with {st['tokenizer']['model']}")
+            table.add_row(
+                "tokens",
+                f"{t['total']} (per row min {t['min']}, mean {t['mean']}, p50 {t['p50']}, "
+                f"p95 {t['p95']}, max {t['max']}) with {st['tokenizer']['model']}",
+            )
             table.add_row("trained tokens", f"{tr['total']} (assistant / completion; mean {tr['mean']} per row)")
             table.add_row("train / validation tokens", f"{st['train_tokens']} / {st['validation_tokens']}")
             if st.get("rows_over_context"):
-                table.add_row("over the context", f"[yellow]{st['rows_over_context']} rows longer than {st['tokenizer']['context_length']} tokens[/]")
+                table.add_row(
+                    "over the context", f"[yellow]{st['rows_over_context']} rows longer than {st['tokenizer']['context_length']} tokens[/]"
+                )
         else:
             table.add_row("tokens", f"not counted: {st.get('tokenizer', {}).get('error', '-')}")
         if st.get("messages"):
@@ -139,8 +159,13 @@ def versions(name: str = typer.Argument(..., help="Dataset name.")) -> None:
             table.add_column(col)
         for v in services.datasets.versions(name):
             table.add_row(
-                v.ref, str(v.rows), f"{v.train_rows}/{v.validation_rows}", str((v.stats.get("tokens") or {}).get("total", "-")),
-                v.source_name or "-", escape(v.note or ""), v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "-",
+                v.ref,
+                str(v.rows),
+                f"{v.train_rows}/{v.validation_rows}",
+                str((v.stats.get("tokens") or {}).get("total", "-")),
+                v.source_name or "-",
+                escape(v.note or ""),
+                v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "-",
             )
         console.print(table)
 

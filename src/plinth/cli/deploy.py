@@ -39,8 +39,13 @@ def _session(embedded: bool = False) -> Iterator[Any]:
 
 
 def _targets(
-    models: list[str], kb: str | None, guardrails: str | None, system_prompt: str | None,
-    temperature: float | None, top_p: float | None, max_tokens: int | None,
+    models: list[str],
+    kb: str | None,
+    guardrails: str | None,
+    system_prompt: str | None,
+    temperature: float | None,
+    top_p: float | None,
+    max_tokens: int | None,
 ) -> list[dict[str, Any]]:
     defaults = {k: v for k, v in (("temperature", temperature), ("top_p", top_p), ("max_tokens", max_tokens)) if v is not None}
     out = []
@@ -49,7 +54,9 @@ def _targets(
         spec: dict[str, Any] = {"model": model if sep else m}
         if sep:
             if not weight.isdigit():
-                raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid --model {m!r}: the weight after '=' must be a whole number", param="model")
+                raise PlinthError(
+                    ErrorCode.INVALID_REQUEST, f"invalid --model {m!r}: the weight after '=' must be a whole number", param="model"
+                )
             spec["weight"] = int(weight)
         for key, value in (("knowledge_base", kb), ("guardrail_policy", guardrails), ("system_prompt", system_prompt)):
             if value:
@@ -109,11 +116,16 @@ def create(
     """Create a deployment: revision 1 gets all traffic."""
     with _session(embedded=True) as s:
         dep = s.deployments.create(
-            name, _targets(model, kb, guardrails, system_prompt, temperature, top_p, max_tokens), actor=cli_actor(),
-            description=description, window_s=window, gate=[parse_gate_rule(g) for g in gate] or None,
-            auto_rollback=auto_rollback, note=note,
+            name,
+            _targets(model, kb, guardrails, system_prompt, temperature, top_p, max_tokens),
+            actor=cli_actor(),
+            description=description,
+            window_s=window,
+            gate=[parse_gate_rule(g) for g in gate] or None,
+            auto_rollback=auto_rollback,
+            note=note,
         )
-        console.print(f"created [bold]{dep.name}[/] (revision 1); call it with model=\"{dep.name}\" on /v1", highlight=False)
+        console.print(f'created [bold]{dep.name}[/] (revision 1); call it with model="{dep.name}" on /v1', highlight=False)
         _draw_status(s.deployments.status(name))
 
 
@@ -149,7 +161,9 @@ def promote(name: str = typer.Argument(...), note: str = typer.Option("", "--not
 @deploy_app.command("rollback")
 def rollback(
     name: str = typer.Argument(...),
-    to: int | None = typer.Option(None, "--to", help="Make this revision stable (default: drop the canary, or go back to the previous stable)."),
+    to: int | None = typer.Option(
+        None, "--to", help="Make this revision stable (default: drop the canary, or go back to the previous stable)."
+    ),
     reason: str = typer.Option("", "--reason"),
 ) -> None:
     """Send all traffic back to the stable revision, or the stable revision back to an earlier one."""
@@ -181,7 +195,9 @@ def update(
 @deploy_app.command("rules")
 def rules(
     name: str = typer.Argument(...),
-    rule: list[str] = typer.Option([], "--rule", help="METRIC:delta|ratio|absolute:THRESHOLD[:MIN_SAMPLES]; replaces every rule (repeatable)."),
+    rule: list[str] = typer.Option(
+        [], "--rule", help="METRIC:delta|ratio|absolute:THRESHOLD[:MIN_SAMPLES]; replaces every rule (repeatable)."
+    ),
     gate: list[str] = typer.Option([], "--gate", help="METRIC>=VALUE[@DATASET[:SPLIT]]; replaces the gate (repeatable)."),
     no_gate: bool = typer.Option(False, "--no-gate", help="Remove the evaluation gate."),
     window: int | None = typer.Option(None, "--window", help="Rule window in seconds."),
@@ -191,7 +207,11 @@ def rules(
     with _session() as s:
         gates = [] if no_gate else ([parse_gate_rule(g) for g in gate] or None)
         dep = s.deployments.configure(
-            name, actor=cli_actor(), rules=[parse_rule(r) for r in rule] or None, gate=gates, window_s=window,
+            name,
+            actor=cli_actor(),
+            rules=[parse_rule(r) for r in rule] or None,
+            gate=gates,
+            window_s=window,
             auto_rollback=auto_rollback,
         )
         table = Table(title=f"{dep.name}: rollout rules (window {dep.window_s} s, auto-rollback {'on' if dep.auto_rollback else 'off'})")
@@ -234,8 +254,11 @@ def history(
             extra = e.reason or ", ".join(f"{k} {v}" for k, v in e.details.items() if not isinstance(v, list | dict))
             style = "bold red" if e.kind.value in ("auto_rollback", "gate_refused") else None
             table.add_row(
-                f"{e.at:%Y-%m-%d %H:%M:%S}" if e.at else "-", Text(e.kind.value, style=style or ""), str(e.revision or "-"),
-                e.actor, escape(extra),
+                f"{e.at:%Y-%m-%d %H:%M:%S}" if e.at else "-",
+                Text(e.kind.value, style=style or ""),
+                str(e.revision or "-"),
+                e.actor,
+                escape(extra),
             )
         console.print(table)
 
@@ -253,7 +276,13 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
             table.add_column(col, overflow="fold")
         for d in deps:
             canary = f"r{d.canary_revision} ({d.canary_percent:g}%)" if d.canary_revision else "-"
-            table.add_row(d.name, f"r{d.stable_revision}", canary, _split_text(d.traffic(), d), f"{d.updated_at:%Y-%m-%d %H:%M}" if d.updated_at else "-")
+            table.add_row(
+                d.name,
+                f"r{d.stable_revision}",
+                canary,
+                _split_text(d.traffic(), d),
+                f"{d.updated_at:%Y-%m-%d %H:%M}" if d.updated_at else "-",
+            )
         console.print(table)
 
 
@@ -285,8 +314,9 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 def _draw_status(st: dict[str, Any]) -> None:
     name = st["name"]
-    console.print(f"[bold]{escape(name)}[/]  generation {st['generation']}  "
-                  f"auto-rollback {'on' if st['auto_rollback'] else 'off'}", highlight=False)
+    console.print(
+        f"[bold]{escape(name)}[/]  generation {st['generation']}  auto-rollback {'on' if st['auto_rollback'] else 'off'}", highlight=False
+    )
     roles = {st["stable_revision"]: "stable"}
     if st["canary_revision"]:
         roles[st["canary_revision"]] = "canary"
@@ -304,8 +334,13 @@ def _draw_status(st: dict[str, Any]) -> None:
             continue
         for t in rev["targets"]:
             targets.add_row(
-                f"r{rev['number']}", key, escape(t["model"]), escape(t.get("version", "")), str(t["weight"]),
-                escape(t.get("knowledge_base") or "-"), escape(t.get("guardrail_policy") or "-"),
+                f"r{rev['number']}",
+                key,
+                escape(t["model"]),
+                escape(t.get("version", "")),
+                str(t["weight"]),
+                escape(t.get("knowledge_base") or "-"),
+                escape(t.get("guardrail_policy") or "-"),
             )
     console.print(targets)
     w = st["window"]
@@ -314,8 +349,12 @@ def _draw_status(st: dict[str, Any]) -> None:
         window.add_column(col, justify="right")
     for rev, v in w["revisions"].items():
         window.add_row(
-            f"r{rev} {roles.get(int(rev), '')}", str(v["requests"]), _fmt(v["error_rate"], True), _fmt(v["guardrail_block_rate"], True),
-            f"{v['latency_p95_s']:.2f} s" if v["latency_p95_s"] is not None else "-", str(v["ratings"]),
+            f"r{rev} {roles.get(int(rev), '')}",
+            str(v["requests"]),
+            _fmt(v["error_rate"], True),
+            _fmt(v["guardrail_block_rate"], True),
+            f"{v['latency_p95_s']:.2f} s" if v["latency_p95_s"] is not None else "-",
+            str(v["ratings"]),
             _fmt(v["negative_feedback_rate"], True),
         )
     console.print(window)
@@ -326,8 +365,10 @@ def _draw_status(st: dict[str, Any]) -> None:
         for c in st["checks"]:
             pct = c["rule"]["metric"] != "latency_p95"
             state = (
-                Text("BREACH", style="bold red") if c["breached"]
-                else Text("ok", style="green") if c["judged"]
+                Text("BREACH", style="bold red")
+                if c["breached"]
+                else Text("ok", style="green")
+                if c["judged"]
                 else Text(f"waiting ({c['samples']}/{c['rule']['min_samples']})", style="dim")
             )
             checks.add_row(c["description"], _fmt(c["canary"], pct), _fmt(c["stable"], pct), str(c["samples"]), state)

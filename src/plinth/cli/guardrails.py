@@ -15,8 +15,7 @@ from rich.table import Table
 from plinth.cli.common import console, err_console, get_services, get_settings
 
 guardrails_app = typer.Typer(
-    help="Guardrails: policies of detectors (PII/PHI, secrets, toxicity, injection, topic, groundedness) that "
-    "block, redact or flag.",
+    help="Guardrails: policies of detectors (PII/PHI, secrets, toxicity, injection, topic, groundedness) that block, redact or flag.",
     no_args_is_help=True,
 )
 
@@ -148,7 +147,15 @@ def gr_test(
         findings = [f.public_dict() for f in result.findings]
         if as_json:
             console.print_json(
-                json.dumps({"policy": pv.ref, "blocked": result.blocked, "safe_answer": result.safe_answer, "text": result.text, "findings": findings})
+                json.dumps(
+                    {
+                        "policy": pv.ref,
+                        "blocked": result.blocked,
+                        "safe_answer": result.safe_answer,
+                        "text": result.text,
+                        "findings": findings,
+                    }
+                )
             )
             return
         if result.blocked:
@@ -189,8 +196,12 @@ def gr_eval(
     try:
         pv = s.guardrails.get(policy)
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=err_console, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
         ) as progress:
             task = progress.add_task(f"Evaluating {pv.ref} on {data.name}", total=len(records))
             report = s.guardrails.evaluate(pv.ref, records, detector=detector, progress=lambda n: progress.advance(task, n))
@@ -257,7 +268,17 @@ def gr_events(
         for e in events:
             span = f"{e.start}-{e.end}" if e.start is not None else "-"
             when = f"{e.created_at:%Y-%m-%d %H:%M:%S}" if e.created_at else "-"
-            table.add_row(when, e.model_id, f"{e.policy}@{e.policy_version}", e.direction.value, e.detector, e.label, e.action.value, f"{e.score:.2f}", span)
+            table.add_row(
+                when,
+                e.model_id,
+                f"{e.policy}@{e.policy_version}",
+                e.direction.value,
+                e.detector,
+                e.label,
+                e.action.value,
+                f"{e.score:.2f}",
+                span,
+            )
         console.print(table)
     finally:
         s.close()

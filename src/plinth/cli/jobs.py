@@ -115,9 +115,7 @@ def submit(
                 f"{format_resources(job.resources)})"
             )
             if not jobs.live_workers():
-                err_console.print(
-                    "[yellow]note:[/] no worker is running; the job waits until `plinth up` or `plinth worker` starts"
-                )
+                err_console.print("[yellow]note:[/] no worker is running; the job waits until `plinth up` or `plinth worker` starts")
         if follow:
             final = _follow(services, job.id)
             if final is not JobState.SUCCEEDED:
@@ -351,7 +349,11 @@ def workers() -> None:
             table.add_column(col)
         for w in services.jobs.live_workers():
             table.add_row(
-                w.id, w.hostname, str(w.pid), format_resources(w.capacity), ", ".join(w.queues) or "all",
+                w.id,
+                w.hostname,
+                str(w.pid),
+                format_resources(w.capacity),
+                ", ".join(w.queues) or "all",
                 w.heartbeat_at.strftime("%H:%M:%S") if w.heartbeat_at else "-",
             )
         console.print(table)
@@ -374,8 +376,11 @@ def queues_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             console.print_json(
                 json.dumps(
                     [
-                        {**q.public_dict(), "running": usage.get(q.name, {}).get("running", 0),
-                         "queued": usage.get(q.name, {}).get("queued", 0)}
+                        {
+                            **q.public_dict(),
+                            "running": usage.get(q.name, {}).get("running", 0),
+                            "queued": usage.get(q.name, {}).get("queued", 0),
+                        }
                         for q in queues
                     ]
                 )
@@ -387,7 +392,11 @@ def queues_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         for q in queues:
             u = usage.get(q.name, {"running": 0, "queued": 0, "used": Resources.zero()})
             table.add_row(
-                q.name, format_resources(q.quota), format_resources(u["used"]), str(u["running"]), str(u["queued"]),
+                q.name,
+                format_resources(q.quota),
+                format_resources(u["used"]),
+                str(u["running"]),
+                str(u["queued"]),
                 q.preemption.value,
             )
         console.print(table)

@@ -112,11 +112,19 @@ def kb_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION"), as_json
         kb, version, docs = s.knowledge.documents(ref)
         versions = s.knowledge.versions(kb.name)
         if as_json:
-            console.print_json(json.dumps({
-                "name": kb.name, "version": version, "current_version": kb.current_version,
-                "documents": [{"name": d.name, "chunks": d.chunk_count, "sha256": d.sha256, "metadata": d.metadata} for d in docs],
-                "versions": [{"version": v.version, "note": v.note, "documents": v.documents, "chunks": v.chunks} for v in versions],
-            }))
+            console.print_json(
+                json.dumps(
+                    {
+                        "name": kb.name,
+                        "version": version,
+                        "current_version": kb.current_version,
+                        "documents": [{"name": d.name, "chunks": d.chunk_count, "sha256": d.sha256, "metadata": d.metadata} for d in docs],
+                        "versions": [
+                            {"version": v.version, "note": v.note, "documents": v.documents, "chunks": v.chunks} for v in versions
+                        ],
+                    }
+                )
+            )
             return
         console.print(f"[bold]{kb.name}[/]@{version} (current {kb.current_version}) {kb.description}")
         console.print(f"  embedder {kb.embedding_model} ({kb.dim}-d), chunks of {kb.chunk_tokens} tokens, overlap {kb.overlap_tokens}")
@@ -130,7 +138,9 @@ def kb_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION"), as_json
         for col in ("version", "note", "documents", "chunks", "created"):
             vt.add_column(col)
         for v in versions:
-            vt.add_row(str(v.version), v.note, str(v.documents), str(v.chunks), v.created_at.strftime("%Y-%m-%d %H:%M:%S") if v.created_at else "")
+            vt.add_row(
+                str(v.version), v.note, str(v.documents), str(v.chunks), v.created_at.strftime("%Y-%m-%d %H:%M:%S") if v.created_at else ""
+            )
         console.print(vt)
     finally:
         s.close()
@@ -194,7 +204,9 @@ def kb_prune(name: str, keep: int = typer.Option(..., "--keep", help="Versions t
     s = _services()
     try:
         out = s.knowledge.prune(name, keep)
-        console.print(f"pruned {out['versions_deleted']} versions, {out['chunks_deleted']} chunks; oldest version now {out['oldest_version']}")
+        console.print(
+            f"pruned {out['versions_deleted']} versions, {out['chunks_deleted']} chunks; oldest version now {out['oldest_version']}"
+        )
     finally:
         s.close()
 
@@ -232,7 +244,16 @@ def kb_citations(response_id: str = typer.Argument(..., help="The id of a chat r
     s = _services()
     try:
         rec = s.knowledge.citations(response_id)
-        console.print_json(json.dumps({"response_id": rec.response_id, "knowledge_base": rec.knowledge_base, "version": rec.version,
-                                       "query": rec.query, "citations": rec.citations}))
+        console.print_json(
+            json.dumps(
+                {
+                    "response_id": rec.response_id,
+                    "knowledge_base": rec.knowledge_base,
+                    "version": rec.version,
+                    "query": rec.query,
+                    "citations": rec.citations,
+                }
+            )
+        )
     finally:
         s.close()

@@ -38,7 +38,9 @@ def _num(v: int | None) -> str:
 def create(
     name: str = typer.Argument(..., help="A name people recognise (unique)."),
     scope: list[str] = typer.Option(["inference"], "--scope", "-s", help="inference, read, manage or admin (repeatable)."),
-    model: list[str] = typer.Option([], "--model", "-m", help="Model id or deployment name the key may use (* and ? allowed; repeatable; none: all)."),
+    model: list[str] = typer.Option(
+        [], "--model", "-m", help="Model id or deployment name the key may use (* and ? allowed; repeatable; none: all)."
+    ),
     rpm: int | None = typer.Option(None, "--rpm", help="Requests per minute."),
     tpm: int | None = typer.Option(None, "--tpm", help="Tokens per minute (prompt + max_tokens reserved, settled to what was used)."),
     budget: int | None = typer.Option(None, "--budget", help="Tokens per budget period."),
@@ -58,7 +60,8 @@ def create(
         console.print(token, highlight=False, markup=False)
         err_console.print(
             f"created key {key.name} ({key.id}) with scopes {', '.join(sorted(x.value for x in key.scopes))}; "
-            "it is shown only now: store it safely", highlight=False,
+            "it is shown only now: store it safely",
+            highlight=False,
         )
 
 
@@ -79,9 +82,15 @@ def list_(all_: bool = typer.Option(False, "--all", help="Include revoked keys."
             budget = f"{_num(lim.budget_tokens)}/{lim.budget_period.value}" if lim.budget_tokens else "-"
             state = "revoked" if k.revoked_at else ("expired" if not k.is_active(now) else "active")
             table.add_row(
-                k.id, k.name, ",".join(sorted(x.value for x in k.scopes)), ",".join(k.models) or "all",
-                _num(lim.requests_per_minute), _num(lim.tokens_per_minute), budget,
-                f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-", state,
+                k.id,
+                k.name,
+                ",".join(sorted(x.value for x in k.scopes)),
+                ",".join(k.models) or "all",
+                _num(lim.requests_per_minute),
+                _num(lim.tokens_per_minute),
+                budget,
+                f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
+                state,
             )
         console.print(table)
 
@@ -96,12 +105,19 @@ def show(ref: str = typer.Argument(..., help="Key id or name."), as_json: bool =
             console.print_json(json.dumps(view))
             return
         u = view["usage"]
-        console.print(f"[bold]{key.name}[/] ({key.id})  scopes {', '.join(view['scopes'])}  models {', '.join(key.models) or 'all'}", highlight=False)
-        console.print(f"  this minute: {u['minute']['requests']} requests (limit {_num(key.limits.requests_per_minute)}), "
-                      f"{u['minute']['tokens']} tokens (limit {_num(key.limits.tokens_per_minute)})", highlight=False)
+        console.print(
+            f"[bold]{key.name}[/] ({key.id})  scopes {', '.join(view['scopes'])}  models {', '.join(key.models) or 'all'}", highlight=False
+        )
+        console.print(
+            f"  this minute: {u['minute']['requests']} requests (limit {_num(key.limits.requests_per_minute)}), "
+            f"{u['minute']['tokens']} tokens (limit {_num(key.limits.tokens_per_minute)})",
+            highlight=False,
+        )
         b = u["budget"]
         if b["limit"] is not None:
-            console.print(f"  budget: {b['used']:,} of {b['limit']:,} tokens used this {b['period']} (until {b['end'][:16]} UTC)", highlight=False)
+            console.print(
+                f"  budget: {b['used']:,} of {b['limit']:,} tokens used this {b['period']} (until {b['end'][:16]} UTC)", highlight=False
+            )
 
 
 @keys_app.command("update")

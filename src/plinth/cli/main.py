@@ -72,6 +72,7 @@ app.add_typer(keys_app, name="keys")
 app.command("usage")(usage_cli.usage)
 app.command("audit")(usage_cli.audit)
 
+
 @app.callback()
 def _root(
     home: Path | None = typer.Option(None, "--home", help="Data directory (PLINTH_HOME)."),
@@ -285,9 +286,7 @@ def models_add(
         total = _tree_size(src)
         with make_progress() as progress:
             task = progress.add_task(f"Importing {src.name}", total=total or None)
-            record = services.catalog.add(
-                src, name=name, runtime=runtime, license=license, progress=lambda n: progress.advance(task, n)
-            )
+            record = services.catalog.add(src, name=name, runtime=runtime, license=license, progress=lambda n: progress.advance(task, n))
         console.print(f"[green]added[/] {record.name} ({record.format.value}, {_size(record.size_bytes)}, {record.digest})")
     finally:
         services.close()
@@ -338,9 +337,7 @@ def models_attach(
             a = services.store.get_attachments(model_id)
             services.catalog.check_model_id(model_id)
         else:
-            a = services.attachments.update(
-                model_id, knowledge_base=kb, guardrail_policy=guardrails, system_prompt=system_prompt
-            )
+            a = services.attachments.update(model_id, knowledge_base=kb, guardrail_policy=guardrails, system_prompt=system_prompt)
         _print_attachments(model_id, a)
     finally:
         services.close()
@@ -398,9 +395,7 @@ def adapters_add(
         with make_progress() as progress:
             task = progress.add_task(f"Importing {src.name}", total=_tree_size(src) or None)
             record = services.catalog.add_adapter(base, src, name=name, progress=lambda n: progress.advance(task, n))
-        console.print(
-            f"[green]added[/] {record.model_id} ({record.format.value}, rank {record.rank}, {_size(record.size_bytes)})"
-        )
+        console.print(f"[green]added[/] {record.model_id} ({record.format.value}, rank {record.rank}, {_size(record.size_bytes)})")
     finally:
         services.close()
 
@@ -424,8 +419,13 @@ def adapters_list(
             table.add_column(col)
         for r in records:
             table.add_row(
-                r.model_id, r.format.value, str(r.rank or "-"), str(r.alpha or "-"), ",".join(r.target_modules),
-                _size(r.size_bytes), "yes" if r.gguf_digest else "no",
+                r.model_id,
+                r.format.value,
+                str(r.rank or "-"),
+                str(r.alpha or "-"),
+                ",".join(r.target_modules),
+                _size(r.size_bytes),
+                "yes" if r.gguf_digest else "no",
             )
         console.print(table)
     finally:

@@ -43,7 +43,9 @@ def _worker_if_needed(services: Any, wanted: bool) -> Iterator[None]:
     from plinth.jobs.worker import WorkerSupervisor
 
     sup = WorkerSupervisor(services.settings, services.store, metrics=services.metrics)
-    err_console.print("[dim]no worker is running: running the job in this process (start `plinth up` or `plinth worker` to queue it instead)[/]")
+    err_console.print(
+        "[dim]no worker is running: running the job in this process (start `plinth up` or `plinth worker` to queue it instead)[/]"
+    )
     sup.start()
     try:
         yield
@@ -91,8 +93,14 @@ def tune(
 
     spec: dict[str, Any] = _parse_spec(spec_json) if spec_json else {}
     spec.update({"base_model": base_model, "dataset": dataset, "method": method})
-    for key, value in (("name", name), ("max_steps", steps), ("epochs", epochs), ("batch_size", batch_size),
-                       ("learning_rate", learning_rate), ("seed", seed)):
+    for key, value in (
+        ("name", name),
+        ("max_steps", steps),
+        ("epochs", epochs),
+        ("batch_size", batch_size),
+        ("learning_rate", learning_rate),
+        ("seed", seed),
+    ):
         if value is not None:
             spec[key] = value
     if no_register:
@@ -110,8 +118,22 @@ def tune(
         job = _run_job(services, "tune", spec, detach=detach, local_worker=local_worker, name=f"tune {dataset}")
         if not detach and job.result:
             r = job.result
-            _summary_table("fine-tuning", {k: r.get(k) for k in ("run_id", "registered", "served_as", "steps", "final_train_loss",
-                                                                 "best_val_loss", "tokens_per_s", "train_seconds")})
+            _summary_table(
+                "fine-tuning",
+                {
+                    k: r.get(k)
+                    for k in (
+                        "run_id",
+                        "registered",
+                        "served_as",
+                        "steps",
+                        "final_train_loss",
+                        "best_val_loss",
+                        "tokens_per_s",
+                        "train_seconds",
+                    )
+                },
+            )
             if r.get("run_id"):
                 _loss_lines(services, r["run_id"])
 
@@ -150,8 +172,16 @@ def runs_list(
             table.add_column(col, overflow="fold")
         for r in runs:
             s = r.summary
-            table.add_row(r.id[:12], r.name, r.kind, r.status.value, r.dataset or "-", _num(s.get("final_train_loss") or s.get("loss")),
-                          _num(s.get("best_val_loss")), r.started_at.strftime("%Y-%m-%d %H:%M") if r.started_at else "-")
+            table.add_row(
+                r.id[:12],
+                r.name,
+                r.kind,
+                r.status.value,
+                r.dataset or "-",
+                _num(s.get("final_train_loss") or s.get("loss")),
+                _num(s.get("best_val_loss")),
+                r.started_at.strftime("%Y-%m-%d %H:%M") if r.started_at else "-",
+            )
         console.print(table)
 
 
@@ -169,7 +199,9 @@ def _run_id(services: Any, prefix: str) -> str:
 
 
 @runs_app.command("show")
-def runs_show(run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."), as_json: bool = typer.Option(False, "--json")) -> None:
+def runs_show(
+    run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."), as_json: bool = typer.Option(False, "--json")
+) -> None:
     """A run: params, final metrics, artifacts and its loss curves."""
     with _session(embedded=False) as services:
         rid = _run_id(services, run_id)
@@ -225,7 +257,10 @@ def runs_metrics(run_id: str, key: str | None = typer.Option(None, "--key", help
         rid = _run_id(services, run_id)
         for k, pts in services.tracking.metrics(rid, [key] if key else None).items():
             vals = [p.value for p in pts]
-            console.print(f"[bold]{k}[/] ({len(vals)} points) {sparkline(vals)} min {min(vals):.4g} max {max(vals):.4g} last {vals[-1]:.4g}", highlight=False)
+            console.print(
+                f"[bold]{k}[/] ({len(vals)} points) {sparkline(vals)} min {min(vals):.4g} max {max(vals):.4g} last {vals[-1]:.4g}",
+                highlight=False,
+            )
 
 
 @runs_app.command("plot")
@@ -278,8 +313,15 @@ def registry_show(ref: str = typer.Argument(..., help="NAME or NAME@VERSION."), 
             for col in ("version", "kind", "served as", "dataset", "val loss", "run", "created"):
                 table.add_column(col, overflow="fold")
             for v in versions:
-                table.add_row(str(v.version), v.kind, v.served_as, v.dataset or "-", _num(v.metrics.get("best_val_loss")),
-                              (v.run_id or "-")[:12], v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "-")
+                table.add_row(
+                    str(v.version),
+                    v.kind,
+                    v.served_as,
+                    v.dataset or "-",
+                    _num(v.metrics.get("best_val_loss")),
+                    (v.run_id or "-")[:12],
+                    v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "-",
+                )
             console.print(table)
             return
         mv = services.registry.version(name, version)
@@ -310,7 +352,9 @@ def registry_card(ref: str = typer.Argument(..., help="NAME@VERSION.")) -> None:
 
 
 @registry_app.command("alias")
-def registry_alias(ref: str = typer.Argument(..., help="NAME@VERSION."), alias: str = typer.Argument(..., help="e.g. production, staging.")) -> None:
+def registry_alias(
+    ref: str = typer.Argument(..., help="NAME@VERSION."), alias: str = typer.Argument(..., help="e.g. production, staging.")
+) -> None:
     """Point an alias (production, staging...) at a version; `NAME@ALIAS` then serves it."""
     with _session(embedded=False) as services:
         name, version = _parse_version(ref)
@@ -365,8 +409,11 @@ def evaluate(
             report = services.store.get_eval_report(job.result["report"])
             _summary_table(f"{model} on {report.dataset} ({report.split})", {k: v for k, v in report.metrics.items()})
             for s in report.samples[:3]:
-                console.print(f"[dim]Q:[/] {escape(s['prompt'][:160])}\n[dim]reference:[/] {escape(s['reference'][:200])}\n"
-                              f"[dim]answer:[/] {escape(s['prediction'][:200])}\n", highlight=False)
+                console.print(
+                    f"[dim]Q:[/] {escape(s['prompt'][:160])}\n[dim]reference:[/] {escape(s['reference'][:200])}\n"
+                    f"[dim]answer:[/] {escape(s['prediction'][:200])}\n",
+                    highlight=False,
+                )
 
 
 @eval_app.command("compare")

@@ -27,7 +27,9 @@ def usage(
     s = get_services(get_settings(), embedded=False)
     try:
         key_id = s.auth.get_key(key).id if key else None
-        out = s.usage.summary(group_by=by.split(","), since=since, until=until, bucket=bucket, key=key_id, deployment=deployment, model=model)
+        out = s.usage.summary(
+            group_by=by.split(","), since=since, until=until, bucket=bucket, key=key_id, deployment=deployment, model=model
+        )
         if as_json:
             console.print_json(json.dumps(out))
             return
@@ -42,14 +44,27 @@ def usage(
         for r in out["rows"]:
             values = [escape(str(names.get(r[c], r[c]) if c == "key" else (r[c] if r[c] is not None else "-"))) for c in cols]
             table.add_row(
-                *values, f"{r['requests']:,}", f"{100 * r['requests'] / total:.1f}%", f"{r['errors']:,}", f"{r['blocked']:,}",
-                f"{r['prompt_tokens']:,}", f"{r['completion_tokens']:,}", f"{r['total_tokens']:,}",
+                *values,
+                f"{r['requests']:,}",
+                f"{100 * r['requests'] / total:.1f}%",
+                f"{r['errors']:,}",
+                f"{r['blocked']:,}",
+                f"{r['prompt_tokens']:,}",
+                f"{r['completion_tokens']:,}",
+                f"{r['total_tokens']:,}",
             )
         t = out["totals"]
         table.add_section()
-        table.add_row(*(["total"] + [""] * (len(cols) - 1)), f"{t['requests']:,}", "100%" if t["requests"] else "-",
-                      f"{t['errors']:,}", f"{t['blocked']:,}", f"{t['prompt_tokens']:,}", f"{t['completion_tokens']:,}",
-                      f"{t['total_tokens']:,}")
+        table.add_row(
+            *(["total"] + [""] * (len(cols) - 1)),
+            f"{t['requests']:,}",
+            "100%" if t["requests"] else "-",
+            f"{t['errors']:,}",
+            f"{t['blocked']:,}",
+            f"{t['prompt_tokens']:,}",
+            f"{t['completion_tokens']:,}",
+            f"{t['total_tokens']:,}",
+        )
         console.print(table)
     finally:
         s.close()
@@ -75,8 +90,14 @@ def audit(
             table.add_column(col, overflow="fold")
         for e in entries:
             details = ", ".join(f"{k}={v}" for k, v in e.details.items() if not isinstance(v, dict | list))
-            table.add_row(str(e.id), f"{e.at:%Y-%m-%d %H:%M:%S}" if e.at else "-", escape(e.actor), escape(e.action),
-                          escape(f"{e.target_type}:{e.target}"), escape(details))
+            table.add_row(
+                str(e.id),
+                f"{e.at:%Y-%m-%d %H:%M:%S}" if e.at else "-",
+                escape(e.actor),
+                escape(e.action),
+                escape(f"{e.target_type}:{e.target}"),
+                escape(details),
+            )
         console.print(table)
     finally:
         s.close()

@@ -39,17 +39,14 @@ class Settings(BaseSettings):
     home: Path = Field(DEFAULT_HOME, description="Data directory: database, artifacts, caches, logs.")
     database_url: str | None = Field(
         None,
-        description="Metadata store URL: sqlite:///PATH (default: $PLINTH_HOME/plinth.db) "
-        "or postgresql://user@host:port/db for team mode.",
+        description="Metadata store URL: sqlite:///PATH (default: $PLINTH_HOME/plinth.db) or postgresql://user@host:port/db for team mode.",
     )
     config: Path | None = Field(None, description="Optional YAML or TOML file with these settings.")
 
     # -- server ----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address the API server binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the API server.")
-    max_body_bytes: int = Field(
-        4 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes); larger gets 413."
-    )
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes); larger gets 413.")
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
     # -- serving ---------------------------------------------------------------------------
@@ -64,12 +61,14 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(512, ge=1, description="max_tokens when a request gives none.")
     max_n: int = Field(4, ge=1, le=128, description="Upper bound for n (choices per request).")
     max_batch_size: int = Field(
-        8, ge=1, le=256, description="Sequences a batching runtime (llama.cpp) decodes together per model. "
-        "llama.cpp reserves a KV cache of max_batch_size x context_length tokens."
+        8,
+        ge=1,
+        le=256,
+        description="Sequences a batching runtime (llama.cpp) decodes together per model. "
+        "llama.cpp reserves a KV cache of max_batch_size x context_length tokens.",
     )
     max_concurrent_per_model: int | None = Field(
-        None, ge=1, description="Requests generating at once per loaded model (default: the runtime's batch size); "
-        "more wait in the queue."
+        None, ge=1, description="Requests generating at once per loaded model (default: the runtime's batch size); more wait in the queue."
     )
     prefill_chunk_tokens: int = Field(
         256, ge=16, description="Prompt tokens processed per scheduler step, so long prompts do not stall streams."
@@ -92,9 +91,7 @@ class Settings(BaseSettings):
         "(false: one request at a time through transformers' own modules).",
     )
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads per llama.cpp model.")
-    context_length: int = Field(
-        4096, ge=256, description="Context window per request when loading a model (capped at the model's own)."
-    )
+    context_length: int = Field(4096, ge=256, description="Context window per request when loading a model (capped at the model's own).")
     upstream_timeout_s: float = Field(600.0, gt=0, description="Timeout for remote OpenAI-compatible engines.")
     import_dirs: list[Path] = Field(
         default_factory=list,
@@ -124,13 +121,16 @@ class Settings(BaseSettings):
         20 * 1024 * 1024, ge=1024, description="Largest file a knowledge base ingests; larger files are refused."
     )
     kb_index: str = Field(
-        "auto", description="Knowledge-base index: auto, embedded (exact vectors + SQLite FTS5 in process) or "
-        "postgres (pgvector HNSW + Postgres full-text; needs the vector extension)."
+        "auto",
+        description="Knowledge-base index: auto, embedded (exact vectors + SQLite FTS5 in process) or "
+        "postgres (pgvector HNSW + Postgres full-text; needs the vector extension).",
     )
     kb_top_k: int = Field(4, ge=1, le=50, description="Passages put into the prompt per request.")
     kb_min_score: float = Field(
-        0.3, ge=-1.0, le=1.0, description="Lowest cosine similarity of the best passage for an answer; below it the "
-        "assistant says it does not know."
+        0.3,
+        ge=-1.0,
+        le=1.0,
+        description="Lowest cosine similarity of the best passage for an answer; below it the assistant says it does not know.",
     )
 
     # -- jobs: the durable queue and its workers --------------------------------------------
@@ -141,16 +141,22 @@ class Settings(BaseSettings):
         0.5, gt=0, le=60, description="How often a worker looks for jobs and a job's process checks for stop requests."
     )
     jobs_lease_s: float = Field(
-        15.0, ge=2, le=3600, description="Lease of a running job; a worker renews it every third of this. A job whose "
-        "lease expires (its worker was killed or cut off) is requeued or failed by the next worker that looks."
+        15.0,
+        ge=2,
+        le=3600,
+        description="Lease of a running job; a worker renews it every third of this. A job whose "
+        "lease expires (its worker was killed or cut off) is requeued or failed by the next worker that looks.",
     )
     jobs_stop_grace_s: float = Field(
-        60.0, ge=0, description="How long a job asked to cancel or to yield to a higher-priority job may take to "
-        "checkpoint and stop before its process is killed."
+        60.0,
+        ge=0,
+        description="How long a job asked to cancel or to yield to a higher-priority job may take to "
+        "checkpoint and stop before its process is killed.",
     )
     jobs_shutdown_grace_s: float = Field(
-        10.0, ge=0, description="How long a stopping worker waits for its jobs to checkpoint before killing them; "
-        "they are requeued either way."
+        10.0,
+        ge=0,
+        description="How long a stopping worker waits for its jobs to checkpoint before killing them; they are requeued either way.",
     )
     jobs_max_restarts: int = Field(
         2, ge=0, le=100, description="Requeues after a lost worker or a killed job process before the job fails."
@@ -158,29 +164,28 @@ class Settings(BaseSettings):
     jobs_enforce_memory: bool = Field(
         True, description="Kill a job whose processes use more memory (RSS) than it requested; it fails with memory_limit."
     )
-    worker_cpu: int | None = Field(
-        None, ge=1, description="CPU threads a worker offers (default: the CPUs this process may use)."
-    )
+    worker_cpu: int | None = Field(None, ge=1, description="CPU threads a worker offers (default: the CPUs this process may use).")
     worker_memory_bytes: int | None = Field(
         None, ge=64 * 1024 * 1024, description="Memory a worker offers (default: the machine's total memory)."
     )
     worker_gpus: int | None = Field(
         None, ge=0, description="GPUs a worker offers (default: NVIDIA GPUs found, limited by CUDA_VISIBLE_DEVICES)."
     )
-    worker_queues: list[str] = Field(
-        default_factory=list, description="Queues a worker takes jobs from (JSON list); empty: every queue."
-    )
+    worker_queues: list[str] = Field(default_factory=list, description="Queues a worker takes jobs from (JSON list); empty: every queue.")
 
     # -- datasets ----------------------------------------------------------------------------
     dataset_max_bytes: int = Field(
-        1024 * 1024 * 1024, ge=1024, description="Largest dataset file `plinth datasets add` and server-path imports "
-        "accept (uploads are also bounded by max_body_bytes)."
+        1024 * 1024 * 1024,
+        ge=1024,
+        description="Largest dataset file `plinth datasets add` and server-path imports "
+        "accept (uploads are also bounded by max_body_bytes).",
     )
 
     # -- guardrails --------------------------------------------------------------------------
     guardrails_default_policy: str | None = Field(
-        None, description="Guardrail policy (NAME or NAME@VERSION) for model ids that have none attached; "
-        "none by default (e.g. `default`, plinth's built-in policy)."
+        None,
+        description="Guardrail policy (NAME or NAME@VERSION) for model ids that have none attached; "
+        "none by default (e.g. `default`, plinth's built-in policy).",
     )
     guardrails_record_events: bool = Field(
         True, description="Store guardrail findings (labels, offsets, scores; never text) as events in the metadata store."
@@ -188,26 +193,34 @@ class Settings(BaseSettings):
 
     # -- deployments, API keys, usage --------------------------------------------------------
     auth: bool = Field(
-        False, description="Require an API key (Authorization: Bearer pk-...) on every route except /healthz and /readyz. "
-        "Off for local single-user use; create the first key with `plinth keys create NAME --scope admin`."
+        False,
+        description="Require an API key (Authorization: Bearer pk-...) on every route except /healthz and /readyz. "
+        "Off for local single-user use; create the first key with `plinth keys create NAME --scope admin`.",
     )
     auth_cache_ttl_s: float = Field(
-        2.0, ge=0, le=300, description="How long a server process trusts a key it has looked up; a key revoked or changed "
-        "in another process stops working within this time (at once for requests that reserve tokens)."
+        2.0,
+        ge=0,
+        le=300,
+        description="How long a server process trusts a key it has looked up; a key revoked or changed "
+        "in another process stops working within this time (at once for requests that reserve tokens).",
     )
     deploy_sticky_header: str = Field(
-        "x-plinth-user", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$",
+        "x-plinth-user",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9-]+$",
         description="Request header whose value keeps one caller on one deployment revision when the request has no `user` field.",
     )
     deploy_check_interval_s: float = Field(
         1.0, gt=0, le=3600, description="Shortest time between two judgements of one deployment's rollout rules per process."
     )
     deploy_window_s: int = Field(
-        300, ge=10, le=7 * 86400, description="Sliding window (seconds) in which a new deployment's canary is compared with its stable revision."
+        300,
+        ge=10,
+        le=7 * 86400,
+        description="Sliding window (seconds) in which a new deployment's canary is compared with its stable revision.",
     )
-    usage_retention_days: int = Field(
-        90, ge=1, le=3650, description="Usage records and feedback older than this are deleted."
-    )
+    usage_retention_days: int = Field(90, ge=1, le=3650, description="Usage records and feedback older than this are deleted.")
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:
@@ -317,8 +330,7 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**clean)
     except ValidationError as e:
         problems = "; ".join(
-            f"{'PLINTH_' + '.'.join(str(p) for p in err['loc']).upper() if err['loc'] else 'settings'}: {err['msg']}"
-            for err in e.errors()
+            f"{'PLINTH_' + '.'.join(str(p) for p in err['loc']).upper() if err['loc'] else 'settings'}: {err['msg']}" for err in e.errors()
         )
         raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid settings: {problems}") from None
     except SettingsError as e:
@@ -327,6 +339,5 @@ def load_settings(**overrides: Any) -> Settings:
         var = f"PLINTH_{m.group(1).upper()}" if m else "settings"
         raise PlinthError(
             ErrorCode.INVALID_REQUEST,
-            f"invalid settings: {var}: cannot parse the value ({e.__cause__ or e}); "
-            'list settings take JSON, e.g. ["/srv/models"]',
+            f'invalid settings: {var}: cannot parse the value ({e.__cause__ or e}); list settings take JSON, e.g. ["/srv/models"]',
         ) from None

@@ -206,9 +206,7 @@ class DeploymentService:
     def _pin(self, model: str, param: str) -> tuple[str, str]:
         """(id to serve, model version to report) for a model id as given."""
         if self.store.find_deployment(model) is not None:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST, f"{model!r} is a deployment; a target must be a model id", param=f"{param}.model"
-            )
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"{model!r} is a deployment; a target must be a model id", param=f"{param}.model")
         mv = self.registry.resolve_version(model) if self.registry is not None else None
         if mv is not None:
             return mv.ref, mv.ref  # acme-faq@production is pinned to the version it names now
@@ -248,7 +246,9 @@ class DeploymentService:
                 matching = [
                     r
                     for r in reports
-                    if _dataset_matches(g.dataset, r.dataset) and (g.split is None or r.split == g.split) and _number(r.metrics.get(g.metric)) is not None
+                    if _dataset_matches(g.dataset, r.dataset)
+                    and (g.split is None or r.split == g.split)
+                    and _number(r.metrics.get(g.metric)) is not None
                 ]
                 if not matching:
                     failures.append(
@@ -262,8 +262,7 @@ class DeploymentService:
                 assert value is not None
                 if not g.passes(value):
                     failures.append(
-                        f"{t.version} fails the gate '{g.describe()}': report {newest.id} on {newest.dataset} has "
-                        f"{g.metric} {value:.4g}"
+                        f"{t.version} fails the gate '{g.describe()}': report {newest.id} on {newest.dataset} has {g.metric} {value:.4g}"
                     )
         return failures
 
@@ -273,9 +272,7 @@ class DeploymentService:
             return self.store.list_eval_reports(registry_name=name, registry_version=int(number))
         return self.store.list_eval_reports(model=t.served)
 
-    def _check_gate(
-        self, dep: Deployment, targets: tuple[Target, ...], actor: str, revision: int | None, *, record: bool = True
-    ) -> None:
+    def _check_gate(self, dep: Deployment, targets: tuple[Target, ...], actor: str, revision: int | None, *, record: bool = True) -> None:
         if not dep.gate:
             return
         failures = self.gate_failures(dep.gate, targets)
@@ -285,7 +282,11 @@ class DeploymentService:
         if record:
             self.store.add_deployment_event(
                 DeploymentEvent(
-                    dep.name, EventKind.GATE_REFUSED, actor, revision=revision, reason="; ".join(failures),
+                    dep.name,
+                    EventKind.GATE_REFUSED,
+                    actor,
+                    revision=revision,
+                    reason="; ".join(failures),
                     details={"targets": [t.version for t in targets], "gate": [g.to_dict() for g in dep.gate]},
                 )
             )
@@ -342,13 +343,17 @@ class DeploymentService:
         self._check_gate(dep, pinned, actor, None)
         rev = self.store.add_revision(name, pinned, actor=actor, note=note)
         return self._change(
-            dep, {"stable_revision": rev.number}, EventKind.REVISION, actor, rev.number, note,
-            {"stable": rev.number, "previous_stable": dep.stable_revision}, "deployment.replace",
+            dep,
+            {"stable_revision": rev.number},
+            EventKind.REVISION,
+            actor,
+            rev.number,
+            note,
+            {"stable": rev.number, "previous_stable": dep.stable_revision},
+            "deployment.replace",
         )
 
-    def canary(
-        self, name: str, targets: list[dict[str, Any]] | None, *, percent: float, actor: str, note: str = ""
-    ) -> Deployment:
+    def canary(self, name: str, targets: list[dict[str, Any]] | None, *, percent: float, actor: str, note: str = "") -> Deployment:
         """Put a candidate on ``percent`` of the traffic, or (without targets) change the
         running canary's share."""
         percent = _percent(percent)
@@ -357,8 +362,14 @@ class DeploymentService:
             if dep.canary_revision is None:
                 raise PlinthError(ErrorCode.CONFLICT, f"{name!r} has no canary; give the model to put on canary", param="model")
             return self._change(
-                dep, {"canary_percent": percent}, EventKind.TRAFFIC, actor, dep.canary_revision, note,
-                {"from_percent": dep.canary_percent, "percent": percent}, "deployment.traffic",
+                dep,
+                {"canary_percent": percent},
+                EventKind.TRAFFIC,
+                actor,
+                dep.canary_revision,
+                note,
+                {"from_percent": dep.canary_percent, "percent": percent},
+                "deployment.traffic",
             )
         if dep.canary_revision is not None:
             raise PlinthError(
@@ -371,7 +382,11 @@ class DeploymentService:
         return self._change(
             dep,
             {"canary_revision": rev.number, "canary_percent": percent, "canary_started_at": datetime.now(UTC)},
-            EventKind.CANARY, actor, rev.number, note, {"percent": percent, "stable": dep.stable_revision},
+            EventKind.CANARY,
+            actor,
+            rev.number,
+            note,
+            {"percent": percent, "stable": dep.stable_revision},
             "deployment.canary",
         )
 
@@ -383,8 +398,12 @@ class DeploymentService:
         return self._change(
             dep,
             {"stable_revision": dep.canary_revision, **_NO_CANARY},
-            EventKind.PROMOTED, actor, dep.canary_revision, note,
-            {"stable": dep.canary_revision, "previous_stable": dep.stable_revision}, "deployment.promote",
+            EventKind.PROMOTED,
+            actor,
+            dep.canary_revision,
+            note,
+            {"stable": dep.canary_revision, "previous_stable": dep.stable_revision},
+            "deployment.promote",
         )
 
     def rollback(
@@ -490,8 +509,9 @@ class DeploymentService:
             event=DeploymentEvent(dep.name, kind, actor, revision=revision, reason=reason, details=details),
         )
         self.router.invalidate(dep.name)
-        self.audit.record(actor, action, "deployment", dep.name, before=before, after=self.view(updated),
-                          details={"reason": reason} if reason else None)
+        self.audit.record(
+            actor, action, "deployment", dep.name, before=before, after=self.view(updated), details={"reason": reason} if reason else None
+        )
         return updated
 
     def _window(self, window_s: int | None) -> int:
@@ -499,7 +519,8 @@ class DeploymentService:
             return self.default_window_s
         if not isinstance(window_s, int) or not MIN_WINDOW_S <= window_s <= MAX_WINDOW_S:
             raise PlinthError(
-                ErrorCode.INVALID_REQUEST, f"window_s must be {MIN_WINDOW_S} to {MAX_WINDOW_S} seconds; got {window_s!r}",
+                ErrorCode.INVALID_REQUEST,
+                f"window_s must be {MIN_WINDOW_S} to {MAX_WINDOW_S} seconds; got {window_s!r}",
                 param="window_s",
             )
         return window_s

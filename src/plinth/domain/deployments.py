@@ -62,9 +62,7 @@ class Target:
         return self.pinned or self.model
 
     def attachments(self) -> Attachments:
-        return Attachments(
-            knowledge_base=self.knowledge_base, guardrail_policy=self.guardrail_policy, system_prompt=self.system_prompt
-        )
+        return Attachments(knowledge_base=self.knowledge_base, guardrail_policy=self.guardrail_policy, system_prompt=self.system_prompt)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "weight": self.weight, "pinned": self.served, "version": self.version or self.served}
@@ -434,10 +432,7 @@ class RuleCheck:
         def fmt(v: float | None) -> str:
             return "-" if v is None else f"{v:.3g}"
 
-        return (
-            f"{self.rule.metric.value}: canary {fmt(self.canary)} vs stable {fmt(self.stable)} "
-            f"breaks '{self.rule.describe()}'"
-        )
+        return f"{self.rule.metric.value}: canary {fmt(self.canary)} vs stable {fmt(self.stable)} breaks '{self.rule.describe()}'"
 
     def public_dict(self) -> dict[str, Any]:
         return {

@@ -130,8 +130,13 @@ def build_bert_graph(weights: dict[str, Any], config: dict[str, Any]) -> bytes:
 
     # Additive attention mask: 0 for tokens, a large negative number for padding.
     mask_f = node("Cast", ["attention_mask"], to=TensorProto.FLOAT)
-    neg = node("Mul", [node("Sub", [const("one_f", np.array(1.0, dtype=np.float32)), mask_f]),
-                       const("neg_big", np.array(np.finfo(np.float32).min, dtype=np.float32))])
+    neg = node(
+        "Mul",
+        [
+            node("Sub", [const("one_f", np.array(1.0, dtype=np.float32)), mask_f]),
+            const("neg_big", np.array(np.finfo(np.float32).min, dtype=np.float32)),
+        ],
+    )
     bias = node("Unsqueeze", [neg, const("axes_1_2", np.array([1, 2], dtype=np.int64))])
     split_heads = const("split_heads", np.array([0, 0, heads, head_dim], dtype=np.int64))
     merge_heads = const("merge_heads", np.array([0, 0, hidden], dtype=np.int64))

@@ -62,16 +62,16 @@ class RemoteEmbedder(Embedder):
         except httpx.HTTPError as e:
             raise PlinthError(ErrorCode.UPSTREAM_ERROR, f"embedding server {self.base_url} unreachable: {e}") from None
         if r.status_code != 200:
-            raise PlinthError(
-                ErrorCode.UPSTREAM_ERROR, f"embedding server {self.base_url} answered {r.status_code}: {r.text[:300]}"
-            )
+            raise PlinthError(ErrorCode.UPSTREAM_ERROR, f"embedding server {self.base_url} answered {r.status_code}: {r.text[:300]}")
         try:
             data: list[dict[str, Any]] = sorted(r.json()["data"], key=lambda d: d["index"])
             vecs = np.asarray([d["embedding"] for d in data], dtype=np.float32)
         except (ValueError, KeyError, TypeError) as e:
             raise PlinthError(ErrorCode.UPSTREAM_ERROR, f"embedding server {self.base_url} sent an unexpected body: {e}") from None
         if vecs.ndim != 2 or vecs.shape[0] != len(texts):
-            raise PlinthError(ErrorCode.UPSTREAM_ERROR, f"embedding server {self.base_url} returned {vecs.shape[0]} vectors for {len(texts)} inputs")
+            raise PlinthError(
+                ErrorCode.UPSTREAM_ERROR, f"embedding server {self.base_url} returned {vecs.shape[0]} vectors for {len(texts)} inputs"
+            )
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         return vecs / np.maximum(norms, 1e-12)
 

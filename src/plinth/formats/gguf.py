@@ -52,8 +52,19 @@ _SCALARS: dict[int, tuple[str, int]] = {
     12: ("<d", 8),  # float64
 }
 _TYPE_NAMES = {
-    0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 4: "uint32", 5: "int32", 6: "float32",
-    7: "bool", 8: "string", 9: "array", 10: "uint64", 11: "int64", 12: "float64",
+    0: "uint8",
+    1: "int8",
+    2: "uint16",
+    3: "int16",
+    4: "uint32",
+    5: "int32",
+    6: "float32",
+    7: "bool",
+    8: "string",
+    9: "array",
+    10: "uint64",
+    11: "int64",
+    12: "float64",
 }
 # Arrays up to this length are decoded into Python lists; longer ones (token lists, merges,
 # scores) are only walked and kept as a lazy view, which is what keeps inspection fast.
@@ -307,8 +318,9 @@ def _parse(path: Path, fh: BinaryIO, size: int) -> GGUFHeader:
             n_elements *= dim
         if shape[0] % block_size:
             raise _invalid(
-                path, f"tensor {name!r} of type {type_name} has a first dimension {shape[0]} "
-                f"that is not a multiple of its block size {block_size}"
+                path,
+                f"tensor {name!r} of type {type_name} has a first dimension {shape[0]} "
+                f"that is not a multiple of its block size {block_size}",
             )
         if offset % alignment:
             raise _invalid(path, f"tensor {name!r} data offset {offset} is not aligned to {alignment}")

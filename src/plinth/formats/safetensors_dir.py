@@ -94,18 +94,14 @@ def inspect_safetensors_file(path: Path) -> dict[str, Any]:
         raise _invalid(path, "not a regular file")
     size = st.st_size
     if size < 8:
-        raise _invalid(
-            path, f"truncated: a safetensors file starts with an 8-byte header length, but it has {size} bytes"
-        )
+        raise _invalid(path, f"truncated: a safetensors file starts with an 8-byte header length, but it has {size} bytes")
     try:
         with open(path, "rb") as fh:
             (header_len,) = struct.unpack("<Q", fh.read(8))
             if header_len > MAX_HEADER_BYTES:
                 raise _invalid(path, f"header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit")
             if 8 + header_len > size:
-                raise _invalid(
-                    path, f"truncated: header length {header_len} runs past the end of the file ({size} bytes)"
-                )
+                raise _invalid(path, f"truncated: header length {header_len} runs past the end of the file ({size} bytes)")
             raw = fh.read(header_len)
     except OSError as exc:
         raise _invalid(path, f"cannot be read ({exc.strerror or exc})") from None
@@ -122,9 +118,7 @@ def inspect_safetensors_file(path: Path) -> dict[str, Any]:
         raise _invalid(path, f"header must be a JSON object, not {type(header).__name__}")
 
     metadata = header.pop("__metadata__", None)
-    if metadata is not None and not (
-        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
-    ):
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
         raise _invalid(path, "__metadata__ must be an object of strings")
 
     data_len = size - 8 - header_len
@@ -153,15 +147,13 @@ def inspect_safetensors_file(path: Path) -> dict[str, Any]:
         if end - begin != bits // 8:
             raise _invalid(
                 path,
-                f"tensor {name!r} data_offsets {offsets} span {end - begin} bytes, but shape {shape} "
-                f"of {dtype} needs {bits // 8}",
+                f"tensor {name!r} data_offsets {offsets} span {end - begin} bytes, but shape {shape} of {dtype} needs {bits // 8}",
                 tensor=name,
             )
         if end > data_len:
             raise _invalid(
                 path,
-                f"truncated: tensor {name!r} data ends at byte {8 + header_len + end} "
-                f"but the file has {size} bytes",
+                f"truncated: tensor {name!r} data ends at byte {8 + header_len + end} but the file has {size} bytes",
                 tensor=name,
             )
         spans.append((begin, end, name))
@@ -426,8 +418,13 @@ def inspect_safetensors_dir(path: Path) -> ModelInfo:
     if isinstance(dtype, str):
         params["torch_dtype"] = dtype
     for key in (
-        "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-        "num_key_value_heads", "intermediate_size", "bos_token_id",
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "intermediate_size",
+        "bos_token_id",
     ):
         if _is_int(config.get(key)):
             params[key] = config[key]

@@ -138,9 +138,7 @@ def check_record(obj: Any, where: str) -> None:
                 and isinstance(e.get("end"), int)
                 and 0 <= e["start"] < e["end"] <= len(obj["text"])
             ):
-                raise PlinthError(
-                    ErrorCode.INVALID_REQUEST, f"{where}: each entity needs 'type' and 0 <= 'start' < 'end' <= len(text)"
-                )
+                raise PlinthError(ErrorCode.INVALID_REQUEST, f"{where}: each entity needs 'type' and 0 <= 'start' < 'end' <= len(text)")
     elif obj.get("label") not in (*_LABEL_TASK, "benign"):
         raise PlinthError(
             ErrorCode.INVALID_REQUEST,
@@ -165,7 +163,8 @@ def _rule_for(guard: Guard, kind: str, detector: str | None) -> CompiledRule:
     if not candidates:
         raise PlinthError(
             ErrorCode.INVALID_REQUEST,
-            f"policy {guard.policy.ref} has no {kind} rule" + (f" with id {detector!r}" if detector else "")
+            f"policy {guard.policy.ref} has no {kind} rule"
+            + (f" with id {detector!r}" if detector else "")
             + f" to evaluate; its rules: {', '.join(r.id for r in guard.rules)}",
         )
     return candidates[0]

@@ -63,7 +63,9 @@ class GroundednessOptions(DetectorOptions):
 @register_detector
 class GroundednessDetector(Detector):
     kind = "groundedness"
-    description = "Flags answer sentences the retrieved passages do not support (word overlap with numbers checked, and embedding similarity)"
+    description = (
+        "Flags answer sentences the retrieved passages do not support (word overlap with numbers checked, and embedding similarity)"
+    )
     Options = GroundednessOptions
     labels = ("unsupported",)
     directions = frozenset({Direction.OUTPUT})
@@ -100,7 +102,5 @@ class GroundednessDetector(Detector):
         out = []
         for i, (s, e) in enumerate(spans):
             support = self.support(text[s:e], passages, pv, None if sv is None else sv[i])
-            out.append(
-                self.finding("unsupported", round(1.0 - support, 4), f"best passage support {support:.2f}", s, e)
-            )
+            out.append(self.finding("unsupported", round(1.0 - support, 4), f"best passage support {support:.2f}", s, e))
         return out

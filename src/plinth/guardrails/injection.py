@@ -132,7 +132,9 @@ _TRIGGERS: dict[str, dict[str, object]] = {
     "override": {"triggers": _IGNORE_WORDS},
     "override_loose": {"triggers": _IGNORE_WORDS},
     "new_rules": {"triggers": "new updated real actual true revised override priority secret hidden additional special from no to respond"},
-    "persona": {"triggers": "you from pretend act roleplay role play become switch enter enable activate stay forget answer respond actúa actua"},
+    "persona": {
+        "triggers": "you from pretend act roleplay role play become switch enter enable activate stay forget answer respond actúa actua"
+    },
     "no_rules": {
         "triggers": "no without free zero ignoring devoid unbound not beyond unfiltered uncensored unrestricted unlimited "
         "jailbroken jailbreak jail dan developer dev god evil opposite sudo debug maintenance admin do had have"
@@ -142,12 +144,20 @@ _TRIGGERS: dict[str, dict[str, object]] = {
         "provide send disclose expose read echo translate summarize summarise what whats s state complete system initial "
         "hidden original secret exactly verbatim"
     },
-    "above": {"triggers": "everything all the whatever what anything words text lines sentences message messages paragraph paragraphs verbatim word character in"},
+    "above": {
+        "triggers": "everything all the whatever what anything words text lines sentences message messages paragraph paragraphs verbatim word character in"
+    },
     "tags": {"chars": "<[#:"},
-    "planted": {"triggers": "note to any all the if when hidden instruction instructions dear attention ai assistant model bot chatbot llm append add include insert"},
+    "planted": {
+        "triggers": "note to any all the if when hidden instruction instructions dear attention ai assistant model bot chatbot llm append add include insert"
+    },
     "authority": {"triggers": "i im this speaking as"},
-    "authorized": {"triggers": "the i with authorization authorisation override admin access security auth for privileges privilege identity clearance"},
-    "other_data": {"triggers": "other another all every others someone the each any previous get break hack log sneak list names name look pull find search check open i im"},
+    "authorized": {
+        "triggers": "the i with authorization authorisation override admin access security auth for privileges privilege identity clearance"
+    },
+    "other_data": {
+        "triggers": "other another all every others someone the each any previous get break hack log sneak list names name look pull find search check open i im"
+    },
     "privileged": {"triggers": "approve override grant disable turn export delete drop wipe run execute mark set change refund waive"},
     "tool_use": {"triggers": "call invoke use trigger run execute function tool select drop cat rm curl wget no without"},
     "decode_follow": {

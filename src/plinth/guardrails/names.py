@@ -26,10 +26,10 @@ from importlib import resources
 
 from plinth.guardrails.text import strip_accents
 
-_PARTICLES = frozenset(
-    "van von de da das dos del della der den di du la le bin ibn binti al el ter ten y e zu st".split()
+_PARTICLES = frozenset("van von de da das dos del della der den di du la le bin ibn binti al el ter ten y e zu st".split())
+_CREDENTIALS = re.compile(
+    r",?\s+(?:MD|M\.D\.|DO|D\.O\.|RN|NP|PA|PA-C|LCSW|LMFT|LPC|PhD|Ph\.D\.|PsyD|DDS|DMD|OD|DPT|PT|MSW|Esq\.?|Jr\.?|Sr\.?|II|III)\b"
 )
-_CREDENTIALS = re.compile(r",?\s+(?:MD|M\.D\.|DO|D\.O\.|RN|NP|PA|PA-C|LCSW|LMFT|LPC|PhD|Ph\.D\.|PsyD|DDS|DMD|OD|DPT|PT|MSW|Esq\.?|Jr\.?|Sr\.?|II|III)\b")
 _AFTER = re.compile(r"(?:['’]s\b|\s+(?:here|calling|speaking|writing|again)\b|\s+\((?:my|member|DOB|dob|born|MRN|SSN)\b)")
 
 # Cues before a name, matched against the lower-cased text that ends where the run starts.
@@ -61,7 +61,9 @@ _HAN_SURNAMES = (
     "韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
 )
 _HAN_STOP = set("的是在和与了我你他她们这那有会号吗呢吧请问，。、！？：；（）")
-_HAN_CUE = re.compile(r"(?:我叫|我是|我的名字是|名字是|名叫|叫做|姓名[:：]?\s*|患者|病人|联系人[:：]?\s*|会员|本人|我女儿|我儿子|我妻子|我丈夫|我太太|我先生|我妈妈|我爸爸|我母亲|我父亲)$")
+_HAN_CUE = re.compile(
+    r"(?:我叫|我是|我的名字是|名字是|名叫|叫做|姓名[:：]?\s*|患者|病人|联系人[:：]?\s*|会员|本人|我女儿|我儿子|我妻子|我丈夫|我太太|我先生|我妈妈|我爸爸|我母亲|我父亲)$"
+)
 _HAN_TITLE = re.compile(r"(?:先生|女士|小姐|医生|大夫|老师|太太)")
 _HAN_CHAR = re.compile(r"[\u4e00-\u9fff]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
@@ -171,9 +173,7 @@ class NameRecognizer:
         cur: list[tuple[int, int, str]] = []
         for tok in run:
             k = _key(tok[2])
-            if k in self.lex.stop and k not in self.lex.given and k not in self.lex.surnames or (
-                k in self.lex.stop and tok is run[0]
-            ):
+            if k in self.lex.stop and k not in self.lex.given and k not in self.lex.surnames or (k in self.lex.stop and tok is run[0]):
                 if cur:
                     out.append(cur)
                 cur = []

@@ -88,13 +88,83 @@ def card_issuer(digits: str) -> str | None:
 
 # IBAN lengths by country (ISO 13616 registry).
 IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
-    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
-    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
-    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
-    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
-    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19,
-    "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BR": 29,
+    "BY": 28,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IQ": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LC": 32,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NL": 18,
+    "NO": 15,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "SA": 24,
+    "SC": 31,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "ST": 25,
+    "SV": 28,
+    "TL": 23,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VA": 22,
+    "VG": 24,
+    "XK": 20,
 }
 
 
@@ -211,7 +281,9 @@ _ADDRESS_US = re.compile(
     rf"(?:{_CAP}\s+){{0,4}}(?i:{_STREET_SUFFIX})\b\.?"
     rf"(?:{_UNIT})?(?i:(?-i:{_CITY_STATE_ZIP}))?(?![\w])"
 )
-_PO_BOX = re.compile(rf"(?i:\b(?:p\.?\s?o\.?\s*box|post office box|apartado(?: postal)?|postfach|boîte postale|bp)\s+\d{{1,7}})(?:{_CITY_STATE_ZIP})?")
+_PO_BOX = re.compile(
+    rf"(?i:\b(?:p\.?\s?o\.?\s*box|post office box|apartado(?: postal)?|postfach|boîte postale|bp)\s+\d{{1,7}})(?:{_CITY_STATE_ZIP})?"
+)
 _ADDRESS_EU = re.compile(
     r"(?<![\w])(?:[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee)"
     r"|(?:Calle|Avenida|Av\.|Carrera|Paseo|Plaza|Rua|Avenida|Via|Viale|Piazza|Rue|Boulevard|Chemin|Allée|Place)\s+(?:(?:de|del|la|los|las|da|do|dos|des|du)\s+)*[A-ZÁÉÍÓÚÑ][\wáéíóúñ\-]*(?:\s+[A-ZÁÉÍÓÚÑ][\wáéíóúñ\-]*){0,3})"
@@ -328,7 +400,9 @@ def find_cards(text: str, lower: str) -> Iterable[Hit]:
             continue
         if len(set(digits)) == 1:
             continue
-        yield Hit(m.start(), m.end(), "CREDIT_CARD", 0.95 if issuer else 0.8, f"payment card number ({issuer or 'unknown issuer'}, Luhn valid)")
+        yield Hit(
+            m.start(), m.end(), "CREDIT_CARD", 0.95 if issuer else 0.8, f"payment card number ({issuer or 'unknown issuer'}, Luhn valid)"
+        )
 
 
 def find_ibans(text: str, lower: str) -> Iterable[Hit]:
@@ -521,12 +595,10 @@ class PiiDetector(Detector):
         unknown = sorted(self.entities - set(ENTITY_TYPES) - set(custom_types))
         if unknown:
             raise ValueError(
-                f"unknown entity type(s) {', '.join(unknown)}; built in: {', '.join(ENTITY_TYPES)}, "
-                "or add a pattern of that type"
+                f"unknown entity type(s) {', '.join(unknown)}; built in: {', '.join(ENTITY_TYPES)}, or add a pattern of that type"
             )
         self._custom = [
-            (p, regex.compile(p.regex, regex.IGNORECASE if p.ignore_case else 0), [c.lower() for c in p.context])
-            for p in options.patterns
+            (p, regex.compile(p.regex, regex.IGNORECASE if p.ignore_case else 0), [c.lower() for c in p.context]) for p in options.patterns
         ]
         self._names = NameRecognizer() if "PERSON" in self.entities else None
         self._allow = {a.lower() for a in options.allow}
@@ -564,9 +636,7 @@ class PiiDetector(Detector):
         persons: list[Hit] = []
         if self._names is not None:
             threshold = self.options.person_threshold  # type: ignore[attr-defined]
-            persons = [
-                Hit(n.start, n.end, "PERSON", n.score, n.reason) for n in self._names.find(text) if n.score >= threshold
-            ]
+            persons = [Hit(n.start, n.end, "PERSON", n.score, n.reason) for n in self._names.find(text) if n.score >= threshold]
             hits.extend(persons)
         if "DATE_OF_BIRTH" in self.entities and has_digit:
             strong_persons = [p for p in _dedupe(hits) if p.label == "PERSON"]
@@ -627,7 +697,9 @@ class PiiDetector(Detector):
             hold = min(hold, self._names.pending(text))
         # a street address may go on with its city, state and ZIP
         if "ADDRESS" in self.entities:
-            for am in re.finditer(r"(?<![\w\-/.$#])\d{1,6}[A-Za-z]?\s+(?:[A-Z][\w'’.\-]*,?\s+){1,8}(?:[A-Z]{2}\s*)?\d{0,4}$", text[max(0, n - 120) :]):
+            for am in re.finditer(
+                r"(?<![\w\-/.$#])\d{1,6}[A-Za-z]?\s+(?:[A-Z][\w'’.\-]*,?\s+){1,8}(?:[A-Z]{2}\s*)?\d{0,4}$", text[max(0, n - 120) :]
+            ):
                 hold = min(hold, max(0, n - 120) + am.start())
         for h in self.hits(text):
             if h.end >= hold:

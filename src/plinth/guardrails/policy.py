@@ -109,9 +109,7 @@ def validate_policy(doc: dict[str, Any], *, name: str | None = None) -> PolicySp
             errors.append(f"{key}: must be {want!r}, not {doc[key]!r}")
     pname = doc.get("name")
     if not isinstance(pname, str) or not NAME_RE.match(pname):
-        errors.append(
-            f"name: {pname!r} is not a valid policy name (lower-case letters, digits, '-', '_', '.'; at most 100)"
-        )
+        errors.append(f"name: {pname!r} is not a valid policy name (lower-case letters, digits, '-', '_', '.'; at most 100)")
     raw_rules = doc.get("rules")
     rules: list[dict[str, Any]] = []
     if not isinstance(raw_rules, list) or not raw_rules:
@@ -219,9 +217,7 @@ def split_ref(ref: str) -> tuple[str, int | None]:
     if not sep:
         return name, None
     if not ver.isdigit() or int(ver) < 1:
-        raise PlinthError(
-            ErrorCode.INVALID_REQUEST, f"policy reference {ref!r}: the version after '@' must be a positive integer"
-        )
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"policy reference {ref!r}: the version after '@' must be a positive integer")
     return name, int(ver)
 
 

@@ -16,7 +16,13 @@ from plinth.domain.guardrails import Finding
 from plinth.guardrails.base import DetectContext, Detector, register_detector
 
 _KNOWN: list[tuple[str, str, re.Pattern[str]]] = [
-    ("PRIVATE_KEY", "PEM private key", re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----")),
+    (
+        "PRIVATE_KEY",
+        "PEM private key",
+        re.compile(
+            r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
+        ),
+    ),
     ("API_KEY", "AWS access key id", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}(?![A-Z0-9])")),
     ("API_KEY", "GitHub token", re.compile(r"(?<![\w])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![\w])")),
     ("API_KEY", "GitLab token", re.compile(r"(?<![\w])glpat-[A-Za-z0-9_\-]{20,}(?![\w\-])")),
@@ -47,7 +53,9 @@ def entropy(s: str) -> float:
 @register_detector
 class SecretsDetector(Detector):
     kind = "secrets"
-    description = "API keys, access tokens, private keys and passwords (known formats, and random-looking values assigned to key/password names)"
+    description = (
+        "API keys, access tokens, private keys and passwords (known formats, and random-looking values assigned to key/password names)"
+    )
     spans = True
     labels = ("API_KEY", "TOKEN", "PRIVATE_KEY", "PASSWORD", "SECRET")
 

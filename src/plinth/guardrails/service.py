@@ -95,9 +95,7 @@ class GuardrailService:
         self.get(name)
         return self.store.list_guardrail_policy_versions(name)
 
-    def apply(
-        self, doc: dict[str, Any] | str, *, name: str | None = None, builtin: bool = False
-    ) -> tuple[PolicyVersion, bool]:
+    def apply(self, doc: dict[str, Any] | str, *, name: str | None = None, builtin: bool = False) -> tuple[PolicyVersion, bool]:
         """Validate and store a policy document (YAML text or a mapping) as a new version,
         unless it equals the latest. Returns (version, created)."""
         if isinstance(doc, str):
@@ -171,7 +169,9 @@ class GuardrailService:
     def policy_for(self, attached: str | None) -> str | None:
         return attached or self.default_policy
 
-    def check(self, ref: str, text: str, direction: Direction = Direction.INPUT, passages: list[dict[str, Any]] | None = None) -> CheckResult:
+    def check(
+        self, ref: str, text: str, direction: Direction = Direction.INPUT, passages: list[dict[str, Any]] | None = None
+    ) -> CheckResult:
         """Check one text (``plinth guardrails test``, ``POST .../test``): nothing is recorded."""
         if not isinstance(text, str) or not text:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "text must be a non-empty string", param="text")

@@ -120,6 +120,7 @@ class GuardrailStage(ChatStage):
         _record(self.service, ctx, state)
         _publish(ctx, state)
 
+
 class RetrievedPassagesStage(ChatStage):
     """The ``retrieved`` rules on passages a knowledge base put into the prompt."""
 
@@ -162,8 +163,7 @@ def _record(service: GuardrailService, ctx: ChatContext, state: _RequestState) -
     new = state.findings[state.recorded :]
     state.recorded = len(state.findings)
     events = [
-        event_from(f, request_id=ctx.request_id, model_id=ctx.model_id, policy=state.guard.policy, direction=d, choice=c)
-        for d, c, f in new
+        event_from(f, request_id=ctx.request_id, model_id=ctx.model_id, policy=state.guard.policy, direction=d, choice=c) for d, c, f in new
     ]
     service.record(events, deployment=ctx.served_model)
 
@@ -174,9 +174,7 @@ def _publish(ctx: ChatContext, state: _RequestState) -> None:
     ctx.extras["guardrails"] = {
         "policy": state.guard.policy.ref,
         "blocked": state.blocked or halted,
-        "findings": [
-            {"direction": d.value, **({"choice": c} if c is not None else {}), **f.public_dict()} for d, c, f in state.findings
-        ],
+        "findings": [{"direction": d.value, **({"choice": c} if c is not None else {}), **f.public_dict()} for d, c, f in state.findings],
     }
 
 

@@ -140,7 +140,10 @@ _RX: dict[str, Gated] = {
     "harm": Gated(_HARM_WISH, triggers=_HARM_TRIGGERS, scripts=True),
     "dismiss": Gated(_DISMISS, triggers=_DISMISS_TRIGGERS, scripts=True),
     "medical": Gated(_MEDICAL),
-    "idiom": Gated(_IDIOM, triggers="kill kills killed killing killer dying die to knock knocked shoot shooting pain sick fed drives drove going i hate"),
+    "idiom": Gated(
+        _IDIOM,
+        triggers="kill kills killed killing killer dying die to knock knocked shoot shooting pain sick fed drives drove going i hate",
+    ),
     "insurance": Gated(_INSURANCE),
     "self": Gated(_I_SELF),
     "you_are": Gated(
@@ -155,8 +158,11 @@ _RX: dict[str, Gated] = {
         + r")|你(?:是|真|这个|个)?(?:傻逼|白痴|笨蛋|废物|垃圾|混蛋|蠢货|脑残|人渣)"
     ),
     "insult_address": Gated(
-        r"\b(?:listen(?: here)?|hey|look|oi|dear)\s*,?\s*(?:you\s+)?(?:\w+\s+){0,2}?(?:" + _INSULT + r")\b|\byou\s+(?:\w+\s+){0,2}?(?:"
-        + _INSULT + r")\b"
+        r"\b(?:listen(?: here)?|hey|look|oi|dear)\s*,?\s*(?:you\s+)?(?:\w+\s+){0,2}?(?:"
+        + _INSULT
+        + r")\b|\byou\s+(?:\w+\s+){0,2}?(?:"
+        + _INSULT
+        + r")\b"
     ),
     "all_group": Gated(rf"\b(?:all|those|these|most|every|typical|damn|bloody|fucking)\s+(?:\w+\s+)?(?:{_GROUP})\b"),
 }

@@ -94,9 +94,7 @@ class JobContext:
     def progress(self, done: float, total: float | None = None, message: str | None = None, **metrics: Any) -> None:
         """Report ``done`` of ``total`` steps, a short message and metrics (numbers, strings);
         the latest value is stored on the job (``plinth jobs show`` draws it)."""
-        p = JobProgress(
-            done=done, total=total, message=message, metrics=_jsonable(metrics), updated_at=datetime.now(UTC)
-        )
+        p = JobProgress(done=done, total=total, message=message, metrics=_jsonable(metrics), updated_at=datetime.now(UTC))
         with self._lock:
             self._progress = p
         if total is not None and done >= total:

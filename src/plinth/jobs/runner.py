@@ -129,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 msg = "the executor raised Preempted although no stop was requested"
                 store.finish_job(
-                    job_id, attempt, JobState.FAILED, JobReason.EXECUTOR_ERROR, message=msg,
+                    job_id,
+                    attempt,
+                    JobState.FAILED,
+                    JobReason.EXECUTOR_ERROR,
+                    message=msg,
                     error={"code": JobReason.EXECUTOR_ERROR.value, "message": msg},
                 )
         elif kind == "cancelled":

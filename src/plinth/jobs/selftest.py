@@ -147,9 +147,7 @@ def _exclusive_lock(path: Path) -> Any:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.close()
-        raise PlinthError(
-            ErrorCode.CONFLICT, "another process is running this job right now: a job must never run twice at once"
-        ) from None
+        raise PlinthError(ErrorCode.CONFLICT, "another process is running this job right now: a job must never run twice at once") from None
     return f
 
 

@@ -136,9 +136,7 @@ class JobService:
     def ensure_defaults(self) -> None:
         """The built-in priority classes and the ``default`` queue (its quota: this machine)."""
         self.store.ensure_priority_classes([PriorityClass(n, v, d) for n, v, d in BUILTIN_PRIORITY_CLASSES])
-        self.store.ensure_queue(
-            Queue(DEFAULT_QUEUE, self.machine, description="Created at start-up with the capacity of the machine.")
-        )
+        self.store.ensure_queue(Queue(DEFAULT_QUEUE, self.machine, description="Created at start-up with the capacity of the machine."))
 
     def start_local_worker(self) -> WorkerSupervisor:
         """Run a worker supervisor in a thread of this process (``plinth up``)."""
@@ -163,9 +161,7 @@ class JobService:
     def kinds(self) -> list[ExecutorEntry]:
         return executor_entries()
 
-    def resources_for(
-        self, kind: str, *, cpu: int | None = None, memory: int | str | None = None, gpus: int | None = None
-    ) -> Resources:
+    def resources_for(self, kind: str, *, cpu: int | None = None, memory: int | str | None = None, gpus: int | None = None) -> Resources:
         """The kind's default request with the given fields replaced (``memory`` may be ``"4GiB"``)."""
         base = executor_entry(kind).default_resources or Resources()
         return Resources(
@@ -207,9 +203,7 @@ class JobService:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"spec must be an object, got {type(spec).__name__}", param="spec")
         raw = _canonical(spec, "spec")
         if len(raw) > MAX_SPEC_BYTES:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST, f"spec is {len(raw)} bytes; at most {MAX_SPEC_BYTES} are allowed", param="spec"
-            )
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"spec is {len(raw)} bytes; at most {MAX_SPEC_BYTES} are allowed", param="spec")
         queue = queue or DEFAULT_QUEUE
         priority_class = priority_class or DEFAULT_PRIORITY_CLASS
         resources = resources or entry.default_resources or Resources()
@@ -223,21 +217,24 @@ class JobService:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "max_restarts must be an integer from 0 to 100", param="max_restarts")
         if idempotency_key is not None:
             _check_idempotency_key(idempotency_key)
-        request_hash = "sha256:" + hashlib.sha256(
-            _canonical(
-                {
-                    "kind": kind,
-                    "spec": spec,
-                    "queue": queue,
-                    "priority_class": priority_class,
-                    "resources": resources.as_dict(),
-                    "name": name,
-                    "labels": labels,
-                    "max_restarts": max_restarts,
-                },
-                "request",
-            )
-        ).hexdigest()
+        request_hash = (
+            "sha256:"
+            + hashlib.sha256(
+                _canonical(
+                    {
+                        "kind": kind,
+                        "spec": spec,
+                        "queue": queue,
+                        "priority_class": priority_class,
+                        "resources": resources.as_dict(),
+                        "name": name,
+                        "labels": labels,
+                        "max_restarts": max_restarts,
+                    },
+                    "request",
+                )
+            ).hexdigest()
+        )
         if idempotency_key is not None:
             existing = self.store.find_job_by_idempotency_key(idempotency_key)
             if existing is not None:
@@ -298,8 +295,7 @@ class JobService:
         if existing.request_hash != request_hash:
             raise PlinthError(
                 ErrorCode.CONFLICT,
-                f"Idempotency-Key {key!r} was already used for a different request (job {existing.id}); "
-                "use a new key for a new job",
+                f"Idempotency-Key {key!r} was already used for a different request (job {existing.id}); use a new key for a new job",
                 param="Idempotency-Key",
                 details={"job_id": existing.id},
             )
@@ -323,9 +319,7 @@ class JobService:
         total = Resources.zero()
         for w in workers:
             total = total + w.capacity
-        return Resources(
-            max(total.cpu, self.machine.cpu), max(total.memory, self.machine.memory), max(total.gpus, self.machine.gpus)
-        )
+        return Resources(max(total.cpu, self.machine.cpu), max(total.memory, self.machine.memory), max(total.gpus, self.machine.gpus))
 
     # -- reading -------------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
@@ -346,9 +340,7 @@ class JobService:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "limit must be from 1 to 1000", param="limit")
         if before is not None:
             _check_job_id(before)
-        return self.store.list_jobs(
-            JobFilter(states=states, kind=kind, queue=queue, labels=dict(labels or {}), limit=limit, before=before)
-        )
+        return self.store.list_jobs(JobFilter(states=states, kind=kind, queue=queue, labels=dict(labels or {}), limit=limit, before=before))
 
     def progress(self, job_id: str) -> JobProgress:
         return self.get(job_id).progress
@@ -473,9 +465,7 @@ class JobService:
     def create_priority_class(self, name: str, value: int, description: str = "") -> PriorityClass:
         _check_name(name, "priority class")
         if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_PRIORITY:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST, f"value must be an integer from -{MAX_PRIORITY} to {MAX_PRIORITY}", param="value"
-            )
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"value must be an integer from -{MAX_PRIORITY} to {MAX_PRIORITY}", param="value")
         return self.store.add_priority_class(PriorityClass(name, value, description))
 
     def list_priority_classes(self) -> list[PriorityClass]:
@@ -518,7 +508,8 @@ def _check_name(name: str, what: str) -> None:
 def _check_job_id(job_id: str) -> None:
     if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
         raise PlinthError(
-            ErrorCode.NOT_FOUND, f"job {job_id!r} does not exist (job ids look like job-0193a4c2e1f04b2a9c3d)",
+            ErrorCode.NOT_FOUND,
+            f"job {job_id!r} does not exist (job ids look like job-0193a4c2e1f04b2a9c3d)",
             details={"kind": "job", "name": str(job_id)},
         )
 
@@ -547,7 +538,8 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
             )
         if not isinstance(v, str) or len(v) > MAX_LABEL_VALUE:
             raise PlinthError(
-                ErrorCode.INVALID_REQUEST, f"label {k!r} must be a string of at most {MAX_LABEL_VALUE} characters",
+                ErrorCode.INVALID_REQUEST,
+                f"label {k!r} must be a string of at most {MAX_LABEL_VALUE} characters",
                 param="labels",
             )
     return dict(labels)

@@ -255,7 +255,11 @@ class WorkerSupervisor:
             fh.close()
             msg = f"cannot start the job's process: {e}"
             self.store.finish_job(
-                job.id, job.attempt, JobState.FAILED, JobReason.PROCESS_EXITED, message=msg,
+                job.id,
+                job.attempt,
+                JobState.FAILED,
+                JobReason.PROCESS_EXITED,
+                message=msg,
                 error={"code": JobReason.PROCESS_EXITED.value, "message": msg},
             )
             return
@@ -292,7 +296,11 @@ class WorkerSupervisor:
         a = job.attempt
         if child.killed_for is JobReason.MEMORY_LIMIT:
             self.store.finish_job(
-                job.id, a, JobState.FAILED, JobReason.MEMORY_LIMIT, message=child.kill_message,
+                job.id,
+                a,
+                JobState.FAILED,
+                JobReason.MEMORY_LIMIT,
+                message=child.kill_message,
                 error={"code": JobReason.MEMORY_LIMIT.value, "message": child.kill_message, "peak_rss": child.peak_rss},
             )
         elif child.killed_for is JobReason.STOP_TIMEOUT:
@@ -305,13 +313,15 @@ class WorkerSupervisor:
             self.store.requeue_job(job.id, a, JobReason.WORKER_SHUTDOWN, message="its worker stopped; killed after the grace period")
         elif rc is not None and rc < 0:
             name = _signal_name(-rc)
-            self.store.requeue_job(
-                job.id, a, JobReason.PROCESS_KILLED, message=f"the job's process was killed by {name}", restart=True
-            )
+            self.store.requeue_job(job.id, a, JobReason.PROCESS_KILLED, message=f"the job's process was killed by {name}", restart=True)
         else:
             msg = f"the job's process exited with code {rc} without recording a result"
             self.store.finish_job(
-                job.id, a, JobState.FAILED, JobReason.PROCESS_EXITED, message=msg,
+                job.id,
+                a,
+                JobState.FAILED,
+                JobReason.PROCESS_EXITED,
+                message=msg,
                 error={"code": JobReason.PROCESS_EXITED.value, "message": msg, "exit_code": rc},
             )
         log.info("worker %s: job %s attempt %d process exited with %s", self.id, job.id, a, rc)
@@ -347,9 +357,7 @@ class WorkerSupervisor:
             try:
                 if child.ps is None:
                     child.ps = psutil.Process(child.proc.pid)
-                rss = child.ps.memory_info().rss + sum(
-                    c.memory_info().rss for c in child.ps.children(recursive=True) if c.is_running()
-                )
+                rss = child.ps.memory_info().rss + sum(c.memory_info().rss for c in child.ps.children(recursive=True) if c.is_running())
             except (psutil.Error, OSError):
                 continue
             child.peak_rss = max(child.peak_rss, rss)
@@ -423,9 +431,7 @@ class WorkerSupervisor:
                 killed = True
             with contextlib.suppress(Exception):  # keep the leases while the jobs checkpoint
                 now = datetime.now(UTC)
-                self.store.worker_heartbeat(
-                    self.id, now=now, lease_until=now + timedelta(seconds=self.settings.jobs_lease_s)
-                )
+                self.store.worker_heartbeat(self.id, now=now, lease_until=now + timedelta(seconds=self.settings.jobs_lease_s))
             time.sleep(0.1)
         if self._started:
             with contextlib.suppress(Exception):

@@ -24,32 +24,44 @@ class Metrics:
             "plinth_http_requests", "HTTP requests by route template, method and status", ["route", "method", "status"], registry=r
         )
         self.http_latency = Histogram(
-            "plinth_http_request_duration_seconds", "HTTP request latency (to the last byte)", ["route", "method"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "plinth_http_request_duration_seconds",
+            "HTTP request latency (to the last byte)",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.errors = Counter("plinth_errors", "Errors answered, by error code", ["code"], registry=r)
         self.ttft = Histogram(
-            "plinth_time_to_first_token_seconds", "Time from request admission to the first generated token", ["model"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "plinth_time_to_first_token_seconds",
+            "Time from request admission to the first generated token",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.itl = Histogram(
-            "plinth_inter_token_latency_seconds", "Time between generated tokens", ["model"],
-            buckets=TOKEN_LATENCY_BUCKETS, registry=r,
+            "plinth_inter_token_latency_seconds",
+            "Time between generated tokens",
+            ["model"],
+            buckets=TOKEN_LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_wait = Histogram(
-            "plinth_queue_wait_seconds", "Time requests waited for a generation slot", ["model"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "plinth_queue_wait_seconds",
+            "Time requests waited for a generation slot",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.prompt_tokens = Counter("plinth_prompt_tokens", "Prompt tokens processed", ["model"], registry=r)
         self.completion_tokens = Counter("plinth_completion_tokens", "Completion tokens generated", ["model"], registry=r)
-        self.generations = Counter(
-            "plinth_generations", "Finished generations by finish reason", ["model", "finish_reason"], registry=r
-        )
+        self.generations = Counter("plinth_generations", "Finished generations by finish reason", ["model", "finish_reason"], registry=r)
         self.queue_depth = Gauge("plinth_queue_depth", "Requests waiting for a generation slot", ["model"], registry=r)
         self.running = Gauge("plinth_running_requests", "Generations running now", ["model"], registry=r)
         self.generating = Gauge(
-            "plinth_generating", "Generations the engine is still running (drops when a cancel takes effect)",
-            ["model"], registry=r,
+            "plinth_generating",
+            "Generations the engine is still running (drops when a cancel takes effect)",
+            ["model"],
+            registry=r,
         )
         self.rejected = Counter("plinth_rejected_requests", "Requests refused with 429 because the queue was full", ["model"], registry=r)
         self.model_loads = Counter("plinth_model_loads", "Model loads by runtime and outcome", ["runtime", "outcome"], registry=r)
@@ -74,55 +86,76 @@ class Metrics:
 
         # -- knowledge bases and embeddings ------------------------------------------------
         self.kb_searches = Counter(
-            "plinth_kb_searches", "Knowledge-base searches; outcome hit = a passage passed kb_min_score",
-            ["knowledge_base", "outcome"], registry=r,
+            "plinth_kb_searches",
+            "Knowledge-base searches; outcome hit = a passage passed kb_min_score",
+            ["knowledge_base", "outcome"],
+            registry=r,
         )
         self.kb_search_seconds = Histogram(
-            "plinth_kb_search_seconds", "Knowledge-base search time (embedding the query + hybrid retrieval)",
-            ["knowledge_base"], buckets=LATENCY_BUCKETS, registry=r,
+            "plinth_kb_search_seconds",
+            "Knowledge-base search time (embedding the query + hybrid retrieval)",
+            ["knowledge_base"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
-        self.kb_ingested_chunks = Counter(
-            "plinth_kb_ingested_chunks", "Chunks stored in knowledge bases", ["knowledge_base"], registry=r
-        )
+        self.kb_ingested_chunks = Counter("plinth_kb_ingested_chunks", "Chunks stored in knowledge bases", ["knowledge_base"], registry=r)
         self.embedding_inputs = Counter("plinth_embedding_inputs", "Texts embedded for /v1/embeddings", ["model"], registry=r)
 
         # -- guardrails ------------------------------------------------------------------------
         self.guardrail_hits = Counter(
-            "plinth_guardrail_hits", "Guardrail findings by policy rule (detector), action, deployment (served model id) "
-            "and direction", ["detector", "action", "deployment", "direction"], registry=r,
+            "plinth_guardrail_hits",
+            "Guardrail findings by policy rule (detector), action, deployment (served model id) and direction",
+            ["detector", "action", "deployment", "direction"],
+            registry=r,
         )
         self.guardrail_check_seconds = Histogram(
-            "plinth_guardrail_check_seconds", "Time spent in guardrail checks per request and direction "
-            "(input; output after the answer; retrieved passages)", ["direction"], buckets=GUARDRAIL_BUCKETS, registry=r,
+            "plinth_guardrail_check_seconds",
+            "Time spent in guardrail checks per request and direction (input; output after the answer; retrieved passages)",
+            ["direction"],
+            buckets=GUARDRAIL_BUCKETS,
+            registry=r,
         )
 
         # -- deployments, keys, usage ------------------------------------------------------------
         self.deployment_requests = Counter(
-            "plinth_deployment_requests", "Requests a deployment routed, by revision, role (stable/canary) and outcome "
-            "(ok, error, refused, cancelled)", ["deployment", "revision", "role", "outcome"], registry=r,
+            "plinth_deployment_requests",
+            "Requests a deployment routed, by revision, role (stable/canary) and outcome (ok, error, refused, cancelled)",
+            ["deployment", "revision", "role", "outcome"],
+            registry=r,
         )
         self.deployment_latency = Histogram(
-            "plinth_deployment_request_duration_seconds", "Whole-request latency of a deployment's successful requests",
-            ["deployment", "revision"], buckets=LATENCY_BUCKETS, registry=r,
+            "plinth_deployment_request_duration_seconds",
+            "Whole-request latency of a deployment's successful requests",
+            ["deployment", "revision"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.deployment_tokens = Counter(
-            "plinth_deployment_tokens", "Tokens of a deployment's requests by revision and kind (prompt, completion)",
-            ["deployment", "revision", "kind"], registry=r,
+            "plinth_deployment_tokens",
+            "Tokens of a deployment's requests by revision and kind (prompt, completion)",
+            ["deployment", "revision", "kind"],
+            registry=r,
         )
         self.deployment_rollbacks = Counter(
-            "plinth_deployment_rollbacks", "Rollbacks by trigger (manual, auto) and the rule breached (auto)",
-            ["deployment", "trigger", "rule"], registry=r,
+            "plinth_deployment_rollbacks",
+            "Rollbacks by trigger (manual, auto) and the rule breached (auto)",
+            ["deployment", "trigger", "rule"],
+            registry=r,
         )
         self.deployment_gate_refusals = Counter(
             "plinth_deployment_gate_refusals", "Candidates refused by a deployment's evaluation gate", ["deployment"], registry=r
         )
         self.auth_failures = Counter(
-            "plinth_auth_failures", "Refused calls by reason (missing, malformed, invalid, revoked, expired, scope, model)",
-            ["reason"], registry=r,
+            "plinth_auth_failures",
+            "Refused calls by reason (missing, malformed, invalid, revoked, expired, scope, model)",
+            ["reason"],
+            registry=r,
         )
         self.rate_limited = Counter(
-            "plinth_rate_limited_requests", "Requests refused by a key's limits (requests_per_minute, tokens_per_minute, budget)",
-            ["limit"], registry=r,
+            "plinth_rate_limited_requests",
+            "Requests refused by a key's limits (requests_per_minute, tokens_per_minute, budget)",
+            ["limit"],
+            registry=r,
         )
         self.key_tokens = Counter("plinth_key_tokens", "Tokens used per API key (name) and kind", ["key", "kind"], registry=r)
 

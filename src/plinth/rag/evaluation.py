@@ -49,8 +49,10 @@ def parse_questions(lines: list[str], source: str = "questions") -> list[Questio
         expected = obj.get("expected")
         if expected is None and "document" in obj:
             expected = [{k: obj[k] for k in ("document", "contains") if k in obj}]
-        if not isinstance(expected, list) or not expected or not all(
-            isinstance(e, dict) and isinstance(e.get("document"), str) for e in expected
+        if (
+            not isinstance(expected, list)
+            or not expected
+            or not all(isinstance(e, dict) and isinstance(e.get("document"), str) for e in expected)
         ):
             problems.append(f"line {n}: needs 'expected': a list of {{'document', 'contains'?}}")
             continue

@@ -156,9 +156,7 @@ def _maybe_archive(src: Source, max_bytes: int) -> Iterator[Source]:
         yield Source(name=name, size=m.file_size, read=read, media_type=mt, metadata=dict(src.metadata))
 
 
-def bytes_source(
-    name: str, data: bytes, max_bytes: int, media_type: str | None = None, metadata: dict[str, Any] | None = None
-) -> Source:
+def bytes_source(name: str, data: bytes, max_bytes: int, media_type: str | None = None, metadata: dict[str, Any] | None = None) -> Source:
     """A document given as bytes (the management API)."""
     try:
         name = safe_document_name(name)

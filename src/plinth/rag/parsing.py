@@ -174,7 +174,25 @@ def parse_plain(text: str) -> ParsedDocument:
 
 
 # -- HTML -----------------------------------------------------------------------------------
-_BLOCK_TAGS = {"p", "div", "section", "article", "li", "tr", "pre", "blockquote", "dd", "dt", "table", "ul", "ol", "br", "main", "header", "footer"}
+_BLOCK_TAGS = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "li",
+    "tr",
+    "pre",
+    "blockquote",
+    "dd",
+    "dt",
+    "table",
+    "ul",
+    "ol",
+    "br",
+    "main",
+    "header",
+    "footer",
+}
 _SKIP_TAGS = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
 
 

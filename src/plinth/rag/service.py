@@ -135,10 +135,17 @@ class KnowledgeService:
                 param="chunk_tokens",
             )
         if not 0 <= overlap <= chunk // 2:
-            raise PlinthError(ErrorCode.INVALID_REQUEST, f"overlap_tokens={overlap} must be between 0 and chunk_tokens/2", param="overlap_tokens")
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST, f"overlap_tokens={overlap} must be between 0 and chunk_tokens/2", param="overlap_tokens"
+            )
         kb = KnowledgeBase(
-            name=name, description=description, embedder=emb.name, embedding_model=emb.model_id, dim=emb.dim,
-            chunk_tokens=chunk, overlap_tokens=overlap,
+            name=name,
+            description=description,
+            embedder=emb.name,
+            embedding_model=emb.model_id,
+            dim=emb.dim,
+            chunk_tokens=chunk,
+            overlap_tokens=overlap,
         )
         return self.store.create_kb(kb)
 
@@ -272,9 +279,7 @@ class KnowledgeService:
         metadata = dict(parsed.metadata) | dict(src.metadata)
         if parsed.title:
             metadata.setdefault("title", parsed.title)
-        doc = Document(
-            name=src.name, sha256=digest, media_type=src.media_type, size_bytes=len(data), text=parsed.text, metadata=metadata
-        )
+        doc = Document(name=src.name, sha256=digest, media_type=src.media_type, size_bytes=len(data), text=parsed.text, metadata=metadata)
         return DocumentChange(document=doc, chunks=chunks)
 
     def remove_documents(self, name: str, documents: list[str]) -> IngestReport:
@@ -322,9 +327,7 @@ class KnowledgeService:
                 out.add(d.id)
         return out
 
-    def search(
-        self, ref: str | KbRef, query: str, *, k: int | None = None, filters: dict[str, Any] | None = None
-    ) -> SearchResult:
+    def search(self, ref: str | KbRef, query: str, *, k: int | None = None, filters: dict[str, Any] | None = None) -> SearchResult:
         started = time.perf_counter()
         if not query or not query.strip():
             raise PlinthError(ErrorCode.INVALID_REQUEST, "query must not be empty", param="query")
@@ -364,9 +367,19 @@ class KnowledgeService:
                 sim = float(v @ q) if v.shape == q.shape else 0.0
                 passages.append(
                     Passage(
-                        chunk_id=cid, knowledge_base=kb.name, version=version, document=doc.name, heading=chunk.heading,
-                        start=chunk.start, end=chunk.end, text=chunk.text, score=fused[cid], similarity=sim,
-                        vector_rank=vrank.get(cid), keyword_rank=krank.get(cid), metadata=doc.metadata,
+                        chunk_id=cid,
+                        knowledge_base=kb.name,
+                        version=version,
+                        document=doc.name,
+                        heading=chunk.heading,
+                        start=chunk.start,
+                        end=chunk.end,
+                        text=chunk.text,
+                        score=fused[cid],
+                        similarity=sim,
+                        vector_rank=vrank.get(cid),
+                        keyword_rank=krank.get(cid),
+                        metadata=doc.metadata,
                     )
                 )
                 if len(passages) >= k:

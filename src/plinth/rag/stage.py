@@ -22,13 +22,12 @@ from plinth.serving.pipeline import ChatContext, ChatStage, StageAnswer, registe
 
 TEMPLATE = (
     "Answer the user's question using only the numbered passages below, taken from the knowledge base "
-    "\"{kb}\". Cite the passages you use like [1]. If the passages do not contain the answer, say that you "
+    '"{kb}". Cite the passages you use like [1]. If the passages do not contain the answer, say that you '
     "do not know.\n\n{passages}"
 )
 PASSAGE = "[{n}] {document} — {heading}\n{text}"
 NO_ANSWER = (
-    "I don't know: the knowledge base \"{kb}\" has nothing relevant to this question. "
-    "Please rephrase it, or contact member services."
+    'I don\'t know: the knowledge base "{kb}" has nothing relevant to this question. Please rephrase it, or contact member services.'
 )
 
 
@@ -63,7 +62,9 @@ class KnowledgeStage(ChatStage):
         ]
         ctx.passages = [c | {"text": p.text} for c, p in zip(citations, relevant, strict=True)]
         ctx.extras["citations"] = citations
-        ctx.events.append({"stage": self.name, "knowledge_base": result.knowledge_base, "version": result.version, "passages": len(citations)})
+        ctx.events.append(
+            {"stage": self.name, "knowledge_base": result.knowledge_base, "version": result.version, "passages": len(citations)}
+        )
         record = CitationRecord(
             response_id=("chatcmpl-" + ctx.request_id),
             knowledge_base=result.knowledge_base,
@@ -77,8 +78,7 @@ class KnowledgeStage(ChatStage):
         if not relevant:
             return StageAnswer(NO_ANSWER.format(kb=result.knowledge_base), stage=self.name)
         block = "\n\n".join(
-            PASSAGE.format(n=c["index"], document=c["document"], heading=c["heading"] or "(top)", text=c["text"].strip())
-            for c in citations
+            PASSAGE.format(n=c["index"], document=c["document"], heading=c["heading"] or "(top)", text=c["text"].strip()) for c in citations
         )
         system = TEMPLATE.format(kb=result.knowledge_base, passages=block)
         first = ctx.messages[0] if ctx.messages else None

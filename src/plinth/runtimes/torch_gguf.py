@@ -58,9 +58,7 @@ def dequantised_dir(gguf: Path, cache_root: Path, digest: str | None = None, dty
         AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(tmp))
     except Exception as e:  # unsupported architecture, damaged file...
         shutil.rmtree(tmp, ignore_errors=True)
-        raise PlinthError(
-            ErrorCode.RUNTIME_UNAVAILABLE, f"the torch runtime cannot read the GGUF {gguf.name}: {e}"
-        ) from None
+        raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"the torch runtime cannot read the GGUF {gguf.name}: {e}") from None
     (tmp / _DONE).write_text("ok\n")
     try:
         tmp.rename(dest)

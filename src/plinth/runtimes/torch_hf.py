@@ -85,7 +85,9 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
         try:
             self._tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         except Exception as e:  # OSError, ValueError...: a damaged model
-            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"transformers could not load the tokenizer of {self.model.name!r}: {e}") from None
+            raise PlinthError(
+                ErrorCode.RUNTIME_UNAVAILABLE, f"transformers could not load the tokenizer of {self.model.name!r}: {e}"
+            ) from None
         cfg = tl.read_config(model_dir)
         spec = tl.spec_from_config(cfg) if self.options.torch_batching else None
         cfg_ctx = int(cfg.get("max_position_embeddings") or self.options.context_length)
@@ -121,9 +123,7 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
                 str(model_dir), dtype=self.dtype, local_files_only=True, use_safetensors=True
             ).to(self.device)
         except Exception as e:  # OSError, ValueError, safetensors' SafetensorError, ...: a damaged model
-            raise PlinthError(
-                ErrorCode.RUNTIME_UNAVAILABLE, f"transformers could not load model {self.model.name!r}: {e}"
-            ) from None
+            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"transformers could not load model {self.model.name!r}: {e}") from None
         self._model.eval()
 
     def _eos_from(self, cfg: dict[str, Any], model_dir: Any) -> set[int]:

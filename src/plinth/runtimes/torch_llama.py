@@ -342,7 +342,9 @@ def grow_bank(bank: LoraBank, spec: LlamaSpec, slots: int, rank: int) -> LoraBan
     return new
 
 
-def write_adapter(bank: LoraBank, spec: LlamaSpec, slot: int, modules: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor, float]]) -> None:
+def write_adapter(
+    bank: LoraBank, spec: LlamaSpec, slot: int, modules: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor, float]]
+) -> None:
     """Put an adapter into ``slot``: ``modules[(layer, module_name)] = (A [r, in], B [out, r], scale)``."""
     outs = out_sizes(spec)
     for target in FUSED_TARGETS:
@@ -431,7 +433,9 @@ def forward(w: LlamaWeights, cache: SlotCache, step: Step, bank: LoraBank | None
             vc[row, :, pos0:end] = v[off : off + length].transpose(0, 1)
             qs = q[off : off + length].transpose(0, 1).unsqueeze(0)  # [1, H, T, D]
             if pos0 == 0:
-                a = F.scaled_dot_product_attention(qs, kc[row : row + 1, :, :end], vc[row : row + 1, :, :end], is_causal=True, enable_gqa=True)
+                a = F.scaled_dot_product_attention(
+                    qs, kc[row : row + 1, :, :end], vc[row : row + 1, :, :end], is_causal=True, enable_gqa=True
+                )
             else:
                 allowed = torch.arange(end, device=x.device).unsqueeze(0) <= (pos0 + torch.arange(length, device=x.device)).unsqueeze(1)
                 a = F.scaled_dot_product_attention(
@@ -494,4 +498,3 @@ def pick_dtype(device: str) -> torch.dtype:
 
 def kv_bytes_per_token(spec: LlamaSpec, dtype: torch.dtype) -> int:
     return 2 * spec.n_layers * spec.kv_size * torch.finfo(dtype).bits // 8
-

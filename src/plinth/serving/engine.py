@@ -125,9 +125,7 @@ class ModelManager:
             return Resolved(lm, None, served)
         if self._adapter_ref is None or not adapter:
             raise PlinthError(ErrorCode.MODEL_NOT_FOUND, f"model {model_id!r} does not exist", param="model")
-        ref = await loop.run_in_executor(
-            self.executor, self._adapter_ref, base, adapter, lm.runtime.adapter_format
-        )
+        ref = await loop.run_in_executor(self.executor, self._adapter_ref, base, adapter, lm.runtime.adapter_format)
         return Resolved(lm, ref, served)
 
     async def get(self, name: str) -> LoadedModel:
@@ -174,9 +172,7 @@ class ModelManager:
         log.info("loaded model %s with runtime %s in %.2f s", record.name, record.runtime, elapsed)
         return lm
 
-    def stream(
-        self, lm: LoadedModel, prompt: Prompt, params: SamplingParams, adapter: AdapterRef | None = None
-    ) -> AsyncIterator[Delta]:
+    def stream(self, lm: LoadedModel, prompt: Prompt, params: SamplingParams, adapter: AdapterRef | None = None) -> AsyncIterator[Delta]:
         """Generate on a worker thread; ``plinth_generating`` counts engines still running."""
         gauge = self.metrics.generating.labels(lm.record.name)
         return stream_deltas(

@@ -55,16 +55,8 @@ def check_digest(digest: str) -> str:
 def _check_relpath(relpath: str) -> str:
     """A manifest path: relative, '/'-separated, no empty, '.' or '..' components."""
     parts = relpath.split("/")
-    if (
-        not relpath
-        or relpath.startswith("/")
-        or "\\" in relpath
-        or "\x00" in relpath
-        or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise PlinthError(
-            ErrorCode.INVALID_REQUEST, f"invalid path {relpath!r} in a tree: must be relative, without '..'"
-        )
+    if not relpath or relpath.startswith("/") or "\\" in relpath or "\x00" in relpath or any(p in ("", ".", "..") for p in parts):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid path {relpath!r} in a tree: must be relative, without '..'")
     try:
         relpath.encode("utf-8")
     except UnicodeEncodeError:
@@ -155,9 +147,7 @@ class ArtifactStore:
             tmp.unlink(missing_ok=True)
             raise
 
-    def put_tree(
-        self, directory: Path, progress: Progress | None = None, *, follow_external_symlinks: bool = False
-    ) -> str:
+    def put_tree(self, directory: Path, progress: Progress | None = None, *, follow_external_symlinks: bool = False) -> str:
         """Store every regular file under ``directory`` and a manifest; returns the manifest's digest.
 
         Symlinks are followed when they point inside ``directory``; one pointing outside it
@@ -184,9 +174,7 @@ class ArtifactStore:
             for name in dirnames:
                 if os.path.islink(os.path.join(dirpath, name)):
                     rel = os.path.relpath(os.path.join(dirpath, name), directory)
-                    raise PlinthError(
-                        ErrorCode.INVALID_REQUEST, f"symlinked directory {rel!r} in {str(directory)!r} is not supported"
-                    )
+                    raise PlinthError(ErrorCode.INVALID_REQUEST, f"symlinked directory {rel!r} in {str(directory)!r} is not supported")
             for name in filenames:
                 full = os.path.join(dirpath, name)
                 relpath = _check_relpath(Path(os.path.relpath(full, directory)).as_posix())
@@ -202,13 +190,9 @@ class ArtifactStore:
                 try:
                     mode = target.stat().st_mode
                 except OSError:
-                    raise PlinthError(
-                        ErrorCode.INVALID_REQUEST, f"{relpath!r} in {str(directory)!r} is a broken symlink"
-                    ) from None
+                    raise PlinthError(ErrorCode.INVALID_REQUEST, f"{relpath!r} in {str(directory)!r} is a broken symlink") from None
                 if not stat.S_ISREG(mode):
-                    raise PlinthError(
-                        ErrorCode.INVALID_REQUEST, f"{relpath!r} in {str(directory)!r} is not a regular file"
-                    )
+                    raise PlinthError(ErrorCode.INVALID_REQUEST, f"{relpath!r} in {str(directory)!r} is not a regular file")
                 found.append((relpath, target))
         found.sort()
         return found
@@ -252,11 +236,7 @@ class ArtifactStore:
             manifest = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
             manifest = None
-        if (
-            not isinstance(manifest, dict)
-            or manifest.get("kind") != TREE_KIND
-            or not isinstance(manifest.get("files"), dict)
-        ):
+        if not isinstance(manifest, dict) or manifest.get("kind") != TREE_KIND or not isinstance(manifest.get("files"), dict):
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"artifact {manifest_digest} is not a {TREE_KIND} manifest")
         files: dict[str, dict[str, Any]] = manifest["files"]
         for relpath, entry in files.items():
@@ -279,9 +259,7 @@ class ArtifactStore:
         if dest.exists():
             if _tree_present(dest, files):
                 return dest
-            raise PlinthError(
-                ErrorCode.CONFLICT, f"{str(dest)!r} exists and does not hold tree {manifest_digest}"
-            )
+            raise PlinthError(ErrorCode.CONFLICT, f"{str(dest)!r} exists and does not hold tree {manifest_digest}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"
         staging.mkdir()
@@ -377,9 +355,7 @@ def _check_hash(expected: str, actual: str, path: Path) -> None:
 
 
 def _missing(digest: str) -> PlinthError:
-    return PlinthError(
-        ErrorCode.NOT_FOUND, f"artifact {digest!r} does not exist", details={"kind": "artifact", "name": digest}
-    )
+    return PlinthError(ErrorCode.NOT_FOUND, f"artifact {digest!r} does not exist", details={"kind": "artifact", "name": digest})
 
 
 def _tree_present(dest: Path, files: dict[str, dict[str, Any]]) -> bool:

@@ -25,7 +25,19 @@ from plinth.store.base_deployments import DeploymentsStore
 from plinth.store.base_auth import AuthStore
 
 
-class MetadataStore(CatalogStore, ServingStore, KnowledgeStore, JobsStore, DatasetsStore, GuardrailsStore, TrackingStore, RegistryStore, DeploymentsStore, AuthStore, abc.ABC):
+class MetadataStore(
+    CatalogStore,
+    ServingStore,
+    KnowledgeStore,
+    JobsStore,
+    DatasetsStore,
+    GuardrailsStore,
+    TrackingStore,
+    RegistryStore,
+    DeploymentsStore,
+    AuthStore,
+    abc.ABC,
+):
     """Durable metadata of every area, behind one connection pool and one migration chain."""
 
     url: str

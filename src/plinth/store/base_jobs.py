@@ -143,9 +143,7 @@ class JobsStore(abc.ABC):
         """State, attempt, stop request and lease of a job (None if it is gone)."""
 
     @abc.abstractmethod
-    def report_job(
-        self, job_id: str, attempt: int, *, progress: JobProgress | None = None, logs: Sequence[str] = ()
-    ) -> JobControl | None:
+    def report_job(self, job_id: str, attempt: int, *, progress: JobProgress | None = None, logs: Sequence[str] = ()) -> JobControl | None:
         """Store progress and log lines of ``attempt`` and return the job's control state,
         in one transaction. Nothing is written when ``attempt`` is no longer current or the
         job is not running; the control state is returned anyway (None if the job is gone)."""
@@ -166,9 +164,7 @@ class JobsStore(abc.ABC):
         change) if ``attempt`` is not the current running attempt."""
 
     @abc.abstractmethod
-    def requeue_job(
-        self, job_id: str, attempt: int, reason: JobReason, *, message: str | None = None, restart: bool = False
-    ) -> Job | None:
+    def requeue_job(self, job_id: str, attempt: int, reason: JobReason, *, message: str | None = None, restart: bool = False) -> Job | None:
         """Put a running ``attempt`` back in the queue (after a preemption, a shutdown, or a
         killed process when ``restart``). A restart past ``max_restarts`` fails the job
         instead. ``preemptions`` counts requeues with reason ``preempted``. None if fenced."""

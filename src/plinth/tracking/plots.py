@@ -75,7 +75,9 @@ def line_chart_svg(
         out.append(f'<text x="{sx(xv):.1f}" y="{top + h + 16}" text-anchor="middle">{xv:.4g}</text>')
     out.append(f'<text x="{left + w / 2}" y="{height - 6}" text-anchor="middle">{html.escape(x_label)}</text>')
     if y_label:
-        out.append(f'<text x="12" y="{top + h / 2}" text-anchor="middle" transform="rotate(-90 12 {top + h / 2})">{html.escape(y_label)}</text>')
+        out.append(
+            f'<text x="12" y="{top + h / 2}" text-anchor="middle" transform="rotate(-90 12 {top + h / 2})">{html.escape(y_label)}</text>'
+        )
     for i, (name, s) in enumerate(series.items()):
         colour = _COLOURS[i % len(_COLOURS)]
         good = [(x, y) for x, y in s if math.isfinite(x) and math.isfinite(y)]

@@ -92,7 +92,10 @@ class RegistryService:
         at once as ``{base}:{name}-v{N}``. ``lineage``: run_id, dataset, recipe, metrics,
         description."""
         return self._register(
-            name, "adapter", base_model, f"{{base}}:{name}-v{{version}}",
+            name,
+            "adapter",
+            base_model,
+            f"{{base}}:{name}-v{{version}}",
             lambda base, served: self.catalog.add_adapter(base.name, adapter_dir, name=served.partition(":")[2]).digest,
             **lineage,
         )
@@ -101,7 +104,10 @@ class RegistryService:
         """Register a full model directory (or GGUF file) as the next version of ``name``,
         served as the catalog model ``{name}-v{N}``."""
         return self._register(
-            name, "model", base_model, f"{name}-v{{version}}",
+            name,
+            "model",
+            base_model,
+            f"{name}-v{{version}}",
             lambda base, served: self.catalog.add(model_dir, name=served, runtime=runtime, license=base.license).digest or "",
             **lineage,
         )
@@ -205,8 +211,7 @@ class RegistryService:
         else:
             raise PlinthError(
                 ErrorCode.MODEL_NOT_FOUND,
-                f"model {model_id!r} does not exist: {name!r} has no alias {which!r} "
-                f"(aliases: {', '.join(sorted(rm.aliases)) or 'none'})",
+                f"model {model_id!r} does not exist: {name!r} has no alias {which!r} (aliases: {', '.join(sorted(rm.aliases)) or 'none'})",
                 param="model",
             )
         if number == 0:

@@ -132,12 +132,16 @@ class TrackingService:
             size = path.stat().st_size
         else:
             raise PlinthError(ErrorCode.NOT_FOUND, f"artifact {str(path)!r} does not exist")
-        return self.store.add_run_artifact(RunArtifact(run_id=run_id, name=name, kind=kind, digest=digest, size_bytes=size, meta=meta or {}))
+        return self.store.add_run_artifact(
+            RunArtifact(run_id=run_id, name=name, kind=kind, digest=digest, size_bytes=size, meta=meta or {})
+        )
 
     def log_text_artifact(self, run_id: str, name: str, kind: ArtifactKind, text: str, meta: dict[str, Any] | None = None) -> RunArtifact:
         data = text.encode("utf-8")
         digest = self.artifacts.put_bytes(data)
-        return self.store.add_run_artifact(RunArtifact(run_id=run_id, name=name, kind=kind, digest=digest, size_bytes=len(data), meta=meta or {}))
+        return self.store.add_run_artifact(
+            RunArtifact(run_id=run_id, name=name, kind=kind, digest=digest, size_bytes=len(data), meta=meta or {})
+        )
 
     def artifacts_of(self, run_id: str) -> list[RunArtifact]:
         self.store.get_run(run_id)
@@ -174,4 +178,3 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-

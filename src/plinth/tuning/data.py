@@ -121,7 +121,9 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def iterate(examples: list[Example], batch_size: int, *, seed: int, start_epoch: int = 0, mode: str = "length_grouped") -> Iterator[tuple[int, int, list[Example]]]:
+def iterate(
+    examples: list[Example], batch_size: int, *, seed: int, start_epoch: int = 0, mode: str = "length_grouped"
+) -> Iterator[tuple[int, int, list[Example]]]:
     """(epoch, index of the batch in its epoch, examples) forever, epoch after epoch."""
     epoch = start_epoch
     while True:

@@ -302,8 +302,10 @@ def _invalid(name: str, problems: list[DatasetProblem], total: int) -> PlinthErr
 def _text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and content and all(
-        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+    if (
+        isinstance(content, list)
+        and content
+        and all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content)
     ):
         return "".join(p["text"] for p in content)
     return None

@@ -89,7 +89,9 @@ class HfTokenizerCounter(_Base):
         try:
             from tokenizers import Tokenizer
         except ImportError:
-            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "counting tokens of a safetensors model needs the tokenizers package") from None
+            raise PlinthError(
+                ErrorCode.RUNTIME_UNAVAILABLE, "counting tokens of a safetensors model needs the tokenizers package"
+            ) from None
         file = path / "tokenizer.json"
         if not file.is_file():
             raise PlinthError(ErrorCode.UNSUPPORTED, f"model {record.name!r} has no tokenizer.json")
@@ -162,9 +164,7 @@ def compute_stats(
     for row in rows:
         if fmt is DatasetFormat.CHAT:
             totals.append(counter.count(counter.render(row["messages"]), special=True))
-            trained.append(
-                sum(counter.count(m["content"]) for m in row["messages"] if m["role"] == "assistant" and m.get("weight", 1))
-            )
+            trained.append(sum(counter.count(m["content"]) for m in row["messages"] if m["role"] == "assistant" and m.get("weight", 1)))
         else:
             p, c = counter.count(row["prompt"]), counter.count(row["completion"])
             totals.append(p + c)

@@ -55,12 +55,20 @@ def run(ctx: Any) -> dict[str, Any]:
 
     spec = parse(ctx.spec)
     services = ctx.services
-    run_ = services.tracking.resume_or_start(ctx.job_id, f"eval {spec.model} on {spec.dataset}", "eval",
-                                             params=spec.model_dump(), base_model=spec.model, dataset=spec.dataset)
+    run_ = services.tracking.resume_or_start(
+        ctx.job_id, f"eval {spec.model} on {spec.dataset}", "eval", params=spec.model_dump(), base_model=spec.model, dataset=spec.dataset
+    )
     try:
         report = evaluate(
-            services, spec.model, spec.dataset, split=spec.split, max_samples=spec.max_samples, max_tokens=spec.max_tokens,
-            max_len=spec.max_len, run_id=run_.id, progress=lambda d, t, m: ctx.progress(d, t, m),
+            services,
+            spec.model,
+            spec.dataset,
+            split=spec.split,
+            max_samples=spec.max_samples,
+            max_tokens=spec.max_tokens,
+            max_len=spec.max_len,
+            run_id=run_.id,
+            progress=lambda d, t, m: ctx.progress(d, t, m),
         )
     except BaseException as e:
         services.tracking.end_run(run_.id, RunStatus.FAILED, error=f"{type(e).__name__}: {e}")

@@ -88,7 +88,9 @@ def teacher_forced_loss(services: Any, served_id: str, conversations: list[list[
     return _torch_loss(services, record, adapter or None, conversations, max_len)
 
 
-def _torch_loss(services: Any, record: Any, adapter: str | None, conversations: list[list[dict[str, Any]]], max_len: int) -> dict[str, float]:
+def _torch_loss(
+    services: Any, record: Any, adapter: str | None, conversations: list[list[dict[str, Any]]], max_len: int
+) -> dict[str, float]:
     import torch
 
     from plinth.tuning.data import collate, encode_all
@@ -167,8 +169,9 @@ def _gguf_loss(services: Any, record: Any, conversations: list[list[dict[str, An
 
 
 # -- generation -------------------------------------------------------------------------------
-async def _answers(services: Any, model_id: str, prompts: list[list[dict[str, Any]]], max_tokens: int,
-                   progress: Callable[[int, int], None]) -> list[str]:
+async def _answers(
+    services: Any, model_id: str, prompts: list[list[dict[str, Any]]], max_tokens: int, progress: Callable[[int, int], None]
+) -> list[str]:
     from plinth.serving.protocol import ChatCompletionRequest
 
     out: list[str] = [""] * len(prompts)
@@ -210,7 +213,9 @@ def evaluate(
     version = services.datasets.get(dataset)
     conversations = [c for c in services.datasets.load_messages(version, split) if c and c[-1]["role"] == "assistant"]
     if not conversations:
-        raise PlinthError(ErrorCode.INVALID_REQUEST, f"dataset {version.ref} has no {split} rows ending with an assistant answer", param="split")
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST, f"dataset {version.ref} has no {split} rows ending with an assistant answer", param="split"
+        )
     if max_samples:
         conversations = conversations[:max_samples]
     served = services.models.served_id(model_id)

@@ -59,7 +59,9 @@ def validate(spec: dict[str, Any], settings: Any) -> dict[str, Any]:
             ) from None
         params = model.parameters or {}
         hidden = params.get("embedding_length") or params.get("hidden_size")
-        check_against(parsed, model=model, dataset_version=version, hidden_size=int(hidden) if hidden else None, context_length=model.context_length)
+        check_against(
+            parsed, model=model, dataset_version=version, hidden_size=int(hidden) if hidden else None, context_length=model.context_length
+        )
         out = parsed.model_dump()
         out["dataset"] = version.ref  # pin the version the job trains on
         if not out.get("name"):
@@ -129,32 +131,58 @@ def run(ctx: Any) -> dict[str, Any]:
         ctx.job_id,
         f"{spec.name or version.dataset}-{spec.method}",
         spec.method,
-        params={**spec.model_dump(), "total_steps": steps, "trainable_parameters": trainable.trainable_count(),
-                "train_examples": len(train_ex), "validation_examples": len(val_ex), "dropped_examples": dropped,
-                "precision": "bf16-autocast" if autocast else "fp32", "device": device, "threads": threads},
+        params={
+            **spec.model_dump(),
+            "total_steps": steps,
+            "trainable_parameters": trainable.trainable_count(),
+            "train_examples": len(train_ex),
+            "validation_examples": len(val_ex),
+            "dropped_examples": dropped,
+            "precision": "bf16-autocast" if autocast else "fp32",
+            "device": device,
+            "threads": threads,
+        },
         base_model=spec.base_model,
         dataset=version.ref,
         tags={"job": ctx.job_id},
     )
-    ctx.log(f"run {run_.id}: {len(train_ex)} training and {len(val_ex)} validation examples, {steps} steps, "
-            f"{trainable.trainable_count():,} trainable parameters")
+    ctx.log(
+        f"run {run_.id}: {len(train_ex)} training and {len(val_ex)} validation examples, {steps} steps, "
+        f"{trainable.trainable_count():,} trainable parameters"
+    )
     started = time.monotonic()
 
     def on_step(step: int, m: dict[str, float]) -> None:
         tracking.log_metrics(run_.id, step, **m)
-        ctx.progress(step, steps, f"loss {m['train/loss']:.4f}", loss=round(m["train/loss"], 5), lr=m["train/lr"],
-                     tokens_per_s=round(m["train/tokens_per_s"], 1))
+        ctx.progress(
+            step,
+            steps,
+            f"loss {m['train/loss']:.4f}",
+            loss=round(m["train/loss"], 5),
+            lr=m["train/lr"],
+            tokens_per_s=round(m["train/tokens_per_s"], 1),
+        )
 
     def on_eval(step: int, m: dict[str, float]) -> None:
         tracking.log_metrics(run_.id, step, **m)
         ctx.log(f"step {step}: validation loss {m['val/loss']:.4f} (perplexity {m['val/perplexity']:.2f})")
 
     cfg = LoopConfig(
-        total_steps=steps, batch_size=spec.batch_size, grad_accum=spec.grad_accum, learning_rate=spec.learning_rate,
-        weight_decay=spec.weight_decay, warmup_steps=min(spec.warmup_steps, max(0, steps - 1)), lr_scheduler=spec.lr_scheduler,
-        max_grad_norm=spec.max_grad_norm, eval_every=spec.eval_every, checkpoint_every=spec.checkpoint_every,
-        early_stopping_patience=spec.early_stopping_patience, seed=spec.seed, batching=spec.batching,
-        autocast_dtype=autocast, device=device,
+        total_steps=steps,
+        batch_size=spec.batch_size,
+        grad_accum=spec.grad_accum,
+        learning_rate=spec.learning_rate,
+        weight_decay=spec.weight_decay,
+        warmup_steps=min(spec.warmup_steps, max(0, steps - 1)),
+        lr_scheduler=spec.lr_scheduler,
+        max_grad_norm=spec.max_grad_norm,
+        eval_every=spec.eval_every,
+        checkpoint_every=spec.checkpoint_every,
+        early_stopping_patience=spec.early_stopping_patience,
+        seed=spec.seed,
+        batching=spec.batching,
+        autocast_dtype=autocast,
+        device=device,
     )
     try:
         with tracking.system_metrics(run_.id):
@@ -189,23 +217,43 @@ def run(ctx: Any) -> dict[str, Any]:
         "train_seconds": st.train_seconds,
         "wall_seconds": time.monotonic() - started,
     }
-    artifact = tracking.log_artifact(run_.id, kind, ArtifactKind.ADAPTER if kind == "adapter" else ArtifactKind.MODEL, out_dir,
-                                     meta={"method": spec.method})
+    artifact = tracking.log_artifact(
+        run_.id, kind, ArtifactKind.ADAPTER if kind == "adapter" else ArtifactKind.MODEL, out_dir, meta={"method": spec.method}
+    )
     tracking.log_text_artifact(run_.id, "loss.svg", ArtifactKind.PLOT, tracking.loss_curve_svg(run_.id))
     registered: dict[str, Any] = {}
     if spec.register and spec.method != "prompt_tuning":
         metrics = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        recipe_cfg = {**spec.model_dump(exclude={"lora", "prompt_tuning", "register", "name", "base_model", "dataset"}),
-                      "method": spec.method, **({f"lora_{k}": v for k, v in spec.lora.model_dump().items()} if spec.method == "lora" else {})}
+        recipe_cfg = {
+            **spec.model_dump(exclude={"lora", "prompt_tuning", "register", "name", "base_model", "dataset"}),
+            "method": spec.method,
+            **({f"lora_{k}": v for k, v in spec.lora.model_dump().items()} if spec.method == "lora" else {}),
+        }
         if kind == "adapter":
-            mv = registry.register_adapter(spec.name, base_model=spec.base_model, adapter_dir=out_dir, run_id=run_.id,
-                                           dataset=version.ref, recipe=recipe_cfg, metrics=metrics)
+            mv = registry.register_adapter(
+                spec.name,
+                base_model=spec.base_model,
+                adapter_dir=out_dir,
+                run_id=run_.id,
+                dataset=version.ref,
+                recipe=recipe_cfg,
+                metrics=metrics,
+            )
         else:
-            mv = registry.register_model(spec.name, base_model=spec.base_model, model_dir=out_dir, run_id=run_.id,
-                                         dataset=version.ref, recipe=recipe_cfg, metrics=metrics, runtime="torch")
+            mv = registry.register_model(
+                spec.name,
+                base_model=spec.base_model,
+                model_dir=out_dir,
+                run_id=run_.id,
+                dataset=version.ref,
+                recipe=recipe_cfg,
+                metrics=metrics,
+                runtime="torch",
+            )
         registered = {"registered": mv.ref, "served_as": mv.served_as}
         ctx.log(f"registered {mv.ref}, served as {mv.served_as}")
     tracking.end_run(run_.id, RunStatus.FINISHED, summary={**summary, **registered, "artifact_digest": artifact.digest})
-    ctx.progress(steps, steps, f"done: loss {st.last_train_loss:.4f}" + (f", validation {st.best_val_loss:.4f}" if st.best_val_loss else ""))
-    return {"run_id": run_.id, "base_model": base.name, "dataset": version.ref, **summary, **registered,
-            "artifact_digest": artifact.digest}
+    ctx.progress(
+        steps, steps, f"done: loss {st.last_train_loss:.4f}" + (f", validation {st.best_val_loss:.4f}" if st.best_val_loss else "")
+    )
+    return {"run_id": run_.id, "base_model": base.name, "dataset": version.ref, **summary, **registered, "artifact_digest": artifact.digest}

@@ -116,8 +116,10 @@ def hf_to_gguf(hf_dir: Path, base_gguf: Path, dest: Path) -> Path:
             writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
         names = [t.name for t in reader.tensors]
-        if "output.weight" not in names and "lm_head.weight" in weights and not np.array_equal(
-            weights["lm_head.weight"], weights.get("model.embed_tokens.weight")
+        if (
+            "output.weight" not in names
+            and "lm_head.weight" in weights
+            and not np.array_equal(weights["lm_head.weight"], weights.get("model.embed_tokens.weight"))
         ):
             names.append("output.weight")  # an untied head
         for name in names:
@@ -207,12 +209,16 @@ def _resolve(services: Any, spec: ExportSpec) -> tuple[Any, str, str | None]:
     base, _, adapter = served.partition(":")
     record = services.catalog.get(base)
     if mv is not None and mv.kind == "model":
-        raise PlinthError(ErrorCode.UNSUPPORTED, f"{spec.model} is a full model; export adapters, or serve the model as it is", param="spec.model")
+        raise PlinthError(
+            ErrorCode.UNSUPPORTED, f"{spec.model} is a full model; export adapters, or serve the model as it is", param="spec.model"
+        )
     if not adapter:
         raise PlinthError(ErrorCode.INVALID_REQUEST, f"{spec.model} is not a fine-tuned adapter: nothing to export", param="spec.model")
     services.catalog.get_adapter(base, adapter)
     if spec.format != "safetensors" and record.format.value != "gguf":
-        raise PlinthError(ErrorCode.UNSUPPORTED, f"GGUF export needs a GGUF base model; {base!r} is {record.format.value}", param="spec.format")
+        raise PlinthError(
+            ErrorCode.UNSUPPORTED, f"GGUF export needs a GGUF base model; {base!r} is {record.format.value}", param="spec.format"
+        )
     return mv, base, adapter
 
 
@@ -225,8 +231,14 @@ def run(ctx: Any) -> dict[str, Any]:
     mv, base, adapter = _resolve(services, spec)
     label = spec.format if spec.format != "gguf" else spec.quant
     name = spec.name or f"{(mv.name + '-v' + str(mv.version)) if mv else adapter}-{label}".replace("_", "-")
-    run_ = services.tracking.resume_or_start(ctx.job_id, f"export {spec.model} as {label}", "export", params=spec.model_dump(),
-                                             base_model=base, dataset=mv.dataset if mv else None)
+    run_ = services.tracking.resume_or_start(
+        ctx.job_id,
+        f"export {spec.model} as {label}",
+        "export",
+        params=spec.model_dump(),
+        base_model=base,
+        dataset=mv.dataset if mv else None,
+    )
     work = ctx.checkpoint_dir / "export"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -260,9 +272,16 @@ def run(ctx: Any) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
         report_id = None
         if dataset:
-            report = evaluate(services, served_id, dataset, max_samples=spec.eval_max_samples, max_tokens=spec.eval_max_tokens,
-                              run_id=run_.id, attach_to=(mv.name, mv.version) if mv else None,
-                              progress=lambda d, t, m: ctx.progress(2 + d / max(1, t), 3, m))
+            report = evaluate(
+                services,
+                served_id,
+                dataset,
+                max_samples=spec.eval_max_samples,
+                max_tokens=spec.eval_max_tokens,
+                run_id=run_.id,
+                attach_to=(mv.name, mv.version) if mv else None,
+                progress=lambda d, t, m: ctx.progress(2 + d / max(1, t), 3, m),
+            )
             metrics = {k: v for k, v in report.metrics.items() if isinstance(v, int | float)}
             report_id = report.id
     except BaseException as e:

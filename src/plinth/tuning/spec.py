@@ -76,9 +76,7 @@ class TuneSpec(BaseModel):
     def _method_fields(self) -> TuneSpec:
         bad = [m for m in self.lora.target_modules if m not in LLAMA_LINEAR_MODULES]
         if bad:
-            raise ValueError(
-                f"unknown target modules {bad}; the llama-family models have {', '.join(LLAMA_LINEAR_MODULES)}"
-            )
+            raise ValueError(f"unknown target modules {bad}; the llama-family models have {', '.join(LLAMA_LINEAR_MODULES)}")
         if len(set(self.lora.target_modules)) != len(self.lora.target_modules):
             raise ValueError("target_modules lists a module twice")
         return self
@@ -110,7 +108,9 @@ def check_against(spec: TuneSpec, *, model: Any, dataset_version: Any, hidden_si
         problems.append(("base_model", f"model {model.name!r} is served by a remote engine and cannot be fine-tuned here"))
     arch = (model.architecture or "").lower()
     if arch and arch not in ("llama", "mistral", "qwen2", "llamaforcausallm", "mistralforcausallm", "qwen2forcausallm"):
-        problems.append(("base_model", f"model {model.name!r} has architecture {model.architecture!r}; the recipes train llama-family models"))
+        problems.append(
+            ("base_model", f"model {model.name!r} has architecture {model.architecture!r}; the recipes train llama-family models")
+        )
     if hidden_size and spec.method == "lora" and spec.lora.rank > hidden_size:
         problems.append(("lora.rank", f"rank {spec.lora.rank} is larger than the model's hidden size {hidden_size}"))
     if context_length and spec.max_seq_len > context_length:

@@ -33,9 +33,7 @@ def parse_duration(text: str, param: str) -> timedelta:
     """``90s``, ``15m``, ``24h``, ``7d``, ``2w``."""
     m = _DURATION_RE.match(str(text).strip().lower())
     if m is None:
-        raise PlinthError(
-            ErrorCode.INVALID_REQUEST, f"invalid duration {text!r} for {param}: use e.g. 90s, 15m, 24h, 7d", param=param
-        )
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid duration {text!r} for {param}: use e.g. 90s, 15m, 24h, 7d", param=param)
     return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
@@ -62,9 +60,7 @@ def parse_rating(value: Any) -> int:
         return value
     if isinstance(value, str) and value.strip().lower() in _RATINGS:
         return _RATINGS[value.strip().lower()]
-    raise PlinthError(
-        ErrorCode.INVALID_REQUEST, f"invalid rating {value!r}: use -1, 0, 1 or positive, neutral, negative", param="rating"
-    )
+    raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid rating {value!r}: use -1, 0, 1 or positive, neutral, negative", param="rating")
 
 
 class UsageService:
@@ -105,7 +101,9 @@ class UsageService:
             bucket_s=bucket_s,
             filters={"key_id": key, "deployment": deployment, "revision": revision, "model": model},
         )
-        totals = {k: sum(r[k] for r in rows) for k in ("requests", "errors", "blocked", "prompt_tokens", "completion_tokens", "total_tokens")}
+        totals = {
+            k: sum(r[k] for r in rows) for k in ("requests", "errors", "blocked", "prompt_tokens", "completion_tokens", "total_tokens")
+        }
         return {
             "group_by": list(groups),
             "since": t0.isoformat() if t0 else None,
@@ -137,18 +135,15 @@ class UsageService:
         value = parse_rating(rating)
         comment = comment or ""
         if len(comment) > _MAX_COMMENT:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST, f"comment has {len(comment)} characters; at most {_MAX_COMMENT}", param="comment"
-            )
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"comment has {len(comment)} characters; at most {_MAX_COMMENT}", param="comment")
         rec = self.record(response_id)
         if rec is None:
-            raise PlinthError(ErrorCode.NOT_FOUND, f"response {response_id!r} does not exist (or its usage has been pruned)",
-                              param="response_id")
+            raise PlinthError(
+                ErrorCode.NOT_FOUND, f"response {response_id!r} does not exist (or its usage has been pruned)", param="response_id"
+            )
         key = principal.key if principal is not None else None
         if key is not None and rec.key_id != key.id and not any(principal.allows(s) for s in _MANAGERS):
-            raise PlinthError(
-                ErrorCode.PERMISSION_DENIED, f"response {response_id!r} was made with another API key", param="response_id"
-            )
+            raise PlinthError(ErrorCode.PERMISSION_DENIED, f"response {response_id!r} was made with another API key", param="response_id")
         fb = self.store.add_feedback(
             Feedback(
                 response_id=response_id,
@@ -169,4 +164,3 @@ class UsageService:
         self, *, deployment: str | None = None, revision: int | None = None, response_id: str | None = None, limit: int = 100
     ) -> list[Feedback]:
         return self.store.list_feedback(deployment=deployment, revision=revision, response_id=response_id, limit=limit)
-

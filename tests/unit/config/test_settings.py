@@ -103,8 +103,7 @@ def test_unrelated_plinth_variables_are_ignored(monkeypatch: pytest.MonkeyPatch)
 def test_yaml_config_file_via_plinth_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cfg = tmp_path / "plinth.yaml"
     cfg.write_text(
-        f"home: {tmp_path / 'fromfile'}\nport: 9001\nlog-level: warning\nMax_Tokens_Limit: 64\n"
-        f"import_dirs:\n  - {tmp_path / 'models'}\n",
+        f"home: {tmp_path / 'fromfile'}\nport: 9001\nlog-level: warning\nMax_Tokens_Limit: 64\nimport_dirs:\n  - {tmp_path / 'models'}\n",
         encoding="utf-8",
     )
     monkeypatch.setenv("PLINTH_CONFIG", str(cfg))
@@ -197,9 +196,7 @@ def test_config_named_in_code_beats_plinth_config(monkeypatch: pytest.MonkeyPatc
         ("PLINTH_IMPORT_DIRS", "/srv/models", "PLINTH_IMPORT_DIRS"),  # lists take JSON
     ],
 )
-def test_invalid_environment_value_names_the_variable(
-    monkeypatch: pytest.MonkeyPatch, var: str, value: str, needle: str
-) -> None:
+def test_invalid_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str, needle: str) -> None:
     monkeypatch.setenv(var, value)
     err = invalid()
     assert needle in err.message

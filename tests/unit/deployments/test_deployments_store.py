@@ -36,13 +36,33 @@ def _targets(*models: str) -> tuple[Target, ...]:
     return tuple(Target(m, 100, pinned=m, version=m) for m in models)
 
 
-def _usage(rev: int, outcome: Outcome = Outcome.OK, *, latency: float = 0.1, blocked: bool = False, at: datetime | None = None,
-           key: str | None = None, tokens: tuple[int, int] = (10, 5), rid: str | None = None) -> UsageRecord:
+def _usage(
+    rev: int,
+    outcome: Outcome = Outcome.OK,
+    *,
+    latency: float = 0.1,
+    blocked: bool = False,
+    at: datetime | None = None,
+    key: str | None = None,
+    tokens: tuple[int, int] = (10, 5),
+    rid: str | None = None,
+) -> UsageRecord:
     return UsageRecord(
-        response_id=rid or f"chatcmpl-{random.getrandbits(128):032x}", kind="chat", model="acme-assistant",
-        served_model="smollm2-135m-instruct", outcome=outcome, prompt_tokens=tokens[0], completion_tokens=tokens[1],
-        latency_s=latency, key_id=key, deployment="acme-assistant", revision=rev,
-        role=Role.CANARY if rev == 2 else Role.STABLE, model_version=f"v{rev}", blocked=blocked, at=at,
+        response_id=rid or f"chatcmpl-{random.getrandbits(128):032x}",
+        kind="chat",
+        model="acme-assistant",
+        served_model="smollm2-135m-instruct",
+        outcome=outcome,
+        prompt_tokens=tokens[0],
+        completion_tokens=tokens[1],
+        latency_s=latency,
+        key_id=key,
+        deployment="acme-assistant",
+        revision=rev,
+        role=Role.CANARY if rev == 2 else Role.STABLE,
+        model_version=f"v{rev}",
+        blocked=blocked,
+        at=at,
     )
 
 
@@ -58,15 +78,21 @@ def test_deployment_lifecycle_and_compare_and_set(store: SqlStore) -> None:
     assert [t.model for t in store.get_revision("acme-assistant", 2).targets] == ["acme-faq@2"]
     now = datetime.now(UTC)
     after = store.update_deployment(
-        "acme-assistant", {"canary_revision": 2, "canary_percent": 10.0, "canary_started_at": now},
-        expected_generation=1, event=DeploymentEvent("acme-assistant", EventKind.CANARY, "alice", revision=2),
+        "acme-assistant",
+        {"canary_revision": 2, "canary_percent": 10.0, "canary_started_at": now},
+        expected_generation=1,
+        event=DeploymentEvent("acme-assistant", EventKind.CANARY, "alice", revision=2),
     )
     assert (after.canary_revision, after.canary_percent, after.generation) == (2, 10.0, 2)
     assert after.traffic() == {1: 90.0, 2: 10.0}
     # a second actor that decided on generation 1 loses; nothing of its change is stored
     with pytest.raises(PlinthError) as e:
-        store.update_deployment("acme-assistant", {"canary_revision": None}, expected_generation=1,
-                                event=DeploymentEvent("acme-assistant", EventKind.ROLLED_BACK, "bob"))
+        store.update_deployment(
+            "acme-assistant",
+            {"canary_revision": None},
+            expected_generation=1,
+            event=DeploymentEvent("acme-assistant", EventKind.ROLLED_BACK, "bob"),
+        )
     assert e.value.code is ErrorCode.CONFLICT
     assert store.get_deployment("acme-assistant").canary_revision == 2
     kinds = [ev.kind for ev in store.list_deployment_events("acme-assistant")]
@@ -89,8 +115,12 @@ def test_concurrent_changes_only_one_wins(store: SqlStore) -> None:
     def act(i: int) -> None:
         barrier.wait()
         try:
-            store.update_deployment("d", {"canary_revision": None, "canary_percent": 0.0}, expected_generation=2,
-                                    event=DeploymentEvent("d", EventKind.AUTO_ROLLBACK, f"w{i}"))
+            store.update_deployment(
+                "d",
+                {"canary_revision": None, "canary_percent": 0.0},
+                expected_generation=2,
+                event=DeploymentEvent("d", EventKind.AUTO_ROLLBACK, f"w{i}"),
+            )
             outcomes.append("won")
         except PlinthError as e:
             outcomes.append(e.code.value)
@@ -164,8 +194,11 @@ def test_keys_and_audit(store: SqlStore) -> None:
         store.reserve(k.id, requests=1, tokens=0, now=datetime.now(UTC))
     assert e.value.code is ErrorCode.UNAUTHENTICATED
     for i in range(3):
-        store.add_audit(AuditEntry(actor="alice", action=f"deployment.step{i}", target_type="deployment", target="d",
-                                   before={"i": i}, after={"i": i + 1}))
+        store.add_audit(
+            AuditEntry(
+                actor="alice", action=f"deployment.step{i}", target_type="deployment", target="d", before={"i": i}, after={"i": i + 1}
+            )
+        )
     entries = store.list_audit(target_type="deployment")
     assert [e.action for e in entries] == ["deployment.step2", "deployment.step1", "deployment.step0"]
     assert store.list_audit(before_id=entries[0].id, limit=1)[0].action == "deployment.step1"
@@ -206,8 +239,13 @@ print(json.dumps(out))
 
 def _processes(store_url: str, key_id: str, mode: str, n: int, count: int) -> list[subprocess.Popen[str]]:
     return [
-        subprocess.Popen([sys.executable, "-c", _WORKER, store_url, key_id, mode, str(n), str(seed)], cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, store_url, key_id, mode, str(n), str(seed)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for seed in range(count)
     ]
 

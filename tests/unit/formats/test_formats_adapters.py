@@ -91,8 +91,7 @@ def lora_pair(n_in: int, n_out: int, r: int = 4, seed: int = 0) -> tuple[np.ndar
     return rng.standard_normal((r, n_in)).astype(np.float32), rng.standard_normal((n_out, r)).astype(np.float32)
 
 
-ADAPTER_KV = [("add_string", "general.type", "adapter"), ("add_string", "adapter.type", "lora"),
-              ("add_float32", "adapter.lora.alpha", 8.0)]
+ADAPTER_KV = [("add_string", "general.type", "adapter"), ("add_string", "adapter.type", "lora"), ("add_float32", "adapter.lora.alpha", 8.0)]
 
 
 # --------------------------------------------------------------------------- llama.cpp helpers
@@ -106,8 +105,15 @@ def _llama(path: Path, **kw: Any) -> Any:
 
     with no_extra_buffers():
         return llama_cpp.Llama(
-            model_path=str(path), n_ctx=256, logits_all=True, verbose=False, n_threads=1, n_threads_batch=1,
-            type_k=0, type_v=0, **kw,
+            model_path=str(path),
+            n_ctx=256,
+            logits_all=True,
+            verbose=False,
+            n_threads=1,
+            n_threads_batch=1,
+            type_k=0,
+            type_v=0,
+            **kw,
         )
 
 
@@ -252,28 +258,37 @@ def test_malformed_gguf_loras(tmp_path: Path, random_lora: Path) -> None:
 def test_gguf_lora_for_another_model_is_refused(tmp_path: Path, embedded_gguf: Path, smol_llm: Any) -> None:
     # An adapter for a 64-wide model with 2 layers, checked against SmolLM2 (576 wide, 30 layers).
     a, b = lora_pair(64, 64)
-    other = write_gguf(
-        tmp_path / "other.gguf", "llama", ADAPTER_KV, {"blk.0.attn_q.weight.lora_a": a, "blk.0.attn_q.weight.lora_b": b}
-    )
+    other = write_gguf(tmp_path / "other.gguf", "llama", ADAPTER_KV, {"blk.0.attn_q.weight.lora_a": a, "blk.0.attn_q.weight.lora_b": b})
     info = inspect_adapter(other)
     smol = inspect_gguf(embedded_gguf)
     expect_error(
         lambda: check_adapter_fits(info, smol.parameters, base_architecture=smol.architecture, base_name="smollm2"),
-        ErrorCode.INVALID_REQUEST, "does not fit base model 'smollm2'", "attn_q has [in 64, out 64]", "another model",
+        ErrorCode.INVALID_REQUEST,
+        "does not fit base model 'smollm2'",
+        "attn_q has [in 64, out 64]",
+        "another model",
     )
     expect_error(lambda: check_gguf_lora_against_base(other, embedded_gguf), ErrorCode.INVALID_REQUEST, "blk.0.attn_q")
     assert _load_adapter(smol_llm, other) is None  # llama.cpp agrees
 
     # Layers beyond the base, another architecture.
-    deep = write_gguf(tmp_path / "deep.gguf", "llama", ADAPTER_KV, {
-        "blk.31.attn_q.weight.lora_a": lora_pair(576, 576)[0], "blk.31.attn_q.weight.lora_b": lora_pair(576, 576)[1]})
-    expect_error(lambda: check_adapter_fits(inspect_adapter(deep), smol.parameters), ErrorCode.INVALID_REQUEST,
-                 "layer 31", "30 layers")
+    deep = write_gguf(
+        tmp_path / "deep.gguf",
+        "llama",
+        ADAPTER_KV,
+        {"blk.31.attn_q.weight.lora_a": lora_pair(576, 576)[0], "blk.31.attn_q.weight.lora_b": lora_pair(576, 576)[1]},
+    )
+    expect_error(lambda: check_adapter_fits(inspect_adapter(deep), smol.parameters), ErrorCode.INVALID_REQUEST, "layer 31", "30 layers")
     expect_error(lambda: check_gguf_lora_against_base(deep, embedded_gguf), ErrorCode.INVALID_REQUEST, "does not have")
-    qwen = write_gguf(tmp_path / "qwen.gguf", "qwen2", ADAPTER_KV, {
-        "blk.0.attn_q.weight.lora_a": lora_pair(576, 576)[0], "blk.0.attn_q.weight.lora_b": lora_pair(576, 576)[1]})
-    expect_error(lambda: check_adapter_fits(inspect_adapter(qwen), smol.parameters, base_architecture="llama"),
-                 ErrorCode.INVALID_REQUEST, "'qwen2'")
+    qwen = write_gguf(
+        tmp_path / "qwen.gguf",
+        "qwen2",
+        ADAPTER_KV,
+        {"blk.0.attn_q.weight.lora_a": lora_pair(576, 576)[0], "blk.0.attn_q.weight.lora_b": lora_pair(576, 576)[1]},
+    )
+    expect_error(
+        lambda: check_adapter_fits(inspect_adapter(qwen), smol.parameters, base_architecture="llama"), ErrorCode.INVALID_REQUEST, "'qwen2'"
+    )
     expect_error(lambda: check_gguf_lora_against_base(qwen, embedded_gguf), ErrorCode.INVALID_REQUEST, "'qwen2'")
 
 
@@ -295,9 +310,7 @@ def peft_tiny_dir(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-    peft_model = get_peft_model(
-        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    )
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     dest = tmp_path_factory.mktemp("peft") / "tiny-lora"
     peft_model.save_pretrained(dest)
     return dest
@@ -318,8 +331,7 @@ def test_inspect_peft_dir_saved_by_peft(peft_tiny_dir: Path, tiny_llama_dir: Pat
     from plinth.formats.safetensors_dir import inspect_safetensors_dir
 
     check_adapter_fits(info, inspect_safetensors_dir(tiny_llama_dir).parameters)
-    expect_error(lambda: check_adapter_fits(info, {"embedding_length": 576, "block_count": 30}),
-                 ErrorCode.INVALID_REQUEST, "q_proj")
+    expect_error(lambda: check_adapter_fits(info, {"embedding_length": 576, "block_count": 30}), ErrorCode.INVALID_REQUEST, "q_proj")
 
 
 def test_full_hf_model_dir_is_not_an_adapter(tiny_llama_dir: Path) -> None:
@@ -354,12 +366,17 @@ def test_malformed_peft_dirs(tmp_path: Path) -> None:
     weights.write_bytes(weights.read_bytes()[:-10])
     expect_error(lambda: inspect_adapter(cut), ErrorCode.INVALID_MODEL_FILE, "adapter_model.safetensors")
 
-    lonely = write_peft_dir(tmp_path / "lonely", {peft_key(0, "q_proj", "A"): tensors[peft_key(0, "q_proj", "A")]},
-                            r=4, alpha=8, target_modules=["q_proj"])
+    lonely = write_peft_dir(
+        tmp_path / "lonely", {peft_key(0, "q_proj", "A"): tensors[peft_key(0, "q_proj", "A")]}, r=4, alpha=8, target_modules=["q_proj"]
+    )
     expect_error(lambda: inspect_adapter(lonely), ErrorCode.INVALID_MODEL_FILE, "no lora_B")
-    mismatched = write_peft_dir(tmp_path / "mismatched", {
-        peft_key(0, "q_proj", "A"): np.zeros((4, 64), np.float32),
-        peft_key(0, "q_proj", "B"): np.zeros((64, 3), np.float32)}, r=4, alpha=8, target_modules=["q_proj"])
+    mismatched = write_peft_dir(
+        tmp_path / "mismatched",
+        {peft_key(0, "q_proj", "A"): np.zeros((4, 64), np.float32), peft_key(0, "q_proj", "B"): np.zeros((64, 3), np.float32)},
+        r=4,
+        alpha=8,
+        target_modules=["q_proj"],
+    )
     expect_error(lambda: inspect_adapter(mismatched), ErrorCode.INVALID_MODEL_FILE, "do not share a rank")
 
     no_weights = tmp_path / "no_weights"
@@ -396,8 +413,12 @@ def test_convert_smol_shaped_peft(tmp_path: Path, embedded_gguf: Path, smol_llm:
     got = {t.name: np.array(t.data) for t in reader.tensors}
     assert len(got) == 30 * 4 * 2
     for layer in (0, 29):
-        for proj, name, heads in (("q_proj", "attn_q", 9), ("k_proj", "attn_k", 3), ("v_proj", "attn_v", None),
-                                  ("o_proj", "attn_output", None)):
+        for proj, name, heads in (
+            ("q_proj", "attn_q", 9),
+            ("k_proj", "attn_k", 3),
+            ("v_proj", "attn_v", None),
+            ("o_proj", "attn_output", None),
+        ):
             a, b = tensors[peft_key(layer, proj, "A")], tensors[peft_key(layer, proj, "B")]
             np.testing.assert_array_equal(got[f"blk.{layer}.{name}.weight.lora_a"], a)
             want_b = permute_rope_rows(b, heads) if heads else b
@@ -421,40 +442,44 @@ def test_convert_smol_shaped_peft(tmp_path: Path, embedded_gguf: Path, smol_llm:
 def test_conversion_refusals(tmp_path: Path, embedded_gguf: Path, random_lora: Path) -> None:
     small = random_peft_llama_tensors(n_layers=2, hidden=64, n_head=4, n_head_kv=2, ffn=128, r=4)
     small_dir = write_peft_dir(tmp_path / "small", small, r=4, alpha=8, target_modules=ALL_PROJ[:4])
-    expect_error(lambda: peft_to_gguf_lora(small_dir, tmp_path / "x.gguf", base_gguf=embedded_gguf),
-                 ErrorCode.INVALID_REQUEST, "another model")
+    expect_error(
+        lambda: peft_to_gguf_lora(small_dir, tmp_path / "x.gguf", base_gguf=embedded_gguf), ErrorCode.INVALID_REQUEST, "another model"
+    )
     assert not (tmp_path / "x.gguf").exists()
 
-    qwen_base = write_gguf(tmp_path / "qwen.gguf", "qwen2", [("add_string", "general.type", "model")],
-                           {"blk.0.attn_q.weight": np.zeros((64, 64), np.float32)})
-    expect_error(lambda: peft_to_gguf_lora(small_dir, tmp_path / "x.gguf", base_gguf=qwen_base),
-                 ErrorCode.UNSUPPORTED, "llama-architecture")
-    expect_error(lambda: peft_to_gguf_lora(random_lora, tmp_path / "x.gguf", base_gguf=embedded_gguf),
-                 ErrorCode.INVALID_REQUEST, "not a PEFT directory")
+    qwen_base = write_gguf(
+        tmp_path / "qwen.gguf", "qwen2", [("add_string", "general.type", "model")], {"blk.0.attn_q.weight": np.zeros((64, 64), np.float32)}
+    )
+    expect_error(
+        lambda: peft_to_gguf_lora(small_dir, tmp_path / "x.gguf", base_gguf=qwen_base), ErrorCode.UNSUPPORTED, "llama-architecture"
+    )
+    expect_error(
+        lambda: peft_to_gguf_lora(random_lora, tmp_path / "x.gguf", base_gguf=embedded_gguf),
+        ErrorCode.INVALID_REQUEST,
+        "not a PEFT directory",
+    )
 
     smol = random_peft_llama_tensors(**SMOL, r=2, modules=["q_proj"])
     dora = write_peft_dir(tmp_path / "dora", smol, r=2, alpha=4, target_modules=["q_proj"], use_dora=True)
-    expect_error(lambda: peft_to_gguf_lora(dora, tmp_path / "x.gguf", base_gguf=embedded_gguf),
-                 ErrorCode.UNSUPPORTED, "DoRA")
+    expect_error(lambda: peft_to_gguf_lora(dora, tmp_path / "x.gguf", base_gguf=embedded_gguf), ErrorCode.UNSUPPORTED, "DoRA")
     embed = dict(smol)
     embed["base_model.model.model.embed_tokens.lora_embedding_A"] = np.zeros((2, 49152), np.float32)
     embed["base_model.model.model.embed_tokens.lora_embedding_B"] = np.zeros((576, 2), np.float32)
     embed_dir = write_peft_dir(tmp_path / "embed", embed, r=2, alpha=4, target_modules=["q_proj", "embed_tokens"])
     assert inspect_adapter(embed_dir).target_modules == ["embed_tokens", "q_proj"]
-    expect_error(lambda: peft_to_gguf_lora(embed_dir, tmp_path / "x.gguf", base_gguf=embedded_gguf),
-                 ErrorCode.UNSUPPORTED, "embed_tokens")
+    expect_error(lambda: peft_to_gguf_lora(embed_dir, tmp_path / "x.gguf", base_gguf=embedded_gguf), ErrorCode.UNSUPPORTED, "embed_tokens")
     saved = dict(smol)
     saved["base_model.model.lm_head.modules_to_save.default.weight"] = np.zeros((4, 4), np.float32)
     saved_dir = write_peft_dir(tmp_path / "saved", saved, r=2, alpha=4, target_modules=["q_proj"])
     assert inspect_adapter(saved_dir).parameters["extra_tensors"] == 1
-    expect_error(lambda: peft_to_gguf_lora(saved_dir, tmp_path / "x.gguf", base_gguf=embedded_gguf),
-                 ErrorCode.UNSUPPORTED, "modules_to_save")
+    expect_error(
+        lambda: peft_to_gguf_lora(saved_dir, tmp_path / "x.gguf", base_gguf=embedded_gguf), ErrorCode.UNSUPPORTED, "modules_to_save"
+    )
     biased = dict(smol)
     biased[peft_key(0, "q_proj", "B").replace(".weight", ".bias")] = np.zeros((576,), np.float32)
     biased_dir = write_peft_dir(tmp_path / "biased", biased, r=2, alpha=4, target_modules=["q_proj"], lora_bias=True)
     assert inspect_adapter(biased_dir).rank == 2  # the torch runtime may still serve it
-    expect_error(lambda: peft_to_gguf_lora(biased_dir, tmp_path / "x.gguf", base_gguf=embedded_gguf),
-                 ErrorCode.UNSUPPORTED, "lora_B.bias")
+    expect_error(lambda: peft_to_gguf_lora(biased_dir, tmp_path / "x.gguf", base_gguf=embedded_gguf), ErrorCode.UNSUPPORTED, "lora_B.bias")
 
 
 # --------------------------------------------------------------------------- conversion: numerical proof
@@ -466,8 +491,15 @@ def tiny_hf_and_gguf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Pat
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     config = transformers.LlamaConfig(
-        vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, tie_word_embeddings=False,
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(config).eval()
@@ -504,8 +536,9 @@ def test_tiny_gguf_matches_hf(tiny_hf_and_gguf: tuple[Any, Path, np.ndarray]) ->
 
 
 @pytest.fixture(scope="module", params=["patterns", "rslora"])
-def tiny_peft(request: pytest.FixtureRequest, tiny_hf_and_gguf: tuple[Any, Path, np.ndarray],
-              tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+def tiny_peft(
+    request: pytest.FixtureRequest, tiny_hf_and_gguf: tuple[Any, Path, np.ndarray], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, np.ndarray]:
     """A PEFT LoRA made by peft on all seven projections, and the PEFT model's logits."""
     peft = pytest.importorskip("peft")
     import torch
@@ -539,7 +572,9 @@ def test_converted_lora_matches_peft_logits(
 
 
 def test_conversion_without_permutation_is_wrong(
-    tiny_hf_and_gguf: tuple[Any, Path, np.ndarray], tiny_peft: tuple[Path, np.ndarray], tmp_path: Path,
+    tiny_hf_and_gguf: tuple[Any, Path, np.ndarray],
+    tiny_peft: tuple[Path, np.ndarray],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import plinth.formats.adapters as adapters
@@ -551,9 +586,7 @@ def test_conversion_without_permutation_is_wrong(
     assert np.abs(_lc_logits(base_gguf, lora) - peft_logits).max() > 0.1
 
 
-def test_converted_lora_matches_merged_weights_without_peft(
-    tiny_hf_and_gguf: tuple[Any, Path, np.ndarray], tmp_path: Path
-) -> None:
+def test_converted_lora_matches_merged_weights_without_peft(tiny_hf_and_gguf: tuple[Any, Path, np.ndarray], tmp_path: Path) -> None:
     """The same proof without the peft package: a hand-written PEFT directory, and as the
     reference the HF model with ``W += (alpha / r) * B @ A`` merged in (what PEFT computes)."""
     import copy
@@ -562,8 +595,7 @@ def test_converted_lora_matches_merged_weights_without_peft(
 
     model, base_gguf, reference = tiny_hf_and_gguf
     r, alpha = 4, 6.0
-    tensors = random_peft_llama_tensors(n_layers=2, hidden=64, n_head=4, n_head_kv=2, ffn=128, r=r,
-                                        modules=ALL_PROJ, seed=3, scale=0.3)
+    tensors = random_peft_llama_tensors(n_layers=2, hidden=64, n_head=4, n_head_kv=2, ffn=128, r=r, modules=ALL_PROJ, seed=3, scale=0.3)
     peft_dir = write_peft_dir(tmp_path / "peft", tensors, r=r, alpha=alpha, target_modules=ALL_PROJ)
     merged = copy.deepcopy(model)
     with torch.no_grad():

@@ -37,9 +37,7 @@ def write_small_gguf(path: Path, *, vocab: int = 102) -> Path:
     writer.add_tensor("token_embd.weight", np.arange(vocab * 32, dtype=np.float32).reshape(vocab, 32))
     writer.add_tensor("output_norm.weight", np.ones(32, dtype=np.float32))
     # A quantised tensor given as raw blocks: 2 rows of 64 Q4_1 values = 2 x 2 blocks of 20 bytes.
-    writer.add_tensor(
-        "blk.0.attn_q.weight", np.zeros((2, 40), dtype=np.uint8), raw_dtype=gguf.GGMLQuantizationType.Q4_1
-    )
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((2, 40), dtype=np.uint8), raw_dtype=gguf.GGMLQuantizationType.Q4_1)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -61,12 +59,7 @@ def kv_u32(key: str, value: int) -> bytes:
 
 
 def tensor_info(name: str, shape: tuple[int, ...], ggml_type: int = 0, offset: int = 0) -> bytes:
-    return (
-        _s(name)
-        + struct.pack("<I", len(shape))
-        + b"".join(struct.pack("<Q", d) for d in shape)
-        + struct.pack("<IQ", ggml_type, offset)
-    )
+    return _s(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape) + struct.pack("<IQ", ggml_type, offset)
 
 
 def raw_gguf(
@@ -78,8 +71,9 @@ def raw_gguf(
     kv_count: int | None = None,
     tensor_count: int | None = None,
 ) -> bytes:
-    head = b"GGUF" + struct.pack("<IQQ", version, len(tensors) if tensor_count is None else tensor_count,
-                                 len(kvs) if kv_count is None else kv_count)
+    head = b"GGUF" + struct.pack(
+        "<IQQ", version, len(tensors) if tensor_count is None else tensor_count, len(kvs) if kv_count is None else kv_count
+    )
     body = head + b"".join(kvs) + b"".join(tensors)
     body += b"\0" * (-len(body) % 32)
     return body + data
@@ -251,35 +245,35 @@ ARCH = kv_str("general.architecture", "llama")
         pytest.param(raw_gguf([ARCH], kv_count=2**60), ["claims 1152921504606846976 metadata entries"], id="kv-count"),
         pytest.param(raw_gguf([ARCH], tensor_count=2**40), ["claims 1099511627776 tensors"], id="tensor-count"),
         pytest.param(raw_gguf([ARCH, _s("x") + struct.pack("<I", 99)]), ["unknown value type 99"], id="value-type"),
-        pytest.param(
-            raw_gguf([ARCH, _s("big") + struct.pack("<IIQ", 9, 0, 2**62)]), ["truncated", "'big'"], id="array-length"
-        ),
-        pytest.param(
-            raw_gguf([ARCH, _s("toks") + struct.pack("<IIQ", 9, 8, 2**40)]), ["truncated", "'toks'"], id="string-array"
-        ),
-        pytest.param(
-            raw_gguf([ARCH, _s("s") + struct.pack("<IQ", 8, 2**50)]), ["claims a length of"], id="string-length"
-        ),
+        pytest.param(raw_gguf([ARCH, _s("big") + struct.pack("<IIQ", 9, 0, 2**62)]), ["truncated", "'big'"], id="array-length"),
+        pytest.param(raw_gguf([ARCH, _s("toks") + struct.pack("<IIQ", 9, 8, 2**40)]), ["truncated", "'toks'"], id="string-array"),
+        pytest.param(raw_gguf([ARCH, _s("s") + struct.pack("<IQ", 8, 2**50)]), ["claims a length of"], id="string-length"),
         pytest.param(raw_gguf([ARCH, kv_str("general.name", b"\xff\xfe")]), ["not valid UTF-8"], id="utf8"),
         pytest.param(raw_gguf([ARCH, ARCH]), ["'general.architecture' appears twice"], id="duplicate-key"),
         pytest.param(raw_gguf([ARCH, kv_u32("general.alignment", 3)]), ["power of two"], id="alignment"),
         pytest.param(raw_gguf([kv_u32("llama.context_length", 8)]), ["general.architecture is missing"], id="no-arch"),
         pytest.param(raw_gguf([ARCH]), ["holds no tensors"], id="vocab-only"),
+        pytest.param(raw_gguf([ARCH], [tensor_info("w", (1, 1, 1, 1, 1))]), ["'w' has 5 dimensions"], id="dims"),
+        pytest.param(raw_gguf([ARCH], [tensor_info("w", (4,), ggml_type=200)], b"\0" * 16), ["unknown ggml type 200"], id="ggml-type"),
         pytest.param(
-            raw_gguf([ARCH], [tensor_info("w", (1, 1, 1, 1, 1))]), ["'w' has 5 dimensions"], id="dims"
+            raw_gguf([ARCH], [tensor_info("w", (4,), offset=64)], b"\0" * 16),
+            ["truncated: tensor 'w' data ends at byte"],
+            id="offset-past-end",
         ),
-        pytest.param(raw_gguf([ARCH], [tensor_info("w", (4,), ggml_type=200)], b"\0" * 16),
-                     ["unknown ggml type 200"], id="ggml-type"),
-        pytest.param(raw_gguf([ARCH], [tensor_info("w", (4,), offset=64)], b"\0" * 16),
-                     ["truncated: tensor 'w' data ends at byte"], id="offset-past-end"),
-        pytest.param(raw_gguf([ARCH], [tensor_info("w", (4,), offset=8)], b"\0" * 64),
-                     ["'w' data offset 8 is not aligned to 32"], id="misaligned"),
-        pytest.param(raw_gguf([ARCH], [tensor_info("a", (16,)), tensor_info("b", (16,))], b"\0" * 64),
-                     ["tensors 'a' and 'b' overlap"], id="overlap"),
-        pytest.param(raw_gguf([ARCH], [tensor_info("q", (33,), ggml_type=3)], b"\0" * 64),
-                     ["not a multiple of its block size 32"], id="block-size"),
-        pytest.param(raw_gguf([ARCH], [tensor_info("w", (4,)), tensor_info("w", (4,), offset=32)], b"\0" * 64),
-                     ["tensor 'w' appears twice"], id="duplicate-tensor"),
+        pytest.param(
+            raw_gguf([ARCH], [tensor_info("w", (4,), offset=8)], b"\0" * 64), ["'w' data offset 8 is not aligned to 32"], id="misaligned"
+        ),
+        pytest.param(
+            raw_gguf([ARCH], [tensor_info("a", (16,)), tensor_info("b", (16,))], b"\0" * 64), ["tensors 'a' and 'b' overlap"], id="overlap"
+        ),
+        pytest.param(
+            raw_gguf([ARCH], [tensor_info("q", (33,), ggml_type=3)], b"\0" * 64), ["not a multiple of its block size 32"], id="block-size"
+        ),
+        pytest.param(
+            raw_gguf([ARCH], [tensor_info("w", (4,)), tensor_info("w", (4,), offset=32)], b"\0" * 64),
+            ["tensor 'w' appears twice"],
+            id="duplicate-tensor",
+        ),
     ],
 )
 def test_malformed_headers_are_invalid(tmp_path: Path, content: bytes, fragments: list[str]) -> None:

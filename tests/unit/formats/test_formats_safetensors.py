@@ -140,11 +140,7 @@ def _raw(header: bytes) -> bytes:
         pytest.param(struct.pack("<Q", 6) + b"{nope}", ["not valid JSON"], id="not-json"),
         pytest.param(struct.pack("<Q", 4) + b"\xff\xfe{}", ["not valid UTF-8"], id="not-utf8"),
         pytest.param(
-            _raw(
-                b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},'
-                b'"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
-            )
-            + b"\0",
+            _raw(b'{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}') + b"\0",
             ["duplicate key 'a'"],
             id="duplicate-key",
         ),
@@ -194,9 +190,7 @@ def test_tiny_hf_model_loads_and_generates(tiny_llama_dir: Path, monkeypatch: py
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     assert tokenizer.eos_token == "<|im_end|>"
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Hello world"}], add_generation_prompt=True, tokenize=False
-    )
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hello world"}], add_generation_prompt=True, tokenize=False)
     assert prompt.startswith("<|im_start|>user\nHello world<|im_end|>") and prompt.endswith("assistant\n")
     inputs = tokenizer(prompt, return_tensors="pt")
     with torch.no_grad():
@@ -285,8 +279,11 @@ def test_damaged_shard_in_dir_is_named(tiny_llama_copy: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
-    [("{not json", "config.json is not valid JSON"), ("[1, 2]", "must be a JSON object"),
-     ('{"hidden_size": 8}', "neither 'architectures' nor 'model_type'")],
+    [
+        ("{not json", "config.json is not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"hidden_size": 8}', "neither 'architectures' nor 'model_type'"),
+    ],
 )
 def test_bad_config_json_is_invalid(tiny_llama_copy: Path, content: str, fragment: str) -> None:
     (tiny_llama_copy / "config.json").write_text(content)

@@ -43,7 +43,10 @@ def spans(d: PiiDetector, text: str) -> set[tuple[str, str]]:
         ("I was born on 3 March 1961 in Lagos", ("DATE_OF_BIRTH", "3 March 1961")),
         ("DOB 1961-03-03", ("DATE_OF_BIRTH", "1961-03-03")),
         ("geboren am 12.05.1977 in Köln", ("DATE_OF_BIRTH", "12.05.1977")),
-        ("send it to 4521 Old Mill Road, Apt 7B, Springfield, IL 62704 thanks", ("ADDRESS", "4521 Old Mill Road, Apt 7B, Springfield, IL 62704")),
+        (
+            "send it to 4521 Old Mill Road, Apt 7B, Springfield, IL 62704 thanks",
+            ("ADDRESS", "4521 Old Mill Road, Apt 7B, Springfield, IL 62704"),
+        ),
         ("mail to PO Box 1187, Fargo, ND 58107", ("ADDRESS", "PO Box 1187, Fargo, ND 58107")),
         ("member ACM-7730021 here", ("MEMBER_ID", "ACM-7730021")),
         ("policy POL-8Q2Z-77AB is active", ("POLICY_NUMBER", "POL-8Q2Z-77AB")),

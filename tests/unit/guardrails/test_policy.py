@@ -46,9 +46,20 @@ def test_every_problem_is_reported_at_once() -> None:
     assert e.value.code is ErrorCode.INVALID_REQUEST
     errors = e.value.details["errors"]
     text = " | ".join(errors)
-    for expected in ("name:", "kind:", "placeholder", "unknown detector 'nope'", "use block or flag", "NOT_A_TYPE",
-                     "not a valid regular expression", "topic cannot check output", "threshold", "NOT_A_LABEL",
-                     "used by two rules", "colour"):
+    for expected in (
+        "name:",
+        "kind:",
+        "placeholder",
+        "unknown detector 'nope'",
+        "use block or flag",
+        "NOT_A_TYPE",
+        "not a valid regular expression",
+        "topic cannot check output",
+        "threshold",
+        "NOT_A_LABEL",
+        "used by two rules",
+        "colour",
+    ):
         assert expected in text, (expected, errors)
 
 

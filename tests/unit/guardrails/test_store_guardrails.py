@@ -92,10 +92,19 @@ def test_concurrent_writers_get_distinct_versions(store) -> None:  # type: ignor
 def test_events_are_stored_and_filtered(store) -> None:  # type: ignore[no-untyped-def]
     def ev(i: int, model: str, detector: str) -> GuardrailEvent:
         return GuardrailEvent(
-            request_id=f"r{i}", model_id=model, policy="p1", policy_version=1, direction=Direction.INPUT,
-            detector=detector, kind=detector, label="EMAIL" if detector == "pii" else "toxic",
-            action=Action.REDACT if detector == "pii" else Action.BLOCK, score=0.9, start=3 if detector == "pii" else None,
-            end=9 if detector == "pii" else None, reason="e-mail address",
+            request_id=f"r{i}",
+            model_id=model,
+            policy="p1",
+            policy_version=1,
+            direction=Direction.INPUT,
+            detector=detector,
+            kind=detector,
+            label="EMAIL" if detector == "pii" else "toxic",
+            action=Action.REDACT if detector == "pii" else Action.BLOCK,
+            score=0.9,
+            start=3 if detector == "pii" else None,
+            end=9 if detector == "pii" else None,
+            reason="e-mail address",
         )
 
     store.add_guardrail_events([ev(i, "m1" if i % 2 else "m2", "pii" if i < 4 else "toxicity") for i in range(6)])
@@ -116,8 +125,18 @@ def test_service_writes_events_in_the_background(store) -> None:  # type: ignore
     metrics = Metrics()
     svc = GuardrailService(store, metrics)
     event = GuardrailEvent(
-        request_id="bg", model_id="m", policy="p", policy_version=1, direction=Direction.OUTPUT, detector="pii",
-        kind="pii", label="US_SSN", action=Action.REDACT, score=0.95, start=1, end=12,
+        request_id="bg",
+        model_id="m",
+        policy="p",
+        policy_version=1,
+        direction=Direction.OUTPUT,
+        detector="pii",
+        kind="pii",
+        label="US_SSN",
+        action=Action.REDACT,
+        score=0.95,
+        start=1,
+        end=12,
     )
     svc.record([event], deployment="m")
     svc.flush()

@@ -59,7 +59,10 @@ class JobsEnv:
             **env,
         )
         proc = subprocess.Popen(
-            [sys.executable, "-m", "plinth", "worker"], env=e, stdout=open(log, "ab"), stderr=subprocess.STDOUT  # noqa: SIM115
+            [sys.executable, "-m", "plinth", "worker"],
+            env=e,
+            stdout=open(log, "ab"),
+            stderr=subprocess.STDOUT,  # noqa: SIM115
         )
         self.procs.append(proc)
         return proc

@@ -31,7 +31,9 @@ GiB = 1 << 30
 BIG = Resources(64, 512 * GiB, 8)
 
 
-def make_job(queue: str = "q", priority: int = 500, cpu: int = 1, *, key: str | None = None, labels: dict | None = None, max_restarts: int = 2) -> Job:  # type: ignore[type-arg]
+def make_job(
+    queue: str = "q", priority: int = 500, cpu: int = 1, *, key: str | None = None, labels: dict | None = None, max_restarts: int = 2
+) -> Job:  # type: ignore[type-arg]
     now = datetime.now(UTC)
     return Job(
         id=new_job_id(int(now.timestamp() * 1000), uuid.uuid4().hex),
@@ -57,7 +59,15 @@ def qstore(store: SqlStore) -> SqlStore:
     return store
 
 
-def schedule(store: SqlStore, worker: str | None = "w1", *, now: datetime | None = None, lease_s: float = 30, free: Resources = BIG, dead: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+def schedule(
+    store: SqlStore,
+    worker: str | None = "w1",
+    *,
+    now: datetime | None = None,
+    lease_s: float = 30,
+    free: Resources = BIG,
+    dead: tuple[str, ...] = (),
+):  # type: ignore[no-untyped-def]
     now = now or datetime.now(UTC)
     return store.schedule(
         worker,

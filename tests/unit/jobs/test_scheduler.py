@@ -145,7 +145,11 @@ def test_preemption_policy_never_and_other_queues_untouched() -> None:
     assert plan(s, worker_free=FREE).preempt == []
     # A full queue never preempts jobs of another queue.
     other = Queue("o", Resources(2, 8 * GiB, 0))
-    s = snap([job("urgent", 900, cpu=2, queue="o")], running=[job("low", 100, cpu=4, running=True), job("o-peer", 900, cpu=2, queue="o", running=True)], o=other)
+    s = snap(
+        [job("urgent", 900, cpu=2, queue="o")],
+        running=[job("low", 100, cpu=4, running=True), job("o-peer", 900, cpu=2, queue="o", running=True)],
+        o=other,
+    )
     assert plan(s, worker_free=FREE).preempt == []
 
 

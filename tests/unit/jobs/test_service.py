@@ -118,8 +118,12 @@ def test_follow_yields_lines_and_the_end(sqlite_only, jobs_env) -> None:  # type
 def test_registry() -> None:
     entry = executor_entry("selftest")
     assert entry.run == "plinth.jobs.selftest:run" and entry.default_resources is not None
-    assert register_executor("selftest", entry.run, validate=entry.validate, description=entry.description,
-                             default_resources=entry.default_resources) == entry  # same entry again: a no-op
+    assert (
+        register_executor(
+            "selftest", entry.run, validate=entry.validate, description=entry.description, default_resources=entry.default_resources
+        )
+        == entry
+    )  # same entry again: a no-op
     with pytest.raises(PlinthError) as e:
         register_executor("selftest", "somewhere.else:run")
     assert e.value.code is ErrorCode.ALREADY_EXISTS

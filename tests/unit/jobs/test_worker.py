@@ -96,9 +96,7 @@ def test_preemption_checkpoints_requeues_and_resumes(jobs_env) -> None:  # type:
     env = jobs_env
     env.jobs.create_queue("train", Resources(cpu=2, memory=2 << 30))
     env.worker()
-    low = env.jobs.submit(
-        "selftest", {"steps": 20, "sleep_s": 0.1}, queue="train", priority_class="low", resources=Resources(2, 256 * MiB)
-    )
+    low = env.jobs.submit("selftest", {"steps": 20, "sleep_s": 0.1}, queue="train", priority_class="low", resources=Resources(2, 256 * MiB))
     wait_for(lambda: env.jobs.get(low.id).progress.done >= 3, what="the low job's progress")
     high = env.jobs.submit(
         "selftest", {"steps": 3, "sleep_s": 0.05}, queue="train", priority_class="high", resources=Resources(2, 256 * MiB)
@@ -185,7 +183,9 @@ def test_an_expired_lease_on_another_host_is_reaped(jobs_env) -> None:  # type: 
     now = datetime.now(UTC)
     import functools
 
-    out = store.schedule("far-away", functools.partial(plan, worker_free=Resources(4, 8 << 30, 0)), now=now, lease_until=now + timedelta(seconds=1))
+    out = store.schedule(
+        "far-away", functools.partial(plan, worker_free=Resources(4, 8 << 30, 0)), now=now, lease_until=now + timedelta(seconds=1)
+    )
     assert [j.id for j in out.admitted] == [job.id]
     env.worker()  # cannot see that process; waits for the lease to expire
     done = env.jobs.wait(job.id, timeout_s=60)
@@ -217,8 +217,14 @@ def test_a_kind_the_worker_does_not_know_fails_clearly(jobs_env) -> None:  # typ
     env = jobs_env
     now = datetime.now(UTC)
     job = Job(
-        id=new_job_id(int(now.timestamp() * 1000), uuid.uuid4().hex), kind="from-a-newer-version", spec={},
-        queue="default", priority_class="normal", priority=500, resources=Resources(1, 256 * MiB), created_at=now,
+        id=new_job_id(int(now.timestamp() * 1000), uuid.uuid4().hex),
+        kind="from-a-newer-version",
+        spec={},
+        queue="default",
+        priority_class="normal",
+        priority=500,
+        resources=Resources(1, 256 * MiB),
+        created_at=now,
     )
     env.store.add_job(job)  # as a newer plinth on the same store could
     env.worker()

@@ -44,7 +44,11 @@ def test_a_folder_with_good_bad_and_oversized_files(kb: Any, tmp_path: Path) -> 
     report = kb.add_paths("docs", [root])
     outcome = {f.name: f.outcome for f in report.files}
     assert outcome == {
-        "big.md": "failed", "broken.pdf": "failed", "good.md": "added", "notes.docx": "skipped", "sub/also.txt": "added",
+        "big.md": "failed",
+        "broken.pdf": "failed",
+        "good.md": "added",
+        "notes.docx": "skipped",
+        "sub/also.txt": "added",
     }
     errors = {f.name: f.error for f in report.files}
     assert "over the limit" in (errors["big.md"] or "") and "PDF" in (errors["broken.pdf"] or "")
@@ -71,13 +75,15 @@ def _zip(members: dict[str, bytes]) -> bytes:
 
 
 def test_archives_are_read_in_memory_with_the_same_rules(kb: Any) -> None:
-    data = _zip({
-        "policies/a.md": b"# A\n\nArchive member A.",
-        "../../evil.md": b"# Evil",
-        "/abs.md": b"# Abs",
-        "bomb.txt": b"0" * 200_000,  # compresses to almost nothing, expands past the limit
-        "image.png": b"\x89PNG",
-    })
+    data = _zip(
+        {
+            "policies/a.md": b"# A\n\nArchive member A.",
+            "../../evil.md": b"# Evil",
+            "/abs.md": b"# Abs",
+            "bomb.txt": b"0" * 200_000,  # compresses to almost nothing, expands past the limit
+            "image.png": b"\x89PNG",
+        }
+    )
     report = kb.add_sources("docs", [bytes_source("bundle.zip", data, 1 << 20)])
     by = {f.name: f for f in report.files}
     assert by["bundle/policies/a.md"].outcome == "added"

@@ -47,7 +47,10 @@ def test_question_files_are_validated() -> None:
 
 def _ctx(question: str, kb: str = "acme-policies", messages: list[dict[str, Any]] | None = None) -> ChatContext:
     return ChatContext(
-        kind="chat", model_id="m", served_model="m", attachments=Attachments(knowledge_base=kb),
+        kind="chat",
+        model_id="m",
+        served_model="m",
+        attachments=Attachments(knowledge_base=kb),
         messages=messages or [{"role": "user", "content": question}],
     )
 

@@ -23,8 +23,14 @@ def _runtime(**opts) -> LlamaCppRuntime:  # type: ignore[no-untyped-def]
     gguf = locate_embedded_gguf()
     info = inspect_model(gguf)
     record = ModelRecord(
-        name="smollm2", format=ModelFormat.GGUF, runtime="llamacpp", digest=None, size_bytes=info.size_bytes,
-        context_length=info.context_length, chat_template=info.chat_template, parameters=dict(info.parameters),
+        name="smollm2",
+        format=ModelFormat.GGUF,
+        runtime="llamacpp",
+        digest=None,
+        size_bytes=info.size_bytes,
+        context_length=info.context_length,
+        chat_template=info.chat_template,
+        parameters=dict(info.parameters),
     )
     base = dict(threads=1, context_length=1024, max_batch_size=8, prefill_chunk_tokens=64)
     rt = LlamaCppRuntime(record, gguf, RuntimeOptions(**{**base, **opts}))

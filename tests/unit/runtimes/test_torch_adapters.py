@@ -38,8 +38,15 @@ def _adapter(base: Path, dest: Path, seed: int) -> AdapterRef:
 
 def _runtime(base: Path, **opts) -> TorchRuntime:  # type: ignore[no-untyped-def]
     info = inspect_model(base)
-    rec = ModelRecord(name="tiny", format=ModelFormat.SAFETENSORS, runtime="torch", digest=None, size_bytes=info.size_bytes,
-                      chat_template=info.chat_template, parameters=dict(info.parameters))
+    rec = ModelRecord(
+        name="tiny",
+        format=ModelFormat.SAFETENSORS,
+        runtime="torch",
+        digest=None,
+        size_bytes=info.size_bytes,
+        chat_template=info.chat_template,
+        parameters=dict(info.parameters),
+    )
     rt = TorchRuntime(rec, base, RuntimeOptions(threads=1, context_length=256, torch_batching=False, **opts))
     rt.load()
     assert not rt.batching
@@ -62,7 +69,7 @@ def _reference(base: Path, adapter: AdapterRef | None, dtype) -> str:  # type: i
         model = peft.PeftModel.from_pretrained(model, str(adapter.path))
     ids = tok("the cat sat on the", return_tensors="pt")
     out = model.generate(**ids, max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=tok.eos_token_id)
-    return tok.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    return tok.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def test_adapter_answers_match_peft_and_base_stays_clean(tiny, tmp_path) -> None:

@@ -41,8 +41,14 @@ def _make(**opts) -> TorchRuntime:  # type: ignore[no-untyped-def]
     gguf = locate_embedded_gguf()
     info = inspect_model(gguf)
     record = ModelRecord(
-        name="smollm2", format=ModelFormat.GGUF, runtime="torch", digest=None, size_bytes=info.size_bytes,
-        context_length=info.context_length, chat_template=info.chat_template, parameters=dict(info.parameters),
+        name="smollm2",
+        format=ModelFormat.GGUF,
+        runtime="torch",
+        digest=None,
+        size_bytes=info.size_bytes,
+        context_length=info.context_length,
+        chat_template=info.chat_template,
+        parameters=dict(info.parameters),
     )
     base = dict(threads=2, context_length=1024, max_batch_size=8, prefill_chunk_tokens=64, cache_dir=_CACHE["dir"])
     runtime = TorchRuntime(record, gguf, RuntimeOptions(**{**base, **opts}))
@@ -143,6 +149,6 @@ def test_the_engine_matches_transformers_peft_on_an_adapter(rt, adapters, smol_d
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(smol_dir), dtype=torch.bfloat16), str(adapter.path))
     with torch.inference_mode():
         out = model.generate(torch.tensor([prompt.token_ids]), max_new_tokens=12, do_sample=False, pad_token_id=tok.eos_token_id)
-    ref = tok.decode(out[0][len(prompt.token_ids):], skip_special_tokens=True)
+    ref = tok.decode(out[0][len(prompt.token_ids) :], skip_special_tokens=True)
     # bf16 kernels differ between the two implementations: compare the first words
     assert ours.split()[:4] == ref.split()[:4]

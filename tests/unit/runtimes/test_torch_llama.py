@@ -32,8 +32,15 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     dest = tmp_path_factory.mktemp("tiny-qwen") / "model"
     cfg = Qwen2Config(
-        vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False, use_sliding_window=False,
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        use_sliding_window=False,
     )
     torch.manual_seed(1)
     model = Qwen2ForCausalLM(cfg)
@@ -141,7 +148,10 @@ def test_lora_per_token_matches_peft(tiny: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     adapters = []
-    for seed, targets, r in ((1, ["q_proj", "v_proj"], 4), (2, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 8)):
+    for seed, targets, r in (
+        (1, ["q_proj", "v_proj"], 4),
+        (2, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 8),
+    ):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_pretrained(str(tiny))
         cfg = LoraConfig(r=r, lora_alpha=2 * r + 3, target_modules=targets, init_lora_weights=False)
@@ -177,8 +187,14 @@ def test_lora_per_token_matches_peft(tiny: Path, tmp_path: Path) -> None:
 
 
 def test_unsupported_configs_fall_back() -> None:
-    base = {"architectures": ["LlamaForCausalLM"], "num_attention_heads": 4, "hidden_size": 64, "num_hidden_layers": 1,
-            "intermediate_size": 128, "vocab_size": 10}
+    base = {
+        "architectures": ["LlamaForCausalLM"],
+        "num_attention_heads": 4,
+        "hidden_size": 64,
+        "num_hidden_layers": 1,
+        "intermediate_size": 128,
+        "vocab_size": 10,
+    }
     assert tl.spec_from_config(base) is not None
     assert tl.spec_from_config({**base, "architectures": ["GPT2LMHeadModel"]}) is None
     assert tl.spec_from_config({**base, "hidden_act": "gelu"}) is None
@@ -192,7 +208,9 @@ def test_embedded_model_in_bf16_tracks_transformers(smol_dir: Path) -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(smol_dir))
-    text = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}], tokenize=False, add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}], tokenize=False, add_generation_prompt=True
+    )
     tokens = tok(text, add_special_tokens=False)["input_ids"]
     exact = _hf_logits(smol_dir, tokens, dtype=torch.float32)
     hf_bf16 = _hf_logits(smol_dir, tokens, dtype=torch.bfloat16)

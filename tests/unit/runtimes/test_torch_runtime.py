@@ -22,11 +22,7 @@ from tests.support.tiny_hf import CONTEXT_LENGTH, make_tiny_llama  # noqa: E402
 from tests.support.runtime_contract import cancel_after_three_tokens  # noqa: E402
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello, world! How are you today?"}]
-CHATML = (
-    "<|im_start|>system\nBe brief.<|im_end|>\n"
-    "<|im_start|>user\nHello, world! How are you today?<|im_end|>\n"
-    "<|im_start|>assistant\n"
-)
+CHATML = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello, world! How are you today?<|im_end|>\n<|im_start|>assistant\n"
 
 
 @pytest.fixture(scope="module")

@@ -64,8 +64,15 @@ def test_artifacts_and_cascade(store: SqlStore) -> None:
 
 
 def _version(name: str, **kw) -> ModelVersion:  # type: ignore[no-untyped-def]
-    base = dict(name=name, version=0, kind="adapter", base_model="base", base_digest="sha256:x",
-                served_as=f"base:{name}-v{{version}}", artifact_digest="sha256:y")
+    base = dict(
+        name=name,
+        version=0,
+        kind="adapter",
+        base_model="base",
+        base_digest="sha256:x",
+        served_as=f"base:{name}-v{{version}}",
+        artifact_digest="sha256:y",
+    )
     return ModelVersion(**{**base, **kw})
 
 
@@ -91,8 +98,17 @@ def test_registry_versions_aliases_reports(store: SqlStore) -> None:
     with pytest.raises(PlinthError) as e:
         store.set_alias("acme", "x", 9)
     assert e.value.code == ErrorCode.NOT_FOUND
-    store.add_eval_report(EvalReport(id=uuid4().hex, model="acme@1", dataset="d@1", split="validation", metrics={"rouge_l": 0.3},
-                                     registry_name="acme", registry_version=1))
+    store.add_eval_report(
+        EvalReport(
+            id=uuid4().hex,
+            model="acme@1",
+            dataset="d@1",
+            split="validation",
+            metrics={"rouge_l": 0.3},
+            registry_name="acme",
+            registry_version=1,
+        )
+    )
     assert [x.metrics for x in store.list_eval_reports(registry_name="acme", registry_version=1)] == [{"rouge_l": 0.3}]
     assert [v.version for v in store.find_versions_by_served_id("base:acme-v2")] == [2]
     store.delete_model_version("acme", 1)  # its alias goes with it

@@ -30,7 +30,9 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
 
 
 def _peft(dest: Path, seed: int) -> Path:
-    tensors = random_peft_llama_tensors(n_layers=30, hidden=576, n_head=9, n_head_kv=3, ffn=1536, r=4, modules=LLAMA_ATTN, seed=seed, scale=0.3)
+    tensors = random_peft_llama_tensors(
+        n_layers=30, hidden=576, n_head=9, n_head_kv=3, ffn=1536, r=4, modules=LLAMA_ATTN, seed=seed, scale=0.3
+    )
     return write_peft_dir(dest, tensors, r=4, alpha=8.0, target_modules=list(LLAMA_ATTN))
 
 
@@ -51,8 +53,15 @@ def test_a_registered_adapter_is_served_at_once_under_every_name(services: Servi
     reg = services.registry
     assert reg is not None and services.tracking is not None
     run = services.tracking.start_run("acme-lora", "lora", params={"rank": 4}, base_model=BASE, dataset="acme-faq@1")
-    v1 = reg.register_adapter("acme", base_model=BASE, adapter_dir=_peft(tmp_path / "a1", 1), run_id=run.id,
-                              dataset="acme-faq@1", recipe={"method": "lora", "rank": 4}, metrics={"best_val_loss": 1.25})
+    v1 = reg.register_adapter(
+        "acme",
+        base_model=BASE,
+        adapter_dir=_peft(tmp_path / "a1", 1),
+        run_id=run.id,
+        dataset="acme-faq@1",
+        recipe={"method": "lora", "rank": 4},
+        metrics={"best_val_loss": 1.25},
+    )
     v2 = reg.register_adapter("acme", base_model=BASE, adapter_dir=_peft(tmp_path / "a2", 2))
     assert (v1.version, v2.version) == (1, 2)
     assert v1.served_as == f"{BASE}:acme-v1" and services.catalog.get_adapter(BASE, "acme-v1").digest == v1.artifact_digest

@@ -143,7 +143,10 @@ def test_token_statistics_use_the_models_tokenizer_and_template(services: Any, t
     from plinth.runtimes.text import ChatTemplate
 
     template = ChatTemplate(record.chat_template)
-    totals = [len(oracle.tokenize(template.render(r["messages"], add_generation_prompt=False).encode(), add_bos=False, special=True)) for r in rows]
+    totals = [
+        len(oracle.tokenize(template.render(r["messages"], add_generation_prompt=False).encode(), add_bos=False, special=True))
+        for r in rows
+    ]
     trained = [len(oracle.tokenize(r["messages"][1]["content"].encode(), add_bos=False, special=False)) for r in rows]
     st = v.stats
     assert st["tokenizer"]["model"] == record.name and st["tokenizer"]["digest"] == record.digest
@@ -181,7 +184,8 @@ def test_prompt_completion_csv_and_parquet_load_as_messages(services: Any, tmp_p
     pairs = [("What is covered?", "Preventive care."), ("Is dental included?", 'Yes, "basic" dental,\nwith a waiting period.')]
     j, _ = services.datasets.add(
         write_jsonl(tmp_path / "pc.jsonl", [{"prompt": p, "completion": c, "id": i} for i, (p, c) in enumerate(pairs)]),
-        "pc", validation_fraction=0,
+        "pc",
+        validation_fraction=0,
     )
     assert j.format.value == "prompt_completion"
     import csv

@@ -14,9 +14,19 @@ from plinth.store.sql import SqlStore
 
 def version(name: str, digest: str, split: str = "sha256:" + "s" * 64) -> DatasetVersion:
     return DatasetVersion(
-        dataset=name, version=0, format=DatasetFormat.CHAT, digest=digest, split_digest=split, rows=3, train_rows=2,
-        validation_rows=1, source_format=SourceFormat.JSONL, split={"validation_fraction": 0.1, "seed": 0},
-        stats={"tokens": {"total": 9}}, source_digest="sha256:" + "f" * 64, source_name="f.jsonl",
+        dataset=name,
+        version=0,
+        format=DatasetFormat.CHAT,
+        digest=digest,
+        split_digest=split,
+        rows=3,
+        train_rows=2,
+        validation_rows=1,
+        source_format=SourceFormat.JSONL,
+        split={"validation_fraction": 0.1, "seed": 0},
+        stats={"tokens": {"total": 9}},
+        source_digest="sha256:" + "f" * 64,
+        source_name="f.jsonl",
     )
 
 

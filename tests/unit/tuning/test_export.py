@@ -70,7 +70,9 @@ def test_a_merged_lora_exports_like_the_runtime_lora(base32: Path, tmp_path: Pat
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    tensors = random_peft_llama_tensors(n_layers=30, hidden=576, n_head=9, n_head_kv=3, ffn=1536, r=4, modules=LLAMA_ATTN, seed=5, scale=0.3)
+    tensors = random_peft_llama_tensors(
+        n_layers=30, hidden=576, n_head=9, n_head_kv=3, ffn=1536, r=4, modules=LLAMA_ATTN, seed=5, scale=0.3
+    )
     peft_dir = write_peft_dir(tmp_path / "peft", tensors, r=4, alpha=8.0, target_modules=list(LLAMA_ATTN))
     merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base32)), str(peft_dir)).merge_and_unload()
     merged.save_pretrained(str(tmp_path / "merged"), safe_serialization=True)

@@ -60,10 +60,21 @@ def _spec(**kw: Any) -> TuneSpec:
 
 def _cfg(spec: TuneSpec, steps: int, **kw: Any) -> LoopConfig:
     base = dict(
-        total_steps=steps, batch_size=spec.batch_size, grad_accum=spec.grad_accum, learning_rate=spec.learning_rate,
-        weight_decay=spec.weight_decay, warmup_steps=spec.warmup_steps, lr_scheduler=spec.lr_scheduler, max_grad_norm=1.0,
-        eval_every=1000, checkpoint_every=1000, early_stopping_patience=None, seed=spec.seed, batching=spec.batching,
-        autocast_dtype=None, device="cpu",
+        total_steps=steps,
+        batch_size=spec.batch_size,
+        grad_accum=spec.grad_accum,
+        learning_rate=spec.learning_rate,
+        weight_decay=spec.weight_decay,
+        warmup_steps=spec.warmup_steps,
+        lr_scheduler=spec.lr_scheduler,
+        max_grad_norm=1.0,
+        eval_every=1000,
+        checkpoint_every=1000,
+        early_stopping_patience=None,
+        seed=spec.seed,
+        batching=spec.batching,
+        autocast_dtype=None,
+        device="cpu",
     )
     return LoopConfig(**{**base, **kw})
 
@@ -110,7 +121,10 @@ def test_weight_zero_and_truncation(smol_dir: Path) -> None:
 
 def test_length_grouped_batches_waste_less_padding(smol_dir: Path) -> None:
     tok = _tokenizer(smol_dir)
-    convs = [[{"role": "user", "content": "q " * (1 + (i * 37) % 60)}, {"role": "assistant", "content": "a " * (1 + (i * 11) % 40)}] for i in range(64)]
+    convs = [
+        [{"role": "user", "content": "q " * (1 + (i * 37) % 60)}, {"role": "assistant", "content": "a " * (1 + (i * 11) % 40)}]
+        for i in range(64)
+    ]
     examples, _ = tdata.encode_all(tok, convs, 512)
 
     def padding(mode: str) -> float:
@@ -183,7 +197,9 @@ def test_a_preempted_run_resumes_exactly(tiny: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("method", ["full", "prompt_tuning"])
 def test_full_and_prompt_tuning_learn(method: str, tiny: Path, tmp_path: Path) -> None:
-    spec = _spec(method=method, learning_rate=5e-3 if method == "full" else 5e-2, prompt_tuning={"num_virtual_tokens": 4, "init_text": "Acme Health"})
+    spec = _spec(
+        method=method, learning_rate=5e-3 if method == "full" else 5e-2, prompt_tuning={"num_virtual_tokens": 4, "init_text": "Acme Health"}
+    )
     t = recipe(method).setup(tiny, spec, "cpu")
     examples, _ = tdata.encode_all(t.tokenizer, conversations(12), 128)
     cfg = _cfg(spec, steps=10)

@@ -28,7 +28,12 @@ def audit_log(
     if audit is None:  # pragma: no cover - always built by build_services
         raise PlinthError(ErrorCode.UNSUPPORTED, "the audit log is not enabled on this server")
     entries = audit.list(
-        actor=actor, target_type=target_type, target=target, action=action, since=parse_time(since, "since"),
-        before_id=before_id, limit=limit,
+        actor=actor,
+        target_type=target_type,
+        target=target,
+        action=action,
+        since=parse_time(since, "since"),
+        before_id=before_id,
+        limit=limit,
     )
     return {"entries": [e.public_dict() for e in entries], "next_before_id": entries[-1].id if len(entries) == limit else None}

@@ -52,11 +52,7 @@ def _version_response(version: Any, created: bool) -> JSONResponse:
 
 @router.get("/datasets")
 def list_datasets(request: Request) -> dict[str, Any]:
-    return {
-        "datasets": [
-            {**ds.public_dict(), "latest": v.public_dict()} for ds, v in services_of(request).datasets.list()
-        ]
-    }
+    return {"datasets": [{**ds.public_dict(), "latest": v.public_dict()} for ds, v in services_of(request).datasets.list()]}
 
 
 @router.post("/datasets", status_code=201)

@@ -27,7 +27,9 @@ class TargetBody(BaseModel):
     knowledge_base: str | None = Field(None, max_length=160)
     guardrail_policy: str | None = Field(None, max_length=160)
     system_prompt: str | None = Field(None, max_length=32_000)
-    defaults: dict[str, float] = Field(default_factory=dict, description="temperature, top_p, max_tokens, presence_penalty, frequency_penalty")
+    defaults: dict[str, float] = Field(
+        default_factory=dict, description="temperature, top_p, max_tokens, presence_penalty, frequency_penalty"
+    )
 
 
 class _Targets(BaseModel):
@@ -48,8 +50,17 @@ class _Targets(BaseModel):
         if self.targets:
             return [_spec(t.model_dump()) for t in self.targets]
         if self.model:
-            return [_spec({"model": self.model, "knowledge_base": self.knowledge_base, "guardrail_policy": self.guardrail_policy,
-                           "system_prompt": self.system_prompt, "defaults": self.defaults})]
+            return [
+                _spec(
+                    {
+                        "model": self.model,
+                        "knowledge_base": self.knowledge_base,
+                        "guardrail_policy": self.guardrail_policy,
+                        "system_prompt": self.system_prompt,
+                        "defaults": self.defaults,
+                    }
+                )
+            ]
         if required:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "give a 'model' or 'targets'", param="model")
         return None
@@ -145,8 +156,13 @@ def get_deployment(name: str, request: Request) -> dict[str, Any]:
 def configure_deployment(name: str, body: ConfigureBody, request: Request) -> dict[str, Any]:
     svc = _svc(request, name)
     dep = svc.configure(
-        name, actor=actor_of(request), rules=body.rules, gate=body.gate, window_s=body.window_s,
-        auto_rollback=body.auto_rollback, description=body.description,
+        name,
+        actor=actor_of(request),
+        rules=body.rules,
+        gate=body.gate,
+        window_s=body.window_s,
+        auto_rollback=body.auto_rollback,
+        description=body.description,
     )
     return svc.view(dep)
 

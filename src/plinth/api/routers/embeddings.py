@@ -38,7 +38,11 @@ def _inputs(value: Any) -> list[str]:
         texts = [value]
     elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         texts = value
-    elif isinstance(value, list) and value and all(isinstance(v, int) or (isinstance(v, list) and all(isinstance(t, int) for t in v)) for v in value):
+    elif (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int) or (isinstance(v, list) and all(isinstance(t, int) for t in v)) for v in value)
+    ):
         raise PlinthError(ErrorCode.INVALID_REQUEST, "token arrays are not accepted here; send the text as strings", param="input")
     elif isinstance(value, list) and not value:
         raise PlinthError(ErrorCode.INVALID_REQUEST, "input must not be an empty list", param="input")

@@ -162,9 +162,7 @@ def list_events(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Guardrail findings of served requests, newest first (labels and offsets, never text)."""
-    events = _svc(request).events(
-        model_id=model, policy=policy, request_id=request_id, detector=detector, before_id=before_id, limit=limit
-    )
+    events = _svc(request).events(model_id=model, policy=policy, request_id=request_id, detector=detector, before_id=before_id, limit=limit)
     return {"events": [e.public_dict() for e in events], "next_before_id": events[-1].id if len(events) == limit else None}
 
 

@@ -104,9 +104,7 @@ def list_jobs(
     limit: int = 100,
     before: str | None = Query(None, description="a job id: older jobs only (paging)"),
 ) -> dict[str, Any]:
-    jobs = services_of(request).jobs.list(
-        states=_states(state), kind=kind, queue=queue, labels=_labels(label), limit=limit, before=before
-    )
+    jobs = services_of(request).jobs.list(states=_states(state), kind=kind, queue=queue, labels=_labels(label), limit=limit, before=before)
     return {"jobs": [j.public_dict() for j in jobs], "next_before": jobs[-1].id if len(jobs) == limit else None}
 
 

@@ -64,7 +64,11 @@ def list_keys(request: Request, include_revoked: bool = Query(False)) -> dict[st
 @router.post("", status_code=201)
 def create_key(body: CreateKey, request: Request) -> dict[str, Any]:
     key, token = _svc(request).create_key(
-        body.name, scopes=body.scopes, models=body.models, limits=_limits(body), expires_at=body.expires_at,
+        body.name,
+        scopes=body.scopes,
+        models=body.models,
+        limits=_limits(body),
+        expires_at=body.expires_at,
         actor=actor_of(request),
     )
     return {**key.public_dict(), "key": token}
@@ -88,8 +92,12 @@ def get_key(ref: str, request: Request) -> dict[str, Any]:
 def update_key(ref: str, body: UpdateKey, request: Request) -> dict[str, Any]:
     svc = _svc(request)
     svc.update_key(
-        ref, actor=actor_of(request), scopes=body.scopes, models=body.models,
-        limits=_limits(body.limits) if body.limits is not None else None, expires_at=body.expires_at,
+        ref,
+        actor=actor_of(request),
+        scopes=body.scopes,
+        models=body.models,
+        limits=_limits(body.limits) if body.limits is not None else None,
+        expires_at=body.expires_at,
     )
     return _with_windows(svc, ref)
 

@@ -63,8 +63,13 @@ def _doc_view(d: Any) -> dict[str, Any]:
 
 
 def _version_view(v: Any) -> dict[str, Any]:
-    return {"version": v.version, "note": v.note, "documents": v.documents, "chunks": v.chunks,
-            "created_at": v.created_at.isoformat() if v.created_at else None}
+    return {
+        "version": v.version,
+        "note": v.note,
+        "documents": v.documents,
+        "chunks": v.chunks,
+        "created_at": v.created_at.isoformat() if v.created_at else None,
+    }
 
 
 class CreateKb(BaseModel):
@@ -189,14 +194,18 @@ def _sources(request: Request, body: AddDocuments) -> list[Any]:
     sources = []
     for i, d in enumerate(body.documents):
         if (d.text is None) == (d.content_base64 is None):
-            raise PlinthError(ErrorCode.INVALID_REQUEST, f"documents[{i}]: give exactly one of 'text' or 'content_base64'", param=f"documents.{i}")
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST, f"documents[{i}]: give exactly one of 'text' or 'content_base64'", param=f"documents.{i}"
+            )
         if d.text is not None:
             data = d.text.encode("utf-8")
         else:
             try:
                 data = base64.b64decode(d.content_base64 or "", validate=True)
             except (binascii.Error, ValueError):
-                raise PlinthError(ErrorCode.INVALID_REQUEST, f"documents[{i}].content_base64 is not valid base64", param=f"documents.{i}.content_base64") from None
+                raise PlinthError(
+                    ErrorCode.INVALID_REQUEST, f"documents[{i}].content_base64 is not valid base64", param=f"documents.{i}.content_base64"
+                ) from None
         sources.append(bytes_source(d.name, data, max_bytes, d.media_type, body.metadata | d.metadata))
     paths = [_allowed(request, p) for p in body.paths]
     for src in collect_paths(paths, max_bytes):

@@ -73,9 +73,7 @@ async def import_model(body: ImportModel, request: Request) -> dict[str, Any]:
     else:
         path = _allowed_path(request, body.path or "")
         loop = asyncio.get_running_loop()
-        record = await loop.run_in_executor(
-            None, lambda: s.catalog.add(path, name=body.name, runtime=body.runtime, license=body.license)
-        )
+        record = await loop.run_in_executor(None, lambda: s.catalog.add(path, name=body.name, runtime=body.runtime, license=body.license))
     return _view(request, record)
 
 
@@ -117,8 +115,7 @@ def list_adapters(name: str, request: Request) -> dict[str, Any]:
     loaded = _loaded_adapters(request, base.name)
     return {
         "adapters": [
-            {**a.public_dict(), "loaded": bool({a.digest, a.gguf_digest} & set(loaded))}
-            for a in s.catalog.list_adapters(base.name)
+            {**a.public_dict(), "loaded": bool({a.digest, a.gguf_digest} & set(loaded))} for a in s.catalog.list_adapters(base.name)
         ]
     }
 

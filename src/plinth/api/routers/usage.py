@@ -36,8 +36,14 @@ def usage(
     model: str | None = None,
 ) -> dict[str, Any]:
     return _svc(request).summary(
-        group_by=[g for g in group_by.split(",")], since=since, until=until, bucket=bucket, key=key,
-        deployment=deployment, revision=revision, model=model,
+        group_by=[g for g in group_by.split(",")],
+        since=since,
+        until=until,
+        bucket=bucket,
+        key=key,
+        deployment=deployment,
+        revision=revision,
+        model=model,
     )
 
 

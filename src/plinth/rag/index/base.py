@@ -34,14 +34,10 @@ class KnowledgeIndex(abc.ABC):
         """Bring the index up to the store's state of ``kb`` (cheap when nothing changed)."""
 
     @abc.abstractmethod
-    def vector_search(
-        self, kb: KnowledgeBase, version: int, query: np.ndarray, k: int, documents: set[int] | None = None
-    ) -> list[Hit]: ...
+    def vector_search(self, kb: KnowledgeBase, version: int, query: np.ndarray, k: int, documents: set[int] | None = None) -> list[Hit]: ...
 
     @abc.abstractmethod
-    def keyword_search(
-        self, kb: KnowledgeBase, version: int, query: str, k: int, documents: set[int] | None = None
-    ) -> list[Hit]: ...
+    def keyword_search(self, kb: KnowledgeBase, version: int, query: str, k: int, documents: set[int] | None = None) -> list[Hit]: ...
 
     def forget(self, kb_id: int) -> None:
         """The knowledge base is gone: drop what the index holds for it."""

@@ -95,9 +95,7 @@ class EmbeddedIndex(KnowledgeIndex):
         if st.fts is not None:
             st.fts.close()
         st.fts = sqlite3.connect(":memory:", check_same_thread=False)
-        st.fts.execute(
-            "CREATE VIRTUAL TABLE fts USING fts5(heading, body, tokenize='porter unicode61')"
-        )
+        st.fts.execute("CREATE VIRTUAL TABLE fts USING fts5(heading, body, tokenize='porter unicode61')")
         st.last_id = 0
         st.ids = np.zeros(0, dtype=np.int64)
         st.docs = np.zeros(0, dtype=np.int64)
@@ -121,9 +119,7 @@ class EmbeddedIndex(KnowledgeIndex):
                 np.fromiter((NEVER if r.removed_version is None else r.removed_version for r in rows), dtype=np.int32, count=len(rows))
             )
             vecs.append(np.frombuffer(b"".join(r.embedding for r in rows), dtype="<f4").reshape(len(rows), st.dim))
-            st.fts.executemany(
-                "INSERT INTO fts(rowid, heading, body) VALUES (?, ?, ?)", [(r.id, r.heading, r.text) for r in rows]
-            )
+            st.fts.executemany("INSERT INTO fts(rowid, heading, body) VALUES (?, ?, ?)", [(r.id, r.heading, r.text) for r in rows])
             st.last_id = rows[-1].id
         st.fts.commit()
         if len(ids) > 1:
@@ -152,9 +148,7 @@ class EmbeddedIndex(KnowledgeIndex):
             mask &= np.isin(st.docs, np.fromiter(documents, dtype=np.int64, count=len(documents)))
         return mask
 
-    def vector_search(
-        self, kb: KnowledgeBase, version: int, query: np.ndarray, k: int, documents: set[int] | None = None
-    ) -> list[Hit]:
+    def vector_search(self, kb: KnowledgeBase, version: int, query: np.ndarray, k: int, documents: set[int] | None = None) -> list[Hit]:
         self.sync(kb)
         st = self._state(kb)
         with st.lock:
@@ -171,9 +165,7 @@ class EmbeddedIndex(KnowledgeIndex):
         top = top[np.argsort(-scores[top], kind="stable")]
         return [Hit(int(ids[i]), float(scores[i])) for i in top]
 
-    def keyword_search(
-        self, kb: KnowledgeBase, version: int, query: str, k: int, documents: set[int] | None = None
-    ) -> list[Hit]:
+    def keyword_search(self, kb: KnowledgeBase, version: int, query: str, k: int, documents: set[int] | None = None) -> list[Hit]:
         terms = [t.replace("$", "").replace("%", "") for t in query_terms(query)]
         terms = [t for t in terms if t]
         if not terms:
@@ -205,9 +197,7 @@ class EmbeddedIndex(KnowledgeIndex):
                     return hits
                 limit *= 4
 
-    def _visible_hits(
-        self, st: _KbIndex, rows: list[tuple[int, float]], version: int, documents: set[int] | None, k: int
-    ) -> list[Hit]:
+    def _visible_hits(self, st: _KbIndex, rows: list[tuple[int, float]], version: int, documents: set[int] | None, k: int) -> list[Hit]:
         if not rows:
             return []
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

@@ -89,7 +89,9 @@ class PostgresIndex(KnowledgeIndex):
         table = self._table(kb.dim)
         with self._lock:
             with self.engine.connect() as conn:
-                last = int(conn.execute(text(f"SELECT coalesce(max(chunk_id), 0) FROM {table} WHERE kb_id = :kb"), {"kb": kb.id}).scalar() or 0)
+                last = int(
+                    conn.execute(text(f"SELECT coalesce(max(chunk_id), 0) FROM {table} WHERE kb_id = :kb"), {"kb": kb.id}).scalar() or 0
+                )
             while True:
                 rows = self.store.chunks_for_index(kb.id, last, _BATCH)
                 if not rows:
@@ -97,7 +99,10 @@ class PostgresIndex(KnowledgeIndex):
                 dim = kb.dim
                 params = [
                     {
-                        "c": r.id, "kb": kb.id, "d": r.document_id, "a": r.added_version,
+                        "c": r.id,
+                        "kb": kb.id,
+                        "d": r.document_id,
+                        "a": r.added_version,
                         "r": NEVER if r.removed_version is None else r.removed_version,
                         "e": _vec(np.frombuffer(r.embedding, dtype="<f4", count=dim)),
                     }
@@ -126,9 +131,7 @@ class PostgresIndex(KnowledgeIndex):
     def forget(self, kb_id: int) -> None:
         self._synced.pop(kb_id, None)  # rows went with their chunks (ON DELETE CASCADE)
 
-    def vector_search(
-        self, kb: KnowledgeBase, version: int, query: np.ndarray, k: int, documents: set[int] | None = None
-    ) -> list[Hit]:
+    def vector_search(self, kb: KnowledgeBase, version: int, query: np.ndarray, k: int, documents: set[int] | None = None) -> list[Hit]:
         self.sync(kb)
         table = self._table(kb.dim)
         where = "kb_id = :kb AND added_version <= :v AND removed_version > :v"
@@ -151,18 +154,13 @@ class PostgresIndex(KnowledgeIndex):
         hits = [Hit(int(r[0]), float(r[1])) for r in rows]
         return sorted(hits, key=lambda h: -h.score)  # relaxed order: re-sort exactly
 
-    def keyword_search(
-        self, kb: KnowledgeBase, version: int, query: str, k: int, documents: set[int] | None = None
-    ) -> list[Hit]:
+    def keyword_search(self, kb: KnowledgeBase, version: int, query: str, k: int, documents: set[int] | None = None) -> list[Hit]:
         terms = [re.sub(r"[^\w]", "", t) for t in query_terms(query)]
         terms = [t for t in terms if t]
         if not terms:
             return []
         terms = prune_common_terms(terms, *self._frequencies(kb, terms))
-        where = (
-            "c.kb_id = :kb AND c.tsv @@ q AND c.added_version <= :v "
-            "AND (c.removed_version IS NULL OR c.removed_version > :v)"
-        )
+        where = "c.kb_id = :kb AND c.tsv @@ q AND c.added_version <= :v AND (c.removed_version IS NULL OR c.removed_version > :v)"
         params: dict[str, Any] = {"kb": kb.id, "v": version, "q": " | ".join(terms), "k": k}
         if documents is not None:
             if not documents:

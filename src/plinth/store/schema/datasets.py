@@ -30,9 +30,7 @@ class DatasetVersionRow(Base):
     __tablename__ = "dataset_versions"
     __table_args__ = (Index("ix_dataset_versions_digest", "digest"),)
 
-    dataset: Mapped[str] = mapped_column(
-        String(128), ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True
-    )
+    dataset: Mapped[str] = mapped_column(String(128), ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     format: Mapped[str] = mapped_column(String(32))
     digest: Mapped[str] = mapped_column(String(71))

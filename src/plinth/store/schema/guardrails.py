@@ -36,9 +36,7 @@ class GuardrailPolicyVersionRow(Base):
 
     __tablename__ = "guardrail_policy_versions"
 
-    policy: Mapped[str] = mapped_column(
-        String(100), ForeignKey("guardrail_policies.name", ondelete="CASCADE"), primary_key=True
-    )
+    policy: Mapped[str] = mapped_column(String(100), ForeignKey("guardrail_policies.name", ondelete="CASCADE"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     digest: Mapped[str] = mapped_column(String(80))

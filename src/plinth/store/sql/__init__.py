@@ -53,7 +53,9 @@ __all__ = [
 ]
 
 
-class SqlStore(CatalogSql, ServingSql, KnowledgeSql, JobsSql, DatasetsSql, GuardrailsSql, TrackingSql, DeploymentsSql, AuthSql, MetadataStore):
+class SqlStore(
+    CatalogSql, ServingSql, KnowledgeSql, JobsSql, DatasetsSql, GuardrailsSql, TrackingSql, DeploymentsSql, AuthSql, MetadataStore
+):
     """The metadata store on SQLite or Postgres: every area mixin plus the lifecycle."""
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -77,4 +79,3 @@ class SqlStore(CatalogSql, ServingSql, KnowledgeSql, JobsSql, DatasetsSql, Guard
 
     def close(self) -> None:
         self._engine.dispose()
-

@@ -130,13 +130,19 @@ class AuthSql(SqlBase):
             if requests and limits.requests_per_minute is not None and used_r + requests > limits.requests_per_minute:
                 raise _limited(
                     f"the API key's limit of {limits.requests_per_minute} requests per minute is reached",
-                    "requests_per_minute", m_end - now, limits.requests_per_minute, used_r,
+                    "requests_per_minute",
+                    m_end - now,
+                    limits.requests_per_minute,
+                    used_r,
                 )
             if tokens and limits.tokens_per_minute is not None and used_t + tokens > limits.tokens_per_minute:
                 raise _limited(
                     f"this request reserves {tokens} tokens (prompt + max_tokens) and the API key has "
                     f"{max(0, limits.tokens_per_minute - used_t)} of its {limits.tokens_per_minute} tokens per minute left",
-                    "tokens_per_minute", m_end - now, limits.tokens_per_minute, used_t,
+                    "tokens_per_minute",
+                    m_end - now,
+                    limits.tokens_per_minute,
+                    used_t,
                 )
             if limits.budget_tokens is not None and b_end is not None:
                 spent = budget.tokens if budget is not None else 0
@@ -144,7 +150,10 @@ class AuthSql(SqlBase):
                     raise _limited(
                         f"the API key's token budget of {limits.budget_tokens} per {limits.budget_period.value} has "
                         f"{max(0, limits.budget_tokens - spent)} left and this request reserves {tokens} (prompt + max_tokens)",
-                        "budget", b_end - now, limits.budget_tokens, spent,
+                        "budget",
+                        b_end - now,
+                        limits.budget_tokens,
+                        spent,
                     )
             if minute is None:
                 s.execute(

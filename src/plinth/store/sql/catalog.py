@@ -37,16 +37,12 @@ class CatalogSql(SqlBase):
                 stored = _record_from_row(row)
         except DataError as e:  # Postgres: a value too long for its column, out of range...
             reason = str(e.orig).strip().splitlines()[0]
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST, f"model {record.name!r} cannot be stored: {reason}"
-            ) from None
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"model {record.name!r} cannot be stored: {reason}") from None
         except IntegrityError as e:
             if not is_unique_violation(e):
                 raise
             if "pk_models" in str(e.orig) or "models.id" in str(e.orig):
-                raise PlinthError(
-                    ErrorCode.ALREADY_EXISTS, f"model id {row.id!r} already exists", details={"id": row.id}
-                ) from None
+                raise PlinthError(ErrorCode.ALREADY_EXISTS, f"model id {row.id!r} already exists", details={"id": row.id}) from None
             raise PlinthError(
                 ErrorCode.ALREADY_EXISTS,
                 f"model {record.name!r} already exists",
@@ -107,18 +103,14 @@ class CatalogSql(SqlBase):
                 s.refresh(row)
                 stored = _adapter_record_from_row(row)
         except DataError as e:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST, f"adapter {record.model_id} cannot be stored: {db_reason(e)}"
-            ) from None
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"adapter {record.model_id} cannot be stored: {db_reason(e)}") from None
         except IntegrityError as e:
             if is_foreign_key_violation(e):
                 raise _model_not_found(record.base_model) from None
             if not is_unique_violation(e):
                 raise
             if "pk_adapters" in str(e.orig) or "adapters.id" in str(e.orig):
-                raise PlinthError(
-                    ErrorCode.ALREADY_EXISTS, f"adapter id {row.id!r} already exists", details={"id": row.id}
-                ) from None
+                raise PlinthError(ErrorCode.ALREADY_EXISTS, f"adapter id {row.id!r} already exists", details={"id": row.id}) from None
             raise PlinthError(
                 ErrorCode.ALREADY_EXISTS,
                 f"adapter {record.model_id} already exists",
@@ -156,11 +148,7 @@ class CatalogSql(SqlBase):
         return record
 
     def count_adapters_with_digest(self, digest: str) -> int:
-        query = (
-            select(func.count())
-            .select_from(AdapterRow)
-            .where(or_(AdapterRow.digest == digest, AdapterRow.gguf_digest == digest))
-        )
+        query = select(func.count()).select_from(AdapterRow).where(or_(AdapterRow.digest == digest, AdapterRow.gguf_digest == digest))
         with self._session() as s:
             return s.scalar(query) or 0
 
@@ -182,12 +170,8 @@ class CatalogSql(SqlBase):
         return record
 
 
-
-
 def _model_not_found(name: str) -> PlinthError:
-    return PlinthError(
-        ErrorCode.MODEL_NOT_FOUND, f"model {name!r} does not exist", details={"kind": "model", "name": name}
-    )
+    return PlinthError(ErrorCode.MODEL_NOT_FOUND, f"model {name!r} does not exist", details={"kind": "model", "name": name})
 
 
 def _row_from_record(record: ModelRecord) -> ModelRow:
@@ -260,8 +244,7 @@ def _adapter_row_from_record(record: AdapterRecord) -> AdapterRow:
     except ValueError:
         raise PlinthError(
             ErrorCode.INVALID_REQUEST,
-            f"adapter {model_id} has unknown format {record.format!r}; "
-            f"use {', '.join(f.value for f in AdapterFormat)}",
+            f"adapter {model_id} has unknown format {record.format!r}; use {', '.join(f.value for f in AdapterFormat)}",
             param="format",
         ) from None
     modules = record.target_modules
@@ -314,5 +297,3 @@ def _adapter_record_from_row(row: AdapterRow) -> AdapterRecord:
         parameters=dict(row.parameters or {}),
         created_at=row.created_at,
     )
-
-

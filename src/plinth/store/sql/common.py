@@ -39,9 +39,7 @@ class SqlBase:
     ) -> None:
         self.url = url
         self.display_url = mask_url(url)
-        self._engine = create_store_engine(
-            url, busy_timeout_ms=busy_timeout_ms, connect_timeout_s=connect_timeout_s, echo=echo
-        )
+        self._engine = create_store_engine(url, busy_timeout_ms=busy_timeout_ms, connect_timeout_s=connect_timeout_s, echo=echo)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     def __repr__(self) -> str:

@@ -25,9 +25,7 @@ class DatasetsSql(SqlBase):
                 if not is_unique_violation(e) or attempt == 2:
                     raise
             except DataError as e:
-                raise PlinthError(
-                    ErrorCode.INVALID_REQUEST, f"dataset {version.dataset!r} cannot be stored: {db_reason(e)}"
-                ) from None
+                raise PlinthError(ErrorCode.INVALID_REQUEST, f"dataset {version.dataset!r} cannot be stored: {db_reason(e)}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _add_version(self, version: DatasetVersion, description: str | None) -> tuple[DatasetVersion, bool]:
@@ -35,9 +33,7 @@ class DatasetsSql(SqlBase):
         with self._session(write=True) as s:
             ds = s.get(DatasetRow, version.dataset, with_for_update=True)
             if ds is None:
-                ds = DatasetRow(
-                    name=version.dataset, description=description or "", latest_version=0, created_at=now, updated_at=now
-                )
+                ds = DatasetRow(name=version.dataset, description=description or "", latest_version=0, created_at=now, updated_at=now)
                 s.add(ds)
                 s.flush()
             else:
@@ -101,9 +97,7 @@ class DatasetsSql(SqlBase):
         with self._session() as s:
             if s.get(DatasetRow, name) is None:
                 raise not_found("dataset", name)
-            rows = s.scalars(
-                select(DatasetVersionRow).where(DatasetVersionRow.dataset == name).order_by(DatasetVersionRow.version)
-            )
+            rows = s.scalars(select(DatasetVersionRow).where(DatasetVersionRow.dataset == name).order_by(DatasetVersionRow.version))
             return [_version(r) for r in rows]
 
     def delete_dataset(self, name: str) -> list[DatasetVersion]:

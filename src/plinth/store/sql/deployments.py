@@ -84,9 +84,7 @@ class DeploymentsSql(SqlBase):
                 return _deployment(row)
         except IntegrityError as e:
             if is_unique_violation(e):
-                raise PlinthError(
-                    ErrorCode.ALREADY_EXISTS, f"deployment {deployment.name!r} already exists", param="name"
-                ) from None
+                raise PlinthError(ErrorCode.ALREADY_EXISTS, f"deployment {deployment.name!r} already exists", param="name") from None
             raise
         except DataError as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"deployment {deployment.name!r} cannot be stored: {db_reason(e)}") from None

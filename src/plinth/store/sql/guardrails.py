@@ -52,16 +52,12 @@ class GuardrailsSql(SqlBase):
                 # two writers created the same policy (or version) at once: the loser retries
                 # and sees the winner's row
                 if not is_unique_violation(e) or attempt == 2:
-                    raise PlinthError(
-                        ErrorCode.CONFLICT, f"policy {name!r} was changed concurrently; try again", retry_after=1.0
-                    ) from None
+                    raise PlinthError(ErrorCode.CONFLICT, f"policy {name!r} was changed concurrently; try again", retry_after=1.0) from None
             except DataError as e:
                 raise PlinthError(ErrorCode.INVALID_REQUEST, f"policy {name!r} cannot be stored: {db_reason(e)}") from None
         raise AssertionError("unreachable")
 
-    def _put_policy(
-        self, name: str, spec: dict[str, Any], digest: str, description: str, builtin: bool
-    ) -> tuple[PolicyVersion, bool]:
+    def _put_policy(self, name: str, spec: dict[str, Any], digest: str, description: str, builtin: bool) -> tuple[PolicyVersion, bool]:
         now = datetime.now(UTC)
         with self._session(write=True) as s:
             head = s.get(GuardrailPolicyRow, name, with_for_update=True)
@@ -82,9 +78,7 @@ class GuardrailsSql(SqlBase):
                     )
                 )
                 s.flush()
-            row = GuardrailPolicyVersionRow(
-                policy=name, version=version, spec=spec, digest=digest, description=description, created_at=now
-            )
+            row = GuardrailPolicyVersionRow(policy=name, version=version, spec=spec, digest=digest, description=description, created_at=now)
             s.add(row)
             s.flush()
             return _version(row), True
@@ -160,9 +154,7 @@ def _summary(r: GuardrailPolicyRow) -> PolicySummary:
 
 
 def _version(r: GuardrailPolicyVersionRow) -> PolicyVersion:
-    return PolicyVersion(
-        name=r.policy, version=r.version, spec=r.spec, digest=r.digest, description=r.description, created_at=r.created_at
-    )
+    return PolicyVersion(name=r.policy, version=r.version, spec=r.spec, digest=r.digest, description=r.description, created_at=r.created_at)
 
 
 def _event(r: GuardrailEventRow) -> GuardrailEvent:

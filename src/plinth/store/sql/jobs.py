@@ -192,9 +192,7 @@ class JobsSql(SqlBase):
             row = s.get(QueueRow, name, with_for_update=True)
             if row is None:
                 raise not_found("queue", name)
-            active = s.scalar(
-                select(func.count()).select_from(JobRow).where(JobRow.queue == name, JobRow.state.in_(_ACTIVE))
-            )
+            active = s.scalar(select(func.count()).select_from(JobRow).where(JobRow.queue == name, JobRow.state.in_(_ACTIVE)))
             if active:
                 raise PlinthError(
                     ErrorCode.CONFLICT,
@@ -266,9 +264,7 @@ class JobsSql(SqlBase):
                     existing = s.scalar(select(JobRow).where(JobRow.idempotency_key == job.idempotency_key))
                     if existing is not None:
                         return _job(existing), False
-                queue = s.scalar(
-                    select(QueueRow).where(QueueRow.name == job.queue).with_for_update(read=True, key_share=True)
-                )
+                queue = s.scalar(select(QueueRow).where(QueueRow.name == job.queue).with_for_update(read=True, key_share=True))
                 if queue is None:
                     raise not_found("queue", job.queue)
                 _check_fits_queue(job.resources, _queue(queue))
@@ -416,9 +412,7 @@ class JobsSql(SqlBase):
             row = s.get(JobRow, job_id)
             return None if row is None else _control(row)
 
-    def report_job(
-        self, job_id: str, attempt: int, *, progress: JobProgress | None = None, logs: Sequence[str] = ()
-    ) -> JobControl | None:
+    def report_job(self, job_id: str, attempt: int, *, progress: JobProgress | None = None, logs: Sequence[str] = ()) -> JobControl | None:
         with self._session(write=True) as s:
             row = s.get(JobRow, job_id, with_for_update=True)
             if row is None:
@@ -456,9 +450,7 @@ class JobsSql(SqlBase):
             s.flush()
             return _job(row)
 
-    def requeue_job(
-        self, job_id: str, attempt: int, reason: JobReason, *, message: str | None = None, restart: bool = False
-    ) -> Job | None:
+    def requeue_job(self, job_id: str, attempt: int, reason: JobReason, *, message: str | None = None, restart: bool = False) -> Job | None:
         with self._session(write=True) as s:
             row = self._current(s, job_id, attempt)
             if row is None:
@@ -514,9 +506,7 @@ class JobsSql(SqlBase):
         with self._session(write=True) as s:
             s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(heartbeat_at=now))
             rows = s.scalars(
-                select(JobRow)
-                .where(JobRow.worker_id == worker_id, JobRow.state == JobState.RUNNING.value)
-                .with_for_update()
+                select(JobRow).where(JobRow.worker_id == worker_id, JobRow.state == JobState.RUNNING.value).with_for_update()
             ).all()
             for row in rows:
                 row.lease_expires_at = lease_until
@@ -602,14 +592,8 @@ class JobsSql(SqlBase):
         cond = JobRow.lease_expires_at < now
         if dead_workers:
             cond = cond | JobRow.worker_id.in_(list(dead_workers))
-            s.execute(
-                update(WorkerRow)
-                .where(WorkerRow.id.in_(list(dead_workers)), WorkerRow.stopped_at.is_(None))
-                .values(stopped_at=now)
-            )
-        rows = s.scalars(
-            select(JobRow).where(JobRow.state == JobState.RUNNING.value, cond).with_for_update(skip_locked=True)
-        ).all()
+            s.execute(update(WorkerRow).where(WorkerRow.id.in_(list(dead_workers)), WorkerRow.stopped_at.is_(None)).values(stopped_at=now))
+        rows = s.scalars(select(JobRow).where(JobRow.state == JobState.RUNNING.value, cond).with_for_update(skip_locked=True)).all()
         for row in rows:
             who = f"worker {row.worker_id}"
             if row.stop_request == StopRequest.CANCEL.value:
@@ -792,9 +776,7 @@ def _control(row: JobRow) -> JobControl:
 
 
 def _log_line(row: JobLogRow) -> JobLogLine:
-    return JobLogLine(
-        seq=row.seq, job_id=row.job_id, attempt=row.attempt, stream=row.stream, line=row.line, created_at=row.created_at
-    )
+    return JobLogLine(seq=row.seq, job_id=row.job_id, attempt=row.attempt, stream=row.stream, line=row.line, created_at=row.created_at)
 
 
 def _priority_class(row: PriorityClassRow) -> PriorityClass:

@@ -52,9 +52,7 @@ class KnowledgeSql(SqlBase):
                 return _kb(row)
         except IntegrityError as e:
             if is_unique_violation(e):
-                raise PlinthError(
-                    ErrorCode.ALREADY_EXISTS, f"knowledge base {kb.name!r} already exists", param="name"
-                ) from None
+                raise PlinthError(ErrorCode.ALREADY_EXISTS, f"knowledge base {kb.name!r} already exists", param="name") from None
             raise
         except DataError as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"knowledge base cannot be stored: {db_reason(e)}") from None
@@ -94,18 +92,14 @@ class KnowledgeSql(SqlBase):
     def list_documents(self, kb_id: int, version: int, *, with_text: bool = False) -> list[Document]:
         with self._session() as s:
             rows = s.scalars(
-                select(KbDocumentRow)
-                .where(KbDocumentRow.kb_id == kb_id, _visible(KbDocumentRow, version))
-                .order_by(KbDocumentRow.name)
+                select(KbDocumentRow).where(KbDocumentRow.kb_id == kb_id, _visible(KbDocumentRow, version)).order_by(KbDocumentRow.name)
             )
             return [_document(r, with_text=with_text) for r in rows]
 
     def get_document(self, kb_id: int, name: str, version: int) -> Document | None:
         with self._session() as s:
             row = s.scalars(
-                select(KbDocumentRow).where(
-                    KbDocumentRow.kb_id == kb_id, KbDocumentRow.name == name, _visible(KbDocumentRow, version)
-                )
+                select(KbDocumentRow).where(KbDocumentRow.kb_id == kb_id, KbDocumentRow.name == name, _visible(KbDocumentRow, version))
             ).one_or_none()
             return None if row is None else _document(row, with_text=True)
 
@@ -115,17 +109,12 @@ class KnowledgeSql(SqlBase):
         pg = self.dialect_name == "postgresql"
         try:
             with self._session(write=True) as s:
-                kb = s.scalars(
-                    select(KnowledgeBaseRow).where(KnowledgeBaseRow.name == kb_name).with_for_update()
-                ).one_or_none()
+                kb = s.scalars(select(KnowledgeBaseRow).where(KnowledgeBaseRow.name == kb_name).with_for_update()).one_or_none()
                 if kb is None:
                     raise not_found("knowledge base", kb_name)
                 cur, new = kb.current_version, kb.current_version + 1
                 visible = {
-                    r.name: r
-                    for r in s.scalars(
-                        select(KbDocumentRow).where(KbDocumentRow.kb_id == kb.id, _visible(KbDocumentRow, cur))
-                    )
+                    r.name: r for r in s.scalars(select(KbDocumentRow).where(KbDocumentRow.kb_id == kb.id, _visible(KbDocumentRow, cur)))
                 }
 
                 def close(doc: KbDocumentRow) -> None:
@@ -200,12 +189,7 @@ class KnowledgeSql(SqlBase):
                     return result
                 n_docs = len(visible)
                 n_chunks = int(
-                    s.scalar(
-                        select(func.count()).select_from(KbChunkRow).where(
-                            KbChunkRow.kb_id == kb.id, _visible(KbChunkRow, new)
-                        )
-                    )
-                    or 0
+                    s.scalar(select(func.count()).select_from(KbChunkRow).where(KbChunkRow.kb_id == kb.id, _visible(KbChunkRow, new))) or 0
                 )
                 s.add(KbVersionRow(kb_id=kb.id, version=new, note=note, documents=n_docs, chunks=n_chunks, created_at=now))
                 kb.current_version = new
@@ -241,9 +225,22 @@ class KnowledgeSql(SqlBase):
         with self._session() as s:
             rows = s.execute(
                 select(
-                    c.id, c.document_id, c.ordinal, c.text, c.heading, c.start_offset, c.end_offset, c.n_tokens,
-                    c.embedding, c.added_version, c.removed_version,
-                    d.name, d.sha256, d.media_type, d.size_bytes, d.doc_metadata,
+                    c.id,
+                    c.document_id,
+                    c.ordinal,
+                    c.text,
+                    c.heading,
+                    c.start_offset,
+                    c.end_offset,
+                    c.n_tokens,
+                    c.embedding,
+                    c.added_version,
+                    c.removed_version,
+                    d.name,
+                    d.sha256,
+                    d.media_type,
+                    d.size_bytes,
+                    d.doc_metadata,
                 )
                 .join(d, d.id == c.document_id)
                 .where(c.kb_id == kb_id, c.id.in_(ids), _visible(c, version))
@@ -251,13 +248,26 @@ class KnowledgeSql(SqlBase):
             out: dict[int, tuple[Chunk, Document]] = {}
             for r in rows:
                 chunk = Chunk(
-                    ordinal=r.ordinal, text=r.text, heading=r.heading, start=r.start_offset, end=r.end_offset,
-                    n_tokens=r.n_tokens, id=r.id, document_id=r.document_id, embedding=r.embedding,
-                    added_version=r.added_version, removed_version=r.removed_version,
+                    ordinal=r.ordinal,
+                    text=r.text,
+                    heading=r.heading,
+                    start=r.start_offset,
+                    end=r.end_offset,
+                    n_tokens=r.n_tokens,
+                    id=r.id,
+                    document_id=r.document_id,
+                    embedding=r.embedding,
+                    added_version=r.added_version,
+                    removed_version=r.removed_version,
                 )
                 doc = Document(
-                    name=r.name, sha256=r.sha256, media_type=r.media_type, size_bytes=r.size_bytes, text="",
-                    metadata=dict(r.doc_metadata or {}), id=r.document_id,
+                    name=r.name,
+                    sha256=r.sha256,
+                    media_type=r.media_type,
+                    size_bytes=r.size_bytes,
+                    text="",
+                    metadata=dict(r.doc_metadata or {}),
+                    id=r.document_id,
                 )
                 out[int(r.id)] = (chunk, doc)
             return out
@@ -273,13 +283,9 @@ class KnowledgeSql(SqlBase):
             if oldest <= kb.oldest_version:
                 return 0, 0
             # Rows closed at or before the oldest kept version are seen by no kept version.
-            gone = s.execute(
-                delete(KbChunkRow).where(KbChunkRow.kb_id == kb.id, KbChunkRow.removed_version <= oldest)
-            ).rowcount
+            gone = s.execute(delete(KbChunkRow).where(KbChunkRow.kb_id == kb.id, KbChunkRow.removed_version <= oldest)).rowcount
             s.execute(delete(KbDocumentRow).where(KbDocumentRow.kb_id == kb.id, KbDocumentRow.removed_version <= oldest))
-            versions = s.execute(
-                delete(KbVersionRow).where(KbVersionRow.kb_id == kb.id, KbVersionRow.version < oldest)
-            ).rowcount
+            versions = s.execute(delete(KbVersionRow).where(KbVersionRow.kb_id == kb.id, KbVersionRow.version < oldest)).rowcount
             kb.oldest_version = oldest
             kb.seq = kb.seq + 1
             kb.rebuild_seq = kb.rebuild_seq + 1
@@ -307,16 +313,31 @@ class KnowledgeSql(SqlBase):
             if row is None:
                 return None
             return CitationRecord(
-                response_id=row.response_id, knowledge_base=row.knowledge_base, version=row.version, model=row.model,
-                query=row.query, citations=list(row.citations or []), created_at=row.created_at,
+                response_id=row.response_id,
+                knowledge_base=row.knowledge_base,
+                version=row.version,
+                model=row.model,
+                query=row.query,
+                citations=list(row.citations or []),
+                created_at=row.created_at,
             )
 
 
 def _kb(r: KnowledgeBaseRow) -> KnowledgeBase:
     return KnowledgeBase(
-        id=r.id, name=r.name, description=r.description, embedder=r.embedder, embedding_model=r.embedding_model,
-        dim=r.dim, chunk_tokens=r.chunk_tokens, overlap_tokens=r.overlap_tokens, current_version=r.current_version,
-        oldest_version=r.oldest_version, seq=r.seq, rebuild_seq=r.rebuild_seq, created_at=r.created_at,
+        id=r.id,
+        name=r.name,
+        description=r.description,
+        embedder=r.embedder,
+        embedding_model=r.embedding_model,
+        dim=r.dim,
+        chunk_tokens=r.chunk_tokens,
+        overlap_tokens=r.overlap_tokens,
+        current_version=r.current_version,
+        oldest_version=r.oldest_version,
+        seq=r.seq,
+        rebuild_seq=r.rebuild_seq,
+        created_at=r.created_at,
         updated_at=r.updated_at,
     )
 
@@ -327,7 +348,15 @@ def _version(r: KbVersionRow) -> KbVersion:
 
 def _document(r: KbDocumentRow, *, with_text: bool) -> Document:
     return Document(
-        id=r.id, name=r.name, sha256=r.sha256, media_type=r.media_type, size_bytes=r.size_bytes,
-        text=r.text if with_text else "", metadata=dict(r.doc_metadata or {}), added_version=r.added_version,
-        removed_version=r.removed_version, chunk_count=r.chunk_count, created_at=r.created_at,
+        id=r.id,
+        name=r.name,
+        sha256=r.sha256,
+        media_type=r.media_type,
+        size_bytes=r.size_bytes,
+        text=r.text if with_text else "",
+        metadata=dict(r.doc_metadata or {}),
+        added_version=r.added_version,
+        removed_version=r.removed_version,
+        chunk_count=r.chunk_count,
+        created_at=r.created_at,
     )

@@ -40,9 +40,7 @@ class ServingSql(SqlBase):
                 s.flush()
                 return _attachments(row)
         except DataError as e:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST, f"attachments of {model_id!r} cannot be stored: {db_reason(e)}"
-            ) from None
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"attachments of {model_id!r} cannot be stored: {db_reason(e)}") from None
 
     def delete_attachments(self, model_id: str, *, with_adapters: bool = False) -> int:
         cond = AttachmentRow.model_id == model_id

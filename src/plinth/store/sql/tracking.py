@@ -153,9 +153,7 @@ class TrackingSql(SqlBase):
                         RunMetricRow.run_id == run_id, tuple_(RunMetricRow.key, RunMetricRow.step).in_(pairs[i : i + 500])
                     )
                 )
-            s.add_all(
-                RunMetricRow(run_id=run_id, key=k, step=st, value=float(p.value), at=p.at or now) for (k, st), p in latest.items()
-            )
+            s.add_all(RunMetricRow(run_id=run_id, key=k, step=st, value=float(p.value), at=p.at or now) for (k, st), p in latest.items())
 
     def get_metrics(self, run_id: str, keys: list[str] | None = None) -> dict[str, list[MetricPoint]]:
         q = select(RunMetricRow).where(RunMetricRow.run_id == run_id)
@@ -174,9 +172,7 @@ class TrackingSql(SqlBase):
         with self._session(write=True) as s:
             if s.get(RunRow, artifact.run_id) is None:
                 raise not_found("run", artifact.run_id)
-            row = s.scalar(
-                select(RunArtifactRow).where(RunArtifactRow.run_id == artifact.run_id, RunArtifactRow.name == artifact.name)
-            )
+            row = s.scalar(select(RunArtifactRow).where(RunArtifactRow.run_id == artifact.run_id, RunArtifactRow.name == artifact.name))
             if row is None:
                 row = RunArtifactRow(run_id=artifact.run_id, name=artifact.name, created_at=now)
                 s.add(row)
@@ -203,7 +199,9 @@ class TrackingSql(SqlBase):
         except IntegrityError as e:
             if is_unique_violation(e):
                 raise PlinthError(
-                    ErrorCode.ALREADY_EXISTS, f"registered model {name!r} already exists", details={"kind": "registered_model", "name": name}
+                    ErrorCode.ALREADY_EXISTS,
+                    f"registered model {name!r} already exists",
+                    details={"kind": "registered_model", "name": name},
                 ) from None
             raise
         except DataError as e:

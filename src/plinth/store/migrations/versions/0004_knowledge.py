@@ -86,7 +86,9 @@ def upgrade() -> None:
         sa.Column("tsv", TsVector, nullable=True),
         sa.Column("added_version", sa.Integer(), nullable=False),
         sa.Column("removed_version", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(["document_id"], ["kb_documents.id"], name=op.f("fk_kb_chunks_document_id_kb_documents"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["document_id"], ["kb_documents.id"], name=op.f("fk_kb_chunks_document_id_kb_documents"), ondelete="CASCADE"
+        ),
         sa.ForeignKeyConstraint(["kb_id"], ["knowledge_bases.id"], name=op.f("fk_kb_chunks_kb_id_knowledge_bases"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_kb_chunks")),
     )

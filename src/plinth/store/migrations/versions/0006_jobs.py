@@ -79,9 +79,7 @@ def upgrade() -> None:
         sa.Column("started_at", _TS, nullable=True),
         sa.Column("finished_at", _TS, nullable=True),
         sa.Column("updated_at", _TS, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["queue"], ["job_queues.name"], name=op.f("fk_jobs_queue_job_queues"), ondelete="RESTRICT"
-        ),
+        sa.ForeignKeyConstraint(["queue"], ["job_queues.name"], name=op.f("fk_jobs_queue_job_queues"), ondelete="RESTRICT"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_jobs_idempotency_key")),
     )
@@ -143,9 +141,7 @@ def upgrade() -> None:
         sa.Column("stats", sa.JSON(), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("created_at", _TS, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["dataset"], ["datasets.name"], name=op.f("fk_dataset_versions_dataset_datasets"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["dataset"], ["datasets.name"], name=op.f("fk_dataset_versions_dataset_datasets"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("dataset", "version", name=op.f("pk_dataset_versions")),
     )
     op.create_index("ix_dataset_versions_digest", "dataset_versions", ["digest"], unique=False)
