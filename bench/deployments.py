@@ -202,8 +202,10 @@ def main() -> None:
     lines = [
         "# Deployments benchmark",
         "",
-        f"Measured {out['measured_at']} on {out['machine']['cpus']} CPUs ({out['machine']['platform']}), "
-        "shared with other work; `python bench/deployments.py`.",
+        (
+            f"Measured {out['measured_at']} on {out['machine']['cpus']} CPUs ({out['machine']['platform']}), "
+            "shared with other work; `python bench/deployments.py`."
+        ),
         "",
         "## What a request pays (in process, max_tokens=1, embedded model)",
         "",

@@ -61,7 +61,7 @@ MESSAGE_PLAIN = (
 
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def _stats(xs: list[float]) -> dict[str, float]:
@@ -168,8 +168,10 @@ def write_md(result: dict[str, Any]) -> str:
         lines.append(f"| {label} | {s['bytes']} B | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms | {s['mean_ms']:.2f} ms | {s['n']} |")
     lines += [
         "",
-        f"Output cost per streamed piece: {lat['output_with_pii']['p50_ms'] / lat['output_with_pii']['pieces']:.2f} ms with PII, "
-        f"{lat['output_without_pii']['p50_ms'] / lat['output_without_pii']['pieces']:.2f} ms without (p50 per answer / pieces);",
+        (
+            f"Output cost per streamed piece: {lat['output_with_pii']['p50_ms'] / lat['output_with_pii']['pieces']:.2f} ms with PII, "
+            f"{lat['output_without_pii']['p50_ms'] / lat['output_without_pii']['pieces']:.2f} ms without (p50 per answer / pieces);"
+        ),
         "the embedded model takes 10-20 ms per token on this machine, so streaming redaction adds a few percent.",
         "",
         "Target: p50 <= 10 ms added for a 1 KB message. For reference, ENVIRONMENT-NOTES measured Presidio's pattern",
@@ -185,7 +187,10 @@ def write_md(result: dict[str, Any]) -> str:
         lines += [
             "| detector | items | precision | recall | F1 | benign flagged | accuracy | target |",
             "|---|---|---|---|---|---|---|---|",
-            f"| PII (exact span, all types) | {q['pii']['items']} | {p['precision']:.3f} | {p['recall']:.3f} | {p['f1']:.3f} | - | - | recall >= 0.95, precision >= 0.90 |",
+            (
+                f"| PII (exact span, all types) | {q['pii']['items']} | {p['precision']:.3f} |"
+                f" {p['recall']:.3f} | {p['f1']:.3f} | - | - | recall >= 0.95, precision >= 0.90 |"
+            ),
         ]
         for task, target in (
             ("toxicity", "recall >= 0.85, benign flagged <= 3%"),
@@ -194,7 +199,8 @@ def write_md(result: dict[str, Any]) -> str:
         ):
             o = q[task]["overall"]
             lines.append(
-                f"| {task}{' (off_topic positive)' if task == 'topic' else ''} | {q[task]['items']} | {o['precision']:.3f} | {o['recall']:.3f} | {o['f1']:.3f} | "
+                f"| {task}{' (off_topic positive)' if task == 'topic' else ''} | {q[task]['items']} |"
+                f" {o['precision']:.3f} | {o['recall']:.3f} | {o['f1']:.3f} | "
                 f"{o.get('false_positive_rate', 0):.3f} | {o.get('accuracy', 0):.3f} | {target} |"
             )
         lines += ["", "PII per entity type:", "", "| type | tp | fp | fn | precision | recall |", "|---|---|---|---|---|---|"]

@@ -57,7 +57,7 @@ def machine() -> str:
 
 def pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
 # -- synthetic data -------------------------------------------------------------------------------
@@ -277,15 +277,18 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         "# Retrieval benchmark",
         "",
-        f"Measured {r['date']} on {r['machine']}, with `nice -n 10`, while other work shared the machine"
-        f" (load average at start {r.get('load_average_at_start', '?')}, at end {r.get('load_average_at_end', '?')}).",
+        (
+            f"Measured {r['date']} on {r['machine']}, with `nice -n 10`, while other work shared the machine"
+            f" (load average at start {r.get('load_average_at_start', '?')}, at end {r.get('load_average_at_end', '?')})."
+        ),
         f"Embedder: {r['embedder']} on onnxruntime, {r['embedding_threads']} thread. Produced by `bench/retrieval.py`.",
         "",
         "## Ingest through the whole pipeline (real embedder)",
         "",
         f"{p['documents']} documents (the Acme Health corpus, {p['documents'] // 15} copies under new names): parse, chunk, embed,",
         f"store and index in a fresh SQLite knowledge base: **{p['chunks']} chunks in {p['seconds']} s = {p['chunks_per_s']} chunks/s**.",
-        f"Embedding the {r['indexes'][0]['chunks'] if r['indexes'] else 0} synthetic chunks for the index runs took {r['synthetic_embed_s']} s"
+        f"Embedding the {r['indexes'][0]['chunks'] if r['indexes'] else 0} synthetic chunks for the index "
+        f"runs took {r['synthetic_embed_s']} s"
         + (
             f" here (read from bench/.work); computing them took {r['synthetic_embed_first_s']} s in an earlier run."
             if r.get("synthetic_embed_first_s")
@@ -294,7 +297,10 @@ def render(r: dict[str, Any]) -> str:
         "",
         "## 100k chunks: index build, query latency, recall@10 against exact search",
         "",
-        "| index | chunks | store writes | index build | vector p50 / p99 | keyword p50 / p99 | hybrid search p50 / p99 | recall@10 vs exact |",
+        (
+            "| index | chunks | store writes | index build | vector p50 / p99 | keyword p50 / p99 |"
+            " hybrid search p50 / p99 | recall@10 vs exact |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for x in r["indexes"]:

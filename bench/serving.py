@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -147,8 +148,8 @@ class Engine:
 
     def start(self, timeout: float = 600) -> None:
         self.log = WORK / f"{self.name}.log"
-        fh = open(self.log, "wb")
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.log, "wb") as fh:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -168,10 +169,8 @@ class Engine:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=20)
         except (subprocess.TimeoutExpired, ProcessLookupError):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.proc = None
 
 
@@ -271,7 +270,7 @@ def summarise(
         aggregate_tps=sum(r.tokens for r in ok) / wall if wall else 0.0,
         per_stream_tps=pst,
         ttft_p50=ttfts[len(ttfts) // 2],
-        ttft_p99=ttfts[min(len(ttfts) - 1, int(round(0.99 * (len(ttfts) - 1))))],
+        ttft_p99=ttfts[min(len(ttfts) - 1, round(0.99 * (len(ttfts) - 1)))],
         peak_rss_mb=rss / 1e6,
         bw_fraction=(pst / ceiling) if ceiling else None,
         error_samples=[r.error for r in results if not r.ok][:3],
@@ -433,7 +432,6 @@ def main() -> None:
             capture_output=True,
         )
         from plinth.formats.gguf import parse_header
-
         from plinth.runtimes.torch_llama import pick_dtype
 
         dtype = pick_dtype("cpu")  # what the torch runtime computes in on this CPU
@@ -553,7 +551,7 @@ def gguf_loras(gguf: Path, writer) -> Any:  # type: ignore[no-untyped-def]
 
 def peft_loras() -> Any:
     sys.path.insert(0, str(ROOT))
-    from tests.support.adapters import LLAMA_ATTN, random_peft_llama_tensors, write_peft_dir
+    from tests.support.adapters import random_peft_llama_tensors, write_peft_dir
 
     def make(dest: Path, i: int) -> Path:
         t = random_peft_llama_tensors(
@@ -612,13 +610,18 @@ def write_report(
     lines = [
         "# Serving benchmark",
         "",
-        f"Run {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `bench/serving.py` on {facts['cpu']}, "
-        f"{facts['cores']} cores, {facts['memory_gib']} GiB RAM, no GPU; Python {facts['python']}. "
-        f"Memory bandwidth (numpy copy) ~{bw:.1f} GB/s. Model: SmolLM2-135M-Instruct. Streaming chat requests "
-        f"through the official openai client, max_tokens={MAX_TOKENS}, temperature 0.7, one prompt per request "
-        '("Write a long, detailed essay about ..."), engines started one at a time.',
+        (
+            f"Run {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by `bench/serving.py` on {facts['cpu']}, "
+            f"{facts['cores']} cores, {facts['memory_gib']} GiB RAM, no GPU; Python {facts['python']}. "
+            f"Memory bandwidth (numpy copy) ~{bw:.1f} GB/s. Model: SmolLM2-135M-Instruct. Streaming chat requests "
+            f"through the official openai client, max_tokens={MAX_TOKENS}, temperature 0.7, one prompt per request "
+            '("Write a long, detailed essay about ..."), engines started one at a time.'
+        ),
         "",
-        "| engine | weights | concurrency | requests | errors | aggregate tok/s | per-stream tok/s | TTFT p50 s | TTFT p99 s | peak RSS MB | per-stream / bandwidth ceiling |",
+        (
+            "| engine | weights | concurrency | requests | errors | aggregate tok/s | per-stream tok/s |"
+            " TTFT p50 s | TTFT p99 s | peak RSS MB | per-stream / bandwidth ceiling |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     weights = {e.name: e.weights for e in engines}

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import platform
 import random
@@ -231,12 +230,14 @@ def write(facts: dict[str, str], args: argparse.Namespace, rows: list[dict[str, 
     lines = [
         "# Fine-tuning benchmark",
         "",
-        f"Run {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `bench/tuning.py` on {facts['cpu']}, "
-        f"{facts['cores']} cores, {facts['memory_gib']} GiB RAM, no GPU; Python {facts['python']}, {args.threads} threads. "
-        f"SmolLM2-135M-Instruct (float32 weights dequantised from the embedded GGUF), LoRA r=8 alpha=16 dropout 0.05 on "
-        f"q_proj and v_proj, {args.steps} steps of batch {args.batch_size}, learning rate {args.lr} with {args.warmup} "
-        "warm-up steps and cosine decay, the Acme Health FAQ (examples/acme-health/faq.jsonl) encoded with the model's chat "
-        "template, loss on assistant tokens only; 10% of the rows held out for validation.",
+        (
+            f"Run {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by `bench/tuning.py` on {facts['cpu']}, "
+            f"{facts['cores']} cores, {facts['memory_gib']} GiB RAM, no GPU; Python {facts['python']}, {args.threads} threads. "
+            f"SmolLM2-135M-Instruct (float32 weights dequantised from the embedded GGUF), LoRA r=8 alpha=16 dropout 0.05 on "
+            f"q_proj and v_proj, {args.steps} steps of batch {args.batch_size}, learning rate {args.lr} with {args.warmup} "
+            "warm-up steps and cosine decay, the Acme Health FAQ (examples/acme-health/faq.jsonl) encoded with the model's chat "
+            "template, loss on assistant tokens only; 10% of the rows held out for validation."
+        ),
         "",
         "| engine | precision | batching | real tok/s | padding | training s | final train loss | validation loss |",
         "|---|---|---|---|---|---|---|---|",
@@ -251,24 +252,30 @@ def write(facts: dict[str, str], args: argparse.Namespace, rows: list[dict[str, 
         "",
         "## Target",
         "",
-        f"- At least 1.5x the baseline's real tokens/s at equal or better validation loss: plinth {p['tokens_per_s']:.0f} vs "
-        f"{base['tokens_per_s']:.0f} tok/s = **{ratio:.2f}x**, validation loss {p['val_loss']:.4f} vs {base['val_loss']:.4f} "
-        f"(**{'met' if met else 'missed'}**).",
+        (
+            f"- At least 1.5x the baseline's real tokens/s at equal or better validation loss: plinth {p['tokens_per_s']:.0f} vs "
+            f"{base['tokens_per_s']:.0f} tok/s = **{ratio:.2f}x**, validation loss {p['val_loss']:.4f} vs {base['val_loss']:.4f} "
+            f"(**{'met' if met else 'missed'}**)."
+        ),
         f"- Against the {rows[2]['engine']}: {p['tokens_per_s'] / rows[2]['tokens_per_s']:.2f}x.",
         "",
-        "Where the speed comes from: bf16 autocast on a CPU with AVX512-BF16/AMX (oneDNN), batches of similar lengths "
-        "(little padding to compute), and the 49k-wide output head and softmax computed only at the labelled positions "
-        "instead of at every token. The loss curves are not identical step by step (the batches are ordered differently), "
-        "so the validation losses are compared after the same number of steps.",
+        (
+            "Where the speed comes from: bf16 autocast on a CPU with AVX512-BF16/AMX (oneDNN), batches of similar lengths "
+            "(little padding to compute), and the 49k-wide output head and softmax computed only at the labelled positions "
+            "instead of at every token. The loss curves are not identical step by step (the batches are ordered differently), "
+            "so the validation losses are compared after the same number of steps."
+        ),
     ]
     if p["precision"] == "fp32":
         lines += [
             "",
-            "This CPU computes no bf16 (no AVX512-BF16 or AMX), so every engine ran in fp32 and the Trainer's bf16 switch "
-            "was left off. In fp32 plinth's gain is only the padding and output-head work it skips: a LoRA step still runs "
-            "the whole forward and the activation-gradient backward through all frozen weights, which is at this CPU's "
-            "fp32 FMA peak for every engine. The 1.5x target needs bf16 autocast (about 2x over fp32 at equal padding, "
-            "measured on an AMX machine) or a GPU.",
+            (
+                "This CPU computes no bf16 (no AVX512-BF16 or AMX), so every engine ran in fp32 and the Trainer's bf16 switch "
+                "was left off. In fp32 plinth's gain is only the padding and output-head work it skips: a LoRA step still runs "
+                "the whole forward and the activation-gradient backward through all frozen weights, which is at this CPU's "
+                "fp32 FMA peak for every engine. The 1.5x target needs bf16 autocast (about 2x over fp32 at equal padding, "
+                "measured on an AMX machine) or a GPU."
+            ),
         ]
     (RESULTS / "tuning.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "tuning.json").write_text(json.dumps({"machine": facts, "args": vars(args), "rows": rows}, indent=2))

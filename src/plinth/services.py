@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from plinth.auth.audit import AuditLog
+from plinth.auth.service import AuthService
 from plinth.catalog.service import ModelCatalog
 from plinth.config import Settings
-from plinth.jobs.service import JobService
-from plinth.tuning.datasets import DatasetService
+from plinth.deployments.hook import ServingHook
+from plinth.deployments.routing import DeploymentRouter
+from plinth.deployments.service import DeploymentService
+from plinth.deployments.watcher import RolloutWatcher
 from plinth.guardrails.service import GuardrailService
+from plinth.jobs.service import JobService
 from plinth.monitoring.metrics import Metrics
 from plinth.rag.service import KnowledgeService
 from plinth.serving.attachments import AttachmentService
@@ -19,12 +24,7 @@ from plinth.serving.service import CompletionService
 from plinth.store import ArtifactStore, MetadataStore, open_store
 from plinth.tracking.registry import RegistryService
 from plinth.tracking.service import TrackingService
-from plinth.auth.audit import AuditLog
-from plinth.auth.service import AuthService
-from plinth.deployments.hook import ServingHook
-from plinth.deployments.routing import DeploymentRouter
-from plinth.deployments.service import DeploymentService
-from plinth.deployments.watcher import RolloutWatcher
+from plinth.tuning.datasets import DatasetService
 from plinth.usage.service import UsageService
 from plinth.usage.writer import UsageWriter
 

@@ -161,7 +161,7 @@ def _together(n: int, fn: Any) -> list[Any]:
         barrier.wait()
         try:
             out[i] = fn(i)
-        except Exception as e:  # noqa: BLE001 - collected and asserted on
+        except Exception as e:  # collected and asserted on
             out[i] = e
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]

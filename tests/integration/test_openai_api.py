@@ -212,18 +212,17 @@ def test_client_disconnect_stops_generation(live_server: LiveServer) -> None:
         "temperature": 1.0,
         "seed": 3,
     }
-    with httpx.Client(timeout=60) as http:
-        with http.stream("POST", live_server.v1 + "/chat/completions", json=body) as resp:
-            assert resp.status_code == 200
-            n = 0
-            generating_midway = None
-            for line in resp.iter_lines():
-                if line.startswith("data:"):
-                    n += 1
-                if n >= 5:
-                    generating_midway = live_server.metric("plinth_generating", model=MODEL)
-                    break  # leaving the iterator closes the connection mid-stream
-            assert generating_midway == 1.0
+    with httpx.Client(timeout=60) as http, http.stream("POST", live_server.v1 + "/chat/completions", json=body) as resp:
+        assert resp.status_code == 200
+        n = 0
+        generating_midway = None
+        for line in resp.iter_lines():
+            if line.startswith("data:"):
+                n += 1
+            if n >= 5:
+                generating_midway = live_server.metric("plinth_generating", model=MODEL)
+                break  # leaving the iterator closes the connection mid-stream
+        assert generating_midway == 1.0
     closed = time.monotonic()
     while time.monotonic() - closed < 1.0:
         if live_server.metric("plinth_generating", model=MODEL) == 0.0:

@@ -75,7 +75,7 @@ def max_tokens_per_request_inside_a_batch(rt) -> None:
     counts = _concurrently(
         [
             lambda p=p, n=n: sum(d.n_tokens for d in rt.generate(p, SamplingParams(max_tokens=n, temperature=0.0), threading.Event()))
-            for p, n in zip(prompts, limits)
+            for p, n in zip(prompts, limits, strict=True)
         ]
     )
     assert counts == limits

@@ -12,12 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 MODEL = "smollm2-135m-instruct"
@@ -73,13 +71,13 @@ def start_server(home: Path, **extra: str) -> LiveServer:
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     log = home / "server.log"
-    fh = open(log, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "plinth", "up"],
-        env=server_env(home, port, **extra),
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-    )
+    with open(log, "wb") as fh:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "plinth", "up"],
+            env=server_env(home, port, **extra),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     server = LiveServer(url=f"http://127.0.0.1:{port}", home=home, log=log, proc=proc)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

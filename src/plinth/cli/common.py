@@ -7,7 +7,7 @@ and errors reach :func:`plinth.cli.main.main`, which prints them as one line.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -19,7 +19,7 @@ err_console = Console(stderr=True)
 
 
 class State:
-    overrides: dict[str, Any] = {}
+    overrides: ClassVar[dict[str, Any]] = {}
 
 
 def get_settings(**more: Any) -> Settings:

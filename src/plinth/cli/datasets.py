@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 

@@ -300,7 +300,7 @@ def _split_text(traffic: dict[int, float], dep: Any) -> str:
 
 
 def _bar(percent: float, width: int = 40, style: str = "green") -> Text:
-    filled = int(round(width * percent / 100.0))
+    filled = round(width * percent / 100.0)
     t = Text("█" * filled, style=style)
     t.append("░" * (width - filled), style="dim")
     return t

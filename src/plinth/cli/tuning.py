@@ -407,7 +407,7 @@ def evaluate(
         job = _run_job(services, "eval", spec, detach=detach, local_worker=local_worker, name=f"eval {model}")
         if not detach and job.result:
             report = services.store.get_eval_report(job.result["report"])
-            _summary_table(f"{model} on {report.dataset} ({report.split})", {k: v for k, v in report.metrics.items()})
+            _summary_table(f"{model} on {report.dataset} ({report.split})", dict(report.metrics.items()))
             for s in report.samples[:3]:
                 console.print(
                     f"[dim]Q:[/] {escape(s['prompt'][:160])}\n[dim]reference:[/] {escape(s['reference'][:200])}\n"

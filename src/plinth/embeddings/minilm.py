@@ -83,7 +83,6 @@ def build_bert_graph(weights: dict[str, Any], config: dict[str, Any]) -> bytes:
     to numpy arrays.
     """
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     hidden = int(config["hidden_size"])

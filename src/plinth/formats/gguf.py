@@ -19,6 +19,7 @@ bounds-checked, every count is checked against the bytes left, and every failure
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 from dataclasses import dataclass
@@ -339,7 +340,7 @@ def _parse(path: Path, fh: BinaryIO, size: int) -> GGUFHeader:
 
     # Tensors must not overlap (llama.cpp lays them out back to back, each aligned).
     by_offset = sorted(tensors, key=lambda t: t.data_offset)
-    for prev, cur in zip(by_offset, by_offset[1:]):
+    for prev, cur in itertools.pairwise(by_offset):
         if cur.data_offset < prev.data_offset + prev.n_bytes:
             raise _invalid(path, f"tensors {prev.name!r} and {cur.name!r} overlap")
 

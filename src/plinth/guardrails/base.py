@@ -93,7 +93,7 @@ class Detector(abc.ABC):
         m = re.search(r"\S+$", text)
         return m.start() if m else len(text)
 
-    def warm_up(self) -> None:
+    def warm_up(self) -> None:  # noqa: B027 - an optional hook: most detectors have nothing to build
         """Build lazy state (models, tables) before the first request."""
 
     def finding(self, label: str, score: float, reason: str, start: int | None = None, end: int | None = None) -> Finding:

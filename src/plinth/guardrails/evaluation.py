@@ -203,7 +203,7 @@ def _evaluate_spans(
         text = rec["text"]
         gold = {(e["type"], e["start"], e["end"]) for e in rec["entities"]}
         pred = {(f.label, f.start, f.end) for f in rule.run(text, ctx) if f.is_span}
-        for label, s, e in pred & gold:
+        for label, _s, _e in pred & gold:
             overall.tp += 1
             by_label[label].tp += 1
         for label, s, e in sorted(pred - gold, key=lambda t: t[1]):

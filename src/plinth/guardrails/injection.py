@@ -39,89 +39,159 @@ _OBJ = (
     r"content policy|moderation|alignment|conditioning|persona|role|above|what you were told|what you've been told|"
     r"everything (?:above|before|else|you were told|you know)|all (?:of )?(?:the )?above"
 )
-_QUAL = r"(?:all|any|the|your|of|these|those|every|previous|prior|above|earlier|preceding|initial|original|old|existing|current|system|safety|default|standard|hidden|internal|developer|acme|its|their|and|or|other)"
+_QUAL = (
+    r"(?:all|any|the|your|of|these|those|every|previous|prior|above|earlier|preceding|initial|original|old|"
+    r"existing|current|system|safety|default|standard|hidden|internal|developer|acme|its|their|and|or|other)"
+)
 
 _PATTERNS = {
     "override": rf"\b(?:{_VERB_IGNORE})\b\s+(?:{_QUAL}\s+){{0,4}}(?:{_OBJ})\b",
-    "override_loose": rf"\b(?:{_VERB_IGNORE})\b[^.!?\n]{{0,40}}\b(?:instructions?|rules|prompt|guidelines|programming|restrictions|filters)\b",
-    "new_rules": r"\b(?:new|updated|real|actual|true|revised|override|priority|secret|hidden|additional|special)\s+(?:instructions?|rules|orders|directives?|task|mission|objective|role|persona)\s*[:\-]"
-    r"|\bfrom now on\b[^.!?\n]{0,60}\b(?:respond|answer|reply|say|act|behave|only|always|never|you)\b|\bno matter what\b|\bto everything i say\b"
+    "override_loose": rf"\b(?:{_VERB_IGNORE})\b[^.!?\n]{{0,40}}\b(?:instructions?|rules|prompt|guidelines|programming|"
+    rf"restrictions|filters)\b",
+    "new_rules": r"\b(?:new|updated|real|actual|true|revised|override|priority|secret|hidden|additional|"
+    r"special)\s+(?:instructions?|rules|orders|directives?|task|mission|objective|role|persona)\s*[:\-]"
+    r"|\bfrom now on\b[^.!?\n]{0,60}\b(?:respond|answer|reply|say|act|behave|only|always|never|you)\b|"
+    r"\bno matter what\b|\bto everything i say\b"
     r"|\brespond (?:only )?(?:with|as)\b[^.!?\n]{0,30}\b(?:to everything|no matter|from now on|every (?:question|message))",
     "persona": r"\b(?:you are now|you're now|you are no longer|you're no longer|from now on,? you(?: are|'re| will| must| shall)|"
-    r"from now on,? (?:act|behave|respond|answer|speak|reply)|pretend (?:to be|you(?:'re| are)|that you)|act as (?:if you were |though you were )?(?:an? )?(?:\w+ ){0,3}?"
+    r"from now on,? (?:act|behave|respond|answer|speak|reply)|pretend (?:to be|you(?:'re| are)|that you)|"
+    r"act as (?:if you were |though you were )?(?:an? )?(?:\w+ ){0,3}?"
     r"(?:ai|assistant|bot|model|chatbot|character|hacker|person|version|entity|system|dan|developer|admin|god)|"
-    r"roleplay as|role-play as|play the role of|you will (?:now )?(?:act|play|be|become)|become (?:an? )?(?:unfiltered|unrestricted|evil|jailbroken)|"
-    r"act as (?:the|a|an|my) (?:\w+ ){0,3}?(?:database|terminal|shell|server|system|administrator|admin|developer|root|api|backend|console|interpreter)|"
-    r"act[uú]a como (?:el |un |una )?(?:administrador|desarrollador|sistema|base de datos)|you are (?:a|an|the) (?:linux |unix |bash )?(?:terminal|shell|console|database)|"
+    r"roleplay as|role-play as|play the role of|you will (?:now )?(?:act|play|be|become)|"
+    r"become (?:an? )?(?:unfiltered|unrestricted|evil|jailbroken)|"
+    r"act as (?:the|a|an|my) (?:\w+ ){0,3}?(?:database|terminal|shell|server|system|administrator|admin|"
+    r"developer|root|api|backend|console|interpreter)|"
+    r"act[uú]a como (?:el |un |una )?(?:administrador|desarrollador|sistema|base de datos)|you are (?:a|an|"
+    r"the) (?:linux |unix |bash )?(?:terminal|shell|console|database)|"
     r"respond (?:only )?as|you must now (?:respond|act|answer|be)|"
     r"switch (?:to|into) (?:\w+ )?mode|enter (?:\w+ )?mode|enable (?:\w+ )?mode|activate (?:\w+ )?mode|stay in character|"
-    r"forget (?:that )?you(?:'re| are) (?:an?|the)|you(?:'re| are) not (?:an?|the) (?:\w+ )?(?:assistant|bot|ai)|answer (?:twice|two ways|as both))\b",
-    "no_rules": r"\b(?:no|without|free of|free from|zero|ignoring|devoid of|unbound by|not bound by|beyond)\s+(?:any\s+)?(?:rules|restrictions|limits|limitations|filters|guidelines|"
-    r"censorship|boundaries|constraints|policies|ethics|morals|safeguards|guardrails|content policy)\b|\b(?:unfiltered|uncensored|unrestricted|unlimited|"
-    r"jailbroken|jailbreak|jail-?break|dan mode|developer mode|dev mode|god mode|evil mode|opposite mode|sudo mode|debug mode|maintenance mode|admin mode|"
+    r"forget (?:that )?you(?:'re| are) (?:an?|the)|you(?:'re| are) not (?:an?|the) (?:\w+ )?(?:assistant|"
+    r"bot|ai)|answer (?:twice|two ways|as both))\b",
+    "no_rules": r"\b(?:no|without|free of|free from|zero|ignoring|devoid of|unbound by|not bound by|"
+    r"beyond)\s+(?:any\s+)?(?:rules|restrictions|limits|limitations|filters|guidelines|"
+    r"censorship|boundaries|constraints|policies|ethics|morals|safeguards|guardrails|content policy)\b|"
+    r"\b(?:unfiltered|uncensored|unrestricted|unlimited|"
+    r"jailbroken|jailbreak|jail-?break|dan mode|developer mode|dev mode|god mode|evil mode|opposite mode|"
+    r"sudo mode|debug mode|maintenance mode|admin mode|"
     r"do anything now|dan)\b|\b(?:no|without (?:a|your|any)|had no|have no) (?:system prompt|instructions|programming)\b",
     "extract": r"\b(?:reveal|show|print|output|display|repeat|recite|tell me|give me|share|leak|dump|list|copy|paste|write out|spell out|"
-    r"type out|provide|send|disclose|expose|read (?:me|out|back)|echo|translate|summari[sz]e|what (?:are|were|is)|what's|whats|state|complete)\b[^.!?\n]{0,30}?"
-    r"\b(?:your|the|ur|this|its|all|my|any|hidden|secret|internal)\b[^.!?\n]{0,20}?\b(?:system prompt|system message|initial prompt|original prompt|"
+    r"type out|provide|send|disclose|expose|read (?:me|out|back)|echo|translate|summari[sz]e|what (?:are|"
+    r"were|is)|what's|whats|state|complete)\b[^.!?\n]{0,30}?"
+    r"\b(?:your|the|ur|this|its|all|my|any|hidden|secret|internal)\b[^.!?\n]{0,20}?\b(?:system prompt|"
+    r"system message|initial prompt|original prompt|"
     r"hidden (?:prompt|instructions|rules|text|message)|instructions|rules|guidelines|prompt|configuration|config|directives|"
-    r"developer (?:message|prompt|instructions)|pre-?prompt|meta-?prompt|guardrails|policies you follow|secret (?:instructions|rules|key|prompt)|"
-    r"internal (?:rules|instructions|notes|policies|guidelines|documents|quotas|criteria)|training data|context window|everything above|text above|first message)\b"
-    r"|\b(?:system prompt|initial prompt|hidden prompt|original instructions|secret instructions)\b[^.!?\n]{0,40}\b(?:begins|starts|says|reads|contains|exactly|verbatim|as written)\b"
+    r"developer (?:message|prompt|instructions)|pre-?prompt|meta-?prompt|guardrails|policies you follow|"
+    r"secret (?:instructions|rules|key|prompt)|"
+    r"internal (?:rules|instructions|notes|policies|guidelines|documents|quotas|criteria)|training data|"
+    r"context window|everything above|text above|first message)\b"
+    r"|\b(?:system prompt|initial prompt|hidden prompt|original instructions|"
+    r"secret instructions)\b[^.!?\n]{0,40}\b(?:begins|starts|says|reads|contains|exactly|verbatim|"
+    r"as written)\b"
     r"|\b(?:exactly|verbatim) as written\b|\bcomplete this sentence\b[^\n]{0,60}\b(?:prompt|instructions|rules)\b",
-    "above": r"\b(?:everything|all|the text|the words|whatever|what(?:'s| is| was)|anything)\s+(?:written\s+|said\s+|stated\s+)?(?:above|before this|prior to this|"
-    r"at the (?:top|start|beginning))\b|\b(?:the )?(?:words|text|lines|sentences|messages?|paragraphs?) (?:above|before this)\b|\b(?:verbatim|word for word|word-for-word|character by character|in full|in a code block)\b",
-    "tags": r"(?:<\s*/?\s*(?:system|sys|instructions?|rules|admin|prompt|im_start|im_end|assistant|user)\s*>|<\|[a-z_]+\|>|\[/?(?:system|sys|inst|admin|instructions?)\b|"
-    r"<!--[^>]{0,200}\b(?:ai|assistant|model|ignore|instruction|system)\b|\[\s*(?:assistant|ai|system|admin|model|bot)\s+(?:instruction|note|command|directive|override)s?\s*:|"
+    "above": r"\b(?:everything|all|the text|the words|whatever|what(?:'s| is| was)|anything)\s+(?:written\s+|said\s+|"
+    r"stated\s+)?(?:above|before this|prior to this|"
+    r"at the (?:top|start|beginning))\b|\b(?:the )?(?:words|text|lines|sentences|messages?|"
+    r"paragraphs?) (?:above|before this)\b|\b(?:verbatim|word for word|word-for-word|character by character|"
+    r"in full|in a code block)\b",
+    "tags": r"(?:<\s*/?\s*(?:system|sys|instructions?|rules|admin|prompt|im_start|im_end|assistant|user)\s*>|<\|"
+    r"[a-z_]+\|>|\[/?(?:system|sys|inst|admin|instructions?)\b|"
+    r"<!--[^>]{0,200}\b(?:ai|assistant|model|ignore|instruction|system)\b|\[\s*(?:assistant|ai|system|admin|"
+    r"model|bot)\s+(?:instruction|note|command|directive|override)s?\s*:|"
     r"\b(?:supervisor|manager|admin|administrator|system|developer|security|emergency)\s+override\s*[:\-]|"
-    r"###\s*(?:system|instruction|new instructions?|admin)|\b(?:system|admin|developer|root|operator)\s*(?:override|message|note|command|instruction|prompt)?\s*:\s|"
+    r"###\s*(?:system|instruction|new instructions?|admin)|\b(?:system|admin|developer|root|"
+    r"operator)\s*(?:override|message|note|command|instruction|prompt)?\s*:\s|"
     r"\bbegin (?:system|admin|new) (?:prompt|instructions?)\b|\bend of (?:system )?prompt\b)",
-    "planted": r"\b(?:note to (?:the )?(?:ai|assistant|model|bot|chatbot|llm)s?(?: models?)?|to (?:any|all|the) (?:ai|assistant|llm|language model|chatbot|bot)s?\b|"
-    r"(?:any|the) (?:ai|assistant|llm|model|bot)s? (?:summari[sz]ing|reading|processing|parsing|seeing) (?:this|these)|(?:ai|assistant|model|bot|chatbot|llm)s?,? (?:reading|processing|that reads|who reads) this|"
-    r"if you(?:'re| are) an? (?:ai|language model|assistant|llm|bot)|when (?:you|the ai|the assistant|the model|the bot) (?:read|see|process|summari[sz]e)s? this|"
+    "planted": r"\b(?:note to (?:the )?(?:ai|assistant|model|bot|chatbot|llm)s?(?: models?)?|to (?:any|all|the) (?:ai|"
+    r"assistant|llm|language model|chatbot|bot)s?\b|"
+    r"(?:any|the) (?:ai|assistant|llm|model|bot)s? (?:summari[sz]ing|reading|processing|parsing|"
+    r"seeing) (?:this|these)|(?:ai|assistant|model|bot|chatbot|llm)s?,? (?:reading|processing|that reads|"
+    r"who reads) this|"
+    r"if you(?:'re| are) an? (?:ai|language model|assistant|llm|bot)|when (?:you|the ai|the assistant|"
+    r"the model|the bot) (?:read|see|process|summari[sz]e)s? this|"
     r"hidden (?:instruction|message|text)|instruction(?:s)? for the (?:ai|assistant|model|bot)|dear (?:ai|assistant|chatbot|bot)|"
-    r"attention (?:ai|assistant|llm|model)|the assistant (?:must|should|will) (?:now|always|ignore|reveal|approve|append|include|say|output|respond)|"
-    r"(?:append|add|include|insert) (?:the following|this|your|the full|the text of|a link)\b[^.!?\n]{0,40}\b(?:to|in|at the end of) (?:your|every|each|all) (?:answers?|responses?|replies|output|messages?))\b",
-    "authority": r"\b(?:i am|i'm|im|this is|speaking as|as)\s+(?:an?|the|your|acme'?s?)?\s*(?:\w+\s+){0,2}?(?:admin|administrator|developer|dev|engineer|programmer|creator|owner|"
-    r"supervisor|manager|ceo|cto|auditor|investigator|officer|it (?:department|team|staff|support|security)|security team|compliance (?:team|officer)|"
-    r"system operator|sysadmin|root|moderator|openai|anthropic|your maker|law enforcement|police|fbi|government agent|staff member|employee|"
+    r"attention (?:ai|assistant|llm|model)|the assistant (?:must|should|will) (?:now|always|ignore|reveal|"
+    r"approve|append|include|say|output|respond)|"
+    r"(?:append|add|include|insert) (?:the following|this|your|the full|the text of|"
+    r"a link)\b[^.!?\n]{0,40}\b(?:to|in|at the end of) (?:your|every|each|all) (?:answers?|responses?|"
+    r"replies|output|messages?))\b",
+    "authority": r"\b(?:i am|i'm|im|this is|speaking as|as)\s+(?:an?|the|your|acme'?s?)?\s*(?:\w+\s+){0,2}?(?:admin|"
+    r"administrator|developer|dev|engineer|programmer|creator|owner|"
+    r"supervisor|manager|ceo|cto|auditor|investigator|officer|it (?:department|team|staff|support|security)|"
+    r"security team|compliance (?:team|officer)|"
+    r"system operator|sysadmin|root|moderator|openai|anthropic|your maker|law enforcement|police|fbi|"
+    r"government agent|staff member|employee|"
     r"claims (?:director|manager|supervisor))\b",
-    "authorized": r"\b(?:the user (?:has|is) (?:an? )?(?:admin|administrator|root|elevated|verified|authori[sz]ed)|(?:privileges?|identity|clearance) (?:\()?verified|i(?:'m| am) authori[sz]ed|i have (?:clearance|authori[sz]ation|admin (?:rights|access|privileges))|with (?:my )?(?:admin|root|elevated) (?:rights|access|privileges)|"
-    r"(?:authori[sz]ation|override|admin|access|security|auth) (?:code|key|token|password|pin)\s*[:#]?\s*\w+|for (?:an? )?(?:audit|compliance check|security test|penetration test|pentest|investigation|debugging|testing purposes))\b",
-    "other_data": r"\b(?:other|another|all|every|others'|other people'?s?|someone else'?s?|the last \d+|previous|all the|each|any)\s+(?:\w+\s+){0,2}?(?:members?'?s?|users?'?s?|customers?'?s?|patients?'?s?|"
-    r"policyholders?'?s?|subscribers?'?s?|accounts?|clients?'?s?|people'?s?|persons?'?s?)\s*(?:\w+\s+){0,3}?(?:data|records?|ids?|ssns?|social security|information|info|details|"
+    "authorized": r"\b(?:the user (?:has|is) (?:an? )?(?:admin|administrator|root|elevated|verified|authori[sz]ed)|"
+    r"(?:privileges?|identity|clearance) (?:\()?verified|i(?:'m| am) authori[sz]ed|i have (?:clearance|"
+    r"authori[sz]ation|admin (?:rights|access|privileges))|with (?:my )?(?:admin|root|elevated) (?:rights|"
+    r"access|privileges)|"
+    r"(?:authori[sz]ation|override|admin|access|security|auth) (?:code|key|token|password|"
+    r"pin)\s*[:#]?\s*\w+|for (?:an? )?(?:audit|compliance check|security test|penetration test|pentest|"
+    r"investigation|debugging|testing purposes))\b",
+    "other_data": r"\b(?:other|another|all|every|others'|other people'?s?|someone else'?s?|the last \d+|previous|all the|"
+    r"each|any)\s+(?:\w+\s+){0,2}?(?:members?'?s?|users?'?s?|customers?'?s?|patients?'?s?|"
+    r"policyholders?'?s?|subscribers?'?s?|accounts?|clients?'?s?|people'?s?|"
+    r"persons?'?s?)\s*(?:\w+\s+){0,3}?(?:data|records?|ids?|ssns?|social security|information|info|details|"
     r"claims|accounts?|addresses|phone numbers|emails?|files?|history|histories|diagnos[ie]s|prescriptions|passwords?|names|contact)\b"
-    r"|\b(?:someone else'?s|another (?:member|person|user|customer)'?s?|my (?:neighbou?r|ex|boss|coworker|co-worker)'?s)\s+(?:\w+\s+){0,2}?(?:account|claims|records|data|information|diagnosis|prescriptions|history)\b"
+    r"|\b(?:someone else'?s|another (?:member|person|user|customer)'?s?|my (?:neighbou?r|ex|boss|coworker|"
+    r"co-worker)'?s)\s+(?:\w+\s+){0,2}?(?:account|claims|records|data|information|diagnosis|prescriptions|"
+    r"history)\b"
     r"|\b(?:get|break|hack|log|sneak)\s+(?:into|in to)\s+(?:someone|somebody|another|other|an?other)\b"
-    r"|\b(?:list|names?|all|every|each)\s+(?:of\s+)?(?:the\s+)?(?:members|patients|policyholders|subscribers|customers|users|afiliados|miembros|pacientes|mitglieder|会员|用户)\b[^.!?\n]{0,40}\b(?:who|in|with|that|from|on|de|con|en)\b"
-    r"|\b(?:look up|pull up|find|search for|check|open)\s+(?:member|patient|policyholder|the account of|the file of|the claims of)\s+[A-Z]?\w+[^.!?\n]{0,60}\b(?:diagnos\w+|claims|records|prescriptions|history|address|ssn|phone|medications)\b"
-    r"|\b(?:every|all|each) (?:policy|account|claim|member) (?:in|of|on) (?:the|their|his|her|this) (?:\w+ )?(?:household|family|group|company|zip)\b"
+    r"|\b(?:list|names?|all|every|each)\s+(?:of\s+)?(?:the\s+)?(?:members|patients|policyholders|"
+    r"subscribers|customers|users|afiliados|miembros|pacientes|mitglieder|会员|用户)\b[^.!?\n]{0,40}\b(?:who|in|"
+    r"with|that|from|on|de|con|en)\b"
+    r"|\b(?:look up|pull up|find|search for|check|open)\s+(?:member|patient|policyholder|the account of|"
+    r"the file of|the claims of)\s+[A-Z]?\w+[^.!?\n]{0,60}\b(?:diagnos\w+|claims|records|prescriptions|"
+    r"history|address|ssn|phone|medications)\b"
+    r"|\b(?:every|all|each) (?:policy|account|claim|member) (?:in|of|on) (?:the|their|his|her|"
+    r"this) (?:\w+ )?(?:household|family|group|company|zip)\b"
     r"|\b(?:i'?m|i am) (?:his|her|their) (?:coworker|co-worker|colleague|neighbou?r|boss|friend|ex)\b",
-    "privileged": r"\b(?:approve (?:my|this|the) (?:claim|request|appeal)(?: now| immediately| without)|override (?:the |this |my )?(?:denial|decision|limit|cap|system)|"
-    r"grant (?:me )?(?:admin|root|full|elevated|unrestricted) (?:access|rights|privileges)|disable (?:the |your |all )?(?:filters?|safety|guardrails|logging|moderation|checks)|"
-    r"turn off (?:the |your )?(?:filters?|safety|guardrails|logging|moderation)|export (?:the |your |all )?(?:database|db|records|tables|member list)|"
-    r"(?:delete|drop|wipe) (?:the |all )?(?:database|db|tables|records|logs)|run (?:this |the following )?(?:command|code|sql|script|query)|"
+    "privileged": r"\b(?:approve (?:my|this|the) (?:claim|request|appeal)(?: now| immediately| without)|override (?:the |"
+    r"this |my )?(?:denial|decision|limit|cap|system)|"
+    r"grant (?:me )?(?:admin|root|full|elevated|unrestricted) (?:access|rights|privileges)|disable (?:the |"
+    r"your |all )?(?:filters?|safety|guardrails|logging|moderation|checks)|"
+    r"turn off (?:the |your )?(?:filters?|safety|guardrails|logging|moderation)|export (?:the |your |"
+    r"all )?(?:database|db|records|tables|member list)|"
+    r"(?:delete|drop|wipe) (?:the |all )?(?:database|db|tables|records|logs)|run (?:this |"
+    r"the following )?(?:command|code|sql|script|query)|"
     r"execute (?:this|the following|code|command|sql)|mark (?:my |this )?claim as (?:paid|approved)|set my (?:deductible|balance|copay) to|"
-    r"change (?:my|the) (?:balance|deductible|limit) to|refund (?:me )?\$?\d+ (?:now|immediately)|waive (?:all|my) (?:fees|copays?|deductible) (?:now|immediately))\b",
-    "tool_use": r"\b(?:call|invoke|use|trigger|run|execute)\s+(?:the\s+)?[\w\-]+\s+(?:tool|function|api|endpoint|plugin)\b|\bfunction[_ ]call\b|\btool[_ ]call\b"
-    r"|\bselect \* from\b|\bdrop table\b|\bcat /etc/|\brm -rf\b|\b(?:curl|wget) https?://|\bno need to verify\b|\bwithout (?:any )?(?:verification|checks|review|approval)\b",
-    "decode_follow": r"\b(?:decode|decrypt|translate|unscramble|reverse|convert|interpret|read)\b[^.!?\n]{0,40}\b(?:and|then)\s+(?:follow|execute|do|obey|run|act on|carry out|comply|perform|answer)\b"
+    r"change (?:my|the) (?:balance|deductible|limit) to|refund (?:me )?\$?\d+ (?:now|immediately)|"
+    r"waive (?:all|my) (?:fees|copays?|deductible) (?:now|immediately))\b",
+    "tool_use": r"\b(?:call|invoke|use|trigger|run|execute)\s+(?:the\s+)?[\w\-]+\s+(?:tool|function|api|endpoint|"
+    r"plugin)\b|\bfunction[_ ]call\b|\btool[_ ]call\b"
+    r"|\bselect \* from\b|\bdrop table\b|\bcat /etc/|\brm -rf\b|\b(?:curl|wget) https?://|"
+    r"\bno need to verify\b|\bwithout (?:any )?(?:verification|checks|review|approval)\b",
+    "decode_follow": r"\b(?:decode|decrypt|translate|unscramble|reverse|convert|interpret|read)\b[^.!?\n]{0,40}\b(?:and|"
+    r"then)\s+(?:follow|execute|do|obey|run|act on|carry out|comply|perform|answer)\b"
     r"|\b(?:base64|b64|rot13|rot-13|hex(?:adecimal)?|binary|morse|caesar|cipher|encoded|reversed text|backwards)\b",
-    "hypothetical": r"\b(?:hypothetically|in a (?:fictional|hypothetical) (?:world|story|scenario)|for a (?:story|novel|screenplay|game)|imagine (?:you are|you're|an ai|a world)|"
+    "hypothetical": r"\b(?:hypothetically|in a (?:fictional|hypothetical) (?:world|story|scenario)|for a (?:story|novel|"
+    r"screenplay|game)|imagine (?:you are|you're|an ai|a world)|"
     r"let'?s play a game|simulate (?:an? )?(?:ai|assistant|model|terminal|linux|unrestricted))\b",
-    "priority": r"\b(?:stop\.\s+new (?:task|instructions?)|this (?:instruction|message|command) (?:overrides|supersedes|takes priority|has priority)|highest priority|top priority instruction|"
-    r"must (?:obey|comply|follow) (?:this|me|these)|you must (?:now )?(?:obey|comply)|do not (?:tell|inform|warn|mention (?:this )?to) the user|without telling the user|"
+    "priority": r"\b(?:stop\.\s+new (?:task|instructions?)|this (?:instruction|message|command) (?:overrides|supersedes|"
+    r"takes priority|has priority)|highest priority|top priority instruction|"
+    r"must (?:obey|comply|follow) (?:this|me|these)|you must (?:now )?(?:obey|comply)|do not (?:tell|inform|"
+    r"warn|mention (?:this )?to) the user|without telling the user|"
     r"don'?t tell the user|keep this (?:secret|hidden) from the user|the user must not know)\b",
-    "foreign": r"(?:ignora(?:r)?|olvida(?:r)?|omite|descarta)\s+(?:todas?\s+)?(?:las?\s+|tus\s+|sus\s+)?(?:instrucciones|reglas|indicaciones|directrices)"
-    r"|(?:instrucciones|reglas) (?:anteriores|previas)|revela(?:me)? (?:tu|el|las|sus) (?:prompt|instrucciones|reglas|mensaje del sistema)|ahora eres|act[uú]a como (?:un|una)|sin (?:reglas|restricciones|filtros|límites)"
-    r"|ignorier(?:e|en sie)?\s+(?:alle\s+)?(?:vorherigen\s+|bisherigen\s+|obigen\s+)?(?:anweisungen|regeln|instruktionen|vorgaben)|vergiss\s+(?:alle\s+|deine\s+)?(?:anweisungen|regeln)"
-    r"|(?:zeig|nenn|verrate|gib)(?:e)?\s+(?:mir\s+)?(?:deinen?|die)\s+(?:system-?prompt|systemnachricht|anweisungen|regeln)|du bist (?:jetzt|nun|ab sofort)|ohne (?:regeln|einschränkungen|filter)"
-    r"|ignor(?:e|ez)\s+(?:toutes?\s+)?(?:les\s+|tes\s+|vos\s+)?(?:instructions|règles|consignes)|oublie(?:z)?\s+(?:toutes?\s+)?(?:tes|vos|les)\s+(?:instructions|règles|consignes)"
-    r"|(?:révèle|montre|affiche|donne)(?:-moi)?\s+(?:ton|votre|le|tes|vos|les)\s+(?:prompt|instructions|règles|message système)|tu es maintenant|sans (?:règles|restrictions|filtres)"
-    r"|ignora\s+(?:tutte\s+)?(?:le\s+)?istruzioni|dimentica (?:le|tutte le) istruzioni|ignore\s+(?:todas\s+)?as\s+instruções|esqueça (?:as|todas as) instruções|você agora é"
+    "foreign": r"(?:ignora(?:r)?|olvida(?:r)?|omite|descarta)\s+(?:todas?\s+)?(?:las?\s+|tus\s+|"
+    r"sus\s+)?(?:instrucciones|reglas|indicaciones|directrices)"
+    r"|(?:instrucciones|reglas) (?:anteriores|previas)|revela(?:me)? (?:tu|el|las|sus) (?:prompt|"
+    r"instrucciones|reglas|mensaje del sistema)|ahora eres|act[uú]a como (?:un|una)|sin (?:reglas|"
+    r"restricciones|filtros|límites)"
+    r"|ignorier(?:e|en sie)?\s+(?:alle\s+)?(?:vorherigen\s+|bisherigen\s+|obigen\s+)?(?:anweisungen|regeln|"
+    r"instruktionen|vorgaben)|vergiss\s+(?:alle\s+|deine\s+)?(?:anweisungen|regeln)"
+    r"|(?:zeig|nenn|verrate|gib)(?:e)?\s+(?:mir\s+)?(?:deinen?|die)\s+(?:system-?prompt|systemnachricht|"
+    r"anweisungen|regeln)|du bist (?:jetzt|nun|ab sofort)|ohne (?:regeln|einschränkungen|filter)"
+    r"|ignor(?:e|ez)\s+(?:toutes?\s+)?(?:les\s+|tes\s+|vos\s+)?(?:instructions|règles|consignes)|"
+    r"oublie(?:z)?\s+(?:toutes?\s+)?(?:tes|vos|les)\s+(?:instructions|règles|consignes)"
+    r"|(?:révèle|montre|affiche|donne)(?:-moi)?\s+(?:ton|votre|le|tes|vos|les)\s+(?:prompt|instructions|"
+    r"règles|message système)|tu es maintenant|sans (?:règles|restrictions|filtres)"
+    r"|ignora\s+(?:tutte\s+)?(?:le\s+)?istruzioni|dimentica (?:le|tutte le) istruzioni|"
+    r"ignore\s+(?:todas\s+)?as\s+instruções|esqueça (?:as|todas as) instruções|você agora é"
     r"|忽略|无视|忘记(?:你的|之前的|所有)|不要遵守|系统提示|提示词|你现在是|扮演|没有(?:任何)?限制|不受限制|越狱|开发者模式"
     r"|以前の指示|指示を無視|システムプロンプト|制限なし|脱獄"
     r"|이전 지시|지시를 무시|시스템 프롬프트|제한 없이|탈옥"
-    r"|игнорируй|забудь (?:все )?(?:инструкции|правила)|системн\w+ (?:промпт|подсказк\w+|инструкци\w+)|ты теперь|без (?:ограничений|правил|фильтров)",
+    r"|игнорируй|забудь (?:все )?(?:инструкции|правила)|системн\w+ (?:промпт|подсказк\w+|инструкци\w+)|"
+    r"ты теперь|без (?:ограничений|правил|фильтров)",
 }
 _IGNORE_WORDS = (
     "ignore ignoring disregard forget skip bypass override overrule drop abandon discard neglect dismiss set put throw "
@@ -145,18 +215,21 @@ _TRIGGERS: dict[str, dict[str, object]] = {
         "hidden original secret exactly verbatim"
     },
     "above": {
-        "triggers": "everything all the whatever what anything words text lines sentences message messages paragraph paragraphs verbatim word character in"
+        "triggers": "everything all the whatever what anything words text lines sentences message messages paragraph "
+        "paragraphs verbatim word character in"
     },
     "tags": {"chars": "<[#:"},
     "planted": {
-        "triggers": "note to any all the if when hidden instruction instructions dear attention ai assistant model bot chatbot llm append add include insert"
+        "triggers": "note to any all the if when hidden instruction instructions dear attention ai assistant model bot "
+        "chatbot llm append add include insert"
     },
     "authority": {"triggers": "i im this speaking as"},
     "authorized": {
         "triggers": "the i with authorization authorisation override admin access security auth for privileges privilege identity clearance"
     },
     "other_data": {
-        "triggers": "other another all every others someone the each any previous get break hack log sneak list names name look pull find search check open i im"
+        "triggers": "other another all every others someone the each any previous get break hack log sneak list names "
+        "name look pull find search check open i im"
     },
     "privileged": {"triggers": "approve override grant disable turn export delete drop wipe run execute mark set change refund waive"},
     "tool_use": {"triggers": "call invoke use trigger run execute function tool select drop cat rm curl wget no without"},
@@ -176,8 +249,10 @@ _TRIGGERS: dict[str, dict[str, object]] = {
 _RX = {name: Gated(p, flags=re.IGNORECASE, **_TRIGGERS[name]) for name, p in _PATTERNS.items()}  # type: ignore[arg-type]
 _BENIGN_INSTRUCTIONS = re.compile(
     r"\b(?:prep|preparation|discharge|dosing|dosage|medication|care|aftercare|post-?op|wound|pharmacy|doctor'?s|surgeon'?s|"
-    r"mail-?in|enrollment|filing|appeal|claim form|billing|portal|login|app|setup|installation|assembly|cleaning|diet|fasting)\s+instructions?\b"
-    r"|\binstructions?\s+(?:for|on|about|from) (?:the |my |a |how )?(?:prep|colonoscopy|surgery|procedure|medication|filing|appeal|claim|portal|app|form|test|scan|mri|pharmacy)"
+    r"mail-?in|enrollment|filing|appeal|claim form|billing|portal|login|app|setup|installation|assembly|"
+    r"cleaning|diet|fasting)\s+instructions?\b"
+    r"|\binstructions?\s+(?:for|on|about|from) (?:the |my |a |how )?(?:prep|colonoscopy|surgery|procedure|"
+    r"medication|filing|appeal|claim|portal|app|form|test|scan|mri|pharmacy)"
 )
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[\s:]?){12,}\b")

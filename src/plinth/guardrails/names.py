@@ -39,18 +39,21 @@ _STRONG_CUE = re.compile(
     r"\bson|\bdaughter|\bkid|\bchild|\bbaby|\bnewborn|\btoddler|\bwife|\bhusband|\bspouse|\bpartner|\bfianc[eé]e?|\bboyfriend|\bgirlfriend|"
     r"\bgrandson|\bgranddaughter|\bgrandmother|\bgrandfather|\bgrandma|\bgrandpa|\bgrandchild|\baunt|\buncle|\bniece|\bnephew|\bcousin|"
     r"\bstepson|\bstepdaughter|\bstepmother|\bstepfather|\bmother-in-law|\bfather-in-law|\bcaregiver for|\bguardian of|\bon behalf of|"
-    r"\btherapist|\bcounselor|\bcounsellor|\bpsychiatrist|\bpsychologist|\bphysician|\bsurgeon|\bdentist|\bpediatrician|\battorney|\blawyer|"
+    r"\btherapist|\bcounselor|\bcounsellor|\bpsychiatrist|\bpsychologist|\bphysician|\bsurgeon|\bdentist|"
+    r"\bpediatrician|\battorney|\blawyer|"
     r"\bpatient|\bmember|\bpolicyholder|\bsubscriber|\bdependent|\bemployee|\binsured|\bbeneficiary|\bcontact|\battention|\battn\.?|"
     r"\bsigned|\bsincerely|\bregards|\bbest|\bthanks|\bthank you|\bcheers|\bcalled|\bnamed|\bcalls? (?:himself|herself)|"
     r"\bme llamo|\bmi nombre es|\bsoy|\bmi esposa|\bmi esposo|\bmi hijo|\bmi hija|\bmi madre|\bmi padre|\bgracias|\bsaludos|\batentamente|"
-    r"\bmein name ist|\bich bin|\bich heiße|\bich heisse|\bmeine frau|\bmein mann|\bmeine tochter|\bmein sohn|\bkontoinhaber(?:in)?|\bdanke|"
+    r"\bmein name ist|\bich bin|\bich heiße|\bich heisse|\bmeine frau|\bmein mann|\bmeine tochter|"
+    r"\bmein sohn|\bkontoinhaber(?:in)?|\bdanke|"
     r"\bmit freundlichen grüßen|\bje m'appelle|\bje suis|\bma femme|\bmon mari|\bma fille|\bmon fils|\bcompte de|\btitulaire|\bmerci|"
     r"\bcordialement|\bmi chiamo|\bsono|\bmeu nome é|\bmeu nome e|\bchamo-me|\bobrigad[oa]|\bvoor|\bnaam)"
     r"[\s,:;\-–—(]*$"
 )
 _WEAK_CUE = re.compile(
     r"(?:\bhi|\bhello|\bhey|\bdear|\bhola|\bhallo|\bbonjour|\bciao|\bfor|\bregarding|\bconcerning|\babout|\bto|\bwith|\bfrom|\band|\bby|"
-    r"\bcc|\bask|\bsaw|\bsee|\bseeing|\bmet|\btold|\bcall|\bemail|\bpara|\bde|\bfür|\bpour|\bcon|\bmit|\bor|\bwhether|\bcan|\bcould|\blet|\bthat)"
+    r"\bcc|\bask|\bsaw|\bsee|\bseeing|\bmet|\btold|\bcall|\bemail|\bpara|\bde|\bfür|\bpour|\bcon|\bmit|\bor|"
+    r"\bwhether|\bcan|\bcould|\blet|\bthat)"
     r"[\s,:;(]*$"
 )
 
@@ -58,7 +61,8 @@ _TOKEN = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-](?=[^\W\d_]))*", re.UNICODE)
 
 _HAN_SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏"
-    "韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+    "韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳"
+    "管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
 )
 _HAN_STOP = set("的是在和与了我你他她们这那有会号吗呢吧请问，。、！？：；（）")
 _HAN_CUE = re.compile(
@@ -173,7 +177,7 @@ class NameRecognizer:
         cur: list[tuple[int, int, str]] = []
         for tok in run:
             k = _key(tok[2])
-            if k in self.lex.stop and k not in self.lex.given and k not in self.lex.surnames or (k in self.lex.stop and tok is run[0]):
+            if (k in self.lex.stop and k not in self.lex.given and k not in self.lex.surnames) or (k in self.lex.stop and tok is run[0]):
                 if cur:
                     out.append(cur)
                 cur = []
@@ -237,10 +241,8 @@ class NameRecognizer:
         before = lower[max(0, start - 40) : start]
         strong = bool(_STRONG_CUE.search(before))
         weak_cue = not strong and bool(_WEAK_CUE.search(before))
-        after = text[end : end + 24]
         n_given = sum(g for g, *_ in info)
         n_sur = sum(s for _, s, *_ in info)
-        n_weak = sum(w and not (g or s) for g, s, w, _ in info)
         n_ambiguous = sum(w for *_, w, _ in info)
         unknown = sum(not (g or s or w) for g, s, w, _ in info)
         initial = _sentence_initial(text, start)

@@ -246,7 +246,8 @@ _DATE = re.compile(
 )
 
 _EMAIL = re.compile(
-    r"(?<![\w.+\-@])[A-Za-z0-9](?:[A-Za-z0-9._%+\-]{0,62}[A-Za-z0-9_%+\-])?@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w\-@])"
+    r"(?<![\w.+\-@])[A-Za-z0-9](?:[A-Za-z0-9._%+\-]{0,"
+    r"62}[A-Za-z0-9_%+\-])?@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w\-@])"
 )
 _PHONE_US = re.compile(r"(?<![\w+\-/.$])(?:(?:\+?1)[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-]?)\d{3}[\s.\-]?\d{4}(?![\w\-/]|\.\d)")
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[\s.\-]?\(?\d{1,5}\)?){2,6}(?![\w\-]|\.\d)")
@@ -286,11 +287,15 @@ _PO_BOX = re.compile(
 )
 _ADDRESS_EU = re.compile(
     r"(?<![\w])(?:[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee)"
-    r"|(?:Calle|Avenida|Av\.|Carrera|Paseo|Plaza|Rua|Avenida|Via|Viale|Piazza|Rue|Boulevard|Chemin|Allée|Place)\s+(?:(?:de|del|la|los|las|da|do|dos|des|du)\s+)*[A-ZÁÉÍÓÚÑ][\wáéíóúñ\-]*(?:\s+[A-ZÁÉÍÓÚÑ][\wáéíóúñ\-]*){0,3})"
+    r"|(?:Calle|Avenida|Av\.|Carrera|Paseo|Plaza|Rua|Avenida|Via|Viale|Piazza|Rue|Boulevard|Chemin|Allée|"
+    r"Place)\s+(?:(?:de|del|la|los|las|da|do|dos|des|"
+    r"du)\s+)*[A-ZÁÉÍÓÚÑ][\wáéíóúñ\-]*(?:\s+[A-ZÁÉÍÓÚÑ][\wáéíóúñ\-]*){0,3})"
     r"\s*,?\s+\d{1,5}[a-zA-Z]?(?:,?\s*\d{4,5}\s+[A-ZÄÖÜ][\wäöüß\-]+(?:\s+[A-ZÄÖÜ][\wäöüß\-]+)?)?"
 )
 _UK_ADDRESS = re.compile(
-    rf"(?<![\w\-/.$#])\d{{1,5}}[A-Za-z]?\s+(?:{_CAP}\s+){{0,3}}(?i:{_STREET_SUFFIX})\b,?\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?,?\s+[A-Z]{{1,2}}\d[A-Z\d]?\s*\d[A-Z]{{2}}\b"
+    rf"(?<![\w\-/.$#])\d{{1,5}}[A-Za-z]?\s+(?:{_CAP}\s+){{0,"
+    rf"3}}(?i:{_STREET_SUFFIX})\b,?\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?,?\s+[A-Z]{{1,"
+    rf"2}}\d[A-Z\d]?\s*\d[A-Z]{{2}}\b"
 )
 
 _MRN = re.compile(r"(?<![\w\-])MRN[\-#]?\d{5,10}(?![\w\-])", re.IGNORECASE)
@@ -301,7 +306,8 @@ _MRN_LABELLED = re.compile(
 _MEMBER_LABELLED = re.compile(
     r"(?i:\b(?:member(?:ship)?(?:\s+(?:id|number|no\.?|#))|member|subscriber(?:\s+(?:id|number|no\.?|#))?|mitgliedsnummer|"
     r"versichertennummer|n[uú]mero de (?:miembro|socio|afiliado)|numéro d'adhérent|id de miembro|insurance id|id card number|"
-    r"card id|plan id|(?:acme|my|his|her|their) id|id)(?:\s+(?:is|es|ist|est))?)[\s:#\-,]*(?-i:([A-Z]{2,5}[\- ]?\d{5,10}|\d{7,12}))(?![\w\-])"
+    r"card id|plan id|(?:acme|my|his|her|their) id|id)(?:\s+(?:is|es|ist|"
+    r"est))?)[\s:#\-,]*(?-i:([A-Z]{2,5}[\- ]?\d{5,10}|\d{7,12}))(?![\w\-])"
     r"|(?:会员号|会员编号|会员卡号)[:：\s]*([A-Z]{2,5}-?\d{5,10}|\d{7,12})"
 )
 _POLICY_LABELLED = re.compile(
@@ -355,7 +361,7 @@ def find_phones(text: str, lower: str) -> Iterable[Hit]:
                 score = 0.9
             elif kind == "nanp":
                 core = digits[-10:]
-                if len(digits) == 11 and digits[0] != "1" or len(digits) not in (10, 11):
+                if (len(digits) == 11 and digits[0] != "1") or len(digits) not in (10, 11):
                     continue
                 if core[0] in "01" or core[3] in "01":
                     continue
@@ -463,10 +469,9 @@ def find_addresses(text: str, lower: str) -> Iterable[Hit]:
                 e -= 1
             span = text[s:e]
             words = span.split()
+            # "12 Willow St" is an address; "3 Dr" is not
             if pattern is _ADDRESS_US and len(words) < 3 and not re.search(r"\d{5}", span):
-                # "12 Willow St" is an address; "3 Dr" is not
-                if len(words) < 3:
-                    continue
+                continue
             score = 0.9 if re.search(r"\d{5}|[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}", span) else 0.8
             yield Hit(s, e, "ADDRESS", score, reason)
 

@@ -70,7 +70,7 @@ class RuleSpec(BaseModel):
 
 class PolicySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    apiVersion: str = API_VERSION  # noqa: N815 - the document's own key
+    apiVersion: str = API_VERSION  # the document's own key
     kind: str = KIND
     name: str
     description: str = Field("", max_length=2000)

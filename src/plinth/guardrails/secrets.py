@@ -20,7 +20,9 @@ _KNOWN: list[tuple[str, str, re.Pattern[str]]] = [
         "PRIVATE_KEY",
         "PEM private key",
         re.compile(
-            r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
+            r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |"
+            r"PGP )?PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |"
+            r"PGP )?PRIVATE KEY(?: BLOCK)?-----"
         ),
     ),
     ("API_KEY", "AWS access key id", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}(?![A-Z0-9])")),

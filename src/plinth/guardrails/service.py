@@ -266,7 +266,7 @@ class GuardrailService:
     def _write(self, batch: list[GuardrailEvent]) -> None:
         try:
             self.store.add_guardrail_events(batch)
-        except Exception as e:  # noqa: BLE001 - a lost event must not take the server down
+        except Exception as e:  # a lost event must not take the server down
             log.error("could not store %d guardrail events: %s", len(batch), getattr(e, "message", type(e).__name__))
 
     def flush(self, timeout: float = 10.0) -> None:

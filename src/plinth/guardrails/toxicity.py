@@ -27,15 +27,19 @@ _INSULT = (
     r"idiots?|idiotic|morons?|moronic|stupid|stupidest|dumb|dumbest|dumbass|imbeciles?|cretins?|fools?|foolish|clowns?|"
     r"losers?|pathetic|worthless|useless|incompetent|brainless|clueless|dimwits?|halfwits?|nitwits?|dunces?|buffoons?|"
     r"jerks?|scum|scumbags?|lowlifes?|trash|garbage|pigs?|rats?|snakes?|parasites?|vermin|leech(?:es)?|crooks?|thie(?:f|ves)|"
-    r"liars?|frauds?|scammers?|con artists?|bloodsuckers?|vultures?|maggots?|cockroach(?:es)?|roaches|subhumans?|degenerates?|freaks?|psychos?|"
+    r"liars?|frauds?|scammers?|con artists?|bloodsuckers?|vultures?|maggots?|cockroach(?:es)?|roaches|"
+    r"subhumans?|degenerates?|freaks?|psychos?|"
     r"lunatics?|nutjobs?|hypocrites?|bigots?|cowards?|assholes?|a-holes?|arseholes?|bastards?|bitch(?:es)?|dicks?|"
     r"dickheads?|pricks?|twats?|wankers?|douche(?:bags?)?|jackass(?:es)?|shitheads?|dipshits?|numbskulls?|boneheads?|"
-    r"airheads?|retards?|retarded|brain-?damaged|sh[i1]tbags?|pos|piece of (?:sh[i1]t|crap|garbage|trash)|waste of (?:space|oxygen|air|skin)|"
+    r"airheads?|retards?|retarded|brain-?damaged|sh[i1]tbags?|pos|piece of (?:sh[i1]t|crap|garbage|trash)|"
+    r"waste of (?:space|oxygen|air|skin)|"
     r"good[- ]for[- ]nothing|braindead|brain[- ]dead|incompetents|ignorant|disgusting|revolting|vile|filthy|sleazy|"
-    r"freeloaders?|moochers?|spongers?|scroungers?|greedy|evil|heartless|soulless|monsters?|animals|savages?|sociopaths?|clowns|bozos?|muppets?|tossers?|"
+    r"freeloaders?|moochers?|spongers?|scroungers?|greedy|evil|heartless|soulless|monsters?|animals|"
+    r"savages?|sociopaths?|clowns|bozos?|muppets?|tossers?|"
     r"idiota|idiotas|imb[eé]cil(?:es)?|est[uú]pid[oa]s?|in[uú]til(?:es)?|pendej[oa]s?|cabr[oó]n(?:es)?|gilipollas|tont[oa]s?|"
     r"basura|ladr[oó]n(?:es)?|mentiros[oa]s?|ratas|sinverg[uü]enzas?|"
-    r"vollidiot(?:en)?|idioten|d[uü]mmste[rn]?|dumm(?:kopf|e[rn]?)?|scammers?|arschl[oö]ch(?:er)?|dummk[oö]pfe?|bl[oö]de?r?|unf[aä]hige?n?|wichser|hurensohn|versager|penner|"
+    r"vollidiot(?:en)?|idioten|d[uü]mmste[rn]?|dumm(?:kopf|e[rn]?)?|scammers?|arschl[oö]ch(?:er)?|"
+    r"dummk[oö]pfe?|bl[oö]de?r?|unf[aä]hige?n?|wichser|hurensohn|versager|penner|"
     r"connards?|connasses?|cr[eé]tins?|d[eé]biles?|abrutis?|imb[eé]ciles?|salauds?|nuls?|"
     r"stronz[oi]|cretin[oi]|burr[oa]s?|ot[aá]ri[oa]s?|"
     r"傻逼|傻b|白痴|笨蛋|废物|垃圾|混蛋|蠢货|蠢|脑残|人渣|王八蛋|"
@@ -66,7 +70,8 @@ _GROUP = (
 _NEGATIVE_TRAIT = (
     r"animals|vermin|parasites|subhuman|savages|filth|disease|a disease|a plague|a cancer|inferior|stupid|lazy|criminals|"
     r"thieves|rapists|terrorists|dirty|disgusting|worthless|useless|evil|liars|scum|trash|garbage|a burden|leeches|"
-    r"hypocrites|nuts|freaks|degenerates|freeloaders|moochers|scroungers|a drain|draining|backward|primitive|ruining|destroying|taking over|invading|breeding|"
+    r"hypocrites|nuts|freaks|degenerates|freeloaders|moochers|scroungers|a drain|draining|backward|"
+    r"primitive|ruining|destroying|taking over|invading|breeding|"
     r"should (?:be|not|never|go|get)|shouldn'?t (?:be allowed|get|have|vote|work|exist|decide)|don'?t belong|do not belong|"
     r"need to (?:go|leave|be)|must (?:go|be removed)|deserve (?:nothing|to)|can'?t be trusted|cannot be trusted|are all the same|"
     r"can'?t (?:even )?speak (?:proper |real |decent )?english|don'?t care about anyone|steal(?:ing)? our|sponging off"
@@ -78,7 +83,9 @@ _THREAT = (
     r"make (?:you|them) suffer|wreck|cut|rip|sue)\b"
     r"|\bwatch your back\b|\bi know where (?:you|u|your \w+|they) (?:live|work|sleep|are)\b|\byou(?:'re| are|r) (?:dead|done|finished) \b"
     r"|\byou(?:'ll| will) (?:regret|pay for|be sorry)\b|\bsleep with one eye open\b|\bwait(?:ing)? (?:for you )?outside\b"
-    r"|\b(?:punch|hit|kick|slap|smack|beat|stab|shoot|strangle|choke|headbutt)(?:ing|s|ed)?\s+(?:him|her|them|you|u|someone|somebody|your \w+)\s+(?:in the (?:face|head|mouth|teeth|gut|throat|nose)|until|so hard|to death)"
+    r"|\b(?:punch|hit|kick|slap|smack|beat|stab|shoot|strangle|choke|headbutt)(?:ing|s|ed)?\s+(?:him|her|"
+    r"them|you|u|someone|somebody|your \w+)\s+(?:in the (?:face|head|mouth|teeth|gut|throat|nose)|until|"
+    r"so hard|to death)"
     r"|\b(?:see|find out) what happens\b|\bpay (?:him|her|you|them|your \w+) a (?:little |friendly )?visit\b"
     r"|\b(?:post|publish|share|leak|dox|doxx)(?:ing)? (?:your|his|her|their) (?:home |private )?(?:address|phone number|location)\b"
     r"|\bdie in a fire\b|\bhurry up and die\b|\bbetter watch out\b|\byou(?:'ll| will) see\b"
@@ -87,17 +94,21 @@ _THREAT = (
     r"|我要杀了你|杀了你|弄死你|я тебя убью"
 )
 _HARM_WISH = (
-    r"\bhope\b(?:\s+[\w']+){1,7}?\s+(?:die|dies|dying|rot|rots|suffer|suffers|burn|burns|get (?:cancer|sick|hit|fired|run over|what (?:they|you|he|she) deserve)|"
-    r"gets (?:cancer|sick|hit|run over|what \w+ deserves?)|choke|chokes|drop dead|starve|go bankrupt|lose everything|ends? up (?:homeless|dead|in the hospital))\b"
+    r"\bhope\b(?:\s+[\w']+){1,7}?\s+(?:die|dies|dying|rot|rots|suffer|suffers|burn|burns|get (?:cancer|sick|"
+    r"hit|fired|run over|what (?:they|you|he|she) deserve)|"
+    r"gets (?:cancer|sick|hit|run over|what \w+ deserves?)|choke|chokes|drop dead|starve|go bankrupt|"
+    r"lose everything|ends? up (?:homeless|dead|in the hospital))\b"
     r"|\b(?:deserve|deserves) to (?:die|suffer|rot|be (?:shot|hanged|killed|beaten|punished|tortured))\b"
     r"|\bshould (?:all )?(?:be (?:shot|hanged|killed|lined up|gassed|beaten|burned|deported|exterminated|wiped out|locked up|"
     r"put down|sterilized)|die|rot|burn|be dead)\b|\bgo (?:kill|hang|die|drown|choke on)\b|\bkill yourself\b|\bkys\b|"
     r"\bdrop dead\b|\bgo to hell\b|\bburn in hell\b|\brot in hell\b|\bwipe (?:them|you|all of them|them all) out\b|"
-    r"\bget rid of (?:all|every|them|those|these)\b|\bexterminat\w+|\bwiped off the (?:face|map)\b|\bno (?:place|room) for (?:them|their kind)\b"
+    r"\bget rid of (?:all|every|them|those|these)\b|\bexterminat\w+|\bwiped off the (?:face|map)\b|"
+    r"\bno (?:place|room) for (?:them|their kind)\b"
     r"|ojalá te mueras|ojala te mueras|que te mueras|verreck|crève|muori|去死|死吧"
 )
 _DISMISS = (
-    r"\b(?:shove (?:it|this|that|your [\w ]{1,30}?) up your (?:ass|arse|butt)|up your (?:ass|arse)|shut (?:the (?:f\w*|hell) )?up|shut your (?:mouth|trap|face)|screw (?:you|u|this|acme|your)|"
+    r"\b(?:shove (?:it|this|that|your [\w ]{1,30}?) up your (?:ass|arse|butt)|up your (?:ass|arse)|"
+    r"shut (?:the (?:f\w*|hell) )?up|shut your (?:mouth|trap|face)|screw (?:you|u|this|acme|your)|"
     r"go (?:f\w+|screw) yourself|f\w* off|piss off|get lost|eat (?:shit|dirt)|suck (?:it|my)|bite me|up yours|"
     r"cállate|callate|halt die klappe|halt's maul|ta gueule|ferme[- ]la|闭嘴|滚蛋|滚)\b"
 )
@@ -113,7 +124,10 @@ _MEDICAL = (
     r"therapie|behandlung|arzt|[aä]rztin|krankenhaus|m[eé]decin|h[oô]pital|grossesse|fi[eè]vre|th[eé]rapie|"
     r"医院|医生|手术|怀孕|处方|保险|牙科|药|病|痛|检查|治疗|больниц\w+|врач\w*|терапи\w+|лечени\w+)\b"
 )
-_INSURANCE = r"\b(?:covered|coverage|copay|deductible|claim|plan|insurance|in-network|prior auth\w*|benefits?|premium|formulary|reimburs\w+|cubre|cubierta|versicherung|erstattet|remboursée?|保险|报销)\b"
+_INSURANCE = (
+    r"\b(?:covered|coverage|copay|deductible|claim|plan|insurance|in-network|prior auth\w*|benefits?|premium|"
+    r"formulary|reimburs\w+|cubre|cubierta|versicherung|erstattet|remboursée?|保险|报销)\b"
+)
 _IDIOM = (
     r"\b(?:kill(?:s|ed|ing)? (?:the|my|off|it) (?:infection|bacteria|pain|germs|lice|virus|cancer|fungus|mood|"
     r"battery)|killing me|killer (?:headache|migraine|cramps)|dying to|dying for|to die for|knock(?:ed)? out|shoot(?:ing)? pain|"
@@ -147,7 +161,9 @@ _RX: dict[str, Gated] = {
     "insurance": Gated(_INSURANCE),
     "self": Gated(_I_SELF),
     "you_are": Gated(
-        r"\b(?:you|u|ya|y'all|yall|you guys|you people|your \w+)\s*(?:are|r|'re|re|is|were|was|seem|look|sound|act)?\s*(?:such |so |a |an |the |all |just |totally |completely |fucking |f\w+ing |absolute |complete |utter |bunch of |pack of |of )*(?:"
+        r"\b(?:you|u|ya|y'all|yall|you guys|you people|your \w+)\s*(?:are|r|'re|re|is|were|was|seem|look|"
+        r"sound|act)?\s*(?:such |so |a |an |the |all |just |totally |completely |fucking |f\w+ing |"
+        r"absolute |complete |utter |bunch of |pack of |of )*(?:"
         + _INSULT
         + r")\b|(?:eres|sois|es|son) (?:un |una |unos |unas )?(?:"
         + _INSULT

@@ -31,16 +31,16 @@ MAX_PENDING_LOG_LINES = 10_000
 EXIT_LEASE_LOST = 75  # the job's attempt is no longer current: another process may own it
 
 
-class Preempted(Exception):  # noqa: N818 - it is a signal to the runner, not an error
+class Preempted(Exception):  # it is a signal to the runner, not an error
     """Raise from ``run`` after saving a checkpoint when ``should_stop()`` is ``"preempt"``:
     the job goes back to the queue and a later attempt resumes from ``checkpoint_dir``."""
 
 
-class Cancelled(Exception):  # noqa: N818
+class Cancelled(Exception):
     """Raise from ``run`` when ``should_stop()`` is ``"cancel"``: the job ends cancelled."""
 
 
-class LeaseLost(BaseException):  # noqa: N818 - BaseException: executors' ``except Exception`` must not swallow it
+class LeaseLost(BaseException):  # BaseException: executors' ``except Exception`` must not swallow it
     """This process's attempt is no longer the job's current one (its lease expired and the
     job was requeued, or it was reaped). Nothing more may be written; the process exits."""
 

@@ -19,6 +19,7 @@ raises anything else           failed (``executor_error``), traceback in the log
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -46,10 +47,8 @@ class _ContextLogHandler(logging.Handler):
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        with contextlib.suppress(Exception):  # logging must never break the job
             self.ctx.log(self.format(record))
-        except Exception:  # pragma: no cover - logging must never break the job
-            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         except PlinthError as e:
             ctx.log(f"error: {e.message}")
             outcome = ("failed", {"code": e.code.value, "message": e.message, **({"details": e.details} if e.details else {})})
-        except BaseException as e:  # noqa: BLE001 - any failure of the executor fails the job
+        except BaseException as e:  # any failure of the executor fails the job
             ctx.log("".join(traceback.format_exception(e)).rstrip())
             outcome = ("failed", {"code": JobReason.EXECUTOR_ERROR.value, "message": f"{type(e).__name__}: {e}"})
         logging.getLogger().removeHandler(handler)

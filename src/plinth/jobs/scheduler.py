@@ -31,8 +31,8 @@ from collections.abc import Iterable
 from plinth.domain.jobs import (
     Admission,
     Job,
-    PreemptionPolicy,
     Preemption,
+    PreemptionPolicy,
     Resources,
     SchedulingPlan,
     SchedulingSnapshot,

@@ -85,7 +85,7 @@ def matches(p: Passage, expected: list[dict[str, str]]) -> bool:
 
 def evaluate(service: Any, ref: str, questions: list[Question], ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, Any]:
     depth = max(ks)
-    hits = {k: 0 for k in ks}
+    hits = dict.fromkeys(ks, 0)
     rr = 0.0
     per: list[dict[str, Any]] = []
     version = None

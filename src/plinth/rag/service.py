@@ -234,9 +234,12 @@ class KnowledgeService:
                 change = self._prepare(kb, emb, src)
             except PlinthError as e:
                 outcomes.append(FileOutcome(src.name, "failed", error=e.message))
-            except Exception as e:  # noqa: BLE001 - one broken file must not stop the others
+            except Exception as e:  # one broken file must not stop the others
                 log.exception("ingesting %s failed", src.name)
-                outcomes.append(FileOutcome(src.name, "failed", error=f"{type(e).__name__}: {e}"))
+                # Not the exception's text: an OSError names server paths.
+                outcomes.append(
+                    FileOutcome(src.name, "failed", error=f"internal error ({type(e).__name__}); the server log has the details")
+                )
             else:
                 if change is None:
                     outcomes.append(FileOutcome(src.name, "unchanged"))

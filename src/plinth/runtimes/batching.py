@@ -134,7 +134,7 @@ class BatchEngine(abc.ABC):
         self._free()
 
     # -- engine thread ---------------------------------------------------------------------
-    def _on_thread_start(self) -> None:
+    def _on_thread_start(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Runs first on the engine thread (a subclass may load its model there)."""
 
     def _run(self) -> None:

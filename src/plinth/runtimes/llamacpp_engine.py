@@ -34,7 +34,7 @@ from pathlib import Path
 import llama_cpp
 
 from plinth.errors import ErrorCode, PlinthError
-from plinth.runtimes.base import Delta, SamplingParams
+from plinth.runtimes.base import SamplingParams
 from plinth.runtimes.batching import BASE, AdapterSpec, BatchEngine, Sequence, Sink
 from plinth.runtimes.text import IncrementalDecoder
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import math
 import time
 
@@ -77,10 +78,8 @@ class Admission:
         return time.monotonic() - started
 
     def _discard(self, fut: asyncio.Future[None]) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._waiters.remove(fut)
-        except ValueError:
-            pass
 
     def _release(self) -> None:
         while self._waiters:

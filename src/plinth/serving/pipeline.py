@@ -98,7 +98,7 @@ class ChatStage(abc.ABC):
     name: ClassVar[str]
     order: ClassVar[int] = 100
 
-    def check_attachments(self, attachments: Attachments) -> None:
+    def check_attachments(self, attachments: Attachments) -> None:  # noqa: B027 - an optional hook: most stages accept any
         """Raise PlinthError if ``attachments`` name something this stage cannot find
         (an unknown knowledge base or policy); called when attachments are set."""
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plinth.config import Settings
+from plinth.domain.serving import Attachments
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
 from plinth.runtimes import AdapterRef, Prompt, SamplingParams
-from plinth.domain.serving import Attachments
 from plinth.serving.engine import LoadedModel, ModelManager
 from plinth.serving.pipeline import ChainedFilter, ChatContext, ChatStage, OutputFilter, StageAnswer
 from plinth.serving.protocol import ChatCompletionRequest, CompletionRequest, _SamplingFields
@@ -560,7 +560,7 @@ class CompletionService:
         params: list[SamplingParams] = []
         choice_prompt: list[int] = []
         for pi in range(len(prompts)):
-            for c in range(req.n):
+            for _ in range(req.n):
                 seed = None if req.seed is None else (req.seed + len(params)) % (2**32)
                 params.append(
                     SamplingParams(

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import abc
 
-from plinth.store.base_catalog import CatalogStore
-from plinth.store.base_serving import ServingStore
-from plinth.store.base_knowledge import KnowledgeStore
-from plinth.store.base_jobs import JobsStore
-from plinth.store.base_guardrails import GuardrailsStore
-from plinth.store.base_datasets import DatasetsStore
-from plinth.store.base_tracking import RegistryStore, TrackingStore
-from plinth.store.base_deployments import DeploymentsStore
 from plinth.store.base_auth import AuthStore
+from plinth.store.base_catalog import CatalogStore
+from plinth.store.base_datasets import DatasetsStore
+from plinth.store.base_deployments import DeploymentsStore
+from plinth.store.base_guardrails import GuardrailsStore
+from plinth.store.base_jobs import JobsStore
+from plinth.store.base_knowledge import KnowledgeStore
+from plinth.store.base_serving import ServingStore
+from plinth.store.base_tracking import RegistryStore, TrackingStore
 
 
 class MetadataStore(

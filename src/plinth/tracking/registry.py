@@ -301,8 +301,10 @@ class RegistryService:
         lines += [
             "## Limitations",
             "",
-            "A small model fine-tuned on a small dataset answers best on questions like its training data; "
-            "attach a knowledge base and guardrails before serving it to members.",
+            (
+                "A small model fine-tuned on a small dataset answers best on questions like its training data; "
+                "attach a knowledge base and guardrails before serving it to members."
+            ),
         ]
         return "\n".join(lines) + "\n"
 

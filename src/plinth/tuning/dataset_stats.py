@@ -118,7 +118,7 @@ def _summary(values: list[int]) -> dict[str, Any]:
         "min": ordered[0],
         "mean": round(statistics.fmean(ordered), 2),
         "p50": ordered[len(ordered) // 2],
-        "p95": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))],
+        "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
         "max": ordered[-1],
     }
 

@@ -72,9 +72,9 @@ def rouge_l(pred: str, ref: str) -> float:
 def generation_scores(preds: list[str], refs: list[str]) -> dict[str, float]:
     n = max(1, len(preds))
     return {
-        "exact_match": sum(exact_match(p, r) for p, r in zip(preds, refs)) / n,
-        "token_f1": sum(token_f1(p, r) for p, r in zip(preds, refs)) / n,
-        "rouge_l": sum(rouge_l(p, r) for p, r in zip(preds, refs)) / n,
+        "exact_match": sum(exact_match(p, r) for p, r in zip(preds, refs, strict=True)) / n,
+        "token_f1": sum(token_f1(p, r) for p, r in zip(preds, refs, strict=True)) / n,
+        "rouge_l": sum(rouge_l(p, r) for p, r in zip(preds, refs, strict=True)) / n,
     }
 
 
@@ -124,7 +124,6 @@ def _torch_loss(
 def _gguf_loss(services: Any, record: Any, conversations: list[list[dict[str, Any]]], max_len: int) -> dict[str, float]:
     """The same loss from llama.cpp's own logits of the GGUF file, as it is served."""
     import numpy as np
-
     from transformers import AutoTokenizer
 
     from plinth.tuning.data import encode_all
@@ -237,7 +236,7 @@ def evaluate(
             mv = found[-1] if found else None
     samples = [
         {"prompt": p[-1]["content"] if p else "", "reference": r, "prediction": a, "rouge_l": round(rouge_l(a, r), 4)}
-        for p, r, a in list(zip(prompts, refs, preds))[:10]
+        for p, r, a in list(zip(prompts, refs, preds, strict=True))[:10]
     ]
     report = EvalReport(
         id=uuid.uuid4().hex,
@@ -261,10 +260,7 @@ def compare(services: Any, refs: list[str]) -> dict[str, Any]:
     keys: set[str] = set()
     for ref in refs:
         mv = services.registry.resolve_version(ref) if services.registry else None
-        if mv is not None:
-            reports = services.registry.reports(mv.name, mv.version)
-        else:
-            reports = services.store.list_eval_reports(model=ref)
+        reports = services.registry.reports(mv.name, mv.version) if mv is not None else services.store.list_eval_reports(model=ref)
         latest = reports[0] if reports else None
         if latest:
             keys |= {k for k, v in latest.metrics.items() if isinstance(v, int | float)}

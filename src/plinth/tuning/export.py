@@ -101,7 +101,7 @@ def hf_to_gguf(hf_dir: Path, base_gguf: Path, dest: Path) -> Path:
     weights: dict[str, np.ndarray] = {}
     for f in sorted(hf_dir.glob("*.safetensors")):
         with safe_open(str(f), framework="np") as fh:
-            for k in fh.keys():
+            for k in fh.keys():  # noqa: SIM118 - safetensors' safe_open handle has keys() but is not iterable
                 weights[k] = fh.get_tensor(k)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)

@@ -20,9 +20,9 @@ from plinth.config import load_settings
 from plinth.domain.deployments import EventKind, Outcome
 from plinth.domain.tracking import EvalReport
 from plinth.errors import ErrorCode, PlinthError
+from plinth.services import Services, build_services
 from plinth.serving.pipeline import ChatContext, ChatStage, StageAnswer
 from plinth.serving.protocol import ChatCompletionRequest
-from plinth.services import Services, build_services
 from tests.support.adapters import LLAMA_ATTN, random_peft_llama_tensors, write_peft_dir
 
 BASE = "smollm2-135m-instruct"

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -232,9 +233,9 @@ def test_malformed_gguf_loras(tmp_path: Path, random_lora: Path) -> None:
         return write_gguf(tmp_path / f"{name}.gguf", "llama", kv, tensors)
 
     # Each of these would abort a llama.cpp process (GGML_ASSERT in gguf_get_val_*).
-    alpha64 = variant("alpha64", ADAPTER_KV[:2] + [("add_float64", "adapter.lora.alpha", 8.0)])
+    alpha64 = variant("alpha64", [*ADAPTER_KV[:2], ("add_float64", "adapter.lora.alpha", 8.0)])
     expect_error(lambda: inspect_adapter(alpha64), ErrorCode.INVALID_MODEL_FILE, "FLOAT32")
-    gtype_int = variant("gtype_int", [("add_uint32", "general.type", 1)] + ADAPTER_KV[1:])
+    gtype_int = variant("gtype_int", [("add_uint32", "general.type", 1), *ADAPTER_KV[1:]])
     expect_error(lambda: inspect_adapter(gtype_int), ErrorCode.INVALID_MODEL_FILE, "general.type must be a string")
     atype_int = variant("atype_int", [ADAPTER_KV[0], ("add_uint32", "adapter.type", 1), ADAPTER_KV[2]])
     expect_error(lambda: inspect_adapter(atype_int), ErrorCode.INVALID_MODEL_FILE, "adapter.type")

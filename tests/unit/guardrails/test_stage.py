@@ -14,9 +14,9 @@ import pytest
 
 from plinth.config import load_settings
 from plinth.errors import ErrorCode, PlinthError
+from plinth.services import Services, build_services
 from plinth.serving.pipeline import ChatContext, ChatStage, StageAnswer
 from plinth.serving.protocol import ChatCompletionRequest, CompletionRequest
-from plinth.services import Services, build_services
 
 MODEL = "smollm2-135m-instruct"
 SSN = "219-09-9988"

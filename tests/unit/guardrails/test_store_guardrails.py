@@ -77,7 +77,7 @@ def test_concurrent_writers_get_distinct_versions(store) -> None:  # type: ignor
     def write(i: int) -> None:
         try:
             refs.append(svc.apply({**DOC, "description": f"writer {i}"})[0].ref)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]

@@ -58,12 +58,8 @@ class JobsEnv:
             PYTHONUNBUFFERED="1",
             **env,
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "plinth", "worker"],
-            env=e,
-            stdout=open(log, "ab"),
-            stderr=subprocess.STDOUT,  # noqa: SIM115
-        )
+        with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen([sys.executable, "-m", "plinth", "worker"], env=e, stdout=out, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ def assert_attempts_never_overlap(steps: list[dict[str, Any]]) -> None:
     for s in steps:
         by_attempt.setdefault(s["attempt"], []).append(s)
     attempts = sorted(by_attempt)
-    for a, b in zip(attempts, attempts[1:], strict=False):
+    for a, b in itertools.pairwise(attempts):
         assert max(s["t"] for s in by_attempt[a]) < min(s["t"] for s in by_attempt[b]), f"attempts {a} and {b} overlapped"
     for a in attempts:
         nums = [s["step"] for s in by_attempt[a]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from plinth.domain.jobs import (
@@ -17,6 +18,7 @@ from plinth.jobs.scheduler import choose_victims, plan
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GiB = 1 << 30
+QUOTA = Resources(4, 8 * GiB, 0)
 
 
 def job(
@@ -47,7 +49,7 @@ def job(
     )
 
 
-def snap(queued: list[Job], running: list[Job] = (), quota: Resources = Resources(4, 8 * GiB, 0), **queues: Queue) -> SchedulingSnapshot:  # type: ignore[assignment]
+def snap(queued: list[Job], running: Sequence[Job] = (), quota: Resources = QUOTA, **queues: Queue) -> SchedulingSnapshot:
     qs = {"q": Queue("q", quota), **queues}
     order = sorted(queued, key=lambda j: (-j.priority, j.queued_at, j.id))
     return SchedulingSnapshot(queues=qs, running=list(running), queued=order, now=T0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -83,14 +84,14 @@ def test_budget_is_respected_and_long_paragraphs_split_at_sentences(embedder: An
         assert c.n_tokens <= 64 and text[c.start : c.end] == c.text
         assert c.text.startswith("Sentence") and c.text.endswith(".")
     # overlap: each chunk starts inside the previous one, and the chunks move forward
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert a.start < b.start < a.end < b.end
 
 
 def test_overlap_zero_tiles_the_section(embedder: Any) -> None:
     text = "# T\n\n" + " ".join(f"Fact {i} is here." for i in range(80))
     chunks = chunk_document(parse_markdown(text), embedder.count_tokens, max_tokens=40, overlap_tokens=0)
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert a.end <= b.start
     covered = " ".join(c.text for c in chunks)
     assert all(f"Fact {i} is here." in covered for i in range(80))

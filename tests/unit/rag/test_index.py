@@ -177,7 +177,7 @@ def test_concurrent_writers_both_land(knowledge: Any) -> None:
     def add(i: int) -> None:
         try:
             _add(knowledge, "busy", {f"w{i}.md": f"# Writer {i}\n\nParagraph written by writer number {i}."})
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=add, args=(i,)) for i in range(4)]
@@ -186,7 +186,7 @@ def test_concurrent_writers_both_land(knowledge: Any) -> None:
     for t in threads:
         t.join()
     assert not errors
-    kbo, version, docs = knowledge.documents("busy")
+    _kbo, version, docs = knowledge.documents("busy")
     assert version == 4 and sorted(d.name for d in docs) == [f"w{i}.md" for i in range(4)]
     assert [v.version for v in knowledge.versions("busy")] == [0, 1, 2, 3, 4]
 

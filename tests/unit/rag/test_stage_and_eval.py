@@ -117,8 +117,8 @@ def test_faq_files_are_consistent_chat_pairs() -> None:
 
 def test_corpus_is_current(tmp_path: Path) -> None:
     """The committed corpus is what build_corpus.py writes from facts.py."""
-    import subprocess
     import shutil
+    import subprocess
     import sys
 
     copy = tmp_path / "acme"

@@ -170,7 +170,7 @@ def test_incremental_decoder_with_uneven_chunks(size: int) -> None:
 
 def test_incremental_decoder_replaces_a_truncated_character_at_the_end() -> None:
     dec = IncrementalDecoder()
-    assert dec.feed("ok".encode() + "你".encode()[:2]) == "ok"
+    assert dec.feed(b"ok" + "你".encode()[:2]) == "ok"
     assert dec.flush() == "\ufffd"
 
 

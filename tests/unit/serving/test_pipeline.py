@@ -13,9 +13,9 @@ import pytest
 from plinth.config import load_settings
 from plinth.domain.serving import Attachments
 from plinth.errors import ErrorCode, PlinthError
+from plinth.services import Services, build_services
 from plinth.serving.pipeline import ChainedFilter, ChatContext, ChatStage, OutputFilter, StageAnswer
 from plinth.serving.protocol import ChatCompletionRequest, CompletionRequest
-from plinth.services import Services, build_services
 
 MODEL = "smollm2-135m-instruct"
 

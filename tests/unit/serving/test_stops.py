@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -153,7 +154,7 @@ def test_unicode_stops() -> None:
 def _random_splits(rng: random.Random, text: str) -> list[str]:
     cuts = sorted(rng.sample(range(1, len(text)), rng.randint(0, max(0, len(text) - 1)))) if len(text) > 1 else []
     bounds = [0, *cuts, len(text)]
-    parts = [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    parts = [text[a:b] for a, b in itertools.pairwise(bounds)]
     # empty deltas happen too (a token that decodes to nothing yet)
     for _ in range(rng.randint(0, 2)):
         parts.insert(rng.randint(0, len(parts)), "")

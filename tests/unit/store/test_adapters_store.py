@@ -300,7 +300,7 @@ def test_sqlite_concurrent_adapter_writers(sqlite_url: str) -> None:
                     if i % 3 == 0:
                         own.update_adapter_gguf("tiny", f"a-{t}-{i}", D2)
                         own.list_adapters("tiny")
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in range(n_threads)]

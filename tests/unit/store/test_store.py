@@ -264,7 +264,7 @@ def test_sqlite_concurrent_writers(sqlite_url: str) -> None:
                     own.add_model(_record(f"m-{t}-{i}"))
                     if i % 5 == 0:  # interleave reads with the writes
                         own.list_models()
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in range(n_threads)]
@@ -292,7 +292,7 @@ def test_sqlite_concurrent_read_then_write_transactions(sqlite_url: str) -> None
             with SqlStore(sqlite_url) as own:
                 for i in range(t, 40, 4):
                     deleted.append(own.delete_model(f"m-{i}").name)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=deleter, args=(t,)) for t in range(4)]

@@ -12,8 +12,8 @@ import pytest
 
 from plinth.config import load_settings
 from plinth.errors import ErrorCode, PlinthError
-from plinth.serving.protocol import ChatCompletionRequest
 from plinth.services import Services, build_services
+from plinth.serving.protocol import ChatCompletionRequest
 from plinth.tuning.evaluation import exact_match, generation_scores, rouge_l, token_f1
 from tests.support.adapters import LLAMA_ATTN, random_peft_llama_tensors, write_peft_dir
 
@@ -72,7 +72,7 @@ def test_a_registered_adapter_is_served_at_once_under_every_name(services: Servi
     # served ids: a version, the latest, an alias
     base_text, _ = _answer(services, BASE)
     t1, served1 = _answer(services, "acme@1")
-    t2, served_latest = _answer(services, "acme")
+    _t2, served_latest = _answer(services, "acme")
     assert served1 == f"{BASE}:acme-v1" and served_latest == f"{BASE}:acme-v2"
     assert t1 == _answer(services, f"{BASE}:acme-v1")[0] and t1 != base_text
     reg.set_alias("acme", "production", 1)

@@ -168,7 +168,7 @@ def test_split_is_seeded_stable_and_explicit_rows_are_kept(services: Any, tmp_pa
     assert len(kept) >= 17
     assert assign_validation(rows[:1], 0.1, 0) == []  # one row: nothing held out
     assert len(assign_validation(rows[:3], 0.1, 0)) == 1  # a small set still gets one
-    explicit = [chat("a", "b", split="validation"), chat("c", "d", split="train")] + rows[:10]
+    explicit = [chat("a", "b", split="validation"), chat("c", "d", split="train"), *rows[:10]]
     v, _ = services.datasets.add(write_jsonl(tmp_path / "e.jsonl", explicit), "explicit", validation_fraction=0.2)
     val_rows = services.datasets.load_rows(v, "validation")
     assert explicit[0]["messages"] in [r["messages"] for r in val_rows]

@@ -65,7 +65,7 @@ def test_concurrent_writers_get_distinct_versions(store: SqlStore, store_url: st
                 barrier.wait()
                 v, _ = s.add_dataset_version(version("race", "sha256:" + f"{i:x}" * 64))
                 results.append(v.version)
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=add, args=(i,)) for i in range(4)]

@@ -97,7 +97,7 @@ def test_only_assistant_tokens_are_labelled(smol_dir: Path) -> None:
         assert text not in labelled
     assert labelled.count("<|im_end|>") == 2  # the model learns to end its turns
     # the labels are exactly the input ids where they are set
-    assert all(lab in (tdata.IGNORE, i) for i, lab in zip(ex.input_ids, ex.labels))
+    assert all(lab in (tdata.IGNORE, i) for i, lab in zip(ex.input_ids, ex.labels, strict=True))
     full = tok.apply_chat_template(conv, tokenize=False)
     assert tok.decode(ex.input_ids) == full
 

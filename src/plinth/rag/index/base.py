@@ -39,7 +39,7 @@ class KnowledgeIndex(abc.ABC):
     @abc.abstractmethod
     def keyword_search(self, kb: KnowledgeBase, version: int, query: str, k: int, documents: set[int] | None = None) -> list[Hit]: ...
 
-    def forget(self, kb_id: int) -> None:
+    def forget(self, kb_id: int) -> None:  # noqa: B027 - an optional hook: an index with no per-kb state does nothing
         """The knowledge base is gone: drop what the index holds for it."""
 
     def describe(self) -> dict[str, object]:

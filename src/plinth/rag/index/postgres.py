@@ -31,7 +31,7 @@ def pgvector_available(engine: Engine) -> bool:
     try:
         with engine.connect() as conn:
             return conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first() is not None
-    except Exception:  # noqa: BLE001 - not Postgres, or unreachable: the caller falls back
+    except Exception:  # not Postgres, or unreachable: the caller falls back
         return False
 
 

@@ -9,12 +9,15 @@ area module, so ``Base.metadata`` holds every table.
 
 from __future__ import annotations
 
+from plinth.store.schema.auth import ApiKeyRow, ApiKeyWindowRow, AuditRow
 from plinth.store.schema.base import NAMING_CONVENTION, Base, UtcDateTime
 from plinth.store.schema.catalog import AdapterRow, ModelRow
-from plinth.store.schema.serving import AttachmentRow
-from plinth.store.schema.knowledge import KbChunkRow, KbCitationRow, KbDocumentRow, KbVersionRow, KnowledgeBaseRow
-from plinth.store.schema.jobs import JobLogRow, JobRow, PriorityClassRow, QueueRow, WorkerRow
 from plinth.store.schema.datasets import DatasetRow, DatasetVersionRow
+from plinth.store.schema.deployments import DeploymentEventRow, DeploymentRevisionRow, DeploymentRow, FeedbackRow, UsageRow
+from plinth.store.schema.guardrails import GuardrailEventRow, GuardrailPolicyRow, GuardrailPolicyVersionRow
+from plinth.store.schema.jobs import JobLogRow, JobRow, PriorityClassRow, QueueRow, WorkerRow
+from plinth.store.schema.knowledge import KbChunkRow, KbCitationRow, KbDocumentRow, KbVersionRow, KnowledgeBaseRow
+from plinth.store.schema.serving import AttachmentRow
 from plinth.store.schema.tracking import (
     EvalReportRow,
     ModelAliasRow,
@@ -24,8 +27,43 @@ from plinth.store.schema.tracking import (
     RunMetricRow,
     RunRow,
 )
-from plinth.store.schema.guardrails import GuardrailEventRow, GuardrailPolicyRow, GuardrailPolicyVersionRow
-from plinth.store.schema.deployments import DeploymentEventRow, DeploymentRevisionRow, DeploymentRow, FeedbackRow, UsageRow
-from plinth.store.schema.auth import ApiKeyRow, ApiKeyWindowRow, AuditRow
 
-__all__ = ["NAMING_CONVENTION", "AdapterRow", "AttachmentRow", "Base", "ModelRow", "UtcDateTime"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "AdapterRow",
+    "ApiKeyRow",
+    "ApiKeyWindowRow",
+    "AttachmentRow",
+    "AuditRow",
+    "Base",
+    "DatasetRow",
+    "DatasetVersionRow",
+    "DeploymentEventRow",
+    "DeploymentRevisionRow",
+    "DeploymentRow",
+    "EvalReportRow",
+    "FeedbackRow",
+    "GuardrailEventRow",
+    "GuardrailPolicyRow",
+    "GuardrailPolicyVersionRow",
+    "JobLogRow",
+    "JobRow",
+    "KbChunkRow",
+    "KbCitationRow",
+    "KbDocumentRow",
+    "KbVersionRow",
+    "KnowledgeBaseRow",
+    "ModelAliasRow",
+    "ModelRow",
+    "ModelVersionRow",
+    "PriorityClassRow",
+    "QueueRow",
+    "RegisteredModelRow",
+    "RunArtifactRow",
+    "RunMetricRow",
+    "RunRow",
+    "UsageRow",
+    "UtcDateTime",
+    "WorkerRow",
+    "annotations",
+]

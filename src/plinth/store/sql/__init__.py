@@ -16,15 +16,10 @@ from alembic import command
 from alembic.runtime.migration import MigrationContext
 
 from plinth.store.base import MetadataStore
-from plinth.store.sql.catalog import CatalogSql
-from plinth.store.sql.serving import ServingSql
-from plinth.store.sql.knowledge import KnowledgeSql
-from plinth.store.sql.jobs import JobsSql
-from plinth.store.sql.guardrails import GuardrailsSql
-from plinth.store.sql.datasets import DatasetsSql
-from plinth.store.sql.tracking import TrackingSql
-from plinth.store.sql.deployments import DeploymentsSql
 from plinth.store.sql.auth import AuthSql
+from plinth.store.sql.catalog import CatalogSql
+from plinth.store.sql.datasets import DatasetsSql
+from plinth.store.sql.deployments import DeploymentsSql
 from plinth.store.sql.engine import (
     DEFAULT_BUSY_TIMEOUT_MS,
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -37,6 +32,11 @@ from plinth.store.sql.engine import (
     migration_connection,
     normalize_url,
 )
+from plinth.store.sql.guardrails import GuardrailsSql
+from plinth.store.sql.jobs import JobsSql
+from plinth.store.sql.knowledge import KnowledgeSql
+from plinth.store.sql.serving import ServingSql
+from plinth.store.sql.tracking import TrackingSql
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT_MS",
