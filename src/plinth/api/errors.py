@@ -13,6 +13,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plinth.errors import ErrorCode, PlinthError
@@ -39,18 +40,31 @@ def _validation_error(exc: RequestValidationError) -> PlinthError:
         return PlinthError(
             ErrorCode.INVALID_JSON, f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": ")
         )
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
-    # Drop pydantic's union-branch names (e.g. "str", "list[TextPart]") from the location.
-    loc = [p for p in loc if not (p[:1].islower() and ("[" in p or p in {"str", "int", "float", "bool"}))]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "path", "query", "header")]
+    # Drop pydantic's union-branch names (e.g. "str", "list[TextPart]", "constrained-int") from the location.
+    loc = [p for p in loc if not (p[:1].islower() and ("[" in p or p in _BRANCH_NAMES or p.startswith(("constrained-", "function-"))))]
     param = ".".join(loc) or None
     if first.get("type") == "missing":
         message = f"missing required field {param!r}" if param else "missing required body"
     else:
         msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
         message = f"invalid value for {param!r}: {msg}" if param else msg
+        message += _shown_input(first.get("input"))
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return PlinthError(ErrorCode.INVALID_REQUEST, message, param=param)
+
+
+_BRANCH_NAMES = frozenset({"str", "int", "float", "bool"})
+
+
+def _shown_input(value: object) -> str:
+    """`` (got VALUE)`` for a scalar input, so the message names the bad value; long values
+    are cut (a message is not a place for a 10,000-digit number)."""
+    if value is None or isinstance(value, (dict, list)):
+        return ""
+    text = repr(value)
+    return f" (got {text[:60]}...{text[-10:]})" if len(text) > 80 else f" (got {text})"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -82,6 +96,10 @@ def install_error_handlers(app: FastAPI) -> None:
         _count(request, err)
         resp = error_response(request.url.path, err)
         resp.status_code = exc.status_code if exc.status_code != 400 else err.http_status
+        for name, value in (exc.headers or {}).items():
+            resp.headers[name] = value
+        if exc.status_code == 405:  # Starlette's Allow names one route's methods; a path may have several routes
+            resp.headers["Allow"] = ", ".join(_allowed_methods(request))
         return resp
 
     @app.exception_handler(Exception)
@@ -90,6 +108,16 @@ def install_error_handlers(app: FastAPI) -> None:
         err = PlinthError(ErrorCode.INTERNAL, "internal error; the server log has the details")
         _count(request, err)
         return error_response(request.url.path, err)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this request's path."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path) and route.methods:
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 def _count(request: Request, err: PlinthError) -> None:

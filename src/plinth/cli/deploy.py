@@ -17,6 +17,7 @@ from rich.text import Text
 
 from plinth.auth.audit import cli_actor
 from plinth.cli.common import console, get_services, get_settings
+from plinth.domain.numbers import whole_number
 from plinth.errors import ErrorCode, PlinthError
 
 deploy_app = typer.Typer(
@@ -53,11 +54,12 @@ def _targets(
         model, sep, weight = m.rpartition("=") if "=" in m else (m, "", "")
         spec: dict[str, Any] = {"model": model if sep else m}
         if sep:
-            if not weight.isdigit():
+            number = whole_number(weight)
+            if number is None:
                 raise PlinthError(
                     ErrorCode.INVALID_REQUEST, f"invalid --model {m!r}: the weight after '=' must be a whole number", param="model"
                 )
-            spec["weight"] = int(weight)
+            spec["weight"] = number  # the service checks the range
         for key, value in (("knowledge_base", kb), ("guardrail_policy", guardrails), ("system_prompt", system_prompt)):
             if value:
                 spec[key] = value

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from plinth.cli.common import console, err_console, get_services, get_settings
+from plinth.domain.numbers import VERSION_MAX, whole_number
 from plinth.errors import ErrorCode, PlinthError
 
 runs_app = typer.Typer(help="Tracked runs: list, show (with the loss curve), compare, metrics.", no_args_is_help=True)
@@ -293,9 +294,12 @@ def registry_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 def _parse_version(ref: str) -> tuple[str, int | None]:
     name, sep, v = ref.partition("@")
-    if sep and not v.isdigit():
-        raise PlinthError(ErrorCode.INVALID_REQUEST, f"expected NAME or NAME@VERSION, got {ref!r}")
-    return name, int(v) if sep else None
+    if not sep:
+        return name, None
+    number = whole_number(v, minimum=1, maximum=VERSION_MAX)
+    if number is None:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"expected NAME or NAME@VERSION (VERSION from 1 to {VERSION_MAX}), got {ref!r}")
+    return name, number
 
 
 @registry_app.command("show")

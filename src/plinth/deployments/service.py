@@ -33,6 +33,7 @@ from plinth.domain.deployments import (
     WindowStats,
     judge,
 )
+from plinth.domain.numbers import VERSION_MAX, whole_number
 from plinth.domain.serving import Attachments
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
@@ -268,8 +269,9 @@ class DeploymentService:
 
     def _reports(self, t: Target) -> list[Any]:
         name, sep, number = t.version.partition("@")
-        if sep and number.isdigit():
-            return self.store.list_eval_reports(registry_name=name, registry_version=int(number))
+        version = whole_number(number, maximum=VERSION_MAX) if sep else None
+        if version is not None:
+            return self.store.list_eval_reports(registry_name=name, registry_version=version)
         return self.store.list_eval_reports(model=t.served)
 
     def _check_gate(self, dep: Deployment, targets: tuple[Target, ...], actor: str, revision: int | None, *, record: bool = True) -> None:

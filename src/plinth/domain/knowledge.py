@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from plinth.domain.numbers import VERSION_MAX, whole_number
+
 #: a knowledge-base name: lower case, digits, '.', '_' and '-'; no '@' (it separates a version)
 KB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 
@@ -27,9 +29,10 @@ class KbRef:
                 "optionally followed by @VERSION"
             )
         if sep:
-            if not ver.isdigit():
-                raise ValueError(f"invalid knowledge base {text!r}: the version after '@' must be a whole number")
-            return cls(name, int(ver))
+            number = whole_number(ver, maximum=VERSION_MAX)
+            if number is None:
+                raise ValueError(f"invalid knowledge base {text!r}: the version after '@' must be a whole number from 0 to {VERSION_MAX}")
+            return cls(name, number)
         return cls(name)
 
     def __str__(self) -> str:

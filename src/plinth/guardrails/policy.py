@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from plinth.domain.guardrails import Action, Direction
+from plinth.domain.numbers import VERSION_MAX, whole_number
 from plinth.errors import ErrorCode, PlinthError
 from plinth.guardrails.base import DetectorOptions, detector_kinds
 
@@ -216,9 +217,12 @@ def split_ref(ref: str) -> tuple[str, int | None]:
     name, sep, ver = ref.partition("@")
     if not sep:
         return name, None
-    if not ver.isdigit() or int(ver) < 1:
-        raise PlinthError(ErrorCode.INVALID_REQUEST, f"policy reference {ref!r}: the version after '@' must be a positive integer")
-    return name, int(ver)
+    number = whole_number(ver, minimum=1, maximum=VERSION_MAX)
+    if number is None:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST, f"policy reference {ref!r}: the version after '@' must be a whole number from 1 to {VERSION_MAX}"
+        )
+    return name, number
 
 
 def to_yaml(doc: dict[str, Any]) -> str:

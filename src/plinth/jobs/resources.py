@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
 
 from plinth.config import Settings
 from plinth.domain.jobs import Resources, format_bytes, format_resources
+from plinth.domain.numbers import INT64_MAX
 from plinth.errors import ErrorCode, PlinthError
 
 __all__ = ["format_bytes", "format_resources", "machine_capacity", "parse_bytes"]
@@ -32,7 +34,10 @@ _UNITS = {
     "ti": 1024**4,
     "tib": 1024**4,
 }
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+#: a size as people write it; also the JSON Schema ``pattern`` the API declares (ASCII only,
+#: so the two regex dialects agree)
+SIZE_PATTERN = r"^ *([0-9]+(?:\.[0-9]+)?) *([bB]|[kKmMgGtT][iI]?[bB]?)? *$"
+_SIZE_RE = re.compile(SIZE_PATTERN)
 
 
 def parse_bytes(value: str | int, *, param: str = "memory") -> int:
@@ -42,16 +47,23 @@ def parse_bytes(value: str | int, *, param: str = "memory") -> int:
     if isinstance(value, int):
         if value < 0:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"{param} must not be negative; got {value}", param=param)
-        return value
+        return _bounded(value, value, param)
     m = _SIZE_RE.match(str(value))
-    unit = m.group(2).lower() if m else None
+    unit = (m.group(2) or "").lower() if m else None
     if not m or unit not in _UNITS:
         raise PlinthError(
             ErrorCode.INVALID_REQUEST,
             f"{param} must be a size such as 4GiB, 512MiB or a number of bytes; got {value!r}",
             param=param,
         )
-    return int(float(m.group(1)) * _UNITS[unit])
+    size = float(m.group(1)) * _UNITS[unit]  # inf for a number too long for a float
+    return _bounded(int(size) if math.isfinite(size) else INT64_MAX + 1, value, param)
+
+
+def _bounded(size: int, value: str | int, param: str) -> int:
+    if size > INT64_MAX:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"{param} {value!r} is too large; at most {INT64_MAX} bytes", param=param)
+    return size
 
 
 def detect_cpus() -> int:

@@ -7,9 +7,11 @@ with a 400 naming the field instead of being silently ignored.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from plinth.domain.numbers import INT64_MAX
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -51,16 +53,16 @@ class _SamplingFields(BaseModel):
     model: str = Field(min_length=1, max_length=256)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=INT64_MAX)  # the server's own limit: Settings.max_tokens_limit
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=INT64_MAX)  # the server's own limit: Settings.max_n
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     user: str | None = Field(None, max_length=256)
-    logprobs: bool | int | None = None
+    logprobs: bool | Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None  # refused below unless false or 0
     logit_bias: dict[str, float] | None = None
 
     @field_validator("stop")
@@ -91,7 +93,7 @@ class _SamplingFields(BaseModel):
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=INT64_MAX)
     # plinth extension: answer from this knowledge base (``name`` or ``name@version``),
     # overriding the one attached to the model id.
     knowledge_base: str | None = Field(None, min_length=1, max_length=160)
@@ -114,7 +116,7 @@ class CompletionRequest(_SamplingFields):
     prompt: str | list[str]
     echo: bool = False
     suffix: str | None = None
-    best_of: int | None = None
+    best_of: int | None = Field(None, ge=1, le=INT64_MAX)
 
     @field_validator("prompt")
     @classmethod

@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from plinth.domain.numbers import VERSION_MAX, whole_number
 from plinth.domain.tracking import ALIAS_RE, REGISTRY_NAME_RE, EvalReport, ModelVersion, RegisteredModel
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store import MetadataStore
@@ -204,8 +205,11 @@ class RegistryService:
             return None
         if not sep:
             number = rm.aliases.get(DEFAULT_ALIAS, rm.latest_version)
-        elif which.isdigit():
-            number = int(which)
+        elif which.isascii() and which.isdigit():  # NAME@N
+            found = whole_number(which, minimum=1, maximum=VERSION_MAX)
+            if found is None:  # 0, or past what the store can hold: no such version
+                raise PlinthError(ErrorCode.MODEL_NOT_FOUND, f"model {model_id!r} does not exist", param="model")
+            number = found
         elif which in rm.aliases:
             number = rm.aliases[which]
         else:

@@ -34,6 +34,7 @@ from plinth.domain.datasets import (
     DatasetVersion,
     SourceFormat,
 )
+from plinth.domain.numbers import VERSION_MAX, whole_number
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store import ArtifactStore, MetadataStore
 from plinth.tuning.dataset_formats import detect_format, parse_file
@@ -55,9 +56,14 @@ def parse_ref(text: str, *, param: str = "dataset") -> DatasetRef:
         )
     if not sep or version == "latest":
         return DatasetRef(name)
-    if not version.isdigit() or int(version) < 1:
-        raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid dataset version in {text!r}: expected NAME@1, NAME@2, ...", param=param)
-    return DatasetRef(name, int(version))
+    number = whole_number(version, minimum=1, maximum=VERSION_MAX)
+    if number is None:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            f"invalid dataset version in {text!r}: expected NAME@1, NAME@2, ... (at most {VERSION_MAX})",
+            param=param,
+        )
+    return DatasetRef(name, number)
 
 
 def check_name(name: str) -> str:

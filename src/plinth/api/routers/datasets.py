@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from plinth.api.deps import services_of
 from plinth.api.routers.models import _allowed_path
 from plinth.domain.datasets import DatasetRef, SourceFormat
+from plinth.domain.numbers import INT64_MAX
 from plinth.errors import ErrorCode, PlinthError
+from plinth.tuning.datasets import MAX_SEED
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 
@@ -38,8 +40,8 @@ class ImportDataset(BaseModel):
     name: str = Field(description="dataset name; a new version is added if it exists")
     path: str = Field(description="JSONL, CSV or Parquet file inside PLINTH_IMPORT_DIRS")
     format: SourceFormat | None = Field(None, description="jsonl, csv or parquet (default: from the file)")
-    validation_fraction: float = Field(0.1, description="share of rows held out for validation (0-0.5)")
-    seed: int = Field(0, description="seed of the split")
+    validation_fraction: float = Field(0.1, ge=0, le=0.5, description="share of rows held out for validation (0-0.5)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the split")
     note: str | None = None
     description: str | None = None
     model: str | None = Field(None, description="model whose tokenizer counts tokens (default: the default model)")
@@ -79,8 +81,8 @@ async def upload_version(
     request: Request,
     filename: str = Query("upload", description="the file's name, kept as the version's source name"),
     format: SourceFormat | None = Query(None, description="jsonl, csv or parquet (default: from the content type or name)"),
-    validation_fraction: float = 0.1,
-    seed: int = 0,
+    validation_fraction: float = Query(0.1, ge=0, le=0.5, description="share of rows held out for validation"),
+    seed: int = Query(0, ge=0, le=MAX_SEED, description="seed of the split"),
     note: str | None = None,
     model: str | None = None,
 ) -> JSONResponse:
@@ -130,8 +132,8 @@ def get_rows(
     version: str,
     request: Request,
     split: str = Query("all", description="train, validation or all"),
-    offset: int = 0,
-    limit: int = 20,
+    offset: int = Query(0, ge=0, le=INT64_MAX),
+    limit: int = Query(20, ge=1, le=1000),
 ) -> dict[str, Any]:
     ds = services_of(request).datasets
     v = ds.get(_ref(name, version))

@@ -4,15 +4,16 @@ status (traffic split and rule windows) and history."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.auth import actor_of, check_deployment_access, principal_of
 from plinth.api.deps import services_of
-from plinth.deployments.service import DeploymentService
+from plinth.deployments.service import MAX_WINDOW_S, MIN_WINDOW_S, DeploymentService
+from plinth.domain.numbers import VERSION_MAX
 from plinth.errors import ErrorCode, PlinthError
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
@@ -79,7 +80,7 @@ class CreateDeployment(_Targets):
     description: str = Field("", max_length=2000)
     rules: list[dict[str, Any]] | None = Field(None, description="rollout rules (default: plinth's)", max_length=32)
     gate: list[dict[str, Any]] | None = Field(None, description="evaluation gate rules", max_length=32)
-    window_s: int | None = Field(None, description="rule window in seconds")
+    window_s: int | None = Field(None, ge=MIN_WINDOW_S, le=MAX_WINDOW_S, description="rule window in seconds")
     auto_rollback: bool = True
 
 
@@ -100,7 +101,9 @@ class PromoteBody(BaseModel):
 
 class RollbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    to_revision: int | None = Field(None, ge=1, description="make this revision stable (default: drop the canary, or the previous stable)")
+    to_revision: int | None = Field(
+        None, ge=1, le=VERSION_MAX, description="make this revision stable (default: drop the canary, or the previous stable)"
+    )
     reason: str = Field("", max_length=2000)
 
 
@@ -108,7 +111,7 @@ class ConfigureBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rules: list[dict[str, Any]] | None = Field(None, max_length=32)
     gate: list[dict[str, Any]] | None = Field(None, max_length=32)
-    window_s: int | None = None
+    window_s: int | None = Field(None, ge=MIN_WINDOW_S, le=MAX_WINDOW_S, description="rule window in seconds")
     auto_rollback: bool | None = None
     description: str | None = Field(None, max_length=2000)
 
@@ -189,7 +192,9 @@ def list_revisions(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/{name}/revisions/{number}")
-def get_revision(name: str, number: int, request: Request) -> dict[str, Any]:
+def get_revision(
+    name: str, number: Annotated[int, Path(ge=1, le=VERSION_MAX, description="a revision number")], request: Request
+) -> dict[str, Any]:
     return _svc(request, name).revision(name, number).public_dict()
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
 from plinth.domain.guardrails import Direction
+from plinth.domain.numbers import INT64_MAX, VERSION_MAX
 from plinth.errors import ErrorCode, PlinthError
 from plinth.guardrails.evaluation import MAX_RECORDS, check_record
 from plinth.guardrails.service import GuardrailService
@@ -81,7 +82,7 @@ async def put_policy(name: str, body: PolicyBody, request: Request) -> Any:
 
 
 @router.get("/policies/{name}")
-def get_policy(name: str, request: Request, version: int | None = Query(None, ge=1)) -> dict[str, Any]:
+def get_policy(name: str, request: Request, version: int | None = Query(None, ge=1, le=VERSION_MAX)) -> dict[str, Any]:
     ref = name if version is None else f"{name}@{version}"
     return _svc(request).get(ref).public_dict()
 
@@ -101,7 +102,7 @@ class CheckBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, description="the text to check")
     direction: Direction = Field(Direction.INPUT, description="input, output or retrieved")
-    version: int | None = Field(None, ge=1, description="a version of the policy (default: the newest)")
+    version: int | None = Field(None, ge=1, le=VERSION_MAX, description="a version of the policy (default: the newest)")
     passages: list[dict[str, Any]] = Field(default_factory=list, max_length=50, description="passages for groundedness: [{'text': ...}]")
 
 
@@ -126,7 +127,7 @@ class EvalBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     records: list[dict[str, Any]] = Field(min_length=1, description="labelled records, as in the JSONL files")
     detector: str | None = Field(None, description="the rule to evaluate when the policy has several of the kind")
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=VERSION_MAX)
     listed: int = Field(50, ge=0, le=5000, description="false positives and negatives listed at most")
 
 
@@ -158,7 +159,7 @@ def list_events(
     policy: str | None = None,
     request_id: str | None = None,
     detector: str | None = None,
-    before_id: int | None = Query(None, ge=1),
+    before_id: int | None = Query(None, ge=1, le=INT64_MAX),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Guardrail findings of served requests, newest first (labels and offsets, never text)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -16,17 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from plinth.api.deps import services_of
 from plinth.api.streaming import SSEResponse
 from plinth.domain.jobs import JobState, PreemptionPolicy, Resources
+from plinth.domain.numbers import INT64_MAX
 from plinth.errors import ErrorCode, PlinthError
-from plinth.jobs.resources import parse_bytes
+from plinth.jobs.resources import SIZE_PATTERN, parse_bytes
+from plinth.jobs.service import MAX_PRIORITY
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
+
+#: bytes, or a size as people write it ("4GiB", "512M")
+ByteSize = Annotated[int, Field(ge=0, le=INT64_MAX)] | Annotated[str, Field(max_length=64, pattern=SIZE_PATTERN)]
 
 
 class ResourcesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cpu: int | None = Field(None, description="CPU threads")
-    memory: int | str | None = Field(None, description="bytes, or a size such as '4GiB'")
-    gpus: int | None = None
+    cpu: int | None = Field(None, ge=0, le=INT64_MAX, description="CPU threads")
+    memory: ByteSize | None = Field(None, description="bytes, or a size such as '4GiB'")
+    gpus: int | None = Field(None, ge=0, le=INT64_MAX)
 
 
 class SubmitJob(BaseModel):
@@ -40,7 +45,7 @@ class SubmitJob(BaseModel):
     resources: ResourcesBody | None = None
     name: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
-    max_restarts: int | None = Field(None, description="requeues after a lost worker or killed process before failing")
+    max_restarts: int | None = Field(None, ge=0, le=100, description="requeues after a lost worker or killed process before failing")
 
 
 @router.post("/jobs", status_code=201)
@@ -101,7 +106,7 @@ def list_jobs(
     kind: str | None = None,
     queue: str | None = None,
     label: list[str] = Query(default_factory=list, description="KEY=VALUE, all must match"),
-    limit: int = 100,
+    limit: int = Query(100, ge=1, le=1000),
     before: str | None = Query(None, description="a job id: older jobs only (paging)"),
 ) -> dict[str, Any]:
     jobs = services_of(request).jobs.list(states=_states(state), kind=kind, queue=queue, labels=_labels(label), limit=limit, before=before)
@@ -117,15 +122,17 @@ def get_job(job_id: str, request: Request) -> dict[str, Any]:
 def job_logs(
     job_id: str,
     request: Request,
-    after: int = Query(0, description="only lines with seq above this"),
-    limit: int = 1000,
-    tail: int | None = Query(None, description="only the last N lines"),
+    after: int = Query(0, ge=0, le=INT64_MAX, description="only lines with seq above this"),
+    limit: int = Query(1000, ge=1, le=10_000),
+    tail: int | None = Query(None, ge=1, le=10_000, description="only the last N lines"),
     follow: bool = Query(False, description="stream new lines and progress as server-sent events until the job ends"),
 ) -> Any:
     jobs = services_of(request).jobs
     if follow:
         follower = jobs.follower(job_id, after=after, tail=tail)
-        return SSEResponse(_follow_events(follower, jobs.settings.jobs_poll_interval_s))
+        return SSEResponse(
+            _follow_events(follower, jobs.settings.jobs_poll_interval_s), error_event=lambda err: _sse("error", err.to_canonical())
+        )
     lines = jobs.logs(job_id, after=after, limit=limit, tail=tail)
     return {"job_id": job_id, "lines": [ln.public_dict() for ln in lines], "last_seq": lines[-1].seq if lines else after}
 
@@ -176,9 +183,9 @@ def job_kinds(request: Request) -> dict[str, Any]:
 # -- queues ------------------------------------------------------------------------------------
 class QuotaBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cpu: int
-    memory: int | str
-    gpus: int = 0
+    cpu: int = Field(ge=0, le=INT64_MAX)
+    memory: ByteSize = Field(description="bytes, or a size such as '4GiB'")
+    gpus: int = Field(0, ge=0, le=INT64_MAX)
 
 
 class CreateQueue(BaseModel):
@@ -247,7 +254,7 @@ def delete_queue(name: str, request: Request) -> Response:
 class CreatePriorityClass(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
-    value: int
+    value: int = Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)
     description: str = ""
 
 

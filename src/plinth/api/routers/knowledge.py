@@ -9,13 +9,14 @@ import binascii
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
+from plinth.domain.numbers import VERSION_MAX
 from plinth.errors import ErrorCode, PlinthError
 
 router = APIRouter(prefix="/api/v1", tags=["knowledge"])
@@ -105,20 +106,20 @@ class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(..., min_length=1, max_length=10_000)
     k: int | None = Field(None, ge=1, le=100)
-    version: int | None = Field(None, ge=0)
+    version: int | None = Field(None, ge=0, le=VERSION_MAX)
     filters: dict[str, str | int | float | bool | list[str]] | None = None
 
 
 class PruneBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    keep: int = Field(..., ge=1)
+    keep: int = Field(..., ge=1, le=VERSION_MAX)
 
 
 class EvalBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     questions: list[dict[str, Any]] = Field(..., min_length=1, max_length=5000)
-    version: int | None = Field(None, ge=0)
-    ks: list[int] = Field(default_factory=lambda: [1, 3, 5, 10], min_length=1, max_length=10)
+    version: int | None = Field(None, ge=0, le=VERSION_MAX)
+    ks: list[Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=lambda: [1, 3, 5, 10], min_length=1, max_length=10)
 
 
 def _ref(name: str, version: int | None) -> str:
@@ -139,7 +140,7 @@ async def create_kb(body: CreateKb, request: Request) -> dict[str, Any]:
 
 
 @router.get("/knowledge-bases/{name}")
-def show_kb(name: str, request: Request, version: int | None = Query(None, ge=0)) -> dict[str, Any]:
+def show_kb(name: str, request: Request, version: int | None = Query(None, ge=0, le=VERSION_MAX)) -> dict[str, Any]:
     svc = _svc(request)
     kb, v, docs = svc.documents(_ref(name, version))
     return _kb_view(kb) | {
@@ -162,13 +163,13 @@ def versions(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/knowledge-bases/{name}/documents")
-def list_documents(name: str, request: Request, version: int | None = Query(None, ge=0)) -> dict[str, Any]:
+def list_documents(name: str, request: Request, version: int | None = Query(None, ge=0, le=VERSION_MAX)) -> dict[str, Any]:
     kb, v, docs = _svc(request).documents(_ref(name, version))
     return {"knowledge_base": kb.name, "version": v, "documents": [_doc_view(d) for d in docs]}
 
 
 @router.get("/knowledge-bases/{name}/documents/{document:path}")
-def show_document(name: str, document: str, request: Request, version: int | None = Query(None, ge=0)) -> dict[str, Any]:
+def show_document(name: str, document: str, request: Request, version: int | None = Query(None, ge=0, le=VERSION_MAX)) -> dict[str, Any]:
     d = _svc(request).document(_ref(name, version), document)
     return _doc_view(d) | {"text": d.text}
 

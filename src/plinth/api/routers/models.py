@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
+from plinth.domain.numbers import INT32_MAX
 from plinth.errors import ErrorCode, PlinthError
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -27,7 +28,7 @@ class ImportModel(BaseModel):
     base_url: str | None = Field(None, description="Remote OpenAI-compatible engine, e.g. http://vllm:8000/v1")
     upstream_model: str | None = None
     api_key_env: str | None = None
-    context_length: int | None = Field(None, ge=1)
+    context_length: int | None = Field(None, ge=1, le=INT32_MAX)
 
 
 def _allowed_path(request: Request, raw: str) -> Path:

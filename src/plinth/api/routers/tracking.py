@@ -10,14 +10,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
+from plinth.domain.numbers import VERSION_MAX, whole_number
 from plinth.domain.tracking import RunStatus
 from plinth.errors import ErrorCode, PlinthError
 
@@ -58,7 +59,7 @@ def list_evaluations(request: Request, model: str | None = None, registry: str |
     s = _services(request)
     name, _, version = (registry or "").partition("@")
     reports = s.store.list_eval_reports(
-        registry_name=name or None, registry_version=int(version) if version.isdigit() else None, model=model
+        registry_name=name or None, registry_version=whole_number(version, maximum=VERSION_MAX), model=model
     )
     return {"evaluations": [r.public_dict() for r in reports]}
 
@@ -115,9 +116,13 @@ def run_loss_svg(run_id: str, request: Request) -> Response:
 
 
 # -- registry --------------------------------------------------------------------------------
+#: a version number in a path, as the store holds them (a larger one is a 400, never a driver error)
+VersionPath = Annotated[int, Path(ge=1, le=VERSION_MAX, description="a version number")]
+
+
 class AliasBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=VERSION_MAX)
 
 
 @router.get("/registry/models")
@@ -138,19 +143,19 @@ def delete_registered(name: str, request: Request) -> Response:
 
 
 @router.get("/registry/models/{name}/versions/{version}")
-def get_version(name: str, version: int, request: Request) -> dict[str, Any]:
+def get_version(name: str, version: VersionPath, request: Request) -> dict[str, Any]:
     reg = _services(request).registry
     mv = reg.version(name, version)
     return {**mv.public_dict(), "evaluations": [r.public_dict() for r in reg.reports(name, version)]}
 
 
 @router.get("/registry/models/{name}/versions/{version}/card", response_class=PlainTextResponse)
-def get_card(name: str, version: int, request: Request) -> PlainTextResponse:
+def get_card(name: str, version: VersionPath, request: Request) -> PlainTextResponse:
     return PlainTextResponse(_services(request).registry.version(name, version).model_card, media_type="text/markdown")
 
 
 @router.delete("/registry/models/{name}/versions/{version}", status_code=204)
-def delete_version(name: str, version: int, request: Request) -> Response:
+def delete_version(name: str, version: VersionPath, request: Request) -> Response:
     _services(request).registry.delete_version(name, version)
     return Response(status_code=204)
 

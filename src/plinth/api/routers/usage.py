@@ -3,13 +3,14 @@ time) and ``/api/v1/feedback`` (ratings of responses) — canonical error shape.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.auth import principal_of
 from plinth.api.deps import services_of
+from plinth.domain.numbers import VERSION_MAX
 from plinth.errors import ErrorCode, PlinthError
 from plinth.usage.service import UsageService
 
@@ -32,7 +33,7 @@ def usage(
     bucket: str | None = Query(None, description="time buckets, e.g. 1h (at least 1m)"),
     key: str | None = Query(None, description="a key id"),
     deployment: str | None = None,
-    revision: int | None = None,
+    revision: int | None = Query(None, ge=1, le=VERSION_MAX),
     model: str | None = None,
 ) -> dict[str, Any]:
     return _svc(request).summary(
@@ -50,7 +51,7 @@ def usage(
 class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     response_id: str = Field(min_length=1, max_length=80, description="the id of a /v1 response (chatcmpl-... or cmpl-...)")
-    rating: int | str = Field(description="-1, 0, 1 or negative, neutral, positive")
+    rating: Annotated[int, Field(ge=-1, le=1)] | str = Field(description="-1, 0, 1 or negative, neutral, positive")
     comment: str = Field("", max_length=4000)
 
 
@@ -64,7 +65,7 @@ def post_feedback(body: FeedbackBody, request: Request) -> dict[str, Any]:
 def list_feedback(
     request: Request,
     deployment: str | None = None,
-    revision: int | None = None,
+    revision: int | None = Query(None, ge=1, le=VERSION_MAX),
     response_id: str | None = None,
     limit: int = Query(100, ge=1, le=10_000),
 ) -> dict[str, Any]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from plinth.domain.numbers import INT64_MAX
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store.sql.engine import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -40,6 +43,7 @@ class SqlBase:
         self.url = url
         self.display_url = mask_url(url)
         self._engine = create_store_engine(url, busy_timeout_ms=busy_timeout_ms, connect_timeout_s=connect_timeout_s, echo=echo)
+        event.listen(self._engine, "handle_error", _note_out_of_range)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     def __repr__(self) -> str:
@@ -74,6 +78,19 @@ class SqlBase:
                 details={"url": self.display_url},
                 retry_after=1.0 if locked else None,
             ) from e
+        except DataError as e:
+            # A value the database refuses (Postgres: a number out of range for its column, a
+            # string too long...). The API bounds its numbers first; this is the net under it.
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"the metadata store refused a value: {db_reason(e)}") from e
+        except OverflowError as e:
+            # sqlite3 refuses a Python int outside 64 bits with a bare OverflowError.
+            values = getattr(e, "out_of_range", ())
+            shown = ", ".join(str(v) for v in values) or "a number"
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST,
+                f"{shown} is out of the range the metadata store holds ({-INT64_MAX - 1} to {INT64_MAX})",
+                details={"values": [str(v) for v in values]} if values else None,
+            ) from e
 
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
@@ -86,6 +103,21 @@ class SqlBase:
                 session.commit()
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+
+def _note_out_of_range(ctx: ExceptionContext) -> None:
+    """Attach to a driver's OverflowError the bound integers outside 64 bits, so the answer
+    can name them (sqlite3's message names none)."""
+    exc = ctx.original_exception
+    if not isinstance(exc, OverflowError):
+        return
+    params: Any = ctx.parameters
+    rows = params if isinstance(params, list) else [params]
+    values: list[int] = []
+    for row in rows:
+        items = row.values() if isinstance(row, dict) else row if isinstance(row, (tuple, list)) else ()
+        values += [v for v in items if isinstance(v, int) and not isinstance(v, bool) and not -INT64_MAX - 1 <= v <= INT64_MAX]
+    exc.out_of_range = values  # type: ignore[attr-defined]
 
 
 def json_or_invalid(value: object, what: str, param: str) -> None:
