@@ -121,7 +121,12 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     # Stages are built last: they may use any service above (knowledge bases, guardrails).
     stages.extend(build_stages(services))
     return services
+    jobs.services = services  # what each job kind's validate(spec, services) gets
 
+
+    # Importing a stage module registers its stages, as a plugin's import would (ADR 0013).
+    import plinth.guardrails.stage  # imported for its register_stage calls
+    import plinth.rag.stage  # noqa: F401 - imported for its register_stage calls
 
 def _deployments(settings: Settings, services: Services) -> None:
     """Deployments, API keys, usage and the audit log, and their request hook in serving."""

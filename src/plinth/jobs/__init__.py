@@ -15,15 +15,16 @@ How other areas run work through it (ADR 0014):
     services.jobs.logs(job.id, tail=50); services.jobs.follow(job.id)  # iterator of JobEvent
     services.jobs.progress(job.id); services.jobs.wait(job.id, timeout_s=600)
 
-**Add a kind** with :func:`register_executor` (or one line in
-:data:`plinth.jobs.executors.BUILTIN_EXECUTORS` for a built-in kind)::
+**Add a kind** with an :class:`ExecutorEntry` in the ``plinth.executors`` entry-point group
+(plinth's own ``tune``, ``eval`` and ``export`` are :data:`plinth.tuning.kinds.EXECUTORS`),
+or in-process with :func:`register_executor`::
 
     register_executor("tune", "plinth.tuning.executor:run",
                       validate="plinth.tuning.executor:validate",
                       default_resources=Resources(cpu=2, memory=4 << 30))
 
-``validate(spec: dict, settings: Settings) -> dict`` runs at submit time in the submitting
-process and raises :class:`~plinth.errors.PlinthError` (``invalid_request``, ``param``
+``validate(spec: dict, services: Services) -> dict`` runs at submit time in the submitting
+process, with its services, and raises :class:`~plinth.errors.PlinthError` (``invalid_request``, ``param``
 like ``spec.rank``) for bad input, so no job is ever created from it; it returns the spec
 to store. ``run(ctx: JobContext) -> dict`` runs in the job's own process; the returned dict
 is the job's result. Between steps it calls ``ctx.should_stop()``:
@@ -38,7 +39,7 @@ is the job's result. Between steps it calls ``ctx.should_stop()``:
 and ``ctx.log(line)`` are persisted and tailable; ``ctx.resources`` is what was granted
 (``cpu`` threads, ``memory`` bytes, ``gpus``; ``CUDA_VISIBLE_DEVICES`` is set to the granted
 GPUs); ``ctx.settings`` are the worker's settings and ``ctx.services`` builds the full
-services in the job's process on first use. A job that does not stop within
+services in the job's process on first use (:mod:`plinth.job_process` passes the factory). A job that does not stop within
 ``jobs_stop_grace_s`` is killed (and requeued when it was preempted).
 
 **Run workers**: ``plinth up`` starts one in the server process (``PLINTH_JOBS_LOCAL_WORKER``);

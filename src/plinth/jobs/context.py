@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,6 @@ from plinth.domain.jobs import Job, JobControl, JobProgress, JobState, Resources
 
 if TYPE_CHECKING:
     from plinth.config import Settings
-    from plinth.services import Services
     from plinth.store import MetadataStore
 
 log = logging.getLogger("plinth.jobs")
@@ -64,6 +64,7 @@ class JobContext:
         checkpoint_dir: Path,
         worker_id: str | None = None,
         flush_interval_s: float | None = None,
+        services_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.job_id = job.id
         self.kind = job.kind
@@ -78,7 +79,8 @@ class JobContext:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self._store = store
-        self._services: Services | None = None
+        self._services: Any = None
+        self._services_factory = services_factory
         self._interval = flush_interval_s if flush_interval_s is not None else settings.jobs_poll_interval_s
         self._lock = threading.Lock()
         self._logs: deque[str] = deque()
@@ -139,12 +141,13 @@ class JobContext:
             return False
 
     @property
-    def services(self) -> Services:
-        """The full services (catalog, datasets, artifacts...), built on first use in this process."""
+    def services(self) -> Any:
+        """The full services (``plinth.services.Services``: catalog, datasets, artifacts...),
+        built on first use in this process by the factory the job's runner passed."""
         if self._services is None:
-            from plinth.services import build_services
-
-            self._services = build_services(self.settings, migrate=False)
+            if self._services_factory is None:
+                raise RuntimeError("this JobContext was made without a services factory")
+            self._services = self._services_factory()
         return self._services
 
     # -- for the runner --------------------------------------------------------------------

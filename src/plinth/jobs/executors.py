@@ -3,17 +3,18 @@
 An executor is two functions of one module, named by strings so that nothing is imported
 until it is needed:
 
-* ``validate(spec: dict, settings: Settings) -> dict`` runs at submit time in the process
-  that submits (API server or CLI). It raises :class:`~plinth.errors.PlinthError`
+* ``validate(spec: dict, services: Services) -> dict`` runs at submit time in the process
+  that submits (API server or CLI), with that process's services. It raises :class:`~plinth.errors.PlinthError`
   (``invalid_request``, with ``param`` naming the field) for bad input, so no job is ever
   created from it, and returns the normalised spec that is stored on the job.
 * ``run(ctx: JobContext) -> dict`` runs in the job's own worker process; the dict it
   returns is stored as the job's result (it must be JSON-serialisable).
 
-Built-in kinds are listed in :data:`BUILTIN_EXECUTORS` and registered through the same
-:func:`register_executor` a plugin uses. Installed packages may add kinds through the
-``plinth.executors`` entry-point group; each entry point names an :class:`ExecutorEntry`
-(or a list of them).
+The queue's own kind (``selftest``) is listed in :data:`BUILTIN_EXECUTORS`. Other kinds
+come through the ``plinth.executors`` entry-point group, each entry point naming an
+:class:`ExecutorEntry` (or a list of them): plinth's fine-tuning kinds
+(:data:`plinth.tuning.kinds.EXECUTORS`) the same way as a third-party package's, so this
+package names no module above it. :func:`register_executor` adds one in-process.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class ExecutorEntry:
 
     kind: str
     run: str  # "package.module:function", called with a JobContext in the worker process
-    validate: str | None = None  # "package.module:function", called with (spec, settings)
+    validate: str | None = None  # "package.module:function", called with (spec, services)
     description: str = ""
     default_resources: Resources | None = None  # when the submitter gives none
 
@@ -53,7 +54,7 @@ class ExecutorEntry:
         }
 
 
-# Built-in kinds. A new built-in kind is one line here (the lead's training kinds add theirs).
+# The queue's own kind; other areas register theirs through the entry-point group.
 BUILTIN_EXECUTORS: tuple[ExecutorEntry, ...] = (
     ExecutorEntry(
         "selftest",
@@ -62,29 +63,6 @@ BUILTIN_EXECUTORS: tuple[ExecutorEntry, ...] = (
         description="Counts steps with a pause, checkpoints, honours cancel and preemption; "
         "can be told to fail or crash. Checks that a worker runs jobs.",
         default_resources=Resources(cpu=1, memory=256 << 20, gpus=0),
-    ),
-    ExecutorEntry(
-        "tune",
-        run="plinth.tuning.executor:run",
-        validate="plinth.tuning.executor:validate",
-        description="Fine-tune a catalog model on a dataset version (LoRA, full, prompt tuning); tracked as a run, "
-        "registered in the model registry.",
-        default_resources=Resources(cpu=2, memory=4 << 30, gpus=0),
-    ),
-    ExecutorEntry(
-        "eval",
-        run="plinth.tuning.eval_executor:run",
-        validate="plinth.tuning.eval_executor:validate",
-        description="Evaluate a served model id on a dataset version: loss, perplexity, exact match, token F1, ROUGE-L.",
-        default_resources=Resources(cpu=2, memory=3 << 30, gpus=0),
-    ),
-    ExecutorEntry(
-        "export",
-        run="plinth.tuning.export:run",
-        validate="plinth.tuning.export:validate",
-        description="Export a fine-tune as merged safetensors, GGUF (f16, q8_0, q4_k_m) or a runtime LoRA GGUF, "
-        "added to the catalog and evaluated as served.",
-        default_resources=Resources(cpu=2, memory=4 << 30, gpus=0),
     ),
 )
 

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plinth.config import Settings
 from plinth.errors import ErrorCode, PlinthError
 
 _FIELDS: dict[str, Any] = {
@@ -56,7 +55,7 @@ def _int(spec: dict[str, Any], key: str, lo: int, hi: int, *, optional: bool = F
     return value
 
 
-def validate(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def validate(spec: dict[str, Any], services: Any) -> dict[str, Any]:
     unknown = sorted(set(spec) - set(_FIELDS))
     if unknown:
         raise _bad(unknown[0], f"unknown field(s) {', '.join(unknown)}; known: {', '.join(_FIELDS)}")

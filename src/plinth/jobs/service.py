@@ -131,6 +131,9 @@ class JobService:
         self.metrics = metrics
         self.machine = machine_capacity(settings)
         self._local_worker: WorkerSupervisor | None = None
+        #: the ``Services`` this queue belongs to (set by ``build_services``): what each kind's
+        #: ``validate(spec, services)`` gets at submit time
+        self.services: Any = None
 
     # -- start-up ------------------------------------------------------------------------
     def ensure_defaults(self) -> None:
@@ -262,7 +265,7 @@ class JobService:
             raise quota_refusal(resources, q, over)
         normalised = spec
         if entry.validate:
-            normalised = load_target(entry.validate)(dict(spec), self.settings)
+            normalised = load_target(entry.validate)(dict(spec), self.services)
             if not isinstance(normalised, dict):
                 raise PlinthError(ErrorCode.INTERNAL, f"{entry.validate} returned {type(normalised).__name__}, not a dict")
             _canonical(normalised, "the validated spec")

@@ -17,7 +17,7 @@ One supervisor per ``plinth worker`` process (and one thread in ``plinth up``). 
 5. runs one scheduling pass (:meth:`JobsStore.schedule` with
    :func:`plinth.jobs.scheduler.plan`) and starts a process for every job it admitted.
 
-A job's process is ``python -m plinth.jobs.runner`` in a new session, with its stdout and
+A job's process is ``python -m plinth.job_process`` in a new session, with its stdout and
 stderr in ``$PLINTH_HOME/jobs/<id>/attempt-<n>.out``, ``OMP_NUM_THREADS`` and friends set
 to the granted CPU threads, and ``CUDA_VISIBLE_DEVICES`` to the granted GPUs (empty for a
 job without GPUs). Its stdin is a pipe from the supervisor: if the supervisor dies, the
@@ -243,7 +243,7 @@ class WorkerSupervisor:
         fh = open(out, "ab")  # noqa: SIM115 - the child owns it
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "plinth.jobs.runner", job.id, str(job.attempt), self.id],
+                [sys.executable, "-m", "plinth.job_process", job.id, str(job.attempt), self.id],
                 stdin=subprocess.PIPE,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
@@ -396,7 +396,7 @@ class WorkerSupervisor:
             return
         try:
             proc = psutil.Process(pid)
-            if job.id in " ".join(proc.cmdline()) and "plinth.jobs.runner" in " ".join(proc.cmdline()):
+            if job.id in " ".join(proc.cmdline()) and "plinth.job_process" in " ".join(proc.cmdline()):
                 log.warning("worker %s: killing leftover process %d of job %s (its worker is gone)", self.id, pid, job.id)
                 os.killpg(pid, signal.SIGKILL)
                 proc.wait(timeout=5)
@@ -459,7 +459,7 @@ def _alive(psutil: Any, pid: int, started: float | None) -> bool:
 def _find_runner(psutil: Any, job_id: str) -> int | None:
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = proc.info.get("cmdline") or []
-        if "plinth.jobs.runner" in cmd and job_id in cmd:
+        if "plinth.job_process" in cmd and job_id in cmd:
             return int(proc.info["pid"])
     return None
 

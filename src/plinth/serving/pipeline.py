@@ -18,7 +18,6 @@ a third-party stage would; ``services.build_services`` instantiates every regist
 from __future__ import annotations
 
 import abc
-import importlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,10 +120,6 @@ StageFactory = Callable[[Any], ChatStage | None]
 
 _STAGES: dict[str, StageFactory] = {}
 
-#: modules whose import registers plinth's built-in stages (through register_stage, as a
-#: plugin would); imported by build_stages, so nothing heavy may run at their import.
-BUILTIN_STAGE_MODULES: list[str] = ["plinth.rag.stage", "plinth.guardrails.stage"]
-
 
 def register_stage(name: str, factory: StageFactory) -> None:
     _STAGES[name] = factory
@@ -135,8 +130,9 @@ def stage_factories() -> dict[str, StageFactory]:
 
 
 def build_stages(services: Any) -> list[ChatStage]:
-    for module in BUILTIN_STAGE_MODULES:
-        importlib.import_module(module)
+    """The registered stages that apply, in order. plinth's own (``plinth.rag.stage``,
+    ``plinth.guardrails.stage``) register when :func:`plinth.services.build_services`
+    imports them; this module names none of them."""
     stages = [s for s in (factory(services) for factory in _STAGES.values()) if s is not None]
     return sorted(stages, key=lambda s: (s.order, s.name))
 

@@ -51,36 +51,12 @@ class LlamaVocabCounter(_Base):
 
     def __init__(self, record: ModelRecord, path: Path) -> None:
         super().__init__(record)
-        import logging
+        from plinth.runtimes.llamacpp_tools import LlamaVocab
 
-        import llama_cpp
-        import llama_cpp._logger as llama_logger
-
-        if not logging.getLogger("plinth").isEnabledFor(logging.DEBUG):
-            llama_logger.set_verbose(False)
-        params = llama_cpp.llama_model_default_params()
-        params.vocab_only = True
-        self._lib = llama_cpp
-        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
-        if not self._model:
-            raise PlinthError(ErrorCode.INVALID_MODEL_FILE, f"llama.cpp could not read the vocabulary of {record.name!r}")
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self._vocab = LlamaVocab(path, name=record.name)
 
     def count(self, text: str, *, special: bool = False) -> int:
-        data = text.encode("utf-8")
-        size = len(data) + 16
-        while True:
-            buf = (self._lib.llama_token * size)()
-            n = self._lib.llama_tokenize(self._vocab, data, len(data), buf, size, False, special)
-            if n >= 0:
-                return int(n)
-            size = -n  # the buffer was too small: llama.cpp says how many are needed
-
-    def __del__(self) -> None:
-        model = getattr(self, "_model", None)
-        if model:
-            self._lib.llama_model_free(model)
-            self._model = None
+        return self._vocab.count(text, special=special)
 
 
 class HfTokenizerCounter(_Base):

@@ -29,18 +29,12 @@ def parse(raw: dict[str, Any]) -> EvalSpec:
         raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid evaluation spec: {loc}: {err['msg']}", param=f"spec.{loc}") from None
 
 
-def validate(spec: dict[str, Any], settings: Any) -> dict[str, Any]:
-    from plinth.services import build_services
-
+def validate(spec: dict[str, Any], services: Any) -> dict[str, Any]:
     parsed = parse(spec)
-    services = build_services(settings, migrate=False)
-    try:
-        check(services, parsed)
-        out = parsed.model_dump()
-        out["dataset"] = services.datasets.get(parsed.dataset).ref
-        return out
-    finally:
-        services.close()
+    check(services, parsed)
+    out = parsed.model_dump()
+    out["dataset"] = services.datasets.get(parsed.dataset).ref
+    return out
 
 
 def check(services: Any, spec: EvalSpec) -> None:

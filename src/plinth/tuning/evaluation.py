@@ -132,37 +132,26 @@ def _gguf_loss(services: Any, record: Any, conversations: list[list[dict[str, An
     # the GGUF's own tokenizer and chat template
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     examples, _ = encode_all(tokenizer, conversations, max_len)
-    import llama_cpp
-    import llama_cpp.llama as high_level
+    from plinth.runtimes.llamacpp_tools import gguf_logits
 
-    original = llama_cpp.llama_model_default_params
-
-    def params() -> Any:
-        p = original()
-        p.use_extra_bufts = services.settings.llamacpp_extra_buffers
-        return p
-
-    high_level.llama_cpp.llama_model_default_params = params
-    try:
-        llm = llama_cpp.Llama(model_path=str(path), n_ctx=max_len + 8, logits_all=True, verbose=False, n_threads=services.settings.threads)
-    finally:
-        high_level.llama_cpp.llama_model_default_params = original
+    settings = services.settings
+    all_logits = gguf_logits(
+        path,
+        (ex.input_ids for ex in examples),
+        n_ctx=max_len + 8,
+        threads=settings.threads,
+        extra_buffers=settings.llamacpp_extra_buffers,
+    )
     total, n = 0.0, 0
-    try:
-        for ex in examples:
-            llm.reset()
-            llm.eval(ex.input_ids)
-            logits = np.array(llm.scores[: len(ex.input_ids)], dtype=np.float64)
-            for t in range(len(ex.input_ids) - 1):
-                target = ex.labels[t + 1]
-                if target == -100:
-                    continue
-                row = logits[t]
-                m = row.max()
-                total += float(m + math.log(np.exp(row - m).sum()) - row[target])
-                n += 1
-    finally:
-        llm.close()
+    for ex, logits in zip(examples, all_logits, strict=True):
+        for t in range(len(ex.input_ids) - 1):
+            target = ex.labels[t + 1]
+            if target == -100:
+                continue
+            row = logits[t]
+            m = row.max()
+            total += float(m + math.log(np.exp(row - m).sum()) - row[target])
+            n += 1
     loss = total / max(1, n)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "loss_tokens": n}
 

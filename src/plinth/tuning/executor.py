@@ -29,8 +29,7 @@ from plinth.errors import ErrorCode, PlinthError
 log = logging.getLogger("plinth.tuning")
 
 
-def validate(spec: dict[str, Any], settings: Any) -> dict[str, Any]:
-    from plinth.store import open_store
+def validate(spec: dict[str, Any], services: Any) -> dict[str, Any]:
     from plinth.tuning.recipes import DEFAULT_LR
     from plinth.tuning.spec import check_against, parse_spec
 
@@ -39,45 +38,42 @@ def validate(spec: dict[str, Any], settings: Any) -> dict[str, Any]:
     if raw.get("learning_rate") is None and method in DEFAULT_LR:
         raw["learning_rate"] = DEFAULT_LR[method]
     parsed = parse_spec(raw)
-    store = open_store(settings.database_url or "")
-    try:
-        model = store.find_model(parsed.base_model)
-        if model is None:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST,
-                f"invalid tuning spec: base_model: model {parsed.base_model!r} does not exist in the catalog",
-                param="spec.base_model",
-            )
-        from plinth.tuning.datasets import parse_ref
-
-        ref = parse_ref(parsed.dataset, param="spec.dataset")
-        try:
-            version = store.get_dataset_version(ref.name, ref.version)
-        except PlinthError:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST, f"invalid tuning spec: dataset: dataset {parsed.dataset!r} does not exist", param="spec.dataset"
-            ) from None
-        params = model.parameters or {}
-        hidden = params.get("embedding_length") or params.get("hidden_size")
-        check_against(
-            parsed, model=model, dataset_version=version, hidden_size=int(hidden) if hidden else None, context_length=model.context_length
+    store = services.store
+    model = store.find_model(parsed.base_model)
+    if model is None:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            f"invalid tuning spec: base_model: model {parsed.base_model!r} does not exist in the catalog",
+            param="spec.base_model",
         )
-        out = parsed.model_dump()
-        out["dataset"] = version.ref  # pin the version the job trains on
-        if not out.get("name"):
-            out["name"] = ref.name
-        from plinth.tracking.registry import check_registry_name
+    from plinth.tuning.datasets import parse_ref
 
-        check_registry_name(out["name"])
-        if store.find_model(out["name"]) is not None:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST,
-                f"invalid tuning spec: name: {out['name']!r} is a catalog model; the registered model needs another name",
-                param="spec.name",
-            )
-        return out
-    finally:
-        store.close()
+    ref = parse_ref(parsed.dataset, param="spec.dataset")
+    try:
+        version = store.get_dataset_version(ref.name, ref.version)
+    except PlinthError:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST, f"invalid tuning spec: dataset: dataset {parsed.dataset!r} does not exist", param="spec.dataset"
+        ) from None
+    params = model.parameters or {}
+    hidden = params.get("embedding_length") or params.get("hidden_size")
+    check_against(
+        parsed, model=model, dataset_version=version, hidden_size=int(hidden) if hidden else None, context_length=model.context_length
+    )
+    out = parsed.model_dump()
+    out["dataset"] = version.ref  # pin the version the job trains on
+    if not out.get("name"):
+        out["name"] = ref.name
+    from plinth.tracking.registry import check_registry_name
+
+    check_registry_name(out["name"])
+    if store.find_model(out["name"]) is not None:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            f"invalid tuning spec: name: {out['name']!r} is a catalog model; the registered model needs another name",
+            param="spec.name",
+        )
+    return out
 
 
 def base_dir_for(services: Any, model_name: str) -> Path:

@@ -17,7 +17,6 @@ that serves it; the report is stored on the source registry version.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shutil
@@ -31,8 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from plinth.errors import ErrorCode, PlinthError
 
 log = logging.getLogger("plinth.tuning.export")
-
-QUANTS = {"f16": 1, "q8_0": 7, "q4_k_m": 15}  # llama_ftype values
 
 
 class ExportSpec(BaseModel):
@@ -149,16 +146,10 @@ def quantize(src: Path, dest: Path, quant: str, threads: int = 2) -> Path:
     if quant == "f16":
         shutil.copyfile(src, dest)
         return dest
-    import llama_cpp
+    from plinth.runtimes.llamacpp_tools import quantize_gguf
 
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = QUANTS[quant]
-    params.nthread = threads
     tmp = dest.with_name(dest.name + ".partial")
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
-    if rc != 0 or not tmp.is_file():
-        tmp.unlink(missing_ok=True)
-        raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"llama.cpp could not quantise {src.name} to {quant} (code {rc})")
+    quantize_gguf(src, tmp, quant, threads=threads)
     os.replace(tmp, dest)
     return dest
 
@@ -188,18 +179,12 @@ def merged_dir(services: Any, base_model: str, adapter: str | None, dest: Path) 
 
 
 # -- the job kind ----------------------------------------------------------------------------
-def validate(spec: dict[str, Any], settings: Any) -> dict[str, Any]:
-    from plinth.services import build_services
-
+def validate(spec: dict[str, Any], services: Any) -> dict[str, Any]:
     parsed = parse(spec)
-    services = build_services(settings, migrate=False)
-    try:
-        _resolve(services, parsed)
-        if parsed.evaluate_on:
-            services.datasets.get(parsed.evaluate_on)
-        return parsed.model_dump()
-    finally:
-        services.close()
+    _resolve(services, parsed)
+    if parsed.evaluate_on:
+        services.datasets.get(parsed.evaluate_on)
+    return parsed.model_dump()
 
 
 def _resolve(services: Any, spec: ExportSpec) -> tuple[Any, str, str | None]:

@@ -1,4 +1,8 @@
-"""The entry point of a job's own process: ``python -m plinth.jobs.runner JOB_ID ATTEMPT WORKER_ID``.
+"""The entry point of a job's own process: ``python -m plinth.job_process JOB_ID ATTEMPT WORKER_ID``.
+
+Like :mod:`plinth.services` for the server and the CLI, it is the composition root of its
+process (so it sits beside ``services.py``, above :mod:`plinth.jobs`): it opens the store
+the job reports through and hands the executor a context that builds the services on use.
 
 The worker supervisor starts it with the settings as one JSON line on stdin and keeps
 stdin open: when the supervisor dies (even from SIGKILL) stdin reaches end-of-file and this
@@ -54,7 +58,7 @@ class _ContextLogHandler(logging.Handler):
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 3:
-        print("usage: python -m plinth.jobs.runner JOB_ID ATTEMPT WORKER_ID (settings as JSON on stdin)", file=sys.stderr)
+        print("usage: python -m plinth.job_process JOB_ID ATTEMPT WORKER_ID (settings as JSON on stdin)", file=sys.stderr)
         return 2
     job_id, attempt_s, worker_id = args
     attempt = int(attempt_s)
@@ -67,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from plinth.jobs.context import EXIT_LEASE_LOST, Cancelled, JobContext, LeaseLost, Preempted
     from plinth.jobs.executors import executor_entry, load_target
     from plinth.jobs.paths import checkpoint_dir
+    from plinth.services import build_services
     from plinth.store import open_store
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -77,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         if job.attempt != attempt or job.state is not JobState.RUNNING:
             print(f"job {job_id} attempt {attempt} is not current ({job.state.value}, attempt {job.attempt})", file=sys.stderr)
             return EXIT_LEASE_LOST
-        ctx = JobContext(job, settings=settings, store=store, checkpoint_dir=checkpoint_dir(settings, job_id), worker_id=worker_id)
+        ctx = JobContext(
+            job,
+            settings=settings,
+            store=store,
+            checkpoint_dir=checkpoint_dir(settings, job_id),
+            worker_id=worker_id,
+            services_factory=lambda: build_services(settings, migrate=False),
+        )
         handler = _ContextLogHandler(ctx)
         logging.getLogger().addHandler(handler)
         ctx.start()
