@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from plinth.auth.audit import AuditLog
 from plinth.auth.service import AuthService
@@ -117,16 +118,16 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         tracking=TrackingService(store, artifacts),
         registry=registry,
     )
+    jobs.services = services  # what each job kind's validate(spec, services) gets
     _deployments(settings, services)
     # Stages are built last: they may use any service above (knowledge bases, guardrails).
-    stages.extend(build_stages(services))
-    return services
-    jobs.services = services  # what each job kind's validate(spec, services) gets
-
-
     # Importing a stage module registers its stages, as a plugin's import would (ADR 0013).
     import plinth.guardrails.stage  # imported for its register_stage calls
     import plinth.rag.stage  # noqa: F401 - imported for its register_stage calls
+
+    stages.extend(build_stages(services))
+    return services
+
 
 def _deployments(settings: Settings, services: Services) -> None:
     """Deployments, API keys, usage and the audit log, and their request hook in serving."""
@@ -173,3 +174,60 @@ def _guardrails(settings: Settings, store: MetadataStore, metrics: Metrics) -> G
     )
     service.ensure_builtin()
     return service
+
+
+# -- what is installed: for `plinth doctor`, `plinth db upgrade` and GET /api/v1/runtimes ----
+# The entry points ask these of the composition root instead of opening adapters themselves.
+@dataclass(frozen=True)
+class RuntimeStatus:
+    name: str
+    description: str
+    requires: tuple[str, ...]
+    missing: tuple[str, ...]
+    install_hint: str
+
+    @property
+    def available(self) -> bool:
+        return not self.missing
+
+    def public_dict(self) -> dict[str, object]:
+        return {"name": self.name, "description": self.description, "available": self.available, "missing": list(self.missing)}
+
+
+def runtime_status() -> list[RuntimeStatus]:
+    """Every registered runtime and the Python modules it still needs."""
+    from plinth.runtimes import missing_requirements, runtime_entry, runtime_names
+
+    out = []
+    for name in runtime_names():
+        entry = runtime_entry(name)
+        out.append(RuntimeStatus(name, entry.description, entry.requires, tuple(missing_requirements(name)), entry.install_hint))
+    return out
+
+
+def upgrade_store(settings: Settings) -> str | None:
+    """Apply the migrations to the metadata store; the schema revision after them."""
+    store = open_store(settings.database_url or "")
+    try:
+        store.migrate()
+        return store.schema_revision()
+    finally:
+        store.close()
+
+
+def store_revision(settings: Settings) -> str | None:
+    """The metadata store's schema revision (None before the first migration); PlinthError
+    when the store cannot be reached."""
+    store = open_store(settings.database_url or "")
+    try:
+        store.ping()
+        return store.schema_revision()
+    finally:
+        store.close()
+
+
+def embedded_model_file() -> Path:
+    """The embedded model's GGUF file (PlinthError when its package is not installed)."""
+    from plinth.formats import locate_embedded_gguf
+
+    return locate_embedded_gguf()

@@ -1,12 +1,13 @@
 """What every command group of the CLI shares: consoles, settings, services, progress bars.
 
-Command groups live in their own modules (``main.py``: serving and the catalog; one module
-per area) and use these helpers, so every command builds settings and services the same way
-and errors reach :func:`plinth.cli.main.main`, which prints them as one line.
+Command groups live in their own modules, one per area (``main.py`` only registers them),
+and use these helpers, so every command builds settings and services the same way and errors
+reach :func:`plinth.cli.main.main`, which prints them as one line.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.console import Console
@@ -69,3 +70,22 @@ def mask_url(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+def size_text(n: int) -> str:
+    """A byte count for people: 1.5 MB."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def tree_size(p: Path) -> int:
+    """Bytes of a file, or of the regular files under a directory (0 when unreadable)."""
+    try:
+        if p.is_file():
+            return p.stat().st_size
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+    except OSError:
+        return 0
