@@ -90,6 +90,17 @@ class Settings(BaseSettings):
         description="Serve llama-family models on the torch runtime with its continuous-batching engine "
         "(false: one request at a time through transformers' own modules).",
     )
+    torch_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto",
+        description="What the torch runtime computes in: auto is bfloat16 where the CPU computes it natively "
+        "(AVX512-BF16, AMX) or on a GPU, float32 otherwise.",
+    )
+    torch_batch_invariant: bool = Field(
+        True,
+        description="Run the torch engine's decode batches only at sizes measured at load to give each row the "
+        "same logits, so a batched answer equals the answer served alone (false: any size, a little faster, "
+        "answers may differ in near ties).",
+    )
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads per llama.cpp model.")
     context_length: int = Field(4096, ge=256, description="Context window per request when loading a model (capped at the model's own).")
     upstream_timeout_s: float = Field(600.0, gt=0, description="Timeout for remote OpenAI-compatible engines.")

@@ -29,6 +29,8 @@ class RuntimeOptions:
     adapter_cache_bytes: int = 512 * 1024 * 1024  # loaded LoRA adapters per model, LRU beyond
     llamacpp_extra_buffers: bool = False  # llama.cpp weight repacking / AMX buffers
     torch_batching: bool = True  # the torch runtime's batching engine for llama-family models
+    torch_dtype: str = "auto"  # auto, bfloat16 or float32
+    torch_batch_invariant: bool = True  # decode batch sizes measured at load (torch engine)
     cache_dir: Path | None = None  # derived files (a GGUF dequantised for torch...)
 
 

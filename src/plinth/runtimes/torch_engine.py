@@ -22,12 +22,17 @@ matmuls over the rows' gathered adapter slots), a prompt chunk uses its request'
 Adapters load on first use from PEFT directories (safetensors only) and are evicted
 least-recently-used beyond a byte budget; an adapter in use is never evicted.
 
-Batch invariance: a greedy answer in a batch equals the answer served alone. Attention is
-computed row by row over each row's own positions; prompt chunks are their own forwards with
-fixed boundaries, so a prompt is computed the same way whatever else is running; and the
-decode batch is split into groups of at most ``DECODE_GROUP`` rows, the largest batch for
-which this CPU's bf16 matmul kernels (oneDNN) were measured to give every row the result it
-gets alone. See docs/adr/0050.
+Batch invariance: a sequence's logits, and so its greedy (or seeded) answer, are the same
+whatever else runs in its steps. Attention is computed row by row over each row's own
+positions; prompt chunks are their own forwards with fixed boundaries, so a prompt is
+computed the same way whatever else is running; and decode rows run in batches whose sizes
+come from a :class:`DecodePlan` measured when the model loads (:meth:`TorchBatchEngine.
+_calibrate`): matmul kernels (oneDNN bf16, MKL fp32) may give a row other bits at another
+batch size or another position in the batch, and which sizes agree differs from CPU to CPU,
+so the engine runs a probe row through the real model at every candidate size and position
+and keeps only sizes that give it identical logits; a decode group is padded up to the
+nearest such size. Size 1 always qualifies, so the guarantee holds on every CPU; what varies
+is how much batching it costs. See docs/adr/0051.
 """
 
 from __future__ import annotations
@@ -47,14 +52,104 @@ from typing import Any
 import torch
 
 from plinth.errors import ErrorCode, PlinthError
+from plinth.runtimes import torch_llama as tl
 from plinth.runtimes.base import SamplingParams
 from plinth.runtimes.batching import BASE, AdapterSpec, BatchEngine, Sequence, Sink
-from plinth.runtimes import torch_llama as tl
 
 log = logging.getLogger("plinth.runtimes.torch")
 
-#: decode rows per forward; bf16 oneDNN matmuls were measured batch-invariant up to 32 rows
+#: the decode batch sizes a plan may use (a group of rows is padded up to one of them)
+DECODE_SIZES = (1, 2, 4, 8, 16, 32)
+#: decode rows per forward when batch invariance is switched off
 DECODE_GROUP = 32
+#: the token the calibration probe decodes (any id in the vocabulary would do)
+_PROBE_TOKEN = 1
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """The batch sizes decode steps run at.
+
+    ``sizes`` (ascending) were measured to give a row the same logits at every position and
+    whatever the other rows hold (see :func:`choose_plan`); ``groups`` pads to them. An
+    empty ``sizes`` means no padding (invariance switched off): groups of up to
+    ``DECODE_GROUP`` rows at their own size. ``invariant`` says whether the plan promises
+    batch invariance.
+    """
+
+    sizes: tuple[int, ...]
+    invariant: bool
+
+    def groups(self, n: int) -> list[tuple[int, int]]:
+        """(rows, batch size) of each forward for ``n`` decoding rows."""
+        out: list[tuple[int, int]] = []
+        if not self.sizes:
+            while n > 0:
+                k = min(n, DECODE_GROUP)
+                out.append((k, k))
+                n -= k
+            return out
+        largest = self.sizes[-1]
+        while n > largest:
+            out.append((largest, largest))
+            n -= largest
+        if n > 0:
+            out.append((n, next(size for size in self.sizes if size >= n)))
+        return out
+
+
+def candidate_sizes(max_batch: int) -> tuple[int, ...]:
+    """The sizes worth measuring for an engine of ``max_batch`` rows: up to the first one
+    that holds them all (at most ``DECODE_SIZES[-1]``)."""
+    out = []
+    for size in DECODE_SIZES:
+        out.append(size)
+        if size >= max_batch:
+            break
+    return tuple(out)
+
+
+def choose_plan(probes: dict[int, list[torch.Tensor]], seconds: dict[int, float] | None = None, max_batch: int = 0) -> DecodePlan:
+    """The plan from measured probe logits.
+
+    ``probes[size]`` holds the logits one probe row got in batches of ``size`` rows, at
+    several positions and beside different other rows (for size 1: the same forward run
+    twice). A size qualifies when all of its probes are bit-identical; qualifying sizes are
+    grouped by identical logits, and any group keeps the promise. With ``seconds`` (the time
+    of one forward at each size) and ``max_batch``, the group wins that decodes 1, 2, ...,
+    ``max_batch`` rows in the least time in all; without them, the group with the largest
+    size (ties: the smallest smallest size). If even size 1 disagrees with itself the kernels
+    are not deterministic: batched rows are then run alone (size 1) and the plan does not
+    promise invariance.
+    """
+    if 1 not in probes:
+        raise ValueError("the probes must include size 1")
+    first = probes[1][0]
+    deterministic = all(torch.equal(first, p) for p in probes[1])
+    if not deterministic:
+        return DecodePlan(sizes=(1,), invariant=False)
+    classes: list[tuple[torch.Tensor, list[int]]] = []
+    for size in sorted(probes):
+        ps = probes[size]
+        if not ps or not all(torch.equal(ps[0], p) for p in ps[1:]):
+            continue  # a row's result depends on its position or its neighbours at this size
+        for ref, members in classes:
+            if torch.equal(ref, ps[0]):
+                members.append(size)
+                break
+        else:
+            classes.append((ps[0], [size]))
+    groups = [tuple(sorted(members)) for _, members in classes]
+    if seconds and max_batch > 0:
+
+        def total(sizes: tuple[int, ...]) -> float:
+            plan = DecodePlan(sizes=sizes, invariant=True)
+            return sum(seconds[size] for n in range(1, max_batch + 1) for _, size in plan.groups(n))
+
+        best = min(groups, key=lambda g: (total(g), -g[-1]))
+    else:
+        best = max(groups, key=lambda g: (g[-1], -g[0]))
+    return DecodePlan(sizes=best, invariant=True)
 
 
 @dataclass
@@ -89,6 +184,7 @@ class TorchBatchEngine(BatchEngine):
         prefill_chunk: int = 256,
         adapter_budget_bytes: int = 512 * 1024 * 1024,
         threads: int | None = None,
+        batch_invariant: bool = True,
         name: str = "model",
     ) -> None:
         """``load`` makes the weights; it runs on the engine thread, which then does all of
@@ -96,6 +192,8 @@ class TorchBatchEngine(BatchEngine):
         super().__init__(max_batch=max_batch, n_ctx_per_seq=n_ctx_per_seq, thread_name=f"torch-batch-{name[:16]}")
         self._load = load
         self._threads = threads
+        self._batch_invariant = batch_invariant
+        self.plan = DecodePlan(sizes=(), invariant=False)
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
         self.tokenizer = tokenizer
@@ -124,6 +222,10 @@ class TorchBatchEngine(BatchEngine):
             self.spec = self.w.spec
             self.device = str(self.w.device)
             self.cache = tl.SlotCache(self.spec, rows=self.max_batch, capacity=self.n_ctx_per_seq, dtype=self.w.dtype, device=self.device)
+            # the calibration probe's own cache: row 0 for the probe, row 1 for its neighbours
+            self._probe_cache = tl.SlotCache(self.spec, rows=2, capacity=1, dtype=self.w.dtype, device=self.device)
+            if self._batch_invariant:
+                self.plan = self._calibrate()
         except BaseException as e:
             self._load_error = e
             self._stop.set()
@@ -151,7 +253,14 @@ class TorchBatchEngine(BatchEngine):
         return {"weights": self.w.nbytes(), "kv_cache": self.cache.nbytes(), "lora_bank": bank}
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "device": self.device, "dtype": str(self.w.dtype).replace("torch.", ""), **self.memory_bytes()}
+        return {
+            **super().describe(),
+            "device": self.device,
+            "dtype": str(self.w.dtype).replace("torch.", ""),
+            "batch_invariant": self.plan.invariant,
+            "decode_sizes": list(self.plan.sizes),
+            **self.memory_bytes(),
+        }
 
     def _free(self) -> None:
         self._active.clear()
@@ -197,8 +306,10 @@ class TorchBatchEngine(BatchEngine):
     def _step(self) -> None:
         decoding = [s for s in self._active.values() if not s.prefilling]
         prefilling = sorted((s for s in self._active.values() if s.prefilling), key=lambda s: s.enqueued_at)
-        for i in range(0, len(decoding), DECODE_GROUP):
-            self._decode(decoding[i : i + DECODE_GROUP])
+        i = 0
+        for n, size in self.plan.groups(len(decoding)):
+            self._decode(decoding[i : i + n], size)
+            i += n
         budget = self.prefill_chunk
         for seq in prefilling:
             if budget <= 0:
@@ -209,27 +320,32 @@ class TorchBatchEngine(BatchEngine):
     def _lora_on(self, seqs: list[_TSeq]) -> bool:
         return self._bank is not None and any(s.slot for s in seqs)
 
-    def _decode(self, seqs: list[_TSeq]) -> None:
+    def _decode(self, seqs: list[_TSeq], size: int) -> None:
+        """One decode forward of ``size`` rows: the sequences', then padding rows (length 0:
+        no cache write, no attention), whose logits are computed too so that every matmul,
+        the output head's included, runs at the plan's size."""
         dev = self.device
         use_lora = self._lora_on(seqs)
+        pad = size - len(seqs)
         step = tl.Step(
-            tokens=torch.tensor([s.last_token for s in seqs], device=dev),
-            positions=torch.tensor([s.n_past for s in seqs], device=dev),
-            n_decode=len(seqs),
-            decode_rows=[s.row for s in seqs],
-            decode_lengths=[s.n_past + 1 for s in seqs],
+            tokens=torch.tensor([s.last_token for s in seqs] + [0] * pad, device=dev),
+            positions=torch.tensor([s.n_past for s in seqs] + [0] * pad, device=dev),
+            n_decode=size,
+            decode_rows=[s.row for s in seqs] + [0] * pad,
+            decode_lengths=[s.n_past + 1 for s in seqs] + [0] * pad,
             segments=[],
-            logits_at=torch.arange(len(seqs), device=dev),
-            decode_slots=torch.tensor([s.slot for s in seqs], device=dev) if use_lora else None,
+            logits_at=torch.arange(size, device=dev),
+            decode_slots=torch.tensor([s.slot for s in seqs] + [0] * pad, device=dev) if use_lora else None,
             lora_targets=self._bank.targets_of(s.slot for s in seqs) if use_lora and self._bank is not None else None,
         )
         with torch.inference_mode():
-            logits = tl.forward(self.w, self.cache, step, self._bank if use_lora else None)
+            logits = tl.forward(self.w, self.cache, step, self._bank if use_lora else None)[: len(seqs)]
+        self.stats["padding_rows"] += pad
         if use_lora and len({s.slot for s in seqs}) > 1:
             self.stats["mixed_adapter_steps"] += 1
         for seq in seqs:
             seq.n_past += 1
-        for seq, token in zip(seqs, self._sample(logits.cpu(), seqs)):
+        for seq, token in zip(seqs, self._sample(logits.cpu(), seqs), strict=True):
             self._accept(seq, token)
 
     def _prefill_chunk(self, seq: _TSeq) -> int:
@@ -303,6 +419,81 @@ class TorchBatchEngine(BatchEngine):
             seq.counts[token] = seq.counts.get(token, 0) + 1
         self._deliver(seq, seq.decoder.step(self.tokenizer, token))
 
+    # -- batch invariance --------------------------------------------------------------------
+    def _probe(self, size: int, at: int, seed: int, slot: int = 0, neighbour_slots: tuple[int, ...] = (0,)) -> torch.Tensor:
+        """The logits of a probe row decoded at position ``at`` of a batch of ``size`` rows
+        whose other rows hold random tokens (and random adapter slots from ``neighbour_slots``)."""
+        gen = torch.Generator().manual_seed(seed)
+        tokens = torch.randint(0, self.spec.vocab, (size,), generator=gen)
+        tokens[at] = _PROBE_TOKEN
+        slots = torch.tensor(neighbour_slots)[torch.randint(0, len(neighbour_slots), (size,), generator=gen)]
+        slots[at] = slot
+        use_lora = self._bank is not None and bool(slots.any())
+        rows = [1] * size  # the neighbours share the probe cache's row 1 (what they read there does not matter)
+        rows[at] = 0
+        step = tl.Step(
+            tokens=tokens.to(self.device),
+            positions=torch.zeros(size, dtype=torch.long, device=self.device),
+            n_decode=size,
+            decode_rows=rows,
+            decode_lengths=[1] * size,
+            segments=[],
+            logits_at=torch.arange(size, device=self.device),
+            decode_slots=slots.to(self.device) if use_lora else None,
+            lora_targets=self._bank.targets_of(slots.tolist()) if use_lora and self._bank is not None else None,
+        )
+        with torch.inference_mode():
+            return tl.forward(self.w, self._probe_cache, step, self._bank if use_lora else None)[at].cpu()
+
+    def _measure(
+        self, sizes: tuple[int, ...], slot: int = 0, neighbour_slots: tuple[int, ...] = (0,)
+    ) -> tuple[dict[int, list[torch.Tensor]], dict[int, float]]:
+        """The probe's logits at the start, middle and end of a batch of each size (twice
+        alone for size 1), and the shortest forward time seen at each size."""
+        probes: dict[int, list[torch.Tensor]] = {}
+        seconds: dict[int, float] = {}
+        for size in sizes:
+            places = sorted({0, size // 2, size - 1}) if size > 1 else [0, 0]
+            probes[size] = []
+            for i, at in enumerate(places):
+                started = time.perf_counter()
+                probes[size].append(self._probe(size, at, seed=size * 31 + i, slot=slot, neighbour_slots=neighbour_slots))
+                seconds[size] = min(seconds.get(size, math.inf), time.perf_counter() - started)
+        return probes, seconds
+
+    def _calibrate(self) -> DecodePlan:
+        """Measure which decode batch sizes give a row the same logits (see :func:`choose_plan`)."""
+        started = time.monotonic()
+        sizes = candidate_sizes(self.max_batch)
+        probes, seconds = self._measure(sizes)
+        plan = choose_plan(probes, seconds, self.max_batch)
+        level = logging.INFO if plan.invariant and len(plan.sizes) > 1 else logging.WARNING
+        log.log(
+            level,
+            "decode batch sizes %s of %s give a row the same logits on this CPU (%s, %d threads; measured in %.2f s)%s",
+            list(plan.sizes),
+            list(sizes),
+            str(self.w.dtype).replace("torch.", ""),
+            torch.get_num_threads(),
+            time.monotonic() - started,
+            "" if plan.invariant else ": the kernels are not deterministic, batched answers may differ from lone ones",
+        )
+        return plan
+
+    def _recheck_with_adapters(self, slot: int) -> None:
+        """Check the plan again with LoRA applied (the bank's batched matmuls are new kernels),
+        keeping only the sizes that still agree; called when the bank's shapes change."""
+        if not self.plan.invariant or len(self.plan.sizes) < 2:
+            return
+        probes, _ = self._measure(tuple(sorted({1, *self.plan.sizes})), slot=slot, neighbour_slots=(0, slot))
+        plan = choose_plan(probes)
+        plan = DecodePlan(sizes=tuple(s for s in plan.sizes if s in self.plan.sizes) or (1,), invariant=plan.invariant)
+        if plan != self.plan:
+            log.warning(
+                "with LoRA adapters, decode batch sizes %s (was %s) give a row the same logits", list(plan.sizes), list(self.plan.sizes)
+            )
+            self.plan = plan
+
     # -- adapters ----------------------------------------------------------------------------
     def _ensure_adapter(self, spec: AdapterSpec) -> _Loaded:
         loaded = self._adapters.get(spec.key)
@@ -312,6 +503,7 @@ class TorchBatchEngine(BatchEngine):
             return loaded
         modules, rank = read_peft_adapter(spec.path, self.spec, scale=spec.scale)
         self._evict_for(spec.size_bytes)
+        reshaped = self._bank is None or rank > self._bank.rank
         if not self._free_slots:
             slots = 2 if self._bank is None else self._bank.slots * 2
             if self._bank is None:
@@ -331,6 +523,8 @@ class TorchBatchEngine(BatchEngine):
         loaded = _Loaded(key=spec.key, slot=slot, size_bytes=spec.size_bytes)
         self._adapters[spec.key] = loaded
         self.stats["adapter_loads"] += 1
+        if reshaped and self._batch_invariant:
+            self._recheck_with_adapters(slot)
         return loaded
 
     def _evict_for(self, incoming: int) -> None:

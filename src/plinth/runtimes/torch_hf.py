@@ -71,7 +71,7 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
         if self.path is None:
             raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"model {self.model.name!r} has no local directory to load")
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.dtype = tl.pick_dtype(self.device)
+        self.dtype = tl.pick_dtype(self.device) if self.options.torch_dtype == "auto" else getattr(torch, self.options.torch_dtype)
         model_dir = self.path
         if self.path.is_file() and self.path.suffix.lower() == ".gguf" or self.model.format.value == "gguf":
             from plinth.runtimes.torch_gguf import dequantised_dir
@@ -114,6 +114,7 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
                 prefill_chunk=self.options.prefill_chunk_tokens,
                 adapter_budget_bytes=self.options.adapter_cache_bytes,
                 threads=self.options.threads,
+                batch_invariant=self.options.torch_batch_invariant,
                 name=self.model.name,
             )
             return

@@ -164,7 +164,7 @@ def load_weights(model_dir: Path, spec: LlamaSpec, dtype: torch.dtype, device: s
     try:
         for f in _safetensors_files(model_dir):
             with safe_open(str(f), framework="pt", device="cpu") as fh:
-                for key in fh.keys():
+                for key in fh.keys():  # noqa: SIM118  (safe_open handles are not iterable)
                     raw[key] = fh.get_tensor(key)
     except PlinthError:
         raise
@@ -199,10 +199,7 @@ def load_weights(model_dir: Path, spec: LlamaSpec, dtype: torch.dtype, device: s
             )
         )
     embed = put(take("model.embed_tokens.weight"))
-    if "lm_head.weight" in raw and not spec.tie_embeddings:
-        lm_head = put(take("lm_head.weight"))
-    else:
-        lm_head = embed
+    lm_head = put(take("lm_head.weight")) if "lm_head.weight" in raw and not spec.tie_embeddings else embed
     w = LlamaWeights(spec=spec, embed=embed, lm_head=lm_head, norm=put(take("model.norm.weight")), layers=layers)
     w.cos, w.sin = rope_tables(spec, max_positions, dtype, device)
     return w
@@ -369,10 +366,14 @@ class Step:
 
     The first ``n_decode`` tokens are the decode batch: one token for each cache row in
     ``decode_rows``, at ``positions[i]``, attending to that row's first ``decode_lengths[i]``
-    positions. The rest are prompt chunks: ``segments`` of (row, offset into the tokens,
-    length, first position), in token order. ``logits_at`` lists the tokens whose next-token
-    logits are wanted. With adapters, ``decode_slots`` gives each decode row's adapter slot
-    and ``segment_slots`` each segment's (0: none); both are None when no token has one.
+    positions. A decode row with length 0 is padding: it goes through every matmul like the
+    others (so the batch has the size the engine chose, see :func:`plinth.runtimes.torch_engine.
+    choose_plan`) but writes nothing to the cache and gets a zero attention output; its row
+    index is ignored. The rest are prompt chunks: ``segments`` of (row, offset into the
+    tokens, length, first position), in token order. ``logits_at`` lists the tokens whose
+    next-token logits are wanted. With adapters, ``decode_slots`` gives each decode row's
+    adapter slot and ``segment_slots`` each segment's (0: none); both are None when no token
+    has one.
 
     Attention runs row by row over each row's own positions, never over a padded batch: a
     row's result then does not depend on what else is in the step (batch invariance; see
@@ -402,8 +403,12 @@ def forward(w: LlamaWeights, cache: SlotCache, step: Step, bank: LoraBank | None
     targets = step.lora_targets if step.lora_targets is not None else frozenset(FUSED_TARGETS)
     lq, lo, lgu, ld = (lora and t in targets for t in ("qkv", "o", "gate_up", "down"))
     if n_dec:
-        dec_rows = torch.tensor(step.decode_rows, device=x.device)
-        dec_pos = step.positions[:n_dec]
+        real = [i for i, length in enumerate(step.decode_lengths) if length > 0]
+        # the decode tokens whose keys and values go to the cache (all but padding rows)
+        real_idx = None if len(real) == n_dec else torch.tensor(real, device=x.device, dtype=torch.long)
+        dec_rows = torch.tensor([step.decode_rows[i] for i in real], device=x.device, dtype=torch.long)
+        dec_pos = step.positions[:n_dec] if real_idx is None else step.positions[real_idx]
+        no_attention = x.new_zeros(1, spec.q_size)
     half = spec.head_dim // 2
     for li, lw in enumerate(w.layers):
         h = F.rms_norm(x, (spec.hidden,), lw.ln1, spec.eps)
@@ -419,10 +424,14 @@ def forward(w: LlamaWeights, cache: SlotCache, step: Step, bank: LoraBank | None
         kc, vc = cache.k[li], cache.v[li]
         outs = []
         if n_dec:
-            kc[dec_rows, :, dec_pos] = k[:n_dec]
-            vc[dec_rows, :, dec_pos] = v[:n_dec]
+            if real:
+                kc[dec_rows, :, dec_pos] = k[:n_dec] if real_idx is None else k[real_idx]
+                vc[dec_rows, :, dec_pos] = v[:n_dec] if real_idx is None else v[real_idx]
             qd = q[:n_dec].unsqueeze(2)  # [B, H, 1, D]
-            for i, (row, length) in enumerate(zip(step.decode_rows, step.decode_lengths)):
+            for i, (row, length) in enumerate(zip(step.decode_rows, step.decode_lengths, strict=True)):
+                if length == 0:  # padding
+                    outs.append(no_attention)
+                    continue
                 a = F.scaled_dot_product_attention(
                     qd[i : i + 1], kc[row : row + 1, :, :length], vc[row : row + 1, :, :length], enable_gqa=True
                 )
@@ -475,7 +484,7 @@ def _lora(x: torch.Tensor, bank: LoraBank, target: str, layer: int, step: Step) 
             a = a_all.index_select(0, step.decode_slots)  # [N, R, in]
             b = b_all.index_select(0, step.decode_slots)  # [N, out, R]
             parts.append(torch.bmm(torch.bmm(xs.unsqueeze(1), a.transpose(1, 2)), b.transpose(1, 2)).squeeze(1))
-    for (_row, off, length, _pos), slot in zip(step.segments, step.segment_slots or [0] * len(step.segments)):
+    for (_row, off, length, _pos), slot in zip(step.segments, step.segment_slots or [0] * len(step.segments), strict=True):
         xs = x[off : off + length]
         if slot:
             parts.append((xs @ a_all[slot].T) @ b_all[slot].T)

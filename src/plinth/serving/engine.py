@@ -81,6 +81,8 @@ class ModelManager:
             adapter_cache_bytes=settings.adapter_cache_bytes,
             llamacpp_extra_buffers=settings.llamacpp_extra_buffers,
             torch_batching=settings.torch_batching,
+            torch_dtype=settings.torch_dtype,
+            torch_batch_invariant=settings.torch_batch_invariant,
             cache_dir=settings.home / "cache",
         )
 
