@@ -99,8 +99,6 @@ def torch_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def smol_dir(torch_cache_dir: Path) -> Path:
     """The embedded SmolLM2 GGUF dequantised into a Hugging Face directory (bf16 where the
     CPU computes bf16, as the torch runtime loads it), once per session (about 15 s)."""
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
     from plinth.formats import locate_embedded_gguf
     from plinth.runtimes import torch_llama as tl
     from plinth.runtimes.torch_gguf import dequantised_dir

@@ -108,10 +108,9 @@ def test_bad_adapter_imports_are_refused(live_server: LiveServer) -> None:
 
 @pytest.mark.slow
 def test_peft_adapter_on_a_torch_model(client, live_server: LiveServer, tmp_path) -> None:
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("peft")
     import shutil
 
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 

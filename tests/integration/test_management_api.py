@@ -66,7 +66,6 @@ def test_malformed_model_import_is_refused_and_nothing_is_lost(live_server: Live
 
 @pytest.mark.slow
 def test_import_hf_directory_and_chat_through_torch_runtime(live_server: LiveServer, client, tmp_path) -> None:
-    pytest.importorskip("torch")
     from tests.support.tiny_hf import make_tiny_llama
 
     src = make_tiny_llama(tmp_path / "tiny")

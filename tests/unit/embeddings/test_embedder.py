@@ -53,7 +53,7 @@ def test_deterministic_and_independent_of_batching(emb: Embedder) -> None:
 
 def test_matches_the_reference_implementation(emb: Embedder) -> None:
     """Same vectors as transformers' BertModel with sentence-transformers' mean pooling."""
-    torch = pytest.importorskip("torch", reason="the reference needs torch (plinth[torch])")
+    import torch
     from transformers import AutoModel, AutoTokenizer
 
     d = str(model_dir())

@@ -101,7 +101,8 @@ ADAPTER_KV = [("add_string", "general.type", "adapter"), ("add_string", "adapter
 def _llama(path: Path, **kw: Any) -> Any:
     """One thread: on the shared 2-core machine two llama.cpp threads collapse (0.07 s -> 10 s
     for one prompt) as soon as another process is busy. F32 KV cache for exact comparisons."""
-    llama_cpp = pytest.importorskip("llama_cpp")
+    import llama_cpp
+
     from tests.support.llama import no_extra_buffers
 
     with no_extra_buffers():
@@ -304,7 +305,6 @@ def test_fitting_adapter_passes(random_lora: Path, embedded_gguf: Path) -> None:
 @pytest.fixture(scope="module")
 def peft_tiny_dir(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -> Path:
     """A PEFT LoRA saved by peft itself on the tiny HF model of tests/support/tiny_hf."""
-    pytest.importorskip("peft")
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -489,8 +489,9 @@ def test_conversion_refusals(tmp_path: Path, embedded_gguf: Path, random_lora: P
 @pytest.fixture(scope="module")
 def tiny_hf_and_gguf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, np.ndarray]:
     """A random GQA llama in transformers, its F32 GGUF, and its reference logits for TOKENS."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
+
     config = transformers.LlamaConfig(
         vocab_size=320,
         hidden_size=64,
@@ -541,7 +542,7 @@ def tiny_peft(
     request: pytest.FixtureRequest, tiny_hf_and_gguf: tuple[Any, Path, np.ndarray], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, np.ndarray]:
     """A PEFT LoRA made by peft on all seven projections, and the PEFT model's logits."""
-    peft = pytest.importorskip("peft")
+    import peft
     import torch
 
     model, _, _ = tiny_hf_and_gguf

@@ -117,7 +117,9 @@ def test_a_catastrophic_custom_pattern_times_out_instead_of_hanging() -> None:
     d = PiiDetector("pii", opts, Resources())
     t0 = time.monotonic()
     assert spans(d, "a" * 40 + "!") == set()
-    assert time.monotonic() - t0 < 2.0
+    # unbounded, (a+)+$ on 41 characters backtracks about 2**40 times (hours); the bound is loose
+    # enough for a busy machine and still tells the two apart
+    assert time.monotonic() - t0 < 30.0
 
 
 def test_unknown_entity_type_is_refused() -> None:

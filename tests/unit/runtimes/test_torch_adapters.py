@@ -7,16 +7,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import peft
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-peft = pytest.importorskip("peft")
-
-from plinth.domain import ModelFormat, ModelRecord  # noqa: E402
-from plinth.formats import inspect_model  # noqa: E402
-from plinth.runtimes.base import AdapterRef, RuntimeOptions, SamplingParams  # noqa: E402
-from plinth.runtimes.torch_hf import TorchRuntime  # noqa: E402
-from tests.support.tiny_hf import make_tiny_llama  # noqa: E402
+from plinth.domain import ModelFormat, ModelRecord
+from plinth.formats import inspect_model
+from plinth.runtimes.base import AdapterRef, RuntimeOptions, SamplingParams
+from plinth.runtimes.torch_hf import TorchRuntime
+from tests.support.tiny_hf import make_tiny_llama
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from plinth.runtimes import torch_llama as tl  # noqa: E402
-from tests.support.tiny_hf import make_tiny_llama  # noqa: E402
+from plinth.runtimes import torch_llama as tl
+from tests.support.tiny_hf import make_tiny_llama
 
 PROMPT = [5, 17, 42, 99, 3, 250, 7, 7, 81, 120, 64, 11, 300, 2, 45, 46, 47, 48]
 
@@ -128,8 +126,8 @@ def test_a_mixed_step_gives_each_sequence_its_own_logits(tiny: Path) -> None:
     tl.forward(w, cache, _prefill_step(PROMPT[:5], row=0, pos0=0))
     tl.forward(w, cache, _prefill_step(other[:3], row=1, pos0=0))
     step = tl.Step(
-        tokens=torch.tensor([PROMPT[12], PROMPT[5]] + other[3:]),
-        positions=torch.tensor([12, 5] + list(range(3, len(other)))),
+        tokens=torch.tensor([PROMPT[12], PROMPT[5], *other[3:]]),
+        positions=torch.tensor([12, 5, *list(range(3, len(other)))]),
         n_decode=2,
         decode_rows=[2, 0],
         decode_lengths=[13, 6],

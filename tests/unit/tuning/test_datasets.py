@@ -177,7 +177,6 @@ def test_split_is_seeded_stable_and_explicit_rows_are_kept(services: Any, tmp_pa
 
 
 def test_prompt_completion_csv_and_parquet_load_as_messages(services: Any, tmp_path: Path) -> None:
-    pytest.importorskip("pyarrow", reason="pyarrow is in the test extra; without it Parquet is refused with a hint")
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -10,16 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
-
-from plinth.errors import PlinthError  # noqa: E402
-from plinth.formats import locate_embedded_gguf  # noqa: E402
-from plinth.formats.adapters import peft_to_gguf_lora  # noqa: E402
-from plinth.runtimes.torch_gguf import dequantised_dir  # noqa: E402
-from plinth.tuning.export import hf_to_gguf, parse, quantize  # noqa: E402
-from tests.support.adapters import LLAMA_ATTN, random_peft_llama_tensors, write_peft_dir  # noqa: E402
-from tests.support.llama import no_extra_buffers  # noqa: E402
+from plinth.errors import PlinthError
+from plinth.formats import locate_embedded_gguf
+from plinth.formats.adapters import peft_to_gguf_lora
+from plinth.runtimes.torch_gguf import dequantised_dir
+from plinth.tuning.export import hf_to_gguf, parse, quantize
+from tests.support.adapters import LLAMA_ATTN, random_peft_llama_tensors, write_peft_dir
+from tests.support.llama import no_extra_buffers
 
 PROMPT = "<|im_start|>user\nWhat is the deductible of the Silver plan?<|im_end|>\n<|im_start|>assistant\nThe"
 

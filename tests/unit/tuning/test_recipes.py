@@ -10,16 +10,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
-
-from plinth.errors import ErrorCode, PlinthError  # noqa: E402
-from plinth.tuning import data as tdata  # noqa: E402
-from plinth.tuning.loop import Hooks, LoopConfig, evaluate, train  # noqa: E402
-from plinth.tuning.recipes import recipe  # noqa: E402
-from plinth.tuning.spec import TuneSpec, check_against, parse_spec  # noqa: E402
-from tests.support.tiny_hf import make_tiny_llama  # noqa: E402
+from plinth.errors import ErrorCode, PlinthError
+from plinth.tuning import data as tdata
+from plinth.tuning.loop import Hooks, LoopConfig, evaluate, train
+from plinth.tuning.recipes import recipe
+from plinth.tuning.spec import TuneSpec, check_against, parse_spec
+from tests.support.tiny_hf import make_tiny_llama
 
 FAQ = [
     ("What is the Silver plan deductible?", "The Silver plan deductible is $2,000 per person per year."),
