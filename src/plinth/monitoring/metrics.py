@@ -31,6 +31,12 @@ class Metrics:
             registry=r,
         )
         self.errors = Counter("plinth_errors", "Errors answered, by error code", ["code"], registry=r)
+        self.stream_errors = Counter(
+            "plinth_stream_errors",
+            "Streams (server-sent events) a failure ended early, by route; each is logged with its traceback",
+            ["route"],
+            registry=r,
+        )
         self.ttft = Histogram(
             "plinth_time_to_first_token_seconds",
             "Time from request admission to the first generated token",
