@@ -115,12 +115,22 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = _route_template(scope)
-            method = scope.get("method", "")
+            method = _method_label(scope.get("method", ""))
             self.metrics.http_requests.labels(route, method, str(status)).inc()
             self.metrics.http_latency.labels(route, method).observe(time.perf_counter() - started)
 
 
+#: Methods counted under their own name; any other token a client sends is counted as "other",
+#: so a client cannot mint label values (and series) with ``curl -X FOOBAR1``.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
 def _route_template(scope: dict[str, Any]) -> str:
+    """The matched route's template (a fixed set), or one value for every path no route matched."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "<unmatched>"

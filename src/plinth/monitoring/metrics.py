@@ -92,19 +92,21 @@ class Metrics:
 
         # -- knowledge bases and embeddings ------------------------------------------------
         self.kb_searches = Counter(
-            "plinth_kb_searches",
+            "plinth_knowledge_base_searches",
             "Knowledge-base searches; outcome hit = a passage passed kb_min_score",
             ["knowledge_base", "outcome"],
             registry=r,
         )
         self.kb_search_seconds = Histogram(
-            "plinth_kb_search_seconds",
+            "plinth_knowledge_base_search_seconds",
             "Knowledge-base search time (embedding the query + hybrid retrieval)",
             ["knowledge_base"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.kb_ingested_chunks = Counter("plinth_kb_ingested_chunks", "Chunks stored in knowledge bases", ["knowledge_base"], registry=r)
+        self.kb_ingested_chunks = Counter(
+            "plinth_knowledge_base_ingested_chunks", "Chunks stored in knowledge bases", ["knowledge_base"], registry=r
+        )
         self.embedding_inputs = Counter("plinth_embedding_inputs", "Texts embedded for /v1/embeddings", ["model"], registry=r)
 
         # -- guardrails ------------------------------------------------------------------------
