@@ -20,6 +20,7 @@ class ErrorCode(str, enum.Enum):
     INVALID_JSON = "invalid_json"
     CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    REQUEST_TIMEOUT = "request_timeout"
     NOT_FOUND = "not_found"
     MODEL_NOT_FOUND = "model_not_found"
     ALREADY_EXISTS = "already_exists"
@@ -49,6 +50,7 @@ ERROR_TABLE: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INVALID_JSON: ErrorSpec(400, "invalid_request_error"),
     ErrorCode.CONTEXT_LENGTH_EXCEEDED: ErrorSpec(400, "invalid_request_error"),
     ErrorCode.PAYLOAD_TOO_LARGE: ErrorSpec(413, "invalid_request_error"),
+    ErrorCode.REQUEST_TIMEOUT: ErrorSpec(408, "invalid_request_error"),
     ErrorCode.NOT_FOUND: ErrorSpec(404, "invalid_request_error"),
     ErrorCode.MODEL_NOT_FOUND: ErrorSpec(404, "invalid_request_error"),
     ErrorCode.ALREADY_EXISTS: ErrorSpec(409, "invalid_request_error"),

@@ -22,9 +22,8 @@ def up(
     """Start the platform: OpenAI-compatible API on /v1, management API, metrics and docs."""
     import logging
 
-    import uvicorn
-
     from plinth.api.app import create_app
+    from plinth.api.server import run as run_server
 
     settings = get_settings(host=host, port=port)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -42,14 +41,7 @@ def up(
         worker = services.jobs.start_local_worker()
         console.print(f"  Job worker             {worker.id} (jobs run in child processes; PLINTH_JOBS_LOCAL_WORKER=false turns it off)")
     console.print("  Press Ctrl+C to stop.")
-    uvicorn.run(
-        create_app(services),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=5,
-        access_log=settings.log_level == "debug",
-    )
+    run_server(create_app(services), settings)  # uvicorn, with a deadline on request headers
 
 
 def _check_port_free(settings: Settings) -> None:

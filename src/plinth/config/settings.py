@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API server binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the API server.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes); larger gets 413.")
+    header_timeout_s: float = Field(
+        10.0,
+        ge=0.5,
+        le=300,
+        description="Time a client has to send a request's headers, counted from connecting (or from the end of the "
+        "previous answer on a kept-alive connection); past it the server answers 408 and closes the connection "
+        "(or just closes it when nothing was sent).",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
 
     # -- serving ---------------------------------------------------------------------------
