@@ -1,10 +1,29 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. The store tests also run on Postgres when a server answers on
-# 127.0.0.1:5432 (or PLINTH_TEST_DATABASE_URL names one); otherwise they are skipped with a
-# reason that pytest prints (-ra), never silently.
+# Runs the gates (ruff, mypy, import-linter), then the whole test suite. The store tests also
+# run on Postgres when a server answers on 127.0.0.1:5432 (or PLINTH_TEST_DATABASE_URL names
+# one); otherwise they are skipped with a reason that pytest prints (-ra), never silently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+
+# The gates a contributor expects (ADRs 0070-0072), before any test: lint, formatting, types,
+# the dependency rule. Each one's findings are printed and the run stops at the first that fails.
+# PLINTH_SKIP_GATES=1 skips them (for running a few tests while editing).
+gate() {
+  local name=$1; shift
+  local start=$SECONDS
+  if ! "$@"; then
+    echo "GATE FAILED: $name ($*)" >&2
+    exit 1
+  fi
+  echo "gate ok: $name ($((SECONDS - start)) s)"
+}
+if [ -z "${PLINTH_SKIP_GATES:-}" ]; then
+  gate "ruff check" "$BIN/ruff" check --quiet .
+  gate "ruff format" "$BIN/ruff" format --check --quiet .
+  gate "mypy" "$BIN/mypy"
+  gate "import-linter" "$BIN/lint-imports" --no-cache
+fi
 if [ -z "${PLINTH_TEST_DATABASE_URL:-}" ]; then
   if "$BIN/python" - <<'PY' 2>/dev/null
 import psycopg

@@ -14,6 +14,8 @@ from plinth.deployments.hook import ServingHook
 from plinth.deployments.routing import DeploymentRouter
 from plinth.deployments.service import DeploymentService
 from plinth.deployments.watcher import RolloutWatcher
+from plinth.domain.serving import Attachments
+from plinth.embeddings.base import Embedder
 from plinth.guardrails.service import GuardrailService
 from plinth.jobs.service import JobService
 from plinth.monitoring.metrics import Metrics
@@ -133,7 +135,7 @@ def _deployments(settings: Settings, services: Services) -> None:
     """Deployments, API keys, usage and the audit log, and their request hook in serving."""
     store, metrics, stages = services.store, services.metrics, services.stages
 
-    def check_attachments(a):  # type: ignore[no-untyped-def]
+    def check_attachments(a: Attachments) -> None:
         for stage in stages:
             stage.check_attachments(a)
 
@@ -160,7 +162,7 @@ def _deployments(settings: Settings, services: Services) -> None:
 
 
 def _guardrails(settings: Settings, store: MetadataStore, metrics: Metrics) -> GuardrailService:
-    def embedder():  # type: ignore[no-untyped-def]
+    def embedder() -> Embedder:
         from plinth.embeddings import get_embedder
 
         return get_embedder(settings)

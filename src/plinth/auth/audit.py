@@ -8,6 +8,7 @@ through plinth.
 
 from __future__ import annotations
 
+import builtins
 import getpass
 import logging
 import socket
@@ -57,6 +58,6 @@ class AuditLog:
         log.info("audit: %s %s %s %s", actor, action, target_type, target)
         return entry
 
-    def list(self, **filters: Any) -> list[AuditEntry]:
+    def list(self, **filters: Any) -> builtins.list[AuditEntry]:
         """Newest first; ``filters`` as :meth:`plinth.store.base_auth.AuthStore.list_audit` takes them."""
         return self.store.list_audit(**filters)

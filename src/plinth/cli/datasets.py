@@ -179,7 +179,7 @@ def rows_cmd(
 ) -> None:
     """Print rows as JSON lines (normalised form; with --split all each row has its split)."""
     with _session() as services:
-        page, _total = services.datasets.rows(ref, split=split, offset=offset, limit=limit)  # type: ignore[arg-type]
+        page, _total = services.datasets.rows(ref, split=split, offset=offset, limit=limit)
         for row in page:
             console.print(escape(json.dumps(row, ensure_ascii=False)), highlight=False, soft_wrap=True)
 

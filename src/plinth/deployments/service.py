@@ -9,6 +9,7 @@ with the state before and after.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -117,20 +118,20 @@ class DeploymentService:
         self.default_window_s = default_window_s
 
     # -- reading --------------------------------------------------------------------------------
-    def list(self) -> list[Deployment]:
+    def list(self) -> builtins.list[Deployment]:
         return self.store.list_deployments()
 
     def get(self, name: str) -> Deployment:
         return self.store.get_deployment(name)
 
-    def revisions(self, name: str) -> list[Revision]:
+    def revisions(self, name: str) -> builtins.list[Revision]:
         self.store.get_deployment(name)
         return self.store.list_revisions(name)
 
     def revision(self, name: str, number: int) -> Revision:
         return self.store.get_revision(name, number)
 
-    def history(self, name: str, limit: int = 100) -> list[DeploymentEvent]:
+    def history(self, name: str, limit: int = 100) -> builtins.list[DeploymentEvent]:
         self.store.get_deployment(name)
         return self.store.list_deployment_events(name, limit=limit)
 
@@ -148,7 +149,7 @@ class DeploymentService:
             since = dep.canary_started_at
         return since
 
-    def rule_checks(self, dep: Deployment) -> tuple[dict[int, WindowStats], list[RuleCheck]]:
+    def rule_checks(self, dep: Deployment) -> tuple[dict[int, WindowStats], builtins.list[RuleCheck]]:
         """The window of the live revisions, and each rule judged on it (only with a canary)."""
         revisions = [dep.stable_revision] + ([dep.canary_revision] if dep.canary_revision else [])
         stats = self.store.window_stats(dep.name, revisions, self.window_since(dep))
@@ -169,7 +170,7 @@ class DeploymentService:
         return out
 
     # -- targets and gates ----------------------------------------------------------------------
-    def targets(self, specs: list[dict[str, Any]]) -> tuple[Target, ...]:
+    def targets(self, specs: builtins.list[dict[str, Any]]) -> tuple[Target, ...]:
         """Validate target specs and pin each model id to what serves it now."""
         if not specs:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "a revision needs at least one target (a model)", param="targets")
@@ -238,7 +239,7 @@ class DeploymentService:
             out[key] = value
         return out
 
-    def gate_failures(self, gate: tuple[GateRule, ...], targets: tuple[Target, ...]) -> list[str]:
+    def gate_failures(self, gate: tuple[GateRule, ...], targets: tuple[Target, ...]) -> builtins.list[str]:
         """Why ``targets`` do not pass ``gate`` (empty: they pass)."""
         failures = []
         for t in targets:
@@ -267,7 +268,7 @@ class DeploymentService:
                     )
         return failures
 
-    def _reports(self, t: Target) -> list[Any]:
+    def _reports(self, t: Target) -> builtins.list[Any]:
         name, sep, number = t.version.partition("@")
         version = whole_number(number, maximum=VERSION_MAX) if sep else None
         if version is not None:
@@ -302,12 +303,12 @@ class DeploymentService:
     def create(
         self,
         name: str,
-        targets: list[dict[str, Any]],
+        targets: builtins.list[dict[str, Any]],
         *,
         actor: str,
         description: str = "",
-        rules: list[dict[str, Any]] | None = None,
-        gate: list[dict[str, Any]] | None = None,
+        rules: builtins.list[dict[str, Any]] | None = None,
+        gate: builtins.list[dict[str, Any]] | None = None,
         window_s: int | None = None,
         auto_rollback: bool = True,
         note: str = "",
@@ -333,7 +334,7 @@ class DeploymentService:
         self.audit.record(actor, "deployment.create", "deployment", name, after=self.view(created))
         return created
 
-    def replace(self, name: str, targets: list[dict[str, Any]], *, actor: str, note: str = "") -> Deployment:
+    def replace(self, name: str, targets: builtins.list[dict[str, Any]], *, actor: str, note: str = "") -> Deployment:
         """A new revision that takes all traffic at once (no canary)."""
         dep = self.get(name)
         if dep.canary_revision is not None:
@@ -355,7 +356,7 @@ class DeploymentService:
             "deployment.replace",
         )
 
-    def canary(self, name: str, targets: list[dict[str, Any]] | None, *, percent: float, actor: str, note: str = "") -> Deployment:
+    def canary(self, name: str, targets: builtins.list[dict[str, Any]] | None, *, percent: float, actor: str, note: str = "") -> Deployment:
         """Put a candidate on ``percent`` of the traffic, or (without targets) change the
         running canary's share."""
         percent = _percent(percent)
@@ -459,8 +460,8 @@ class DeploymentService:
         name: str,
         *,
         actor: str,
-        rules: list[dict[str, Any]] | None = None,
-        gate: list[dict[str, Any]] | None = None,
+        rules: builtins.list[dict[str, Any]] | None = None,
+        gate: builtins.list[dict[str, Any]] | None = None,
         window_s: int | None = None,
         auto_rollback: bool | None = None,
         description: str | None = None,

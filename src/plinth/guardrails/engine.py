@@ -121,7 +121,8 @@ class Guard:
 
 def merge_spans(findings: list[Finding]) -> list[tuple[int, int, str]]:
     """Overlapping spans joined; the label of the longest part names the whole."""
-    items = sorted(((f.start, f.end, f.label) for f in findings if f.is_span), key=lambda t: (t[0], -t[1]))  # type: ignore[arg-type, return-value]
+    spans = [(f.start, f.end, f.label) for f in findings if f.start is not None and f.end is not None]  # f.is_span
+    items = sorted(spans, key=lambda t: (t[0], -t[1]))
     merged: list[list[object]] = []
     for s, e, label in items:
         if merged and s < merged[-1][1]:  # type: ignore[operator]
@@ -229,9 +230,9 @@ class GuardFilter:
             self.buf = ""
             return ""
         to_redact = [
-            replace(f, start=max(f.start, base) - base, end=min(f.end, cut) - base)  # type: ignore[type-var]
+            replace(f, start=max(f.start, base) - base, end=min(f.end, cut) - base)
             for f in released
-            if f.action is Action.REDACT
+            if f.action is Action.REDACT and f.start is not None and f.end is not None  # released holds spans only
         ]
         out = self.guard.redact(window[base:cut], to_redact)
         if released or whole:

@@ -202,20 +202,20 @@ def _evaluate_spans(
         n += 1
         text = rec["text"]
         gold = {(e["type"], e["start"], e["end"]) for e in rec["entities"]}
-        pred = {(f.label, f.start, f.end) for f in rule.run(text, ctx) if f.is_span}
+        pred = {(f.label, f.start, f.end) for f in rule.run(text, ctx) if f.start is not None and f.end is not None}  # f.is_span
         for label, _s, _e in pred & gold:
             overall.tp += 1
             by_label[label].tp += 1
         for label, s, e in sorted(pred - gold, key=lambda t: t[1]):
             overall.fp += 1
             by_label[label].fp += 1
-            near = [g for g in gold if g[1] < e and s < g[2]]  # type: ignore[operator]
+            near = [g for g in gold if g[1] < e and s < g[2]]
             fps.append(
                 {
                     "id": rec.get("id"),
                     "label": label,
-                    "value": text[s:e],  # type: ignore[misc]
-                    "context": _snippet(text, s, e),  # type: ignore[arg-type]
+                    "value": text[s:e],
+                    "context": _snippet(text, s, e),
                     "overlaps": [{"label": g[0], "value": text[g[1] : g[2]]} for g in near],
                 }
             )

@@ -130,7 +130,7 @@ def validate_policy(doc: dict[str, Any], *, name: str | None = None) -> PolicySp
             errors.append(f"{where}: keys must be strings, not {bad_keys!r}")
             continue
         kind = raw.get("detector")
-        if kind not in kinds:
+        if not isinstance(kind, str) or kind not in kinds:
             errors.append(f"{where}.detector: unknown detector {kind!r}; known: {', '.join(sorted(kinds))}")
             continue
         cls = kinds[kind]

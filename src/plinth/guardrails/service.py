@@ -13,6 +13,7 @@ waits for the database; they never hold text.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import queue
 import threading
@@ -60,7 +61,7 @@ class GuardrailService:
         self._guards: dict[tuple[str, int], Guard] = {}
         self._latest: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
-        self._events: queue.Queue[list[GuardrailEvent] | None] = queue.Queue(maxsize=10_000)
+        self._events: queue.Queue[builtins.list[GuardrailEvent] | None] = queue.Queue(maxsize=10_000)
         self._writer: threading.Thread | None = None
         self._pending = 0  # batches queued or being written
         self._idle = threading.Condition()
@@ -71,7 +72,7 @@ class GuardrailService:
         for name in BUILTIN_POLICIES:
             self.apply(builtin_document(name), builtin=True)
 
-    def list(self) -> list[PolicySummary]:
+    def list(self) -> builtins.list[PolicySummary]:
         return self.store.list_guardrail_policies()
 
     def get(self, ref: str) -> PolicyVersion:
@@ -91,7 +92,7 @@ class GuardrailService:
             )
         return pv
 
-    def versions(self, name: str) -> list[PolicyVersion]:
+    def versions(self, name: str) -> builtins.list[PolicyVersion]:
         self.get(name)
         return self.store.list_guardrail_policy_versions(name)
 
@@ -120,7 +121,7 @@ class GuardrailService:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"cannot read policy file {str(path)!r}: {e}") from None
         return self.apply(parse_document(text, source=path.name))
 
-    def delete(self, name: str, *, attached_to: list[str] | None = None) -> None:
+    def delete(self, name: str, *, attached_to: builtins.list[str] | None = None) -> None:
         summary = next((p for p in self.list() if p.name == name), None)
         if summary is None:
             self.get(name)  # raises NOT_FOUND
@@ -170,7 +171,7 @@ class GuardrailService:
         return attached or self.default_policy
 
     def check(
-        self, ref: str, text: str, direction: Direction = Direction.INPUT, passages: list[dict[str, Any]] | None = None
+        self, ref: str, text: str, direction: Direction = Direction.INPUT, passages: builtins.list[dict[str, Any]] | None = None
     ) -> CheckResult:
         """Check one text (``plinth guardrails test``, ``POST .../test``): nothing is recorded."""
         if not isinstance(text, str) or not text:
@@ -183,12 +184,17 @@ class GuardrailService:
         return guard.check(text, direction, DetectContext(direction=direction, passages=passages or []))
 
     def evaluate(
-        self, ref: str, records: list[dict[str, Any]], *, detector: str | None = None, progress: Callable[[int], None] | None = None
+        self,
+        ref: str,
+        records: builtins.list[dict[str, Any]],
+        *,
+        detector: str | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> EvalReport:
         return evaluate(self.guard(ref), records, detector=detector, progress=progress)
 
     @staticmethod
-    def detectors() -> list[dict[str, Any]]:
+    def detectors() -> builtins.list[dict[str, Any]]:
         out = []
         for kind, cls in sorted(detector_kinds().items()):
             schema = cls.Options.model_json_schema()
@@ -205,7 +211,7 @@ class GuardrailService:
         return out
 
     # -- events ------------------------------------------------------------------------------
-    def record(self, events: list[GuardrailEvent], deployment: str) -> None:
+    def record(self, events: builtins.list[GuardrailEvent], deployment: str) -> None:
         """Count the events and queue them for the store (never blocks a request)."""
         if not events:
             return
@@ -263,7 +269,7 @@ class GuardrailService:
             if self._pending <= 0:
                 self._idle.notify_all()
 
-    def _write(self, batch: list[GuardrailEvent]) -> None:
+    def _write(self, batch: builtins.list[GuardrailEvent]) -> None:
         try:
             self.store.add_guardrail_events(batch)
         except Exception as e:  # a lost event must not take the server down
@@ -281,7 +287,7 @@ class GuardrailService:
             self._writer.join(timeout=10)
             self._writer = None
 
-    def events(self, **filters: Any) -> list[GuardrailEvent]:
+    def events(self, **filters: Any) -> builtins.list[GuardrailEvent]:
         return self.store.list_guardrail_events(**filters)
 
 

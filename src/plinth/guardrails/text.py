@@ -117,7 +117,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+|\n+")
 
 def sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) of each sentence, without surrounding whitespace."""
-    out = []
+    out: list[tuple[int, int]] = []
     pos = 0
     for m in _SENTENCE_END.finditer(text):
         _append_span(text, pos, m.start(), out)

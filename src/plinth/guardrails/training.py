@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from plinth.guardrails.classifier import LinearModel, read_training, train
@@ -28,7 +29,7 @@ TASKS = {
 }
 
 
-def rules_for(task: str):  # type: ignore[no-untyped-def]
+def rules_for(task: str) -> Callable[[str, str], Iterable[str]]:
     if task == "toxicity":
         from plinth.guardrails.toxicity import rule_features
     else:

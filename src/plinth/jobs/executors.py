@@ -127,9 +127,9 @@ def _ensure_loaded_locked() -> None:
     try:
         from importlib.metadata import entry_points
 
-        eps = entry_points(group=ENTRY_POINT_GROUP)
+        eps: list[Any] = list(entry_points(group=ENTRY_POINT_GROUP))
     except Exception:  # pragma: no cover - broken metadata must not stop the queue
-        eps = ()
+        eps = []
     for ep in eps:
         try:
             value = ep.load()

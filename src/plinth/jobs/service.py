@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
@@ -161,7 +162,7 @@ class JobService:
             self._local_worker = None
 
     # -- kinds ---------------------------------------------------------------------------
-    def kinds(self) -> list[ExecutorEntry]:
+    def kinds(self) -> builtins.list[ExecutorEntry]:
         return executor_entries()
 
     def resources_for(self, kind: str, *, cpu: int | None = None, memory: int | str | None = None, gpus: int | None = None) -> Resources:
@@ -338,7 +339,7 @@ class JobService:
         labels: dict[str, str] | None = None,
         limit: int = 100,
         before: str | None = None,
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         if not 1 <= limit <= 1000:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "limit must be from 1 to 1000", param="limit")
         if before is not None:
@@ -348,7 +349,7 @@ class JobService:
     def progress(self, job_id: str) -> JobProgress:
         return self.get(job_id).progress
 
-    def logs(self, job_id: str, *, after: int = 0, limit: int = 1000, tail: int | None = None) -> list[JobLogLine]:
+    def logs(self, job_id: str, *, after: int = 0, limit: int = 1000, tail: int | None = None) -> builtins.list[JobLogLine]:
         _check_job_id(job_id)
         if not 1 <= limit <= 10_000:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "limit must be from 1 to 10000", param="limit")
@@ -439,7 +440,7 @@ class JobService:
     def get_queue(self, name: str) -> Queue:
         return self.store.get_queue(name)
 
-    def list_queues(self) -> list[Queue]:
+    def list_queues(self) -> builtins.list[Queue]:
         return self.store.list_queues()
 
     def queue_usage(self) -> dict[str, dict[str, Any]]:
@@ -471,7 +472,7 @@ class JobService:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"value must be an integer from -{MAX_PRIORITY} to {MAX_PRIORITY}", param="value")
         return self.store.add_priority_class(PriorityClass(name, value, description))
 
-    def list_priority_classes(self) -> list[PriorityClass]:
+    def list_priority_classes(self) -> builtins.list[PriorityClass]:
         return self.store.list_priority_classes()
 
     def delete_priority_class(self, name: str) -> PriorityClass:
@@ -480,7 +481,7 @@ class JobService:
         return self.store.delete_priority_class(name)
 
     # -- workers -------------------------------------------------------------------------
-    def live_workers(self) -> list[WorkerInfo]:
+    def live_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that heartbeated within three leases."""
         cutoff = datetime.now(UTC) - timedelta(seconds=3 * self.settings.jobs_lease_s)
         return [w for w in self.store.list_workers() if w.heartbeat_at and w.heartbeat_at >= cutoff]

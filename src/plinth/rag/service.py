@@ -6,6 +6,7 @@ serving stage (:mod:`plinth.rag.stage`) and ``/v1/embeddings`` (through the embe
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import hashlib
 import logging
@@ -105,6 +106,11 @@ class KnowledgeService:
             self._index = open_index(self.settings.kb_index, self.store)
         return self._index
 
+    def default_embedder(self) -> Embedder:
+        """The embedder the settings name: what new knowledge bases use and ``/v1/embeddings``
+        serves."""
+        return get_embedder(self.settings)
+
     def embedder_for(self, kb: KnowledgeBase) -> Embedder:
         emb = get_embedder(self.settings, kb.embedder)
         if emb.model_id != kb.embedding_model or emb.dim != kb.dim:
@@ -155,7 +161,7 @@ class KnowledgeService:
             raise not_found("knowledge base", name)
         return kb
 
-    def list(self) -> list[KnowledgeBase]:
+    def list(self) -> builtins.list[KnowledgeBase]:
         return self.store.list_kbs()
 
     def delete(self, name: str) -> None:
@@ -183,12 +189,12 @@ class KnowledgeService:
             )
         return kb, ref.version
 
-    def versions(self, name: str) -> list[KbVersion]:
+    def versions(self, name: str) -> builtins.list[KbVersion]:
         kb = self.get(name)
         assert kb.id is not None
         return self.store.list_kb_versions(kb.id)
 
-    def documents(self, ref: str | KbRef) -> tuple[KnowledgeBase, int, list[Document]]:
+    def documents(self, ref: str | KbRef) -> tuple[KnowledgeBase, int, builtins.list[Document]]:
         kb, version = self.resolve(ref)
         assert kb.id is not None
         return kb, version, self.store.list_documents(kb.id, version)
@@ -203,7 +209,7 @@ class KnowledgeService:
 
     # -- changes -----------------------------------------------------------------------------
     def add_paths(
-        self, name: str, paths: list[Path], progress: ProgressFn | None = None, metadata: dict[str, Any] | None = None
+        self, name: str, paths: builtins.list[Path], progress: ProgressFn | None = None, metadata: dict[str, Any] | None = None
     ) -> IngestReport:
         sources = list(collect_paths(paths, self.settings.kb_max_file_bytes))
         for src in sources:
@@ -217,8 +223,8 @@ class KnowledgeService:
         assert kb.id is not None
         emb = self.embedder_for(kb)
         max_bytes = self.settings.kb_max_file_bytes
-        outcomes: list[FileOutcome] = []
-        changes: list[DocumentChange] = []
+        outcomes: builtins.list[FileOutcome] = []
+        changes: builtins.list[DocumentChange] = []
         seen: set[str] = set()
         for src in expand_archives(list(sources), max_bytes):
             if src.error is not None or src.read is None:
@@ -259,7 +265,7 @@ class KnowledgeService:
             self.metrics.kb_ingested_chunks.labels(name).inc(sum(o.chunks for o in outcomes if o.outcome in ("added", "replaced")))
         return self._report(name, result.version if result else None, outcomes)
 
-    def _report(self, name: str, version: int | None, outcomes: list[FileOutcome]) -> IngestReport:
+    def _report(self, name: str, version: int | None, outcomes: builtins.list[FileOutcome]) -> IngestReport:
         kb = self.get(name)
         if version is not None:
             self.index.sync(kb)  # the first query after a change should not pay for it
@@ -285,7 +291,7 @@ class KnowledgeService:
         doc = Document(name=src.name, sha256=digest, media_type=src.media_type, size_bytes=len(data), text=parsed.text, metadata=metadata)
         return DocumentChange(document=doc, chunks=chunks)
 
-    def remove_documents(self, name: str, documents: list[str]) -> IngestReport:
+    def remove_documents(self, name: str, documents: builtins.list[str]) -> IngestReport:
         kb = self.get(name)
         if not documents:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "name at least one document to remove", param="documents")
@@ -357,7 +363,7 @@ class KnowledgeService:
             fused[h.chunk_id] = fused.get(h.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
             krank[h.chunk_id] = rank
         order = sorted(fused, key=lambda i: (-fused[i], i))
-        passages: list[Passage] = []
+        passages: builtins.list[Passage] = []
         # The store decides visibility: a candidate the index still had is dropped here.
         for start in range(0, len(order), 2 * k):
             ids = order[start : start + 2 * k]

@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 
@@ -60,7 +61,7 @@ def _quiet_llama_logs() -> None:
 
 
 class _LoadedAdapter:
-    def __init__(self, spec: AdapterSpec, handle: object) -> None:
+    def __init__(self, spec: AdapterSpec, handle: Any) -> None:  # a llama_adapter_lora_p
         self.spec = spec
         self.handle = handle
         self.last_used = time.monotonic()

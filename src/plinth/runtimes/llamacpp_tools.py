@@ -74,11 +74,11 @@ def gguf_logits(path: Path, sequences: Iterable[list[int]], *, n_ctx: int, threa
         p.use_extra_bufts = extra_buffers
         return p
 
-    high_level.llama_cpp.llama_model_default_params = params  # type: ignore[attr-defined]
+    high_level.llama_cpp.llama_model_default_params = params
     try:
         llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_threads=threads)
     finally:
-        high_level.llama_cpp.llama_model_default_params = original  # type: ignore[attr-defined]
+        high_level.llama_cpp.llama_model_default_params = original
     try:
         for ids in sequences:
             llm.reset()

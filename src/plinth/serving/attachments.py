@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from plinth.domain.serving import Attachments
 from plinth.errors import ErrorCode, PlinthError
@@ -66,7 +67,7 @@ class AttachmentService:
         """Change some fields: a value sets it, an empty string detaches it, a missing key
         keeps it."""
         current = self.store.get_attachments(model_id) or Attachments()
-        fields = {k: (None if v == "" else v) for k, v in changes.items() if v is not None}
+        fields: dict[str, Any] = {k: (None if v == "" else v) for k, v in changes.items() if v is not None}
         return self.set(model_id, replace(current, **fields))
 
     def forget_model(self, model_name: str) -> None:

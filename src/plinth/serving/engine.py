@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +174,7 @@ class ModelManager:
         log.info("loaded model %s with runtime %s in %.2f s", record.name, record.runtime, elapsed)
         return lm
 
-    def stream(self, lm: LoadedModel, prompt: Prompt, params: SamplingParams, adapter: AdapterRef | None = None) -> AsyncIterator[Delta]:
+    def stream(self, lm: LoadedModel, prompt: Prompt, params: SamplingParams, adapter: AdapterRef | None = None) -> AsyncGenerator[Delta]:
         """Generate on a worker thread; ``plinth_generating`` counts engines still running."""
         gauge = self.metrics.generating.labels(lm.record.name)
         return stream_deltas(
@@ -217,7 +217,7 @@ async def stream_deltas(
     adapter: AdapterRef | None = None,
     on_thread_start: Callable[[], None] | None = None,
     on_thread_exit: Callable[[], None] | None = None,
-) -> AsyncIterator[Delta]:
+) -> AsyncGenerator[Delta]:
     """Run ``runtime.generate`` on a worker thread; yield its deltas. Closing this iterator
     cancels the generation; ``on_thread_exit`` runs on the worker when the engine has stopped."""
     loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2")
@@ -29,7 +29,7 @@ def sparkline(values: Sequence[float], width: int = 60) -> str:
 
 
 def line_chart_svg(
-    series: dict[str, Sequence[tuple[float, float]]],
+    series: Mapping[str, Sequence[tuple[float, float]]],
     *,
     title: str = "",
     x_label: str = "step",

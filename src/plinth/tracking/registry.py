@@ -16,6 +16,7 @@ those.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from pathlib import Path
 from typing import Any
@@ -74,13 +75,13 @@ class RegistryService:
                 return self.store.get_registered_model(name)
             raise
 
-    def list(self) -> list[RegisteredModel]:
+    def list(self) -> builtins.list[RegisteredModel]:
         return self.store.list_registered_models()
 
     def get(self, name: str) -> RegisteredModel:
         return self.store.get_registered_model(name)
 
-    def versions(self, name: str) -> list[ModelVersion]:
+    def versions(self, name: str) -> builtins.list[ModelVersion]:
         self.store.get_registered_model(name)
         return self.store.list_model_versions(name)
 
@@ -164,7 +165,7 @@ class RegistryService:
         self._forget_served(mv)
         return mv
 
-    def delete_model(self, name: str) -> list[ModelVersion]:
+    def delete_model(self, name: str) -> builtins.list[ModelVersion]:
         versions = self.store.delete_registered_model(name)
         for mv in versions:
             self._forget_served(mv)
@@ -230,7 +231,7 @@ class RegistryService:
         mv = self.resolve_version(model_id)
         return None if mv is None else mv.served_as
 
-    def served_ids(self) -> list[dict[str, Any]]:
+    def served_ids(self) -> builtins.list[dict[str, Any]]:
         """Registry ids for /v1/models: each name and each ``name@alias``."""
         out = []
         for rm in self.list():
@@ -254,7 +255,7 @@ class RegistryService:
             self.store.update_model_version_card(mv.name, mv.version, self.model_card(mv))
         return stored
 
-    def reports(self, name: str, version: int | None = None) -> list[EvalReport]:
+    def reports(self, name: str, version: int | None = None) -> builtins.list[EvalReport]:
         return self.store.list_eval_reports(registry_name=name, registry_version=version)
 
     # -- model cards -----------------------------------------------------------------------

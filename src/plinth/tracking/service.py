@@ -9,6 +9,7 @@ store and are recorded on the run.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import threading
@@ -74,7 +75,7 @@ class TrackingService:
     def get(self, run_id: str) -> Run:
         return self.store.get_run(run_id)
 
-    def list(self, **filters: Any) -> list[Run]:
+    def list(self, **filters: Any) -> builtins.list[Run]:
         return self.store.list_runs(**filters)
 
     # -- metrics ---------------------------------------------------------------------------
@@ -82,10 +83,10 @@ class TrackingService:
         now = datetime.now(UTC)
         self.store.log_metrics(run_id, [MetricPoint(k.replace("__", "/"), step, float(v), now) for k, v in values.items()])
 
-    def log_metric_points(self, run_id: str, points: list[MetricPoint]) -> None:
+    def log_metric_points(self, run_id: str, points: builtins.list[MetricPoint]) -> None:
         self.store.log_metrics(run_id, points)
 
-    def metrics(self, run_id: str, keys: list[str] | None = None) -> dict[str, list[MetricPoint]]:
+    def metrics(self, run_id: str, keys: builtins.list[str] | None = None) -> dict[str, builtins.list[MetricPoint]]:
         self.store.get_run(run_id)
         return self.store.get_metrics(run_id, keys)
 
@@ -143,7 +144,7 @@ class TrackingService:
             RunArtifact(run_id=run_id, name=name, kind=kind, digest=digest, size_bytes=len(data), meta=meta or {})
         )
 
-    def artifacts_of(self, run_id: str) -> list[RunArtifact]:
+    def artifacts_of(self, run_id: str) -> builtins.list[RunArtifact]:
         self.store.get_run(run_id)
         return self.store.list_run_artifacts(run_id)
 
@@ -153,7 +154,7 @@ class TrackingService:
         series = {k: [(p.step, p.value) for p in pts] for k, pts in m.items() if k.endswith("loss")}
         return line_chart_svg(series, title=f"loss of run {self.get(run_id).name}", y_label="loss")
 
-    def compare(self, run_ids: list[str]) -> dict[str, Any]:
+    def compare(self, run_ids: builtins.list[str]) -> dict[str, Any]:
         """Params and final metrics of several runs side by side, with the keys that differ."""
         runs = [self.get(r) for r in run_ids]
         param_keys = sorted({k for r in runs for k in _flatten(r.params)})

@@ -104,7 +104,7 @@ def _torch_loss(
 
         ref = services.catalog.resolve_adapter(record.name, adapter, "peft-lora")
         model = PeftModel.from_pretrained(model, str(ref.path))
-        causal = model.base_model.model
+        causal: Any = model.base_model.model
     else:
         causal = model
     examples, _ = encode_all(tokenizer, conversations, max_len)

@@ -116,7 +116,10 @@ def hf_to_gguf(hf_dir: Path, base_gguf: Path, dest: Path) -> Path:
         if (
             "output.weight" not in names
             and "lm_head.weight" in weights
-            and not np.array_equal(weights["lm_head.weight"], weights.get("model.embed_tokens.weight"))
+            and (
+                "model.embed_tokens.weight" not in weights
+                or not np.array_equal(weights["lm_head.weight"], weights["model.embed_tokens.weight"])
+            )
         ):
             names.append("output.weight")  # an untied head
         for name in names:

@@ -142,7 +142,7 @@ class UsageService:
                 ErrorCode.NOT_FOUND, f"response {response_id!r} does not exist (or its usage has been pruned)", param="response_id"
             )
         key = principal.key if principal is not None else None
-        if key is not None and rec.key_id != key.id and not any(principal.allows(s) for s in _MANAGERS):
+        if principal is not None and key is not None and rec.key_id != key.id and not any(principal.allows(s) for s in _MANAGERS):
             raise PlinthError(ErrorCode.PERMISSION_DENIED, f"response {response_id!r} was made with another API key", param="response_id")
         fb = self.store.add_feedback(
             Feedback(

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from plinth.domain.auth import Reservation
 from plinth.domain.deployments import UsageRecord
@@ -122,12 +123,12 @@ class UsageWriter:
         touches: dict[str, datetime] = {}
         for kind, item in items:
             if kind == "usage":
-                record, settle = item  # type: ignore[misc]
+                record, settle = cast(tuple[UsageRecord, tuple[Reservation, int] | None], item)
                 records.append(record)
                 if settle is not None:
                     settlements.append(settle)
             elif kind == "touch":
-                key_id, at = item  # type: ignore[misc]
+                key_id, at = cast(tuple[str, datetime], item)
                 touches[key_id] = max(at, touches.get(key_id, at))
         for attempt in range(self.max_retries):
             try:

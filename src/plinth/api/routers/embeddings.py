@@ -58,10 +58,9 @@ def _inputs(value: Any) -> list[str]:
 
 
 def _embedder_for(request: Request, model: str) -> Any:
-    from plinth.embeddings import get_embedder
-
-    s = services_of(request)
-    emb = get_embedder(s.settings)
+    knowledge = services_of(request).knowledge
+    assert knowledge is not None  # build_services always builds it
+    emb = knowledge.default_embedder()
     names = {emb.name.lower(), emb.model_id.lower(), emb.model_id.split("@")[0].lower(), emb.model_id.split("@")[0].split("/")[-1].lower()}
     if model.lower() not in names:
         raise PlinthError(

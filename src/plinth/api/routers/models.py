@@ -150,14 +150,9 @@ def _loaded_adapters(request: Request, base: str) -> list[str]:
 
 @router.get("/runtimes")
 def list_runtimes(request: Request) -> dict[str, Any]:
-    from plinth.runtimes import missing_requirements, runtime_entry, runtime_names
+    from plinth.services import runtime_status
 
-    out = []
-    for name in runtime_names():
-        entry = runtime_entry(name)
-        missing = missing_requirements(name)
-        out.append({"name": name, "description": entry.description, "available": not missing, "missing": missing})
-    return {"runtimes": out}
+    return {"runtimes": [r.public_dict() for r in runtime_status()]}
 
 
 def _view(request: Request, record: Any) -> dict[str, Any]:

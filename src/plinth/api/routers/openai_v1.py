@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse, Response
 
 from plinth.api.deps import services_of
 from plinth.api.streaming import ClientDisconnected, SSEResponse, run_until_disconnect
-from plinth.errors import ErrorCode, PlinthError
 from plinth.serving.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -90,9 +89,8 @@ def get_model(model_id: str, request: Request) -> dict[str, Any]:
             return {"id": model_id, "object": "model", "created": created, "owned_by": "plinth", "parent": mv.served_as}
     base, sep, adapter = model_id.partition(":")
     if sep:
-        a = catalog.store.find_adapter(base, adapter)
-        if a is None:
-            raise PlinthError(ErrorCode.MODEL_NOT_FOUND, f"model {model_id!r} does not exist", param="model")
+        catalog.check_model_id(model_id)  # MODEL_NOT_FOUND for an unknown base:adapter
+        a = catalog.get_adapter(base, adapter)
         created = int(a.created_at.timestamp()) if a.created_at else 0
         return {"id": a.model_id, "object": "model", "created": created, "owned_by": "plinth", "parent": base}
     m = catalog.get(model_id)

@@ -34,6 +34,7 @@ from plinth.store.schema.deployments import (
     UsageRow,
 )
 from plinth.store.sql.common import SqlBase, db_reason, is_unique_violation, json_or_invalid
+from plinth.store.sql.engine import rowcount
 
 #: most recent successful requests per revision whose latencies feed the p95 of a window
 _LATENCY_SAMPLE = 5000
@@ -243,7 +244,7 @@ class DeploymentsSql(SqlBase):
             conds.append(column == value)
         if conds:
             q = q.where(and_(*conds))
-        group_cols = ([literal_column("bucket")] if bucket_s else []) + [_GROUP_COLUMNS[g] for g in group_by]
+        group_cols: list[Any] = ([literal_column("bucket")] if bucket_s else []) + [_GROUP_COLUMNS[g] for g in group_by]
         if group_cols:
             q = q.group_by(*group_cols).order_by(*group_cols)
         with self._session() as s:
@@ -267,6 +268,7 @@ class DeploymentsSql(SqlBase):
         return out
 
     def _bucket(self, bucket_s: int) -> Any:
+        epoch: Any
         if self.dialect_name == "sqlite":
             epoch = cast(func.strftime("%s", UsageRow.at), BigInteger)
             return (epoch // bucket_s) * bucket_s
@@ -320,8 +322,8 @@ class DeploymentsSql(SqlBase):
 
     def prune_usage(self, before: datetime) -> int:
         with self._session(write=True) as s:
-            a = s.execute(delete(UsageRow).where(UsageRow.at < before)).rowcount or 0
-            b = s.execute(delete(FeedbackRow).where(FeedbackRow.at < before)).rowcount or 0
+            a = rowcount(s.execute(delete(UsageRow).where(UsageRow.at < before)))
+            b = rowcount(s.execute(delete(FeedbackRow).where(FeedbackRow.at < before)))
             return int(a) + int(b)
 
     # -- feedback ----------------------------------------------------------------------------------

@@ -18,11 +18,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, CursorResult, Result, make_url
 from sqlalchemy.exc import ArgumentError
 
 from plinth.errors import ErrorCode, PlinthError
@@ -37,6 +37,12 @@ _PG_MIGRATION_LOCK = 0x706C696E7468  # "plinth"
 
 
 # -- URLs ------------------------------------------------------------------------------------
+def rowcount(result: Result[Any]) -> int:
+    """Rows an INSERT, UPDATE or DELETE touched (``Session.execute`` is typed as returning a
+    plain ``Result``; for those statements it is a ``CursorResult``)."""
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
 def normalize_url(url: str) -> str:
     """Point bare ``postgresql://`` and ``postgres://`` URLs at the psycopg 3 driver."""
     for prefix in ("postgresql://", "postgres://"):
@@ -154,6 +160,7 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         raw = conn.connection.driver_connection
+        assert raw is not None  # a live connection checked out of the pool
         if sqlite:
             # Outside any transaction (inside one this PRAGMA is a no-op), so on the raw
             # connection, which has no implicit BEGIN (isolation_level is None).

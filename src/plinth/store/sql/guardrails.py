@@ -13,6 +13,7 @@ from plinth.domain.guardrails import Action, Direction, GuardrailEvent, PolicySu
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store.schema.guardrails import GuardrailEventRow, GuardrailPolicyRow, GuardrailPolicyVersionRow
 from plinth.store.sql.common import SqlBase, db_reason, is_unique_violation
+from plinth.store.sql.engine import rowcount
 
 
 class GuardrailsSql(SqlBase):
@@ -87,7 +88,7 @@ class GuardrailsSql(SqlBase):
         with self._session(write=True) as s:
             s.execute(delete(GuardrailPolicyVersionRow).where(GuardrailPolicyVersionRow.policy == name))
             result = s.execute(delete(GuardrailPolicyRow).where(GuardrailPolicyRow.name == name))
-            return bool(result.rowcount)
+            return bool(rowcount(result))
 
     def add_guardrail_events(self, events: Sequence[GuardrailEvent]) -> None:
         if not events:

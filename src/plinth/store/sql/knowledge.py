@@ -14,6 +14,7 @@ from plinth.errors import ErrorCode, PlinthError, not_found
 from plinth.store.base_knowledge import ChangeResult, DocumentChange
 from plinth.store.schema.knowledge import KbChunkRow, KbCitationRow, KbDocumentRow, KbVersionRow, KnowledgeBaseRow
 from plinth.store.sql.common import SqlBase, db_reason, is_unique_violation
+from plinth.store.sql.engine import rowcount
 
 
 def _visible(cls: type[KbDocumentRow] | type[KbChunkRow], version: int):  # type: ignore[no-untyped-def]
@@ -216,7 +217,7 @@ class KnowledgeSql(SqlBase):
         c = KbChunkRow
         with self._session() as s:
             rows = s.execute(select(c.id, c.removed_version).where(c.kb_id == kb_id, c.removed_version.is_not(None)))
-            return iter([(int(i), int(v)) for i, v in rows])
+            return iter([(int(i), int(v)) for i, v in rows if v is not None])
 
     def visible_chunks(self, kb_id: int, version: int, ids: list[int]) -> dict[int, tuple[Chunk, Document]]:
         if not ids:
@@ -283,9 +284,9 @@ class KnowledgeSql(SqlBase):
             if oldest <= kb.oldest_version:
                 return 0, 0
             # Rows closed at or before the oldest kept version are seen by no kept version.
-            gone = s.execute(delete(KbChunkRow).where(KbChunkRow.kb_id == kb.id, KbChunkRow.removed_version <= oldest)).rowcount
+            gone = rowcount(s.execute(delete(KbChunkRow).where(KbChunkRow.kb_id == kb.id, KbChunkRow.removed_version <= oldest)))
             s.execute(delete(KbDocumentRow).where(KbDocumentRow.kb_id == kb.id, KbDocumentRow.removed_version <= oldest))
-            versions = s.execute(delete(KbVersionRow).where(KbVersionRow.kb_id == kb.id, KbVersionRow.version < oldest)).rowcount
+            versions = rowcount(s.execute(delete(KbVersionRow).where(KbVersionRow.kb_id == kb.id, KbVersionRow.version < oldest)))
             kb.oldest_version = oldest
             kb.seq = kb.seq + 1
             kb.rebuild_seq = kb.rebuild_seq + 1

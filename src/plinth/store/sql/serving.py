@@ -11,6 +11,7 @@ from plinth.domain.serving import Attachments
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store.schema.serving import AttachmentRow
 from plinth.store.sql.common import SqlBase, db_reason
+from plinth.store.sql.engine import rowcount
 
 
 class ServingSql(SqlBase):
@@ -49,7 +50,7 @@ class ServingSql(SqlBase):
             cond = or_(cond, AttachmentRow.model_id.startswith(model_id + ":", autoescape=True))
         with self._session(write=True) as s:
             result = s.execute(delete(AttachmentRow).where(cond))
-            return int(result.rowcount or 0)
+            return rowcount(result)
 
     def list_attachments(self) -> dict[str, Attachments]:
         with self._session() as s:

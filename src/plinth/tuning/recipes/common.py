@@ -5,6 +5,7 @@ tokens only (the output head runs only where there is a label, which saves most 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -12,17 +13,20 @@ import torch.nn.functional as F
 from plinth.tuning.data import IGNORE
 
 
-def load_base(base_dir: Path, device: str, seed: int | None = None) -> tuple[torch.nn.Module, object]:
+def load_base(base_dir: Path, device: str, seed: int | None = None) -> tuple[Any, Any]:
     """The base model in float32 (master weights; bf16 comes from autocast) and its tokenizer.
     With ``seed``, the random generator is seeded first, so whatever a recipe initialises
-    next (LoRA matrices, virtual tokens) is the same on every run with that seed."""
+    next (LoRA matrices, virtual tokens) is the same on every run with that seed.
+
+    Both are typed ``Any``: a transformers causal LM's parts (``.model``, ``.lm_head``,
+    ``.config``) depend on its architecture, which ``torch.nn.Module`` does not describe."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if seed is not None:
         torch.manual_seed(seed)
 
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, local_files_only=True, use_safetensors=True)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, local_files_only=True, use_safetensors=True)
     model.to(device)
     model.config.use_cache = False
     return model, tokenizer
@@ -35,7 +39,7 @@ def pad_id_of(tokenizer: object) -> int:
     return int(pad or 0)
 
 
-def labelled_loss(causal_lm: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+def labelled_loss(causal_lm: Any, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Sum of cross-entropy over the labelled next tokens; ``hidden`` is the decoder's last
     hidden state [B, T, H] aligned with ``labels`` [B, T] (position t predicts t+1)."""
     targets = labels[:, 1:]

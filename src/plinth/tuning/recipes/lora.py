@@ -33,7 +33,7 @@ class LoraTrainable:
             task_type="CAUSAL_LM",
         )
         self.model = get_peft_model(base, cfg)
-        self.causal_lm = self.model.base_model.model  # the LlamaForCausalLM with LoRA layers in it
+        self.causal_lm: Any = self.model.base_model.model  # the LlamaForCausalLM with LoRA layers in it
         self.pad_id = pad_id_of(self.tokenizer)
 
     def parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
