@@ -67,7 +67,7 @@ def required_scopes(method: str, path: str) -> tuple[KeyScope, ...]:
 def _header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope.get("headers", []):
         if k == name:
-            return v.decode("latin-1")
+            return bytes(v).decode("latin-1")
     return None
 
 

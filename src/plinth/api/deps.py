@@ -8,4 +8,5 @@ from plinth.services import Services
 
 
 def services_of(request: Request) -> Services:
-    return request.app.state.services
+    services: Services = request.app.state.services
+    return services

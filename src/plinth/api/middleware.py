@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -129,7 +130,7 @@ def _method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "other"
 
 
-def _route_template(scope: dict[str, Any]) -> str:
+def _route_template(scope: MutableMapping[str, Any]) -> str:
     """The matched route's template (a fixed set), or one value for every path no route matched."""
     route = scope.get("route")
     path = getattr(route, "path", None)

@@ -109,6 +109,6 @@ def run(app: Any, settings: Settings) -> None:
         http=protocol_for(settings),
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
-        timeout_keep_alive=min(KEEP_ALIVE_S, settings.header_timeout_s),
+        timeout_keep_alive=min(KEEP_ALIVE_S, settings.header_timeout_s),  # type: ignore[arg-type]  # annotated int; a float works (an asyncio timer)
         access_log=settings.log_level == "debug",
     )

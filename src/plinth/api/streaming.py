@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -131,4 +131,4 @@ async def run_until_disconnect(request: Request, work: Awaitable[T]) -> T:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await work_task
         raise ClientDisconnected()
-    return work_task.result()
+    return cast(T, work_task.result())

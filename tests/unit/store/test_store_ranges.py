@@ -46,7 +46,7 @@ def test_whole_number() -> None:
     assert whole_number("7") == 7
     assert whole_number("007") == 7
     assert whole_number(str(INT64_MAX)) == INT64_MAX
-    for bad in ["", "-1", "+1", " 1", "1 ", "1.0", "²", "١", "0x1", str(INT64_MAX + 1), "9" * 5000]:
+    for bad in ["", "-1", "+1", " 1", "1 ", "1.0", "²", "١", "0x1", str(INT64_MAX + 1), "9" * 5000]:  # noqa: RUF001 - a non-ASCII digit on purpose
         assert whole_number(bad) is None, bad
     assert whole_number("0", minimum=1) is None
     assert whole_number("11", maximum=10) is None

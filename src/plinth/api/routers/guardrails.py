@@ -146,7 +146,7 @@ async def eval_policy(name: str, body: EvalBody, request: Request) -> dict[str, 
     svc = _svc(request)
     ref = name if body.version is None else f"{name}@{body.version}"
     report = await _run(svc.evaluate, svc.get(ref).ref, body.records, detector=body.detector)
-    out = report.as_dict()
+    out: dict[str, Any] = report.as_dict()
     out["false_positives"] = out["false_positives"][: body.listed]
     out["false_negatives"] = out["false_negatives"][: body.listed]
     return out

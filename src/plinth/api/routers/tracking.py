@@ -25,7 +25,7 @@ from plinth.errors import ErrorCode, PlinthError
 router = APIRouter(prefix="/api/v1", tags=["tuning", "runs", "registry"])
 
 
-def _services(request: Request) -> Any:
+def _services(request: Request) -> Any:  # Any: tracking and registry are set (checked here)
     s = services_of(request)
     if s.tracking is None or s.registry is None:  # pragma: no cover - always built
         raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "tracking is not configured")
@@ -73,7 +73,8 @@ def compare_evaluations(request: Request, models: list[str] = Query(..., min_len
 
 @router.get("/evaluations/{report_id}")
 def get_evaluation(report_id: str, request: Request) -> dict[str, Any]:
-    return _services(request).store.get_eval_report(report_id).public_dict()
+    out: dict[str, Any] = _services(request).store.get_eval_report(report_id).public_dict()
+    return out
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -91,7 +92,8 @@ def list_runs(
 
 @router.get("/runs/compare")
 def compare_runs(request: Request, ids: list[str] = Query(..., min_length=2)) -> dict[str, Any]:
-    return _services(request).tracking.compare(ids)
+    out: dict[str, Any] = _services(request).tracking.compare(ids)
+    return out
 
 
 @router.get("/runs/{run_id}")
@@ -165,7 +167,8 @@ def set_alias(name: str, alias: str, body: AliasBody, request: Request) -> dict[
     s = _services(request)
     rm = s.registry.set_alias(name, alias, body.version)
     s.models.forget_ids()
-    return rm.public_dict()
+    out: dict[str, Any] = rm.public_dict()
+    return out
 
 
 @router.delete("/registry/models/{name}/aliases/{alias}")
@@ -173,4 +176,5 @@ def delete_alias(name: str, alias: str, request: Request) -> dict[str, Any]:
     s = _services(request)
     rm = s.registry.delete_alias(name, alias)
     s.models.forget_ids()
-    return rm.public_dict()
+    out: dict[str, Any] = rm.public_dict()
+    return out

@@ -37,7 +37,7 @@ def usage(
     model: str | None = None,
 ) -> dict[str, Any]:
     return _svc(request).summary(
-        group_by=[g for g in group_by.split(",")],
+        group_by=group_by.split(","),
         since=since,
         until=until,
         bucket=bucket,

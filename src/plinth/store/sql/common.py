@@ -55,6 +55,9 @@ class SqlBase:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def close(self) -> None:
+        self._engine.dispose()
+
     @property
     def engine(self) -> Engine:
         return self._engine
