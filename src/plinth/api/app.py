@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from plinth import __version__
 from plinth.api.errors import install_error_handlers
 from plinth.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from plinth.api.openapi import install_openapi
 from plinth.api.routers import models, openai_v1, system
 from plinth.api.routers import embeddings as embeddings_router
 from plinth.api.routers import knowledge as knowledge_router
@@ -70,6 +71,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(keys_router.router)
     app.include_router(usage_router.router)
     app.include_router(audit_router.router)
+    install_openapi(app, settings)
     # Added last = outermost: metrics see every answer, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outside the body limit: a caller without a valid key is refused before its body is read.

@@ -9,16 +9,33 @@ traceback ever reaches a client; unexpected exceptions are logged and answered a
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plinth.errors import ErrorCode, PlinthError
 
 log = logging.getLogger("plinth.api")
+
+
+class CanonicalErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: ErrorCode
+    message: str
+    param: str | None = Field(None, description="the request field at fault, when there is one")
+    details: dict[str, Any] | None = Field(None, description="more about the failure, by code")
+
+
+class CanonicalError(BaseModel):
+    """The error shape of the management API (``/api/v1``) and every path outside ``/v1``."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: CanonicalErrorBody
 
 
 def is_openai_path(path: str) -> bool:
@@ -42,7 +59,11 @@ def _validation_error(exc: RequestValidationError) -> PlinthError:
         )
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "path", "query", "header")]
     # Drop pydantic's union-branch names (e.g. "str", "list[TextPart]", "constrained-int") from the location.
-    loc = [p for p in loc if not (p[:1].islower() and ("[" in p or p in _BRANCH_NAMES or p.startswith(("constrained-", "function-"))))]
+    loc = [
+        p
+        for p in loc
+        if not (p[:1].islower() and ("[" in p or p in _BRANCH_NAMES or p.startswith(("constrained-", "function-", "`function-"))))
+    ]
     param = ".".join(loc) or None
     if first.get("type") == "missing":
         message = f"missing required field {param!r}" if param else "missing required body"
@@ -111,11 +132,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app answers on this request's path."""
+    """Every method of the resource this path names: the routes with the path template of the
+    first route that matches (``/api/v1/keys/self`` is its own resource, not ``/keys/{ref}``)."""
+    template = None
     methods: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
         regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(request.url.path) and route.methods:
+        if regex is None or not route.methods:
+            continue
+        if template is None and regex.match(request.url.path):
+            template = route.path_format
+        if template is not None and route.path_format == template:
             methods |= set(route.methods)
     return sorted(methods)
 

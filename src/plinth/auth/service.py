@@ -40,7 +40,7 @@ from plinth.store import MetadataStore
 
 _ALPHABET = string.ascii_letters + string.digits
 _SECRET_LEN = 40
-_PATTERN_RE = re.compile(r"^[A-Za-z0-9._:@*?\[\]-]{1,256}$")
+MODEL_PATTERN_RE = re.compile(r"^[A-Za-z0-9._:@*?\[\]-]{1,256}$")
 _MAX_PATTERNS = 64
 
 
@@ -69,7 +69,7 @@ def check_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
     if len(out) > _MAX_PATTERNS:
         raise PlinthError(ErrorCode.INVALID_REQUEST, f"at most {_MAX_PATTERNS} model patterns per key", param="models")
     for p in out:
-        if not _PATTERN_RE.match(p):
+        if not MODEL_PATTERN_RE.match(p):
             raise PlinthError(
                 ErrorCode.INVALID_REQUEST,
                 f"invalid model pattern {p!r}: use model ids or deployment names with * and ? wildcards",

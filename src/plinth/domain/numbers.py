@@ -7,6 +7,10 @@ from __future__ import annotations
 
 #: the largest integer the metadata store holds (2**63 - 1)
 INT64_MAX = 2**63 - 1
+#: the largest integer the API takes where the store would hold 64 bits (ids, offsets, sizes):
+#: every JSON client reads it exactly (JavaScript's Number.MAX_SAFE_INTEGER), and so does every
+#: JSON Schema tool that holds numbers as doubles (2**63 - 1 would round up past the bound)
+API_INT_MAX = 2**53 - 1
 #: the largest value of a column declared ``Integer`` (Postgres ``integer``, 32 bits)
 INT32_MAX = 2**31 - 1
 #: the largest version or revision number (model, dataset, policy and knowledge-base versions,

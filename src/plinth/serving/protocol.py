@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from plinth.domain.numbers import INT64_MAX
+from plinth.domain.numbers import API_INT_MAX
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -53,16 +53,16 @@ class _SamplingFields(BaseModel):
     model: str = Field(min_length=1, max_length=256)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1, le=INT64_MAX)  # the server's own limit: Settings.max_tokens_limit
+    max_tokens: int | None = Field(None, ge=1, le=API_INT_MAX)  # the server's own limit: Settings.max_tokens_limit
     stop: str | list[str] | None = None
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
-    n: int = Field(1, ge=1, le=INT64_MAX)  # the server's own limit: Settings.max_n
+    n: int = Field(1, ge=1, le=API_INT_MAX)  # the server's own limit: Settings.max_n
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     user: str | None = Field(None, max_length=256)
-    logprobs: bool | Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None  # refused below unless false or 0
+    logprobs: bool | Annotated[int, Field(ge=0, le=API_INT_MAX)] | None = None  # refused below unless false or 0
     logit_bias: dict[str, float] | None = None
 
     @field_validator("stop")
@@ -93,7 +93,7 @@ class _SamplingFields(BaseModel):
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1, le=INT64_MAX)
+    max_completion_tokens: int | None = Field(None, ge=1, le=API_INT_MAX)
     # plinth extension: answer from this knowledge base (``name`` or ``name@version``),
     # overriding the one attached to the model id.
     knowledge_base: str | None = Field(None, min_length=1, max_length=160)
@@ -116,7 +116,7 @@ class CompletionRequest(_SamplingFields):
     prompt: str | list[str]
     echo: bool = False
     suffix: str | None = None
-    best_of: int | None = Field(None, ge=1, le=INT64_MAX)
+    best_of: int | None = Field(None, ge=1, le=1, description="only 1 (the default) is supported")
 
     @field_validator("prompt")
     @classmethod
@@ -198,11 +198,15 @@ class ModelList(BaseModel):
 
 
 class OpenAIErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
+    type: Literal["invalid_request_error", "authentication_error", "permission_error", "rate_limit_error", "server_error"]
+    param: str | None
+    code: str | None
 
 
 class OpenAIError(BaseModel):
+    """The error shape of ``/v1`` (OpenAI's)."""
+
+    model_config = ConfigDict(extra="forbid")
     error: OpenAIErrorBody

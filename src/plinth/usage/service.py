@@ -24,9 +24,9 @@ from plinth.usage.writer import UsageWriter
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _MAX_COMMENT = 4000
-_RESPONSE_ID_RE = re.compile(r"^(chatcmpl|cmpl)-[0-9a-f]{32}$")
+RESPONSE_ID_RE = re.compile(r"^(chatcmpl|cmpl)-[0-9a-f]{32}$")
 _MANAGERS = (Scope.MANAGE,)  # may rate any response (admin implies manage)
-_RATINGS = {"positive": 1, "up": 1, "good": 1, "neutral": 0, "negative": -1, "down": -1, "bad": -1}
+RATINGS = {"positive": 1, "up": 1, "good": 1, "neutral": 0, "negative": -1, "down": -1, "bad": -1}
 
 
 def parse_duration(text: str, param: str) -> timedelta:
@@ -58,8 +58,8 @@ def parse_rating(value: Any) -> int:
         raise PlinthError(ErrorCode.INVALID_REQUEST, "rating must be -1, 0, 1 or positive/neutral/negative", param="rating")
     if isinstance(value, int) and value in (-1, 0, 1):
         return value
-    if isinstance(value, str) and value.strip().lower() in _RATINGS:
-        return _RATINGS[value.strip().lower()]
+    if isinstance(value, str) and value.strip().lower() in RATINGS:
+        return RATINGS[value.strip().lower()]
     raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid rating {value!r}: use -1, 0, 1 or positive, neutral, negative", param="rating")
 
 
@@ -126,7 +126,7 @@ class UsageService:
         return found
 
     def feedback(self, response_id: str, rating: Any, comment: str = "", *, principal: Principal | None = None) -> Feedback:
-        if not _RESPONSE_ID_RE.match(response_id or ""):
+        if not RESPONSE_ID_RE.match(response_id or ""):
             raise PlinthError(
                 ErrorCode.INVALID_REQUEST,
                 f"invalid response id {response_id!r}: use the id of a /v1 response (chatcmpl-... or cmpl-...)",

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from plinth.api.deps import services_of
-from plinth.domain.numbers import INT64_MAX
+from plinth.domain.numbers import API_INT_MAX
 from plinth.errors import ErrorCode, PlinthError
 from plinth.usage.service import parse_time
 
@@ -22,7 +22,7 @@ def audit_log(
     target: str | None = None,
     action: str | None = Query(None, description="a prefix, e.g. deployment. or key.revoke"),
     since: str | None = Query(None, description="ISO time or a duration back from now (24h)"),
-    before_id: int | None = Query(None, ge=1, le=INT64_MAX, description="page back: entries older than this id"),
+    before_id: int | None = Query(None, ge=1, le=API_INT_MAX, description="page back: entries older than this id"),
     limit: int = Query(100, ge=1, le=10_000),
 ) -> dict[str, Any]:
     audit = services_of(request).audit

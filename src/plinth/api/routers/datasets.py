@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from plinth.api.deps import services_of
 from plinth.api.routers.models import _allowed_path
 from plinth.domain.datasets import DatasetRef, SourceFormat
-from plinth.domain.numbers import INT64_MAX
+from plinth.domain.numbers import API_INT_MAX
 from plinth.errors import ErrorCode, PlinthError
 from plinth.tuning.datasets import MAX_SEED
 
@@ -132,7 +132,7 @@ def get_rows(
     version: str,
     request: Request,
     split: str = Query("all", description="train, validation or all"),
-    offset: int = Query(0, ge=0, le=INT64_MAX),
+    offset: int = Query(0, ge=0, le=API_INT_MAX),
     limit: int = Query(20, ge=1, le=1000),
 ) -> dict[str, Any]:
     ds = services_of(request).datasets

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
-from plinth.domain.numbers import INT64_MAX
+from plinth.domain.numbers import API_INT_MAX
 from plinth.errors import ErrorCode, PlinthError
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -30,7 +30,7 @@ class EmbeddingRequest(BaseModel):
     model: str = Field(..., min_length=1, max_length=300)
     input: Any = Field(..., description="a string or a list of strings")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1, le=INT64_MAX)
+    dimensions: int | None = Field(None, ge=1, le=API_INT_MAX)
     user: str | None = None
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
 from plinth.domain.guardrails import Direction
-from plinth.domain.numbers import INT64_MAX, VERSION_MAX
+from plinth.domain.numbers import API_INT_MAX, VERSION_MAX
 from plinth.errors import ErrorCode, PlinthError
 from plinth.guardrails.evaluation import MAX_RECORDS, check_record
 from plinth.guardrails.service import GuardrailService
@@ -159,7 +159,7 @@ def list_events(
     policy: str | None = None,
     request_id: str | None = None,
     detector: str | None = None,
-    before_id: int | None = Query(None, ge=1, le=INT64_MAX),
+    before_id: int | None = Query(None, ge=1, le=API_INT_MAX),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Guardrail findings of served requests, newest first (labels and offsets, never text)."""

@@ -14,9 +14,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
+from plinth.api.openapi import stream
+from plinth.api.params import JSON_NUMBER
 from plinth.api.streaming import SSEResponse
 from plinth.domain.jobs import JobState, PreemptionPolicy, Resources
-from plinth.domain.numbers import INT64_MAX
+from plinth.domain.numbers import API_INT_MAX
 from plinth.errors import ErrorCode, PlinthError
 from plinth.jobs.resources import SIZE_PATTERN, parse_bytes
 from plinth.jobs.service import MAX_PRIORITY
@@ -24,14 +26,14 @@ from plinth.jobs.service import MAX_PRIORITY
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 #: bytes, or a size as people write it ("4GiB", "512M")
-ByteSize = Annotated[int, Field(ge=0, le=INT64_MAX)] | Annotated[str, Field(max_length=64, pattern=SIZE_PATTERN)]
+ByteSize = Annotated[int, Field(ge=0, le=API_INT_MAX), JSON_NUMBER] | Annotated[str, Field(max_length=64, pattern=SIZE_PATTERN)]
 
 
 class ResourcesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cpu: int | None = Field(None, ge=0, le=INT64_MAX, description="CPU threads")
+    cpu: Annotated[int, Field(ge=0, le=API_INT_MAX), JSON_NUMBER] | None = Field(None, description="CPU threads")
     memory: ByteSize | None = Field(None, description="bytes, or a size such as '4GiB'")
-    gpus: int | None = Field(None, ge=0, le=INT64_MAX)
+    gpus: Annotated[int, Field(ge=0, le=API_INT_MAX), JSON_NUMBER] | None = None
 
 
 class SubmitJob(BaseModel):
@@ -118,11 +120,15 @@ def get_job(job_id: str, request: Request) -> dict[str, Any]:
     return services_of(request).jobs.get(job_id).public_dict()
 
 
-@router.get("/jobs/{job_id}/logs", response_model=None)
+@router.get(
+    "/jobs/{job_id}/logs",
+    response_model=None,
+    responses=stream("text/event-stream", "with follow=true: events job, log and end, until the job ends", also_json=True),
+)
 def job_logs(
     job_id: str,
     request: Request,
-    after: int = Query(0, ge=0, le=INT64_MAX, description="only lines with seq above this"),
+    after: int = Query(0, ge=0, le=API_INT_MAX, description="only lines with seq above this"),
     limit: int = Query(1000, ge=1, le=10_000),
     tail: int | None = Query(None, ge=1, le=10_000, description="only the last N lines"),
     follow: bool = Query(False, description="stream new lines and progress as server-sent events until the job ends"),
@@ -183,9 +189,9 @@ def job_kinds(request: Request) -> dict[str, Any]:
 # -- queues ------------------------------------------------------------------------------------
 class QuotaBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cpu: int = Field(ge=0, le=INT64_MAX)
+    cpu: Annotated[int, JSON_NUMBER] = Field(ge=0, le=API_INT_MAX)
     memory: ByteSize = Field(description="bytes, or a size such as '4GiB'")
-    gpus: int = Field(0, ge=0, le=INT64_MAX)
+    gpus: Annotated[int, JSON_NUMBER] = Field(0, ge=0, le=API_INT_MAX)
 
 
 class CreateQueue(BaseModel):

@@ -4,13 +4,14 @@ create (the key is in the answer, once), list, show with its current windows, ch
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.auth import actor_of, principal_of
 from plinth.api.deps import services_of
+from plinth.api.params import JSON_TIME
 from plinth.auth.service import AuthService, make_limits
 from plinth.errors import ErrorCode, PlinthError
 
@@ -29,7 +30,7 @@ class CreateKey(LimitsBody):
     name: str = Field(min_length=1, max_length=128)
     scopes: list[str] = Field(default_factory=lambda: ["inference"], description="inference, read, manage, admin")
     models: list[str] = Field(default_factory=list, description="model ids / deployment names (* and ? wildcards); empty: all")
-    expires_at: datetime | None = None
+    expires_at: Annotated[datetime, JSON_TIME] | None = Field(None, description="ISO 8601 time")
 
 
 class UpdateKey(BaseModel):
@@ -37,7 +38,7 @@ class UpdateKey(BaseModel):
     scopes: list[str] | None = None
     models: list[str] | None = None
     limits: LimitsBody | None = Field(None, description="replaces every limit (a missing one becomes unlimited)")
-    expires_at: datetime | None = None
+    expires_at: Annotated[datetime, JSON_TIME] | None = Field(None, description="ISO 8601 time")
 
 
 def _svc(request: Request) -> AuthService:

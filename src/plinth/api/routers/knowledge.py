@@ -16,6 +16,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
+from plinth.api.openapi import errors, stream
+from plinth.api.params import JSON_NUMBER
 from plinth.domain.numbers import VERSION_MAX
 from plinth.errors import ErrorCode, PlinthError
 
@@ -105,8 +107,8 @@ class RemoveDocuments(BaseModel):
 class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(..., min_length=1, max_length=10_000)
-    k: int | None = Field(None, ge=1, le=100)
-    version: int | None = Field(None, ge=0, le=VERSION_MAX)
+    k: Annotated[int, Field(ge=1, le=100), JSON_NUMBER] | None = None
+    version: Annotated[int, Field(ge=0, le=VERSION_MAX), JSON_NUMBER] | None = None
     filters: dict[str, str | int | float | bool | list[str]] | None = None
 
 
@@ -215,7 +217,13 @@ def _sources(request: Request, body: AddDocuments) -> list[Any]:
     return sources
 
 
-@router.post("/knowledge-bases/{name}/documents")
+@router.post(
+    "/knowledge-bases/{name}/documents",
+    responses={
+        **errors(409, 413, 415),
+        **stream("application/x-ndjson", "with progress=true: progress lines, then the result", also_json=True),
+    },
+)
 async def add_documents(name: str, body: AddDocuments, request: Request, progress: bool = Query(False)) -> Response:
     """Add or replace documents (one new version). With ``?progress=true`` the answer is
     NDJSON: one ``{"event": "progress", ...}`` line per document, then ``{"event": "result", ...}``."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from plinth.api.deps import services_of
+from plinth.api.openapi import errors, stream
 from plinth.api.streaming import ClientDisconnected, SSEResponse, run_until_disconnect
 from plinth.serving.protocol import (
     ChatCompletionRequest,
@@ -15,21 +16,15 @@ from plinth.serving.protocol import (
     CompletionRequest,
     CompletionResponse,
     ModelList,
-    OpenAIError,
 )
 from plinth.serving.service import GenerationJob
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": OpenAIError, "description": desc}
-    for code, desc in {
-        400: "invalid request (bad field, context window exceeded, ...)",
-        404: "unknown model",
-        413: "request body too large",
-        429: "queue full; retry after the Retry-After header",
-        503: "model could not be loaded",
-    }.items()
+#: what generation can answer besides the errors every /v1 route gets (plinth.api.openapi)
+GENERATION = {
+    **errors(429, 502, 503),
+    **stream("text/event-stream", "with stream=true: server-sent events, chunks then data: [DONE]"),
 }
 
 
@@ -74,7 +69,7 @@ def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.get("/models/{model_id}", responses=ERRORS)
+@router.get("/models/{model_id}")
 def get_model(model_id: str, request: Request) -> dict[str, Any]:
     services = services_of(request)
     catalog = services.catalog
@@ -109,7 +104,7 @@ async def _respond(request: Request, job: GenerationJob, stream: bool) -> Respon
     return JSONResponse(body, headers=job.headers)
 
 
-@router.post("/chat/completions", response_model=ChatCompletionResponse, responses=ERRORS)
+@router.post("/chat/completions", response_model=ChatCompletionResponse, responses={**GENERATION, **errors(404)})
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     try:
         # A client that leaves while its request waits in the queue gives up its place.
@@ -119,7 +114,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     return await _respond(request, job, body.stream)
 
 
-@router.post("/completions", response_model=CompletionResponse, responses=ERRORS)
+@router.post("/completions", response_model=CompletionResponse, responses={**GENERATION, **errors(404)})
 async def completions(body: CompletionRequest, request: Request) -> Response:
     try:
         job = await run_until_disconnect(request, services_of(request).completions.start_completion(body))
