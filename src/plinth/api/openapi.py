@@ -178,9 +178,9 @@ def _complete_operation(method: str, path: str, op: dict[str, Any]) -> None:
     else:
         op["security"] = [{"bearer": []}, {"apiKey": []}]
         wanted |= {401, 403}
-    for status in wanted:
-        description = ERROR_DESCRIPTIONS.get(status) or _SUCCESS_DESCRIPTIONS.get(status, "")
-        responses.setdefault(str(status), {"description": description})
+    for extra in wanted:
+        description = ERROR_DESCRIPTIONS.get(extra) or _SUCCESS_DESCRIPTIONS.get(extra, "")
+        responses.setdefault(str(extra), {"description": description})
     shape = OPENAI_ERROR if path == "/v1" or path.startswith("/v1/") else CANONICAL_ERROR
     for status, response in responses.items():
         code = int(status)
