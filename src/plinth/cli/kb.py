@@ -54,13 +54,9 @@ def kb_add(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Add or replace documents; unchanged files are skipped. One new version per call."""
-    from plinth.rag.ingest import collect_paths
-
     s = _services()
     try:
-        sources = list(collect_paths(paths, s.settings.kb_max_file_bytes))
-        for src in sources:
-            src.metadata.update(_meta(meta))
+        sources = s.knowledge.sources_from_paths(paths, _meta(meta))
         with make_progress() as progress:
             task = progress.add_task(f"Adding to {name}", total=sum(src.size for src in sources) or None)
             report = s.knowledge.add_sources(name, sources, progress=lambda _doc, n: progress.advance(task, n))
@@ -218,12 +214,10 @@ def kb_eval(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Retrieval quality on a question set: recall@1/3/5/10 and MRR."""
-    from plinth.rag.evaluation import evaluate, load_questions
-
-    questions = load_questions(data)
     s = _services()
     try:
-        report = evaluate(s.knowledge, ref, questions)
+        questions = s.knowledge.questions_from_file(data)
+        report = s.knowledge.evaluate(ref, questions)
         if as_json:
             console.print_json(json.dumps(report))
             return

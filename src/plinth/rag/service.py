@@ -22,8 +22,10 @@ from plinth.domain.knowledge import KB_NAME_RE, CitationRecord, Document, KbRef,
 from plinth.embeddings import Embedder, get_embedder
 from plinth.errors import ErrorCode, PlinthError, not_found
 from plinth.rag.chunking import chunk_document, embedding_text
+from plinth.rag.evaluation import DEFAULT_KS, Question, load_questions, parse_questions
+from plinth.rag.evaluation import evaluate as evaluate_retrieval
 from plinth.rag.index import KnowledgeIndex, open_index
-from plinth.rag.ingest import Source, collect_paths, expand_archives
+from plinth.rag.ingest import Source, bytes_source, collect_paths, expand_archives
 from plinth.rag.parsing import parse
 from plinth.store.base_knowledge import DocumentChange
 
@@ -207,14 +209,37 @@ class KnowledgeService:
             raise not_found("document", name)
         return doc
 
+    # -- inputs: what the CLI and the API turn into sources and questions --------------------
+    def sources_from_paths(self, paths: builtins.list[Path], metadata: dict[str, Any] | None = None) -> builtins.list[Source]:
+        """Files and folders as sources (hidden entries skipped, archives expanded, each file
+        checked against ``kb_max_file_bytes``), each with ``metadata``."""
+        sources = list(collect_paths(paths, self.settings.kb_max_file_bytes))
+        for src in sources:
+            src.metadata.update(metadata or {})
+        return sources
+
+    def source_from_bytes(self, name: str, data: bytes, media_type: str | None = None, metadata: dict[str, Any] | None = None) -> Source:
+        """An uploaded document as a source."""
+        return bytes_source(name, data, self.settings.kb_max_file_bytes, media_type, metadata)
+
+    @staticmethod
+    def questions_from_file(path: Path) -> builtins.list[Question]:
+        """A JSON Lines question set (``{question, expected: [{document, contains?}]}``)."""
+        return load_questions(path)
+
+    @staticmethod
+    def questions_from_lines(lines: builtins.list[str], source: str = "questions") -> builtins.list[Question]:
+        return parse_questions(lines, source)
+
+    def evaluate(self, ref: str, questions: builtins.list[Question], ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, Any]:
+        """Retrieval quality of ``ref`` on ``questions``: recall@k and MRR."""
+        return evaluate_retrieval(self, ref, questions, ks)
+
     # -- changes -----------------------------------------------------------------------------
     def add_paths(
         self, name: str, paths: builtins.list[Path], progress: ProgressFn | None = None, metadata: dict[str, Any] | None = None
     ) -> IngestReport:
-        sources = list(collect_paths(paths, self.settings.kb_max_file_bytes))
-        for src in sources:
-            src.metadata.update(metadata or {})
-        return self.add_sources(name, sources, progress=progress)
+        return self.add_sources(name, self.sources_from_paths(paths, metadata), progress=progress)
 
     def add_sources(self, name: str, sources: Iterable[Source], progress: ProgressFn | None = None) -> IngestReport:
         """Parse, chunk and embed each source (a failing file is reported, the rest go on),

@@ -189,11 +189,9 @@ def _allowed(request: Request, raw: str) -> Path:
 
 
 def _sources(request: Request, body: AddDocuments) -> list[Any]:
-    from plinth.rag.ingest import bytes_source, collect_paths
-
+    knowledge = _svc(request)
     if not body.documents and not body.paths:
         raise PlinthError(ErrorCode.INVALID_REQUEST, "give 'documents' (uploaded) or 'paths' (on the server)", param="documents")
-    max_bytes = services_of(request).settings.kb_max_file_bytes
     sources = []
     for i, d in enumerate(body.documents):
         if (d.text is None) == (d.content_base64 is None):
@@ -209,11 +207,9 @@ def _sources(request: Request, body: AddDocuments) -> list[Any]:
                 raise PlinthError(
                     ErrorCode.INVALID_REQUEST, f"documents[{i}].content_base64 is not valid base64", param=f"documents.{i}.content_base64"
                 ) from None
-        sources.append(bytes_source(d.name, data, max_bytes, d.media_type, body.metadata | d.metadata))
+        sources.append(knowledge.source_from_bytes(d.name, data, d.media_type, body.metadata | d.metadata))
     paths = [_allowed(request, p) for p in body.paths]
-    for src in collect_paths(paths, max_bytes):
-        src.metadata.update(body.metadata)
-        sources.append(src)
+    sources.extend(knowledge.sources_from_paths(paths, body.metadata))
     return sources
 
 
@@ -286,11 +282,9 @@ async def prune(name: str, body: PruneBody, request: Request) -> dict[str, Any]:
 
 @router.post("/knowledge-bases/{name}/eval")
 async def evaluate(name: str, body: EvalBody, request: Request) -> dict[str, Any]:
-    from plinth.rag.evaluation import evaluate as run_eval
-    from plinth.rag.evaluation import parse_questions
-
-    questions = parse_questions([json.dumps(q) for q in body.questions], "questions")
-    return await _run(run_eval, _svc(request), _ref(name, body.version), questions, tuple(sorted(set(body.ks))))
+    knowledge = _svc(request)
+    questions = knowledge.questions_from_lines([json.dumps(q) for q in body.questions], "questions")
+    return await _run(knowledge.evaluate, _ref(name, body.version), questions, tuple(sorted(set(body.ks))))
 
 
 @router.get("/citations/{response_id}")
