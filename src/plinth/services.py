@@ -25,6 +25,7 @@ from plinth.serving.engine import ModelManager
 from plinth.serving.pipeline import ChatStage, build_stages
 from plinth.serving.service import CompletionService
 from plinth.store import ArtifactStore, MetadataStore, open_store
+from plinth.tempfiles import sweep
 from plinth.tracking.registry import RegistryService
 from plinth.tracking.service import TrackingService
 from plinth.tuning.datasets import DatasetService
@@ -79,9 +80,11 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     if migrate:
         store.migrate()
     artifacts = ArtifactStore(settings.artifacts_dir)
-    swept = artifacts.sweep_tmp()
+    # What writers killed mid-write left (no live writer holds its lock; plinth.tempfiles):
+    # blobs being copied, PEFT conversions, tree materialisations.
+    swept = artifacts.sweep_tmp() + sweep(settings.home / "tmp") + sweep(settings.models_dir, prefix=".")
     if swept:
-        log.info("removed %d temp files left by interrupted imports", swept)
+        log.info("removed %d temp files left by interrupted writes", swept)
     catalog = ModelCatalog(settings, store, artifacts)
     metrics = Metrics()
     models = ModelManager(

@@ -67,13 +67,16 @@ def server_env(home: Path, port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(home: Path, **extra: str) -> LiveServer:
+def start_server(home: Path, *, command_prefix: tuple[str, ...] = (), log: Path | None = None, **extra: str) -> LiveServer:
+    """``plinth up`` on a free port with ``PLINTH_HOME=home`` and the ``PLINTH_*`` settings in
+    ``extra``; ``command_prefix`` runs it through another command (``setpriv`` to run it as
+    another user), ``log`` writes its output elsewhere than ``home/server.log``."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
-    log = home / "server.log"
+    log = log or home / "server.log"
     with open(log, "wb") as fh:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "plinth", "up"],
+            [*command_prefix, sys.executable, "-m", "plinth", "up"],
             env=server_env(home, port, **extra),
             stdout=fh,
             stderr=subprocess.STDOUT,

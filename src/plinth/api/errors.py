@@ -18,6 +18,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from plinth.api.server_paths import hide_paths
 from plinth.errors import ErrorCode, PlinthError
 
 log = logging.getLogger("plinth.api")
@@ -92,7 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlinthError)
     async def _plinth(request: Request, exc: PlinthError) -> JSONResponse:
         _count(request, exc)
-        return error_response(request.url.path, exc)
+        return error_response(request.url.path, hide_paths(request, exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

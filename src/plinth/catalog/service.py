@@ -20,6 +20,7 @@ from plinth.errors import ErrorCode, PlinthError
 from plinth.formats import EMBEDDED_GGUF_LICENSE, inspect_model, locate_embedded_gguf
 from plinth.runtimes import AdapterRef, runtime_entry
 from plinth.store import ArtifactStore, MetadataStore
+from plinth.tempfiles import owned_temp_dir
 
 Progress = Callable[[int], None]
 DEFAULT_RUNTIME = {ModelFormat.GGUF: "llamacpp", ModelFormat.SAFETENSORS: "torch", ModelFormat.REMOTE: "openai"}
@@ -206,14 +207,11 @@ class ModelCatalog:
             if base.format == ModelFormat.GGUF:
                 base_path = self.model_path(base)
                 assert base_path is not None
-                tmp_dir = self.settings.home / "tmp"
-                tmp_dir.mkdir(parents=True, exist_ok=True)
-                converted = tmp_dir / f"adapter-{digest.split(':', 1)[1][:16]}.gguf"
-                try:
+                # A locked staging folder (plinth.tempfiles): what a killed import left is swept at start-up.
+                with owned_temp_dir(self.settings.home / "tmp", prefix="adapter-") as staging:
+                    converted = staging / f"adapter-{digest.split(':', 1)[1][:16]}.gguf"
                     peft_to_gguf_lora(path, converted, base_gguf=base_path)
                     gguf_digest = self.artifacts.put_file(converted)
-                finally:
-                    converted.unlink(missing_ok=True)
         record = AdapterRecord(
             base_model=base.name,
             name=name,

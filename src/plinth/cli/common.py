@@ -87,5 +87,5 @@ def tree_size(p: Path) -> int:
         if p.is_file():
             return p.stat().st_size
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
-    except OSError:
+    except (OSError, ValueError):  # unreadable, or a NUL byte: the import itself says why
         return 0

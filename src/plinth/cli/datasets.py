@@ -41,7 +41,10 @@ def add(
 ) -> None:
     """Validate a file (every problem with its line) and add it as a new version."""
     with _session() as services:
-        size = path.stat().st_size if path.is_file() else None
+        try:
+            size = path.stat().st_size if path.is_file() else None
+        except (OSError, ValueError):  # unreadable, or a NUL byte: the add itself says why
+            size = None
         with make_progress() as progress:
             task = progress.add_task(f"Validating {path.name}", total=size)
             version, created = services.datasets.add(

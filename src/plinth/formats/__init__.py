@@ -11,12 +11,12 @@ Nothing here loads weights, and neither torch nor transformers is imported.
 from __future__ import annotations
 
 import importlib.util
-import os
 import stat
 from pathlib import Path
 
 from plinth.domain.models import ModelInfo
-from plinth.errors import ErrorCode, PlinthError, not_found
+from plinth.errors import ErrorCode, PlinthError
+from plinth.userfiles import check_user_dir, mapped_os_errors, open_user_file, user_stat
 
 __all__ = [
     "EMBEDDED_GGUF_FILENAME",
@@ -66,22 +66,16 @@ def inspect_model(path: Path) -> ModelInfo:
     - a missing path -> ``NOT_FOUND``; a damaged file -> ``INVALID_MODEL_FILE``
     """
     path = Path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise not_found("model path", str(path)) from None
-    except OSError as exc:
-        raise PlinthError(
-            ErrorCode.INVALID_MODEL_FILE, f"{path} cannot be read ({exc.strerror or exc})", details={"path": str(path)}
-        ) from None
-
+    st = user_stat(path, what="model path")  # a NUL byte: 400; missing or unreadable: the same 404
     try:
         if stat.S_ISDIR(st.st_mode):
-            return _inspect_dir(path)
+            check_user_dir(path, what="model path")
+            with mapped_os_errors(str(path), "model path"):
+                return _inspect_dir(path)
         if not stat.S_ISREG(st.st_mode):
             raise _unsupported(path, "not a regular file or directory")
         return _inspect_file(path, st.st_size)
-    except OSError as exc:  # permissions, a file vanishing mid-way: never a raw traceback
+    except OSError as exc:  # an I/O error, a file vanishing mid-way: never a raw traceback
         raise PlinthError(
             ErrorCode.INVALID_MODEL_FILE,
             f"{path} cannot be read ({exc.strerror or exc})",
@@ -93,7 +87,7 @@ def _inspect_file(path: Path, size: int) -> ModelInfo:
     suffix = path.suffix.lower()
     if size == 0:
         raise PlinthError(ErrorCode.INVALID_MODEL_FILE, f"{path} is empty (0 bytes)", details={"path": str(path), "file_size": 0})
-    with open(path, "rb") as fh:
+    with open_user_file(path, what="model path") as fh:  # the label inspect_model's stat used
         magic = fh.read(4)
     if magic == GGUF_MAGIC:
         from plinth.formats.gguf import inspect_gguf

@@ -38,14 +38,15 @@ import os
 import re
 import stat
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from plinth.domain.models import AdapterFormat, AdapterInfo
-from plinth.errors import ErrorCode, PlinthError, not_found
+from plinth.errors import ErrorCode, PlinthError
+from plinth.tempfiles import owned_temp
+from plinth.userfiles import check_user_dir, mapped_os_errors, open_user_file, user_stat
 
 __all__ = [
     "HF_TO_GGUF_MODULES",
@@ -160,15 +161,12 @@ def inspect_adapter(path: Path) -> AdapterInfo:
     ``q_proj`` for PEFT).
     """
     path = Path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise not_found("adapter path", str(path)) from None
-    except OSError as exc:
-        raise _invalid(path, f"cannot be read ({exc.strerror or exc})") from None
+    st = user_stat(path, what="adapter path")  # a NUL byte: 400; missing or unreadable: the same 404
     try:
         if stat.S_ISDIR(st.st_mode):
-            return _inspect_peft_dir(path)
+            check_user_dir(path, what="adapter path")
+            with mapped_os_errors(str(path), "adapter path"):
+                return _inspect_peft_dir(path)
         if not stat.S_ISREG(st.st_mode):
             raise _unsupported_format(path, "not a regular file or directory")
         return _inspect_file(path, st.st_size)
@@ -179,7 +177,7 @@ def inspect_adapter(path: Path) -> AdapterInfo:
 def _inspect_file(path: Path, size: int) -> AdapterInfo:
     if size == 0:
         raise _invalid(path, "the file is empty (0 bytes)", file_size=0)
-    with open(path, "rb") as fh:
+    with open_user_file(path, what="adapter path") as fh:  # the label inspect_adapter's stat used
         magic = fh.read(4)
     suffix = path.suffix.lower()
     if magic == GGUF_MAGIC:
@@ -209,7 +207,7 @@ def _metadata_types(path: Path) -> dict[str, tuple[int, int | None]]:
     """
     from plinth.formats.gguf import _Parser  # the same bounds-checked reader
 
-    with open(path, "rb") as fh:
+    with open_user_file(path, what="adapter file") as fh:
         size = os.fstat(fh.fileno()).st_size
         p = _Parser(path, fh, size)
         p.pos = 8  # magic + version
@@ -396,7 +394,7 @@ def _inspect_gguf_lora(path: Path) -> AdapterInfo:
 def _read_st_header(path: Path) -> tuple[dict[str, Any], int]:
     """The JSON header of a safetensors file already validated by ``inspect_safetensors_file``,
     and where its data section starts."""
-    with open(path, "rb") as fh:
+    with open_user_file(path, what="adapter file") as fh:
         (n,) = struct.unpack("<Q", fh.read(8))
         header = json.loads(fh.read(n).decode("utf-8"))
     header.pop("__metadata__", None)
@@ -458,9 +456,11 @@ def _inspect_peft_dir(path: Path) -> AdapterInfo:
         raise _unsupported_format(path, f"no {PEFT_CONFIG} here; a PEFT adapter directory holds {PEFT_CONFIG} and {PEFT_WEIGHTS}")
     size_bytes = check_tree(root)
     try:
-        raw = config_path.read_bytes()
-        if len(raw) > 50 * 1024 * 1024:
-            raise _invalid(config_path, f"{PEFT_CONFIG} is too large ({len(raw)} bytes)")
+        with open_user_file(config_path, what="adapter file") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > 50 * 1024 * 1024:
+                raise _invalid(config_path, f"{PEFT_CONFIG} is too large ({size} bytes)")
+            raw = fh.read()
         config = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise _invalid(config_path, f"{PEFT_CONFIG} is not valid UTF-8") from None
@@ -706,7 +706,7 @@ def _load_st_tensor(path: Path, entry: dict[str, Any], data_start: int, name: st
     if dtype not in _ST_DTYPES:
         raise _unsupported_format(path, f"tensor {name!r} has dtype {dtype}; LoRA conversion reads F32, F16, BF16 and F64")
     begin, end = entry["data_offsets"]
-    with open(path, "rb") as fh:
+    with open_user_file(path, what="adapter file") as fh:
         fh.seek(data_start + begin)
         raw = fh.read(end - begin)
     if len(raw) != end - begin:
@@ -770,10 +770,9 @@ def _write_lora_gguf(
     import gguf
 
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
-    os.close(fd)
-    try:
+    # Locked while written (plinth.tempfiles): a partial file of a killed writer is swept.
+    with owned_temp(dest.parent, prefix=f".{dest.name}.", suffix=".partial") as owned:
+        tmp = str(owned.path)
         writer = gguf.GGUFWriter(tmp, arch)
         writer.add_type(gguf.GGUFType.ADAPTER)  # general.type = "adapter"
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")  # adapter.type = "lora"
@@ -790,12 +789,6 @@ def _write_lora_gguf(
         writer.close()
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return dest
 
 

@@ -29,7 +29,8 @@ from typing import Any, BinaryIO
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 from plinth.domain.models import ModelFormat, ModelInfo
-from plinth.errors import ErrorCode, PlinthError, not_found
+from plinth.errors import ErrorCode, PlinthError
+from plinth.userfiles import open_user_file
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -231,15 +232,11 @@ def parse_header(path: Path) -> GGUFHeader:
     """Parse and validate a GGUF file's header and tensor table; check all tensor data is present."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
+        with open_user_file(path, what="model file") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 raise _invalid(path, "the file is empty (0 bytes)", file_size=0)
             return _parse(path, fh, size)
-    except FileNotFoundError:
-        raise not_found("model file", str(path)) from None
-    except IsADirectoryError:
-        raise _invalid(path, "it is a directory, not a file") from None
     except OSError as exc:
         raise _invalid(path, f"cannot be read ({exc.strerror or exc})") from None
 
@@ -352,7 +349,7 @@ def read_string_item(path: Path, array: GGUFArray, index: int) -> str | None:
     if array.string_offsets is None or not 0 <= index < array.count:
         return None
     start = array.string_offsets[index]
-    with open(path, "rb") as fh:
+    with open_user_file(path, what="model file") as fh:
         fh.seek(start - 8)
         (length,) = struct.unpack("<Q", fh.read(8))
         return fh.read(length).decode("utf-8", errors="replace")

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from plinth.domain.models import ModelFormat, ModelInfo
-from plinth.errors import ErrorCode, PlinthError, not_found
+from plinth.errors import ErrorCode, PlinthError
+from plinth.userfiles import check_user_dir, mapped_os_errors, open_user_file, user_stat
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
 MAX_JSON_FILE_BYTES = 50 * 1024 * 1024  # config.json, tokenizer_config.json, index files
@@ -87,16 +88,10 @@ def inspect_safetensors_file(path: Path) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise not_found("model file", str(path)) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise _invalid(path, "not a regular file")
-    size = st.st_size
-    if size < 8:
-        raise _invalid(path, f"truncated: a safetensors file starts with an 8-byte header length, but it has {size} bytes")
-    try:
-        with open(path, "rb") as fh:
+        with open_user_file(path, what="model file") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < 8:
+                raise _invalid(path, f"truncated: a safetensors file starts with an 8-byte header length, but it has {size} bytes")
             (header_len,) = struct.unpack("<Q", fh.read(8))
             if header_len > MAX_HEADER_BYTES:
                 raise _invalid(path, f"header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit")
@@ -199,7 +194,7 @@ def check_tree(root: Path) -> int:
     """
     total = 0
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=None):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_raise_unreadable):
         here = Path(dirpath)
         for entry in [*dirnames, *filenames]:
             p = here / entry
@@ -211,14 +206,14 @@ def check_tree(root: Path) -> int:
                 if not _within(root, target):
                     raise _invalid(
                         root,
-                        f"symlink {p.relative_to(root)} points outside the model directory (to {target}); "
-                        "copy the files in (e.g. cp -rL) instead",
+                        f"symlink {p.relative_to(root)} points outside the model directory; copy the files in (e.g. cp -rL) instead",
                         symlink=str(p),
                     )
         for entry in filenames:
             p = here / entry
             try:
-                st = os.stat(p)
+                with mapped_os_errors(str(p), "model file"):
+                    st = os.stat(p)
             except OSError as exc:
                 raise _invalid(root, f"cannot read {p.relative_to(root)} ({exc.strerror or exc})") from None
             if stat.S_ISDIR(st.st_mode):
@@ -231,12 +226,20 @@ def check_tree(root: Path) -> int:
     return total
 
 
+def _raise_unreadable(exc: OSError) -> None:
+    """``os.walk``'s ``onerror``: a folder of the tree that cannot be listed fails the import
+    (it is never skipped silently)."""
+    with mapped_os_errors(str(exc.filename or "?"), "model folder"):
+        raise exc
+
+
 def _read_json_file(path: Path, what: str) -> Any:
     try:
-        size = path.stat().st_size
-        if size > MAX_JSON_FILE_BYTES:
-            raise _invalid(path, f"{what} is {size} bytes, more than the {MAX_JSON_FILE_BYTES}-byte limit")
-        return json.loads(path.read_text(encoding="utf-8"))
+        with open_user_file(path, what="model file") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_JSON_FILE_BYTES:
+                raise _invalid(path, f"{what} is {size} bytes, more than the {MAX_JSON_FILE_BYTES}-byte limit")
+            return json.loads(fh.read().decode("utf-8"))
     except UnicodeDecodeError:
         raise _invalid(path, f"{what} is not valid UTF-8") from None
     except ValueError as exc:
@@ -267,7 +270,8 @@ def _chat_template(root: Path) -> str | None:
     jinja = root / "chat_template.jinja"
     if jinja.is_file():
         try:
-            text = jinja.read_text(encoding="utf-8")
+            with open_user_file(jinja, what="model file") as fh:
+                text = fh.read().decode("utf-8")
         except (OSError, UnicodeDecodeError):
             raise _invalid(jinja, "chat template cannot be read as UTF-8 text") from None
         return text or None
@@ -294,9 +298,9 @@ def readme_license(root: Path) -> str | None:
     if not readme.is_file():
         return None
     try:
-        with open(readme, encoding="utf-8", errors="replace") as fh:
-            text = fh.read(MAX_README_BYTES)
-    except OSError:
+        with open_user_file(readme, what="model file") as fh:
+            text = fh.read(MAX_README_BYTES).decode("utf-8", errors="replace")
+    except (OSError, PlinthError):
         return None
     match = _FRONT_MATTER.match(text)
     if not match:
@@ -343,10 +347,9 @@ def inspect_safetensors_dir(path: Path) -> ModelInfo:
     (``quantization_config.quant_method``).
     """
     given = Path(path)
-    if not given.exists():
-        raise PlinthError(ErrorCode.NOT_FOUND, f"model directory {given} does not exist", details={"path": str(given)})
-    if not given.is_dir():
+    if not stat.S_ISDIR(user_stat(given, what="model directory").st_mode):
         raise _invalid(given, "not a directory")
+    check_user_dir(given, what="model directory")
     root = given.resolve()
     size_bytes = check_tree(root)
 

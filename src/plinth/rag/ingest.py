@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 from plinth.errors import ErrorCode, PlinthError
 from plinth.rag.parsing import media_type_for
+from plinth.userfiles import check_path_text, check_user_dir, open_user_file, read_user_file, user_stat
 
 MAX_NAME = 500
 MAX_ARCHIVE_MEMBERS = 10_000
@@ -61,48 +63,65 @@ def _file_source(path: Path, name: str, max_bytes: int) -> Source:
     if name.lower().endswith(".zip"):
         mt = "application/zip"
     if mt is None:
-        return Source(name=name, size=0, skipped=True, error="unsupported file type (supported: .md .txt .html .htm .pdf .zip)")
+        return Source(name=name, size=0, skipped=True, error="unsupported file type (supported: .md .txt .html .pdf .zip)")
+    # Opened (not only stat'ed) here, so an unreadable file is refused before its size is told,
+    # and a FIFO or device is refused without blocking; read() opens it again the same way.
     try:
-        size = path.stat().st_size
-    except OSError as e:
-        return Source(name=name, size=0, error=f"cannot read: {e.strerror or e}")
-    if size > max_bytes:
-        return Source(name=name, size=size, error=f"file is {size} bytes, over the limit of {max_bytes} (PLINTH_KB_MAX_FILE_BYTES)")
+        with open_user_file(path, display=name, what="document", param=None, max_bytes=max_bytes) as f:
+            size = os.fstat(f.fileno()).st_size
+    except PlinthError as e:
+        return Source(name=name, size=0, error=e.message)
 
     def read() -> bytes:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise PlinthError(ErrorCode.PAYLOAD_TOO_LARGE, f"file grew past the limit of {max_bytes} bytes while being read")
-        return data
+        return read_user_file(path, display=name, what="document", param=None, max_bytes=max_bytes)
 
     return Source(name=name, size=size, read=read, media_type=mt)
 
 
 def collect_paths(paths: list[Path], max_bytes: int) -> Iterator[Source]:
-    """Sources for files and folders (recursively, hidden entries skipped, sorted), archives expanded."""
+    """Sources for files and folders (recursively, hidden entries skipped, sorted), archives expanded.
+
+    A path that is missing or unreadable, a folder that cannot be listed, a FIFO, a device or a
+    socket becomes a source with an error; nothing is opened in a way that could block.
+    """
     for given in paths:
-        path = Path(os.path.expanduser(str(given)))
-        if not path.exists():
-            yield Source(name=str(given), size=0, error="no such file or folder")
+        shown = str(given)
+        try:
+            path = Path(os.path.expanduser(check_path_text(given, None)))
+            st = user_stat(path, display=shown, what="path", param=None)
+            if stat.S_ISDIR(st.st_mode):
+                check_user_dir(path, display=shown, what="folder", param=None)
+        except PlinthError as e:
+            yield Source(name=shown.replace("\x00", "")[:MAX_NAME], size=0, error=e.message)
             continue
-        if path.is_dir():
-            root = path.resolve()
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for fn in sorted(filenames):
-                    if fn.startswith("."):
-                        continue
-                    p = Path(dirpath) / fn
-                    rel = p.relative_to(root).as_posix()
-                    if p.is_symlink():
-                        target = p.resolve()
-                        if root not in target.parents:
-                            yield Source(name=rel, size=0, error="symlink points outside the folder being added; refused")
-                            continue
-                    yield _file_source(p, rel, max_bytes)
-        else:
+        if not stat.S_ISDIR(st.st_mode):
             yield _file_source(path, path.name, max_bytes)
+            continue
+        root = Path(os.path.realpath(path))
+        unreadable: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable.append):
+            while unreadable:
+                yield _unreadable_folder(root, unreadable.pop())
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for fn in sorted(filenames):
+                if fn.startswith("."):
+                    continue
+                p = Path(dirpath) / fn
+                rel = p.relative_to(root).as_posix()
+                if p.is_symlink():
+                    target = Path(os.path.realpath(p))
+                    if root not in target.parents:
+                        yield Source(name=rel, size=0, error="symlink points outside the folder being added; refused")
+                        continue
+                yield _file_source(p, rel, max_bytes)
+        while unreadable:
+            yield _unreadable_folder(root, unreadable.pop())
+
+
+def _unreadable_folder(root: Path, exc: OSError) -> Source:
+    where = Path(exc.filename or root)
+    rel = where.relative_to(root).as_posix() if where != root and root in where.parents else "."
+    return Source(name=rel, size=0, error=f"folder {rel!r} does not exist or cannot be read by the server")
 
 
 def expand_archives(sources: Iterator[Source] | list[Source], max_bytes: int) -> Iterator[Source]:

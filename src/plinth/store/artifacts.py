@@ -23,15 +23,14 @@ import io
 import json
 import os
 import re
-import shutil
 import stat
-import tempfile
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from plinth.errors import ErrorCode, PlinthError
+from plinth.tempfiles import owned_temp, owned_temp_dir, sweep
+from plinth.userfiles import check_user_dir, mapped_os_errors, open_user_file, user_stat
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 TREE_KIND = "plinth.tree/v1"
@@ -95,14 +94,8 @@ class ArtifactStore:
     # -- writing -----------------------------------------------------------------------------
     def put_file(self, path: Path, progress: Progress | None = None) -> str:
         """Store a file's bytes; returns ``sha256:<hex>``. ``progress(n)`` after each chunk."""
-        path = Path(path)
-        try:
-            f = open(path, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise PlinthError(ErrorCode.NOT_FOUND, f"file {str(path)!r} does not exist") from None
-        except IsADirectoryError:
-            raise PlinthError(ErrorCode.INVALID_REQUEST, f"{str(path)!r} is a directory, not a file") from None
-        with f:
+        # A regular file only, opened without blocking, read within a deadline (plinth.userfiles).
+        with open_user_file(Path(path)) as f:
             return self.put_stream(f, progress)
 
     def put_bytes(self, data: bytes) -> str:
@@ -112,23 +105,22 @@ class ArtifactStore:
         """Store everything read from ``stream``.
 
         The bytes go to a temp file under ``root/tmp`` while they are hashed, are fsynced,
-        and are renamed into place atomically; a failure part way leaves no blob behind.
+        and are renamed into place atomically; a failure part way leaves no blob behind. The
+        temp file is locked by this writer until it is renamed or removed, so a writer killed
+        mid-copy leaves a file the next :meth:`sweep_tmp` removes (:mod:`plinth.tempfiles`).
         """
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
-        tmp = Path(tmp_name)
-        try:
+        with owned_temp(self._tmp, prefix="put-") as tmp:
             hasher = hashlib.sha256()
             size = 0
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK_SIZE):
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
+            out = tmp.file
+            while chunk := stream.read(CHUNK_SIZE):
+                hasher.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
             digest = "sha256:" + hasher.hexdigest()
             dest = self.path(digest)
             try:
@@ -136,16 +128,12 @@ class ArtifactStore:
             except FileNotFoundError:
                 existing = None
             if existing == size:
-                tmp.unlink()  # already stored (a damaged blob of the same size is not repaired here)
-                return digest
-            os.chmod(tmp, _BLOB_MODE)
+                return digest  # already stored (a damaged blob of the same size is not repaired here)
+            os.chmod(tmp.path, _BLOB_MODE)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, dest)
+            os.replace(tmp.path, dest)  # still locked: the lock goes when the block ends
             _fsync_dir(dest.parent)
             return digest
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
     def put_tree(self, directory: Path, progress: Progress | None = None, *, follow_external_symlinks: bool = False) -> str:
         """Store every regular file under ``directory`` and a manifest; returns the manifest's digest.
@@ -157,8 +145,9 @@ class ArtifactStore:
         The digest depends only on the paths and bytes (not on mtimes or walk order).
         """
         directory = Path(directory)
-        if not directory.is_dir():
+        if not stat.S_ISDIR(user_stat(directory, what="directory").st_mode):
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"{str(directory)!r} is not a directory")
+        check_user_dir(directory)
         files = self._scan_tree(directory, follow_external_symlinks)
         entries: dict[str, dict[str, Any]] = {}
         for relpath, source in files:
@@ -170,7 +159,12 @@ class ArtifactStore:
     def _scan_tree(directory: Path, follow_external_symlinks: bool) -> list[tuple[str, Path]]:
         root_real = Path(os.path.realpath(directory))
         found: list[tuple[str, Path]] = []
-        for dirpath, dirnames, filenames in os.walk(directory, followlinks=False):
+
+        def unreadable(exc: OSError) -> None:  # a folder that cannot be listed fails the import, never skipped
+            with mapped_os_errors(str(exc.filename or directory), "folder"):
+                raise exc
+
+        for dirpath, dirnames, filenames in os.walk(directory, followlinks=False, onerror=unreadable):
             for name in dirnames:
                 if os.path.islink(os.path.join(dirpath, name)):
                     rel = os.path.relpath(os.path.join(dirpath, name), directory)
@@ -183,14 +177,17 @@ class ArtifactStore:
                     if not follow_external_symlinks and not target.is_relative_to(root_real):
                         raise PlinthError(
                             ErrorCode.INVALID_REQUEST,
-                            f"symlink {relpath!r} in {str(directory)!r} points outside the directory ({str(target)!r})",
+                            f"symlink {relpath!r} in {str(directory)!r} points outside the directory",
                         )
                 else:
                     target = Path(full)
                 try:
                     mode = target.stat().st_mode
                 except OSError:
-                    raise PlinthError(ErrorCode.INVALID_REQUEST, f"{relpath!r} in {str(directory)!r} is a broken symlink") from None
+                    if os.path.islink(full):
+                        raise PlinthError(ErrorCode.INVALID_REQUEST, f"{relpath!r} in {str(directory)!r} is a broken symlink") from None
+                    with mapped_os_errors(full):
+                        raise
                 if not stat.S_ISREG(mode):
                     raise PlinthError(ErrorCode.INVALID_REQUEST, f"{relpath!r} in {str(directory)!r} is not a regular file")
                 found.append((relpath, target))
@@ -260,10 +257,9 @@ class ArtifactStore:
             if _tree_present(dest, files):
                 return dest
             raise PlinthError(ErrorCode.CONFLICT, f"{str(dest)!r} exists and does not hold tree {manifest_digest}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:12]}"
-        staging.mkdir()
-        try:
+        # A locked staging folder: one a killed process left is removed by the next start's sweep.
+        with owned_temp_dir(dest.parent, prefix=f".{dest.name}.tmp-") as staging:
+            os.chmod(staging, 0o755)
             for relpath, entry in sorted(files.items()):
                 self._place(entry["digest"], staging / relpath)
             _fsync_dir(staging)
@@ -272,14 +268,10 @@ class ArtifactStore:
             except OSError as e:
                 # Someone else materialised it first.
                 if e.errno in (errno.EEXIST, errno.ENOTEMPTY) and _tree_present(dest, files):
-                    shutil.rmtree(staging, ignore_errors=True)
                     return dest
                 raise
             _fsync_dir(dest.parent)
             return dest
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
 
     def _place(self, digest: str, target: Path) -> None:
         """Put the blob at ``target`` (hard link, else copy), verifying its bytes."""
@@ -304,23 +296,10 @@ class ArtifactStore:
             _check_hash(digest, _hash_stream(f), blob)
 
     # -- removal -----------------------------------------------------------------------------
-    def sweep_tmp(self, older_than_s: float = 3600.0) -> int:
-        """Remove temp files left by writers that were killed mid-copy (older than the
-        given age, so a write in progress in another process is left alone)."""
-        import time as _time
-
-        if not self._tmp.is_dir():
-            return 0
-        removed = 0
-        cutoff = _time.time() - older_than_s
-        for entry in self._tmp.iterdir():
-            try:
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
-                    entry.unlink()
-                    removed += 1
-            except OSError:
-                continue
-        return removed
+    def sweep_tmp(self) -> int:
+        """Remove the temp files under ``tmp/`` that no live writer holds (writers killed
+        mid-copy, SIGKILL included); a write in progress in any process is left alone."""
+        return sweep(self._tmp)
 
     def delete(self, digest: str) -> bool:
         """Remove the blob; False if it was not there. (A tree's files are separate blobs.)"""

@@ -11,14 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from plinth.domain.datasets import ROLES, SPLITS, DatasetFormat, DatasetProblem, SourceFormat
 from plinth.errors import ErrorCode, PlinthError
+from plinth.userfiles import open_user_file
 
 MAX_PROBLEMS = 50
 KEPT_FIELDS = ("id", "metadata")
@@ -55,47 +57,54 @@ def detect_format(path: Path, head: bytes) -> SourceFormat:
     )
 
 
-def parse_file(path: Path, fmt: SourceFormat, progress: Progress | None = None) -> ParsedDataset:
-    """Read and validate every row; PlinthError(invalid_request) listing the problems if any."""
+def parse_file(path: Path, fmt: SourceFormat, progress: Progress | None = None, *, fh: BinaryIO | None = None) -> ParsedDataset:
+    """Read and validate every row; PlinthError(invalid_request) listing the problems if any.
+
+    ``fh``: the file already open (read from its start); else ``path`` is opened with
+    :func:`plinth.userfiles.open_user_file`. ``path`` names the file in messages.
+    """
+    if fh is None:
+        with open_user_file(path, what="dataset file") as opened:
+            return parse_file(path, fmt, progress, fh=opened)
     checker = _Checker()
     if fmt is SourceFormat.JSONL:
-        records = _jsonl_records(path, checker, progress)
+        records = _jsonl_records(fh, checker, progress)
     elif fmt is SourceFormat.CSV:
-        records = _csv_records(path, checker, progress)
+        records = _csv_records(path, fh, checker, progress)
     else:
-        records = _parquet_records(path, checker, progress)
+        records = _parquet_records(path, fh, checker, progress)
     for where, raw in records:
         checker.check(where, raw)
     return checker.result(path.name)
 
 
 # -- readers: (where, raw object) ----------------------------------------------------------------
-def _jsonl_records(path: Path, checker: _Checker, progress: Progress | None) -> Iterator[tuple[dict[str, int], Any]]:
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if progress is not None:
-                progress(len(raw))
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                continue
-            where = {"line": number}
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                checker.problem(where, f"not valid UTF-8 (byte {e.start + 1})")
-                continue
-            try:
-                yield where, json.loads(text)
-            except json.JSONDecodeError as e:
-                checker.problem(where, f"not valid JSON: {e.msg} (column {e.colno})")
+def _jsonl_records(f: BinaryIO, checker: _Checker, progress: Progress | None) -> Iterator[tuple[dict[str, int], Any]]:
+    for number, raw in enumerate(f, start=1):
+        if progress is not None:
+            progress(len(raw))
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if not raw.strip():
+            continue
+        where = {"line": number}
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            checker.problem(where, f"not valid UTF-8 (byte {e.start + 1})")
+            continue
+        try:
+            yield where, json.loads(text)
+        except json.JSONDecodeError as e:
+            checker.problem(where, f"not valid JSON: {e.msg} (column {e.colno})")
 
 
-def _csv_records(path: Path, checker: _Checker, progress: Progress | None) -> Iterator[tuple[dict[str, int], Any]]:
+def _csv_records(path: Path, f: BinaryIO, checker: _Checker, progress: Progress | None) -> Iterator[tuple[dict[str, int], Any]]:
+    raw = f.read()
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        line = raw[: e.start].count(b"\n") + 1
         raise _invalid(path.name, [DatasetProblem(f"not valid UTF-8 (byte {e.start + 1})", line=line)], 1) from None
     if progress is not None:
         progress(len(text.encode("utf-8")))
@@ -142,7 +151,7 @@ def _csv_records(path: Path, checker: _Checker, progress: Progress | None) -> It
         yield where, record
 
 
-def _parquet_records(path: Path, checker: _Checker, progress: Progress | None) -> Iterator[tuple[dict[str, int], Any]]:
+def _parquet_records(path: Path, f: BinaryIO, checker: _Checker, progress: Progress | None) -> Iterator[tuple[dict[str, int], Any]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -151,17 +160,21 @@ def _parquet_records(path: Path, checker: _Checker, progress: Progress | None) -
             "reading Parquet needs pyarrow, which is not installed: pip install 'plinth[parquet]' (or pyarrow)",
         ) from None
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(f)
+    except PlinthError:
+        raise  # the read limits of the open file
     except Exception as e:  # pyarrow raises several types for damaged files
         raise _invalid(path.name, [DatasetProblem(f"not a readable Parquet file: {e}")], 1) from None
     if progress is not None:
-        progress(path.stat().st_size)
+        progress(os.fstat(f.fileno()).st_size)
     number = 0
     try:
         for batch in pf.iter_batches(batch_size=4096):
             for record in batch.to_pylist():
                 number += 1
                 yield {"row": number}, {k: v for k, v in record.items() if v is not None}
+    except PlinthError:
+        raise
     except Exception as e:
         checker.problem({"row": number + 1}, f"cannot be read: {e}")
 

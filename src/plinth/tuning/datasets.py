@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -37,8 +36,10 @@ from plinth.domain.datasets import (
 from plinth.domain.numbers import VERSION_MAX, whole_number
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store import ArtifactStore, MetadataStore
+from plinth.tempfiles import owned_temp
 from plinth.tuning.dataset_formats import detect_format, parse_file
 from plinth.tuning.dataset_stats import TokenCounter, compute_stats, row_key, token_counter
+from plinth.userfiles import open_user_file
 
 Split = Literal["train", "validation", "all"]
 SPLIT_KIND = "plinth.split/v1"
@@ -123,20 +124,6 @@ class DatasetService:
         _check_split_params(validation_fraction, seed)
         if note is not None and len(note) > 2000:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "note must be at most 2000 characters", param="note")
-        path = Path(path).expanduser()
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise PlinthError(ErrorCode.NOT_FOUND, f"file {str(path)!r} does not exist", param="path") from None
-        if not path.is_file():
-            raise PlinthError(ErrorCode.INVALID_REQUEST, f"{str(path)!r} is not a regular file", param="path")
-        if st.st_size > self.settings.dataset_max_bytes:
-            raise PlinthError(
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                f"{path.name!r} is {st.st_size} bytes; datasets may be at most {self.settings.dataset_max_bytes} "
-                "(PLINTH_DATASET_MAX_BYTES)",
-                details={"limit_bytes": self.settings.dataset_max_bytes},
-            )
         if isinstance(source_format, str):
             try:
                 source_format = SourceFormat(source_format.lower())
@@ -146,17 +133,25 @@ class DatasetService:
                     f"unknown dataset format {source_format!r}; use jsonl, csv or parquet",
                     param="format",
                 ) from None
-        if source_format is None:
-            with open(path, "rb") as f:
+        path = Path(path).expanduser()
+        # Opened once, as a regular file, without blocking, read within a size limit and a
+        # deadline (plinth.userfiles); every pass below reads this same open file.
+        with open_user_file(
+            path, what="dataset file", max_bytes=self.settings.dataset_max_bytes, limit_setting="PLINTH_DATASET_MAX_BYTES"
+        ) as f:
+            if source_format is None:
                 source_format = detect_format(path, f.read(64))
-        counter, counter_error = self._counter(model)  # an unknown --model is refused before anything is stored
-        parsed = parse_file(path, source_format, progress)
-        validation = assign_validation(parsed.rows, validation_fraction, seed)
-        stats = compute_stats(
-            parsed.rows, parsed.format, set(validation), counter, counter_error=counter_error, ignored_fields=parsed.ignored_fields
-        )
-        rows_blob = "".join(_canonical(r) + "\n" for r in parsed.rows).encode("utf-8")
-        split_blob = _canonical({"kind": SPLIT_KIND, "validation": validation}).encode("utf-8")
+                f.seek(0)
+            counter, counter_error = self._counter(model)  # an unknown --model is refused before anything is stored
+            parsed = parse_file(path, source_format, progress, fh=f)
+            validation = assign_validation(parsed.rows, validation_fraction, seed)
+            stats = compute_stats(
+                parsed.rows, parsed.format, set(validation), counter, counter_error=counter_error, ignored_fields=parsed.ignored_fields
+            )
+            rows_blob = "".join(_canonical(r) + "\n" for r in parsed.rows).encode("utf-8")
+            split_blob = _canonical({"kind": SPLIT_KIND, "validation": validation}).encode("utf-8")
+            f.seek(0)
+            source_digest = self.artifacts.put_stream(f)
         version = DatasetVersion(
             dataset=name,
             version=0,
@@ -169,7 +164,7 @@ class DatasetService:
             source_format=source_format,
             split={"validation_fraction": validation_fraction, "seed": seed, "method": "sha256-rank"},
             stats=stats,
-            source_digest=self.artifacts.put_file(path),
+            source_digest=source_digest,
             source_name=(source_name or path.name)[:512],
             note=note,
         )
@@ -178,15 +173,11 @@ class DatasetService:
     def add_bytes(self, data: bytes, name: str, *, filename: str = "upload", **options: Any) -> tuple[DatasetVersion, bool]:
         """:meth:`add` for bytes received over the API (written to a private temp file first)."""
         base = os.path.basename(filename or "upload").replace("\x00", "") or "upload"
-        tmp_dir = self.settings.artifacts_dir / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="dataset-", suffix=Path(base).suffix[:16])
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            return self.add(Path(tmp), name, source_name=base, **options)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        # Locked while in use (plinth.tempfiles): a killed server's leftover is swept at start-up.
+        with owned_temp(self.settings.artifacts_dir / "tmp", prefix="dataset-", suffix=Path(base).suffix[:16]) as tmp:
+            tmp.file.write(data)
+            tmp.file.flush()
+            return self.add(tmp.path, name, source_name=base, **options)
 
     def _counter(self, model: str | None) -> tuple[TokenCounter | None, str | None]:
         explicit = model is not None

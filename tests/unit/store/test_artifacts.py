@@ -258,6 +258,10 @@ def test_put_tree_rejects_relative_escape_and_dir_symlink(artifact_store: Artifa
 def test_put_tree_not_a_directory(artifact_store: ArtifactStore, tmp_path: Path) -> None:
     with pytest.raises(PlinthError) as ei:
         artifact_store.put_tree(tmp_path / "missing")
+    assert ei.value.code is ErrorCode.NOT_FOUND  # missing looks like unreadable: 404
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(PlinthError) as ei:
+        artifact_store.put_tree(tmp_path / "file")
     assert ei.value.code is ErrorCode.INVALID_REQUEST
 
 

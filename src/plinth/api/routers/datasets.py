@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
-from plinth.api.routers.models import _allowed_path
+from plinth.api.server_paths import import_path
 from plinth.domain.datasets import DatasetRef, SourceFormat
 from plinth.domain.numbers import API_INT_MAX
 from plinth.errors import ErrorCode, PlinthError
@@ -60,7 +60,7 @@ def list_datasets(request: Request) -> dict[str, Any]:
 @router.post("/datasets", status_code=201)
 async def import_dataset(body: ImportDataset, request: Request) -> JSONResponse:
     s = services_of(request)
-    path = _allowed_path(request, body.path)
+    path = import_path(request, body.path, "path")
     version, created = await run_in_threadpool(
         s.datasets.add,
         path,

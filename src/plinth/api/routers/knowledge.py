@@ -7,6 +7,8 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,10 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from plinth.api.deps import services_of
 from plinth.api.openapi import errors, stream
 from plinth.api.params import JSON_NUMBER
+from plinth.api.server_paths import hide_paths, import_path, server_paths
 from plinth.domain.numbers import VERSION_MAX
 from plinth.errors import ErrorCode, PlinthError
+from plinth.userfiles import check_user_dir, open_user_file, user_stat
 
 router = APIRouter(prefix="/api/v1", tags=["knowledge"])
+log = logging.getLogger("plinth.api")
 
 
 def _svc(request: Request) -> Any:
@@ -176,15 +181,21 @@ def show_document(name: str, document: str, request: Request, version: int | Non
     return _doc_view(d) | {"text": d.text}
 
 
-def _allowed(request: Request, raw: str) -> Path:
-    roots = [r.resolve() for r in services_of(request).settings.import_dirs]
-    path = Path(raw).expanduser().resolve()
-    if not any(path == r or r in path.parents for r in roots):
-        raise PlinthError(
-            ErrorCode.PERMISSION_DENIED,
-            f"path {raw!r} is outside the allowed import directories ({', '.join(map(str, roots))}); set PLINTH_IMPORT_DIRS",
-            param="paths",
-        )
+def _allowed(request: Request, raw: str, param: str) -> Path:
+    """A regular file or a folder inside an allowed import folder that the server can read.
+
+    Else 400 (a NUL byte; a FIFO, device or socket), 403 (outside the import folders) or 404
+    (missing or unreadable: the same answer). Files inside a folder are checked one by one
+    when it is walked, and fail alone.
+    """
+    path = import_path(request, raw, param)
+    shown = server_paths(request).shown(path)
+    st = user_stat(path, display=shown, what="path", param=param)
+    if stat.S_ISDIR(st.st_mode):
+        check_user_dir(path, display=shown, what="path", param=param)
+    else:
+        with open_user_file(path, display=shown, what="path", param=param):  # readable, regular, never blocking
+            pass
     return path
 
 
@@ -208,7 +219,7 @@ def _sources(request: Request, body: AddDocuments) -> list[Any]:
                     ErrorCode.INVALID_REQUEST, f"documents[{i}].content_base64 is not valid base64", param=f"documents.{i}.content_base64"
                 ) from None
         sources.append(knowledge.source_from_bytes(d.name, data, d.media_type, body.metadata | d.metadata))
-    paths = [_allowed(request, p) for p in body.paths]
+    paths = [_allowed(request, p, f"paths.{i}") for i, p in enumerate(body.paths)]
     sources.extend(knowledge.sources_from_paths(paths, body.metadata))
     return sources
 
@@ -228,7 +239,7 @@ async def add_documents(name: str, body: AddDocuments, request: Request, progres
     sources = _sources(request, body)
     if not progress:
         report = await _run(svc.add_sources, name, sources)
-        return Response(json.dumps(report.as_dict()), media_type="application/json")
+        return Response(json.dumps(server_paths(request).hide_value(report.as_dict())), media_type="application/json")
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     total = len(sources)
@@ -241,9 +252,13 @@ async def add_documents(name: str, body: AddDocuments, request: Request, progres
     async def work() -> None:
         try:
             report = await _run(svc.add_sources, name, sources, progress=on_progress)
-            await queue.put({"event": "result", **report.as_dict()})
+            await queue.put({"event": "result", **server_paths(request).hide_value(report.as_dict())})
         except PlinthError as e:
-            await queue.put({"event": "error", **e.to_canonical()})
+            await queue.put({"event": "error", **hide_paths(request, e).to_canonical()})
+        except Exception:
+            log.exception("adding documents to knowledge base %s failed", name)
+            err = PlinthError(ErrorCode.INTERNAL, "internal error; the server log has the details")
+            await queue.put({"event": "error", **err.to_canonical()})
         finally:
             await queue.put(None)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
+from plinth.api.server_paths import import_path
 from plinth.domain.numbers import INT32_MAX
 from plinth.errors import ErrorCode, PlinthError
 
@@ -29,20 +29,6 @@ class ImportModel(BaseModel):
     upstream_model: str | None = None
     api_key_env: str | None = None
     context_length: int | None = Field(None, ge=1, le=INT32_MAX)
-
-
-def _allowed_path(request: Request, raw: str) -> Path:
-    s = services_of(request).settings
-    roots = [r.resolve() for r in s.import_dirs]
-    path = Path(raw).expanduser().resolve()
-    if not any(path == r or r in path.parents for r in roots):
-        raise PlinthError(
-            ErrorCode.PERMISSION_DENIED,
-            f"path {raw!r} is outside the allowed import directories ({', '.join(map(str, roots))}); "
-            "set PLINTH_IMPORT_DIRS or use `plinth models add` on the server",
-            param="path",
-        )
-    return path
 
 
 @router.get("/models")
@@ -72,7 +58,7 @@ async def import_model(body: ImportModel, request: Request) -> dict[str, Any]:
             context_length=body.context_length,
         )
     else:
-        path = _allowed_path(request, body.path or "")
+        path = import_path(request, body.path or "", "path")
         loop = asyncio.get_running_loop()
         record = await loop.run_in_executor(None, lambda: s.catalog.add(path, name=body.name, runtime=body.runtime, license=body.license))
     return _view(request, record)
@@ -124,7 +110,7 @@ def list_adapters(name: str, request: Request) -> dict[str, Any]:
 @router.post("/models/{name}/adapters", status_code=201)
 async def import_adapter(name: str, body: ImportAdapter, request: Request) -> dict[str, Any]:
     s = services_of(request)
-    path = _allowed_path(request, body.path)
+    path = import_path(request, body.path, "path")
     loop = asyncio.get_running_loop()
     record = await loop.run_in_executor(None, lambda: s.catalog.add_adapter(name, path, name=body.name))
     return record.public_dict()
