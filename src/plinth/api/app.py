@@ -10,20 +10,20 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from plinth import __version__
+from plinth.api.auth import AuthMiddleware
 from plinth.api.errors import install_error_handlers
 from plinth.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from plinth.api.openapi import install_openapi
-from plinth.api.routers import models, openai_v1, system
-from plinth.api.routers import embeddings as embeddings_router
-from plinth.api.routers import knowledge as knowledge_router
-from plinth.api.routers import datasets as datasets_router
-from plinth.api.routers import jobs as jobs_router
-from plinth.api.routers import guardrails as guardrails_router
-from plinth.api.routers import tracking as tracking_router
-from plinth.api.auth import AuthMiddleware
 from plinth.api.routers import audit as audit_router
+from plinth.api.routers import datasets as datasets_router
 from plinth.api.routers import deployments as deployments_router
+from plinth.api.routers import embeddings as embeddings_router
+from plinth.api.routers import guardrails as guardrails_router
+from plinth.api.routers import jobs as jobs_router
 from plinth.api.routers import keys as keys_router
+from plinth.api.routers import knowledge as knowledge_router
+from plinth.api.routers import models, openai_v1, system
+from plinth.api.routers import tracking as tracking_router
 from plinth.api.routers import usage as usage_router
 from plinth.errors import PlinthError
 from plinth.services import Services

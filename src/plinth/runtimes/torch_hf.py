@@ -16,8 +16,8 @@ tokens and sampling (temperature, top-p, seed) is reproducible.
 
 from __future__ import annotations
 
-import secrets
 import collections
+import secrets
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -73,7 +73,7 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.dtype = tl.pick_dtype(self.device) if self.options.torch_dtype == "auto" else getattr(torch, self.options.torch_dtype)
         model_dir = self.path
-        if self.path.is_file() and self.path.suffix.lower() == ".gguf" or self.model.format.value == "gguf":
+        if (self.path.is_file() and self.path.suffix.lower() == ".gguf") or self.model.format.value == "gguf":
             from plinth.runtimes.torch_gguf import dequantised_dir
 
             cache = (self.options.cache_dir or self.path.parent) / "torch"
@@ -120,9 +120,10 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
             return
         torch.set_num_threads(self.options.threads)
         try:
-            self._model = AutoModelForCausalLM.from_pretrained(
+            model: Any = AutoModelForCausalLM.from_pretrained(  # its .to() is typed too narrowly for a device string
                 str(model_dir), dtype=self.dtype, local_files_only=True, use_safetensors=True
-            ).to(self.device)
+            )
+            self._model = model.to(self.device)
         except Exception as e:  # OSError, ValueError, safetensors' SafetensorError, ...: a damaged model
             raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"transformers could not load model {self.model.name!r}: {e}") from None
         self._model.eval()
@@ -142,7 +143,7 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
             ids.add(self._tok.eos_token_id)
         return {int(i) for i in ids}
 
-    def _batch_engine(self) -> TorchBatchEngine:  # type: ignore[override]
+    def _batch_engine(self) -> TorchBatchEngine:
         if self._engine is None:
             raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"model {self.model.name!r} is not loaded")
         return self._engine

@@ -229,7 +229,7 @@ def _inv_freq(spec: LlamaSpec) -> tuple[torch.Tensor, float]:
     from transformers import PretrainedConfig
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-    cfg = PretrainedConfig(
+    cfg = PretrainedConfig(  # type: ignore[call-arg]  # keeps unknown keyword arguments as attributes; its stub lists none
         rope_parameters=dict(rope),
         hidden_size=spec.hidden,
         num_attention_heads=spec.n_heads,

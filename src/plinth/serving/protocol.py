@@ -88,7 +88,7 @@ class _SamplingFields(BaseModel):
         return self
 
     def stops(self) -> list[str]:
-        return list(self.stop or [])  # type: ignore[arg-type]
+        return list(self.stop or [])
 
 
 class ChatCompletionRequest(_SamplingFields):
