@@ -187,11 +187,11 @@ class _BoundedFileIO(io.FileIO):
         self._after()
         return n
 
-    def read(self, size: int | None = -1) -> bytes | None:
+    def read(self, size: int | None = -1, /) -> bytes:
         if size is None or size < 0:
             return self.readall()
         self._before()
-        data = super().read(size)
+        data = super().read(size) or b""  # None only for a non-blocking descriptor: this one blocks
         self._after()
         return data
 
