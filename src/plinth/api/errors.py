@@ -47,7 +47,7 @@ def error_response(path: str, err: PlinthError) -> JSONResponse:
     body = err.to_openai() if is_openai_path(path) else err.to_canonical()
     headers = {}
     if err.retry_after is not None:
-        headers["Retry-After"] = str(max(1, int(round(err.retry_after))))
+        headers["Retry-After"] = str(max(1, round(err.retry_after)))
     return JSONResponse(body, status_code=err.http_status, headers=headers)
 
 
@@ -126,7 +126,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # not inside an except block: the traceback comes from exc, not from the current exception
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         err = PlinthError(ErrorCode.INTERNAL, "internal error; the server log has the details")
         _count(request, err)
         return error_response(request.url.path, err)

@@ -8,6 +8,7 @@ model later verifies the bytes against the recorded digest.
 
 from __future__ import annotations
 
+import builtins
 import re
 import threading
 from collections.abc import Callable
@@ -53,7 +54,7 @@ class ModelCatalog:
         self._gc_lock = threading.Lock()
 
     # -- queries -------------------------------------------------------------------------
-    def list(self) -> list[ModelRecord]:
+    def list(self) -> builtins.list[ModelRecord]:
         return self.store.list_models()
 
     def get(self, name: str) -> ModelRecord:
@@ -227,7 +228,7 @@ class ModelCatalog:
         )
         return self.store.add_adapter(record)
 
-    def list_adapters(self, base_model: str | None = None) -> list[AdapterRecord]:
+    def list_adapters(self, base_model: str | None = None) -> builtins.list[AdapterRecord]:
         return self.store.list_adapters(base_model)
 
     def get_adapter(self, base_model: str, name: str) -> AdapterRecord:

@@ -38,8 +38,9 @@ import os
 import re
 import stat
 import struct
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def _not_an_adapter(path: Path, why: str) -> PlinthError:
     )
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -273,10 +274,7 @@ def _gguf_pairs(path: Path, tensors: Iterable[Any]) -> dict[str, dict[str, Any]]
         if missing:
             raise _invalid(path, f"LoRA tensor pair for {base!r} is missing its lora_{missing[0]} half", tensor=base)
         a, b = halves["a"].shape, halves["b"].shape  # ggml order
-        if base.endswith("token_embd.weight"):
-            ok = a[0] == b[0]  # A and B are flipped for the embedding
-        else:
-            ok = a[1] == b[0]
+        ok = a[0] == b[0] if base.endswith("token_embd.weight") else a[1] == b[0]  # A and B are flipped for the embedding
         if not ok:
             raise _invalid(
                 path,
@@ -419,7 +417,7 @@ def _peft_pairs(path: Path, header: dict[str, Any]) -> tuple[dict[str, dict[str,
         for side in ("A", "B"):
             if side not in slot:
                 raise _invalid(path, f"LoRA weight {module!r} has no lora_{side} tensor", tensor=module)
-        (a_name, a), (b_name, b) = slot["A"], slot["B"]
+        (_, a), (_, b) = slot["A"], slot["B"]
         if len(a["shape"]) != 2 or len(b["shape"]) != 2:
             raise _invalid(path, f"LoRA weight {module!r}: lora_A {a['shape']} / lora_B {b['shape']} must be 2-D")
         # Linear: A [r, in], B [out, r]. Embedding (lora_embedding_A/B): A [r, vocab], B [dim, r].
@@ -864,7 +862,7 @@ def peft_to_gguf_lora(peft_dir: Path, dest: Path, *, base_gguf: Path, dtype: str
 
     # Check every shape against the base before reading any data.
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-    for module, (layer, proj, slot) in mapped.items():
+    for layer, proj, slot in mapped.values():
         a_shape, b_shape = slot["A"][1]["shape"], slot["B"][1]["shape"]
         name = f"blk.{layer}.{HF_TO_GGUF_MODULES[proj]}.weight"
         if name in shapes:
@@ -901,7 +899,7 @@ def _permute_or_refuse(b: np.ndarray, n_head: int, module: str, key: str, unsupp
     try:
         return permute_rope_rows(b, n_head)
     except ValueError:
-        raise unsupported(f"{module}: lora_B has {b.shape[0]} rows, not divisible into {key} = {n_head} rotary heads")
+        raise unsupported(f"{module}: lora_B has {b.shape[0]} rows, not divisible into {key} = {n_head} rotary heads") from None
 
 
 # --------------------------------------------------------------------------- test/bench helper

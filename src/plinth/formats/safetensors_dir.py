@@ -20,7 +20,7 @@ import re
 import stat
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from plinth.domain.models import ModelFormat, ModelInfo
 from plinth.errors import ErrorCode, PlinthError
@@ -72,7 +72,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -14,6 +14,7 @@ between versions), and the same file with the same seed always splits the same w
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -28,7 +29,6 @@ from plinth.domain.datasets import (
     DATASET_NAME_RE,
     Dataset,
     DatasetDiff,
-    DatasetFormat,
     DatasetRef,
     DatasetVersion,
     SourceFormat,
@@ -82,10 +82,7 @@ def assign_validation(rows: list[dict[str, Any]], fraction: float, seed: int) ->
     explicit = [i for i, r in enumerate(rows) if r.get("split") == "validation"]
     free = [i for i, r in enumerate(rows) if "split" not in r]
     k = round(len(free) * fraction)
-    if fraction > 0 and len(free) >= 2:
-        k = max(1, min(k, len(free) - 1))
-    else:
-        k = 0
+    k = max(1, min(k, len(free) - 1)) if fraction > 0 and len(free) >= 2 else 0
     ranked = sorted(free, key=lambda i: (hashlib.sha256(f"{seed}\n{row_key(rows[i])}".encode()).hexdigest(), i))
     return sorted(explicit + ranked[:k])
 
@@ -196,7 +193,7 @@ class DatasetService:
             return counter, None
 
     # -- reading -------------------------------------------------------------------------
-    def list(self) -> list[tuple[Dataset, DatasetVersion]]:
+    def list(self) -> builtins.list[tuple[Dataset, DatasetVersion]]:
         out = []
         for ds in self.store.list_datasets():
             out.append((ds, self.store.get_dataset_version(ds.name, ds.latest_version)))
@@ -211,10 +208,10 @@ class DatasetService:
     def dataset(self, name: str) -> Dataset:
         return self.store.get_dataset(check_name(name))
 
-    def versions(self, name: str) -> list[DatasetVersion]:
+    def versions(self, name: str) -> builtins.list[DatasetVersion]:
         return self.store.list_dataset_versions(check_name(name))
 
-    def load_rows(self, ref: str | DatasetRef | DatasetVersion, split: Split = "train") -> list[dict[str, Any]]:
+    def load_rows(self, ref: str | DatasetRef | DatasetVersion, split: Split = "train") -> builtins.list[dict[str, Any]]:
         """The version's canonical rows of one split (``train``, ``validation`` or ``all``), in
         file order; with ``all`` each row carries its ``split``."""
         if split not in ("train", "validation", "all"):
@@ -234,7 +231,7 @@ class DatasetService:
                 out.append(row)
         return out
 
-    def load_messages(self, ref: str | DatasetRef | DatasetVersion, split: Split = "train") -> list[list[dict[str, Any]]]:
+    def load_messages(self, ref: str | DatasetRef | DatasetVersion, split: Split = "train") -> builtins.list[builtins.list[dict[str, Any]]]:
         """The rows of a split as chat ``messages`` lists: what a training recipe consumes.
         Prompt/completion rows become ``[{"role": "user", ...}, {"role": "assistant", ...}]``;
         assistant messages keep their ``weight`` when they have one."""
@@ -246,7 +243,7 @@ class DatasetService:
                 out.append([{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}])
         return out
 
-    def rows(self, ref: str, *, split: Split = "all", offset: int = 0, limit: int = 20) -> tuple[list[dict[str, Any]], int]:
+    def rows(self, ref: str, *, split: Split = "all", offset: int = 0, limit: int = 20) -> tuple[builtins.list[dict[str, Any]], int]:
         """A page of rows and the total in that split."""
         if offset < 0 or not 1 <= limit <= 1000:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "offset must be >= 0 and limit from 1 to 1000", param="limit")
@@ -269,7 +266,7 @@ class DatasetService:
             if added_left[k] > 0:
                 added_left[k] -= 1
                 added.append(r)
-        by_prompt: dict[str, list[dict[str, Any]]] = {}
+        by_prompt: dict[str, builtins.list[dict[str, Any]]] = {}
         for r in removed:
             by_prompt.setdefault(_prompt_key(r), []).append(r)
         changed = []
@@ -299,7 +296,7 @@ class DatasetService:
         )
 
     # -- removing ------------------------------------------------------------------------
-    def delete(self, name: str) -> list[DatasetVersion]:
+    def delete(self, name: str) -> builtins.list[DatasetVersion]:
         """Remove a dataset with all its versions, and the blobs no other version uses."""
         versions = self.store.delete_dataset(check_name(name))
         for digest in {d for v in versions for d in (v.digest, v.split_digest, v.source_digest) if d}:

@@ -9,9 +9,9 @@ import binascii
 import json
 import logging
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -25,18 +25,23 @@ from plinth.domain.numbers import VERSION_MAX
 from plinth.errors import ErrorCode, PlinthError
 from plinth.userfiles import check_user_dir, open_user_file, user_stat
 
+if TYPE_CHECKING:
+    from plinth.rag.service import KnowledgeService
+
+T = TypeVar("T")
+
 router = APIRouter(prefix="/api/v1", tags=["knowledge"])
 log = logging.getLogger("plinth.api")
 
 
-def _svc(request: Request) -> Any:
+def _svc(request: Request) -> KnowledgeService:
     k = services_of(request).knowledge
     if k is None:  # pragma: no cover - always built by build_services
         raise PlinthError(ErrorCode.UNSUPPORTED, "knowledge bases are not enabled on this server")
     return k
 
 
-async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, lambda: fn(*args, **kwargs))
 

@@ -143,7 +143,7 @@ def list_runtimes(request: Request) -> dict[str, Any]:
 
 def _view(request: Request, record: Any) -> dict[str, Any]:
     s = services_of(request)
-    view = record.public_dict()
+    view: dict[str, Any] = record.public_dict()
     lm = next((m for m in s.models.loaded() if m.record.name == record.name), None)
     view["loaded"] = lm is not None
     if lm is not None:
