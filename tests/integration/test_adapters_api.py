@@ -10,8 +10,7 @@ import openai
 import pytest
 
 from plinth.formats import locate_embedded_gguf
-from plinth.formats.adapters import write_random_gguf_lora
-from tests.support.adapters import random_peft_llama_tensors, write_peft_dir
+from tests.support.adapters import random_peft_llama_tensors, write_peft_dir, write_random_gguf_lora
 from tests.support.live_server import MODEL, LiveServer
 
 Q = [{"role": "user", "content": "Name a large animal."}]

@@ -15,12 +15,16 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from plinth.errors import ErrorCode, PlinthError
+from plinth.formats.adapters import write_lora_gguf
 
 _ST_NAMES = {np.dtype("float32"): "F32", np.dtype("float16"): "F16", np.dtype("float64"): "F64"}
 
@@ -209,3 +213,67 @@ def hf_llama_to_gguf(model: Any, dest: Path, *, permute: bool = True) -> Path:
     w.write_tensors_to_file()
     w.close()
     return Path(dest)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def write_random_gguf_lora(
+    dest: Path,
+    *,
+    base_gguf: Path,
+    rank: int = 8,
+    alpha: float = 16.0,
+    targets: Sequence[str] = ("attn_q", "attn_v"),
+    seed: int = 0,
+    scale: float = 0.1,
+    layers: Iterable[int] | None = None,
+    dtype: str = "f32",
+) -> Path:
+    """A random but valid llama.cpp LoRA for ``base_gguf`` (any architecture): shapes read
+    from the base's own tensors, so it always loads. For tests and benchmarks (moved here
+    from ``plinth.formats.adapters``: nothing in plinth itself makes random adapters).
+
+    ``lora_a ~ N(0, 1/in)``, ``lora_b ~ N(0, scale^2)``; llama.cpp applies
+    ``(alpha / rank) * B @ A``. With the defaults on the embedded SmolLM2-135M (q and v of all
+    30 layers, scale 0.1) greedy answers to short chat prompts differ from the base's for most
+    prompts and seeds while staying text-like ("The capital of France is Paris." became
+    "Paris is the capital of the European nation-state ..."); 0.05 barely changes anything,
+    0.2 gives off-topic text.
+    """
+    from plinth.formats.gguf import parse_header
+
+    base_gguf = Path(base_gguf)
+    if not _is_int(rank) or rank <= 0:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"rank must be a positive integer, not {rank!r}", param="rank")
+    if dtype not in ("f32", "f16"):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"dtype must be 'f32' or 'f16', not {dtype!r}", param="dtype")
+    header = parse_header(base_gguf)
+    arch = header.metadata.get("general.architecture")
+    if not isinstance(arch, str) or header.metadata.get("general.type") == "adapter":
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"{base_gguf} is not a GGUF base model", details={"path": str(base_gguf)})
+    block_count = header.metadata.get(f"{arch}.block_count")
+    shapes = {t.name: t.shape for t in header.tensors}
+    layer_list = list(layers) if layers is not None else list(range(block_count if _is_int(block_count) else 0))
+    rng = np.random.default_rng(seed)
+    out_dtype = np.float32 if dtype == "f32" else np.float16
+    tensors: list[tuple[str, np.ndarray]] = []
+    for layer in layer_list:
+        for target in targets:
+            name = f"blk.{layer}.{target}.weight"
+            shape = shapes.get(name)
+            if shape is None or len(shape) != 2:
+                raise PlinthError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"{base_gguf.name} has no 2-D tensor {name!r} to adapt",
+                    details={"tensor": name},
+                )
+            n_in, n_out = shape  # ggml order
+            lora_a = rng.standard_normal((rank, n_in), dtype=np.float32) / np.float32(math.sqrt(n_in))
+            lora_b = rng.standard_normal((n_out, rank), dtype=np.float32) * np.float32(scale)
+            tensors.append((f"{name}.lora_a", lora_a.astype(out_dtype)))
+            tensors.append((f"{name}.lora_b", lora_b.astype(out_dtype)))
+    if not tensors:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "no layers to adapt", param="layers")
+    return write_lora_gguf(dest, arch, alpha, tensors, name=f"random LoRA (seed {seed}) for {base_gguf.name}")

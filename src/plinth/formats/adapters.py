@@ -57,7 +57,7 @@ __all__ = [
     "inspect_adapter",
     "peft_to_gguf_lora",
     "permute_rope_rows",
-    "write_random_gguf_lora",
+    "write_lora_gguf",
 ]
 
 PEFT_CONFIG = "adapter_config.json"
@@ -755,7 +755,7 @@ def _base_llama_header(base_gguf: Path) -> tuple[Any, int, int]:
     return header, n_head, n_head_kv
 
 
-def _write_lora_gguf(
+def write_lora_gguf(
     dest: Path,
     arch: str,
     alpha: float,
@@ -892,7 +892,7 @@ def peft_to_gguf_lora(peft_dir: Path, dest: Path, *, base_gguf: Path, dtype: str
         tensors.append((f"{base}.lora_a", lora_a.astype(out_dtype)))
         tensors.append((f"{base}.lora_b", lora_b.astype(out_dtype)))
 
-    return _write_lora_gguf(dest, "llama", lora_alpha, tensors, name=f"{peft_dir.name} (converted from PEFT by plinth)")
+    return write_lora_gguf(dest, "llama", lora_alpha, tensors, name=f"{peft_dir.name} (converted from PEFT by plinth)")
 
 
 def _permute_or_refuse(b: np.ndarray, n_head: int, module: str, key: str, unsupported: Any) -> np.ndarray:
@@ -900,65 +900,3 @@ def _permute_or_refuse(b: np.ndarray, n_head: int, module: str, key: str, unsupp
         return permute_rope_rows(b, n_head)
     except ValueError:
         raise unsupported(f"{module}: lora_B has {b.shape[0]} rows, not divisible into {key} = {n_head} rotary heads") from None
-
-
-# --------------------------------------------------------------------------- test/bench helper
-
-
-def write_random_gguf_lora(
-    dest: Path,
-    *,
-    base_gguf: Path,
-    rank: int = 8,
-    alpha: float = 16.0,
-    targets: Sequence[str] = ("attn_q", "attn_v"),
-    seed: int = 0,
-    scale: float = 0.1,
-    layers: Iterable[int] | None = None,
-    dtype: str = "f32",
-) -> Path:
-    """A random but valid llama.cpp LoRA for ``base_gguf`` (any architecture): shapes read
-    from the base's own tensors, so it always loads. For tests and benchmarks.
-
-    ``lora_a ~ N(0, 1/in)``, ``lora_b ~ N(0, scale^2)``; llama.cpp applies
-    ``(alpha / rank) * B @ A``. With the defaults on the embedded SmolLM2-135M (q and v of all
-    30 layers, scale 0.1) greedy answers to short chat prompts differ from the base's for most
-    prompts and seeds while staying text-like ("The capital of France is Paris." became
-    "Paris is the capital of the European nation-state ..."); 0.05 barely changes anything,
-    0.2 gives off-topic text.
-    """
-    from plinth.formats.gguf import parse_header
-
-    base_gguf = Path(base_gguf)
-    if not _is_int(rank) or rank <= 0:
-        raise PlinthError(ErrorCode.INVALID_REQUEST, f"rank must be a positive integer, not {rank!r}", param="rank")
-    if dtype not in ("f32", "f16"):
-        raise PlinthError(ErrorCode.INVALID_REQUEST, f"dtype must be 'f32' or 'f16', not {dtype!r}", param="dtype")
-    header = parse_header(base_gguf)
-    arch = header.metadata.get("general.architecture")
-    if not isinstance(arch, str) or header.metadata.get("general.type") == "adapter":
-        raise PlinthError(ErrorCode.INVALID_REQUEST, f"{base_gguf} is not a GGUF base model", details={"path": str(base_gguf)})
-    block_count = header.metadata.get(f"{arch}.block_count")
-    shapes = {t.name: t.shape for t in header.tensors}
-    layer_list = list(layers) if layers is not None else list(range(block_count if _is_int(block_count) else 0))
-    rng = np.random.default_rng(seed)
-    out_dtype = np.float32 if dtype == "f32" else np.float16
-    tensors: list[tuple[str, np.ndarray]] = []
-    for layer in layer_list:
-        for target in targets:
-            name = f"blk.{layer}.{target}.weight"
-            shape = shapes.get(name)
-            if shape is None or len(shape) != 2:
-                raise PlinthError(
-                    ErrorCode.INVALID_REQUEST,
-                    f"{base_gguf.name} has no 2-D tensor {name!r} to adapt",
-                    details={"tensor": name},
-                )
-            n_in, n_out = shape  # ggml order
-            lora_a = rng.standard_normal((rank, n_in), dtype=np.float32) / np.float32(math.sqrt(n_in))
-            lora_b = rng.standard_normal((n_out, rank), dtype=np.float32) * np.float32(scale)
-            tensors.append((f"{name}.lora_a", lora_a.astype(out_dtype)))
-            tensors.append((f"{name}.lora_b", lora_b.astype(out_dtype)))
-    if not tensors:
-        raise PlinthError(ErrorCode.INVALID_REQUEST, "no layers to adapt", param="layers")
-    return _write_lora_gguf(dest, arch, alpha, tensors, name=f"random LoRA (seed {seed}) for {base_gguf.name}")

@@ -44,7 +44,6 @@ from plinth.formats.adapters import (
     inspect_adapter,
     peft_to_gguf_lora,
     permute_rope_rows,
-    write_random_gguf_lora,
 )
 from plinth.formats.gguf import inspect_gguf
 from tests.support.adapters import (
@@ -52,6 +51,7 @@ from tests.support.adapters import (
     peft_key,
     random_peft_llama_tensors,
     write_peft_dir,
+    write_random_gguf_lora,
     write_safetensors,
 )
 

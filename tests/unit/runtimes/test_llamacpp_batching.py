@@ -13,10 +13,10 @@ import pytest
 
 from plinth.domain import ModelFormat, ModelRecord
 from plinth.formats import inspect_model, locate_embedded_gguf
-from plinth.formats.adapters import write_random_gguf_lora
 from plinth.runtimes.base import AdapterRef, RuntimeOptions
 from plinth.runtimes.llamacpp import LlamaCppRuntime
 from tests.support import batching_contract as contract
+from tests.support.adapters import write_random_gguf_lora
 
 
 def _runtime(**opts) -> LlamaCppRuntime:  # type: ignore[no-untyped-def]
