@@ -373,6 +373,7 @@ def main() -> None:
     from tests.support.adapters import write_random_gguf_lora
 
     WORK.mkdir(parents=True, exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     gguf = locate_embedded_gguf()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
