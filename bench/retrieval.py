@@ -1,7 +1,9 @@
 """Retrieval benchmark: knowledge-base ingest throughput, query latency and recall@10 against
 exact search, on 100k chunks, for the embedded index and the Postgres (pgvector) index.
 
-What is measured (written to bench/results/retrieval.md and retrieval.json):
+What is measured (written to bench/results/retrieval-<cpu>.md and .json, <cpu> being this CPU's
+slug from bench/machine.py, e.g. retrieval-intel-xeon-amx-bf16.md; the index
+bench/results/README.md is rewritten too):
   1. Ingest through the whole pipeline on the real embedder (parse, chunk, embed with
      all-MiniLM-L6-v2, store, index): the Acme Health corpus, copied --ingest-copies times
      under new names, added to a fresh SQLite knowledge base. Reported as chunks/s.
@@ -15,7 +17,8 @@ What is measured (written to bench/results/retrieval.md and retrieval.json):
      fetch) p50/p99, and recall@10 of the index's vector search against exact search
      (numpy, brute force over the same 100k vectors).
 
-Run:  nice -n 10 .venv/bin/python bench/retrieval.py [--chunks 100000] [--queries 200]
+Run:  nice -n 10 .venv/bin/python bench/retrieval.py [--chunks 100000] [--queries 200] [--results-dir DIR]
+      .venv/bin/python bench/retrieval.py --quick    # 2,000 chunks, 20 queries, SQLite only; writes nothing
 Embeddings of the synthetic chunks are cached in bench/.work/ (they take minutes on 2 cores).
 """
 
@@ -25,7 +28,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -37,22 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import add_results_args, describe, machine_line, results_dir_of, title, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
-RESULTS = ROOT / "bench" / "results"
 ACME = ROOT / "examples" / "acme-health"
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def machine() -> str:
-    from serving import machine as facts  # bench/serving.py: the same description of the machine
-
-    m = facts()
-    return f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, {platform.system()} {platform.release()}, Python {m['python']}"
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -223,15 +217,24 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--ingest-copies", type=int, default=10)
     ap.add_argument("--skip-postgres", action="store_true")
+    ap.add_argument(
+        "--quick", action="store_true", help="2,000 chunks, 20 queries, 1 ingest copy, SQLite only; writes nothing unless --results-dir"
+    )
+    add_results_args(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.chunks, args.queries, args.ingest_copies, args.skip_postgres = 2000, 20, 1, True
+    facts = describe()
+    print(machine_line(facts), flush=True)
 
     from plinth.config import load_settings
     from plinth.embeddings import get_embedder
 
     emb = get_embedder(load_settings(home=Path(tempfile.mkdtemp())))
     results: dict[str, Any] = {
-        "machine": machine(),
+        "machine": facts,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "embedder": emb.model_id,
         "embedding_threads": 1,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -266,22 +269,29 @@ def main() -> None:
     finally:
         shutil.rmtree(home, ignore_errors=True)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "retrieval.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "retrieval.md").write_text(render(results))
-    print((RESULTS / "retrieval.md").read_text())
+    print(render(results))
+    results_dir = results_dir_of(args)
+    if results_dir is None:
+        print("(--quick: no results written; give --results-dir to write them)")
+        return
+    write_results("retrieval", facts, render(results), {"measured_at": results["date"], **results}, results_dir)
 
 
 def render(r: dict[str, Any]) -> str:
-    p = r["pipeline"]
+    p, m = r["pipeline"], r["machine"]
     lines = [
-        "# Retrieval benchmark",
+        title("Retrieval benchmark", m),
+        "",
+        machine_line(m),
         "",
         (
-            f"Measured {r['date']} on {r['machine']}, with `nice -n 10`, while other work shared the machine"
+            f"Measured {r['date']} on {m['cpu']}, with `nice -n 10`, while other work shared the machine"
             f" (load average at start {r.get('load_average_at_start', '?')}, at end {r.get('load_average_at_end', '?')})."
         ),
-        f"Embedder: {r['embedder']} on onnxruntime, {r['embedding_threads']} thread. Produced by `bench/retrieval.py`.",
+        (
+            f"Embedder: {r['embedder']} on onnxruntime, {r['embedding_threads']} thread. Produced by `bench/retrieval.py"
+            f"{' --quick' if r.get('args', {}).get('quick') else ''}`."
+        ),
         "",
         "## Ingest through the whole pipeline (real embedder)",
         "",

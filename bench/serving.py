@@ -10,8 +10,10 @@ first token p50/p99, errors, peak RSS of the server's process tree, and per-stre
 as a fraction of the memory-bandwidth ceiling (bandwidth / bytes of weights per token).
 A second scenario serves 8 concurrent streams on 8 different LoRA adapters of one base.
 
-Run:  make bench-serving     (or .venv/bin/python bench/serving.py [--quick])
-Writes bench/results/serving.md and bench/results/serving.json.
+Run:  make bench-serving     (or .venv/bin/python bench/serving.py [--quick] [--results-dir DIR])
+Writes bench/results/serving-<cpu>.md and .json, <cpu> being this CPU's slug from bench/machine.py
+(e.g. serving-amd-epyc-avx2.md), and the index bench/results/README.md. A --quick run writes
+nothing unless --results-dir is given.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from machine import add_results_args, describe, machine_line, results_dir_of, title, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
-RESULTS = ROOT / "bench" / "results"
 MODEL = "smollm2-135m-instruct"
 TORCH_MODEL = "smollm2-torch"
 MAX_TOKENS = 128
@@ -291,19 +291,6 @@ def memory_bandwidth_gbs() -> float:
     return 2 * a.nbytes / best / 1e9  # read + write
 
 
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": f"{mem:.0f}", "python": platform.python_version()}
-
-
 # llama.cpp's extra buffer types (AMX) crash this build on this VM (docs/adr/0012); plinth
 # turns them off, and so does every llama.cpp peer here, so all run the same kernels.
 NO_EXTRA_BUFFERS = """
@@ -364,6 +351,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer requests per level (a smoke run)")
     ap.add_argument("--engines", default="plinth,plinth-torch,llama_cpp.server,transformers-serve")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    add_results_args(ap)
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -373,14 +361,13 @@ def main() -> None:
     from tests.support.adapters import write_random_gguf_lora
 
     WORK.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     gguf = locate_embedded_gguf()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
     levels = [(1, 3), (8, 16), (32, 32)] if not args.quick else [(1, 1), (8, 8), (32, 32)]
     bw = memory_bandwidth_gbs()
-    facts = machine()
-    print(f"machine: {facts}, memory bandwidth ~{bw:.1f} GB/s", flush=True)
+    facts = describe()
+    print(f"{machine_line(facts)} Memory bandwidth ~{bw:.1f} GB/s.", flush=True)
     raw = raw_llamacpp_single_stream(gguf, args.threads)
     print(f"raw llama-cpp-python single stream: {raw:.1f} tok/s", flush=True)
 
@@ -539,7 +526,7 @@ def main() -> None:
         finally:
             e.stop()
 
-    write_report(facts, bw, raw, results, lora, engines)
+    write_report(facts, bw, raw, results, lora, engines, results_dir_of(args), vars(args))
 
 
 def gguf_loras(gguf: Path, writer) -> Any:  # type: ignore[no-untyped-def]
@@ -606,15 +593,24 @@ ANALYSIS = """## Reading these numbers
 
 
 def write_report(
-    facts: dict[str, str], bw: float, raw: float, results: list[LevelResult], lora: dict[str, dict[str, float]], engines: list[Engine]
+    facts: dict[str, Any],
+    bw: float,
+    raw: float,
+    results: list[LevelResult],
+    lora: dict[str, dict[str, float]],
+    engines: list[Engine],
+    results_dir: Path | None,
+    args: dict[str, Any],
 ) -> None:
     by = {(r.engine, r.concurrency): r for r in results}
     lines = [
-        "# Serving benchmark",
+        title("Serving benchmark", facts),
+        "",
+        machine_line(facts),
         "",
         (
-            f"Run {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by `bench/serving.py` on {facts['cpu']}, "
-            f"{facts['cores']} cores, {facts['memory_gib']} GiB RAM, no GPU; Python {facts['python']}. "
+            f"Run {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by `bench/serving.py`, no GPU"
+            f"{', --quick (fewer requests per level)' if args.get('quick') else ''}. "
             f"Memory bandwidth (numpy copy) ~{bw:.1f} GB/s. Model: SmolLM2-135M-Instruct. Streaming chat requests "
             f"through the official openai client, max_tokens={MAX_TOKENS}, temperature 0.7, one prompt per request "
             '("Write a long, detailed essay about ..."), engines started one at a time.'
@@ -670,14 +666,18 @@ def write_report(
             f"{int(lr['errors'])} errors."
         )
     lines += ["", ANALYSIS]
-    (RESULTS / "serving.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "serving.json").write_text(
-        json.dumps(
-            {"machine": facts, "bandwidth_gbs": bw, "raw_single_stream_tps": raw, "levels": [asdict(r) for r in results], "lora": lora},
-            indent=2,
-        )
-    )
     print("\n".join(lines))
+    data = {
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
+        "bandwidth_gbs": bw,
+        "raw_single_stream_tps": raw,
+        "levels": [asdict(r) for r in results],
+        "lora": lora,
+    }
+    if results_dir is None:
+        print("(--quick: no results written; give --results-dir to write them)")
+        return
+    write_results("serving", facts, "\n".join(lines), data, results_dir)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ Reported: real (non-padding) tokens per second of training, padding share, wall 
 the validation loss of each final model measured the same way (token-weighted cross-entropy
 on the assistant tokens of the validation split).
 
-Run:  .venv/bin/python bench/tuning.py [--steps 60]     writes bench/results/tuning.md / .json
+Run:  make bench-tuning     (or .venv/bin/python bench/tuning.py [--steps 60] [--quick] [--results-dir DIR])
+Writes bench/results/tuning-<cpu>.md and .json, <cpu> being this CPU's slug from bench/machine.py
+(e.g. tuning-amd-epyc-avx2.md), and the index bench/results/README.md. --quick runs 3 steps and
+writes nothing unless --results-dir is given.
 """
 
 from __future__ import annotations
@@ -25,25 +28,17 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from machine import add_results_args, describe, machine_line, results_dir_of, title, write_results
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 FAQ = ROOT / "examples" / "acme-health" / "faq.jsonl"
 sys.path.insert(0, str(ROOT / "src"))
-
-
-def machine() -> dict[str, str]:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?"
-    )
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory_gib": f"{mem:.0f}", "python": platform.python_version()}
 
 
 def load_data(tokenizer: Any, max_len: int, seed: int = 0) -> tuple[list[Any], list[Any]]:
@@ -196,8 +191,14 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--quick", action="store_true", help="3 steps (a smoke run); writes nothing unless --results-dir is given")
+    add_results_args(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.steps, args.warmup = 3, 1
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    facts = describe()
+    print(machine_line(facts), flush=True)
     import torch
 
     from plinth.formats import locate_embedded_gguf
@@ -220,19 +221,20 @@ def main() -> None:
             f"{r['train_seconds']:.0f} s, val loss {r['val_loss']:.4f}",
             flush=True,
         )
-    write(machine(), args, rows)
+    write(facts, args, rows)
 
 
-def write(facts: dict[str, str], args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write(facts: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     p, base = rows[0], rows[1]
     ratio = p["tokens_per_s"] / base["tokens_per_s"]
     lines = [
-        "# Fine-tuning benchmark",
+        title("Fine-tuning benchmark", facts),
+        "",
+        machine_line(facts),
         "",
         (
-            f"Run {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by `bench/tuning.py` on {facts['cpu']}, "
-            f"{facts['cores']} cores, {facts['memory_gib']} GiB RAM, no GPU; Python {facts['python']}, {args.threads} threads. "
+            f"Run {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by `bench/tuning.py"
+            f"{' --quick' if args.quick else ''}`, no GPU, {args.threads} threads. "
             f"SmolLM2-135M-Instruct (float32 weights dequantised from the embedded GGUF), LoRA r=8 alpha=16 dropout 0.05 on "
             f"q_proj and v_proj, {args.steps} steps of batch {args.batch_size}, learning rate {args.lr} with {args.warmup} "
             "warm-up steps and cosine decay, the Acme Health FAQ (examples/acme-health/faq.jsonl) encoded with the model's chat "
@@ -277,9 +279,13 @@ def write(facts: dict[str, str], args: argparse.Namespace, rows: list[dict[str, 
                 "measured on an AMX machine) or a GPU."
             ),
         ]
-    (RESULTS / "tuning.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "tuning.json").write_text(json.dumps({"machine": facts, "args": vars(args), "rows": rows}, indent=2))
     print("\n".join(lines))
+    results_dir = results_dir_of(args)
+    if results_dir is None:
+        print("(--quick: no results written; give --results-dir to write them)")
+        return
+    data = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "rows": rows}
+    write_results("tuning", facts, "\n".join(lines), data, results_dir)
 
 
 if __name__ == "__main__":
