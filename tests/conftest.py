@@ -95,6 +95,20 @@ def torch_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("plinth-cache")
 
 
+def _embedded_digest() -> str:
+    """The embedded GGUF's digest as the catalog records it, so dequantised copies made here
+    carry the key a server's own cache would use (tests link them into a server's home)."""
+    import hashlib
+
+    from plinth.formats import locate_embedded_gguf
+
+    h = hashlib.sha256()
+    with open(locate_embedded_gguf(), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
 @pytest.fixture(scope="session")
 def smol_dir(torch_cache_dir: Path) -> Path:
     """The embedded SmolLM2 GGUF dequantised into a Hugging Face directory (bf16 where the
@@ -104,4 +118,15 @@ def smol_dir(torch_cache_dir: Path) -> Path:
     from plinth.runtimes.torch_gguf import dequantised_dir
 
     dtype = str(tl.pick_dtype("cpu")).replace("torch.", "")
-    return dequantised_dir(locate_embedded_gguf(), torch_cache_dir / "torch", dtype_name=dtype)
+    return dequantised_dir(locate_embedded_gguf(), torch_cache_dir / "torch", digest=_embedded_digest(), dtype_name=dtype)
+
+
+@pytest.fixture(scope="session")
+def smol32_dir(torch_cache_dir: Path) -> Path:
+    """The embedded model dequantised to float32, as fine-tuning loads it (``tune`` jobs and
+    the recipes train on this copy), once per session. Its name is the one a server's own
+    cache uses (``$PLINTH_HOME/cache/torch/<digest>-float32``)."""
+    from plinth.formats import locate_embedded_gguf
+    from plinth.runtimes.torch_gguf import dequantised_dir
+
+    return dequantised_dir(locate_embedded_gguf(), torch_cache_dir / "torch", digest=_embedded_digest(), dtype_name="float32")

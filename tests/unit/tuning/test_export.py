@@ -13,7 +13,6 @@ import pytest
 from plinth.errors import PlinthError
 from plinth.formats import locate_embedded_gguf
 from plinth.formats.adapters import peft_to_gguf_lora
-from plinth.runtimes.torch_gguf import dequantised_dir
 from plinth.tuning.export import hf_to_gguf, parse, quantize
 from tests.support.adapters import LLAMA_ATTN, random_peft_llama_tensors, write_peft_dir
 from tests.support.llama import no_extra_buffers
@@ -44,8 +43,8 @@ def _logits(path: Path, lora: Path | None = None) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def base32(torch_cache_dir: Path) -> Path:
-    return dequantised_dir(locate_embedded_gguf(), torch_cache_dir / "torch", dtype_name="float32")
+def base32(smol32_dir: Path) -> Path:
+    return smol32_dir
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

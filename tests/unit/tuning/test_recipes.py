@@ -141,11 +141,8 @@ def test_length_grouped_batches_waste_less_padding(smol_dir: Path) -> None:
 
 
 # -- recipes ----------------------------------------------------------------------------------
-def test_lora_loss_goes_down_on_the_embedded_model(torch_cache_dir: Path) -> None:
-    from plinth.formats import locate_embedded_gguf
-    from plinth.runtimes.torch_gguf import dequantised_dir
-
-    base = dequantised_dir(locate_embedded_gguf(), torch_cache_dir / "torch", dtype_name="float32")
+def test_lora_loss_goes_down_on_the_embedded_model(smol32_dir: Path) -> None:
+    base = smol32_dir
     spec = _spec(lora={"rank": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
     t = recipe("lora").setup(base, spec, "cpu")
     assert t.trainable_count() == 460_800  # r=8 on q and v of 30 layers (as in the measured notes)
