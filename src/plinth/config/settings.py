@@ -61,8 +61,9 @@ class Settings(BaseSettings):
     default_model: str = Field(EMBEDDED_MODEL_NAME, description="Model loaded at start-up and used by `plinth chat`.")
     embedded_runtime: Literal["llamacpp", "torch"] = Field(
         "llamacpp",
-        description="Runtime of the embedded model: llamacpp (fastest for one or a few streams) or torch "
-        "(its batching engine, faster from about 8 concurrent streams; the GGUF is dequantised to bf16 once).",
+        description="Runtime of the embedded model: llamacpp (fastest for one or a few streams on every CPU) or torch "
+        "(its batching engine: faster from about 8 concurrent streams on CPUs that compute bf16, slower on AVX2-only "
+        "CPUs; the GGUF is dequantised once). See docs/adr/0052.",
     )
     preload_default_model: bool = Field(True, description="Load the default model when the server starts.")
     max_tokens_limit: int = Field(4096, ge=1, description="Upper bound for max_tokens in a request.")
