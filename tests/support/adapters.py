@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from plinth.errors import ErrorCode, PlinthError
-from plinth.formats.adapters import write_lora_gguf
+from plinth.formats.lora.convert import write_lora_gguf
 
 _ST_NAMES = {np.dtype("float32"): "F32", np.dtype("float16"): "F16", np.dtype("float64"): "F64"}
 
@@ -151,7 +151,7 @@ def hf_llama_to_gguf(model: Any, dest: Path, *, permute: bool = True) -> Path:
     """Write an F32 llama GGUF of a small torch ``LlamaForCausalLM`` (untied embeddings)."""
     import gguf
 
-    from plinth.formats.adapters import permute_rope_rows
+    from plinth.formats.lora.convert import permute_rope_rows
 
     cfg = model.config
     n_head = cfg.num_attention_heads
@@ -233,7 +233,7 @@ def write_random_gguf_lora(
 ) -> Path:
     """A random but valid llama.cpp LoRA for ``base_gguf`` (any architecture): shapes read
     from the base's own tensors, so it always loads. For tests and benchmarks (moved here
-    from ``plinth.formats.adapters``: nothing in plinth itself makes random adapters).
+    from ``plinth.formats.lora``: nothing in plinth itself makes random adapters).
 
     ``lora_a ~ N(0, 1/in)``, ``lora_b ~ N(0, scale^2)``; llama.cpp applies
     ``(alpha / rank) * B @ A``. With the defaults on the embedded SmolLM2-135M (q and v of all

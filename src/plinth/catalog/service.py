@@ -172,12 +172,9 @@ class ModelCatalog:
         For a GGUF base, a PEFT adapter is also converted to a llama.cpp LoRA GGUF (stored
         beside it, ``gguf_digest``), so the llama.cpp runtime can serve it at once.
         """
-        from plinth.formats.adapters import (
-            check_adapter_fits,
-            check_gguf_lora_against_base,
-            inspect_adapter,
-            peft_to_gguf_lora,
-        )
+        from plinth.formats.lora.convert import peft_to_gguf_lora
+        from plinth.formats.lora.fit import check_adapter_fits, check_gguf_lora_against_base
+        from plinth.formats.lora.inspect import inspect_adapter
 
         base = self.store.get_model(base_model)
         path = Path(path).expanduser()

@@ -61,7 +61,7 @@ def parse(raw: dict[str, Any]) -> ExportSpec:
 
 # -- HF weights -> GGUF --------------------------------------------------------------------
 def _hf_name(gguf_name: str) -> str | None:
-    from plinth.formats.adapters import HF_TO_GGUF_MODULES
+    from plinth.formats.lora.common import HF_TO_GGUF_MODULES
 
     fixed = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
     if gguf_name in fixed:
@@ -87,7 +87,7 @@ def hf_to_gguf(hf_dir: Path, base_gguf: Path, dest: Path) -> Path:
     import gguf
     from safetensors import safe_open
 
-    from plinth.formats.adapters import permute_rope_rows
+    from plinth.formats.lora.convert import permute_rope_rows
 
     reader = gguf.GGUFReader(str(base_gguf))
     arch = str(reader.fields["general.architecture"].contents())

@@ -38,14 +38,10 @@ import pytest
 
 from plinth.domain.models import AdapterFormat
 from plinth.errors import ErrorCode, PlinthError
-from plinth.formats.adapters import (
-    check_adapter_fits,
-    check_gguf_lora_against_base,
-    inspect_adapter,
-    peft_to_gguf_lora,
-    permute_rope_rows,
-)
 from plinth.formats.gguf import inspect_gguf
+from plinth.formats.lora.convert import peft_to_gguf_lora, permute_rope_rows
+from plinth.formats.lora.fit import check_adapter_fits, check_gguf_lora_against_base
+from plinth.formats.lora.inspect import inspect_adapter
 from tests.support.adapters import (
     hf_llama_to_gguf,
     peft_key,
@@ -579,11 +575,11 @@ def test_conversion_without_permutation_is_wrong(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import plinth.formats.adapters as adapters
+    import plinth.formats.lora.convert as convert
 
     _, base_gguf, _ = tiny_hf_and_gguf
     peft_dir, peft_logits = tiny_peft
-    monkeypatch.setattr(adapters, "permute_rope_rows", lambda w, n_head: w)
+    monkeypatch.setattr(convert, "permute_rope_rows", lambda w, n_head: w)
     lora = peft_to_gguf_lora(peft_dir, tmp_path / "unpermuted.gguf", base_gguf=base_gguf)
     assert np.abs(_lc_logits(base_gguf, lora) - peft_logits).max() > 0.1
 

@@ -12,7 +12,7 @@ import pytest
 
 from plinth.errors import PlinthError
 from plinth.formats import locate_embedded_gguf
-from plinth.formats.adapters import peft_to_gguf_lora
+from plinth.formats.lora.convert import peft_to_gguf_lora
 from plinth.tuning.export import hf_to_gguf, parse, quantize
 from tests.support.adapters import LLAMA_ATTN, random_peft_llama_tensors, write_peft_dir
 from tests.support.llama import no_extra_buffers
