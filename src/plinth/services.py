@@ -19,6 +19,7 @@ from plinth.embeddings.base import Embedder
 from plinth.guardrails.service import GuardrailService
 from plinth.jobs.service import JobService
 from plinth.monitoring.metrics import Metrics
+from plinth.outbound import Outbound
 from plinth.rag.service import KnowledgeService
 from plinth.serving.attachments import AttachmentService
 from plinth.serving.engine import ModelManager
@@ -85,7 +86,8 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     swept = artifacts.sweep_tmp() + sweep(settings.home / "tmp") + sweep(settings.models_dir, prefix=".")
     if swept:
         log.info("removed %d temp files left by interrupted writes", swept)
-    catalog = ModelCatalog(settings, store, artifacts)
+    outbound = Outbound.from_settings(settings)  # every outbound request goes through it (ADR 0080)
+    catalog = ModelCatalog(settings, store, artifacts, outbound)
     metrics = Metrics()
     models = ModelManager(
         settings,
@@ -93,6 +95,7 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
         resolve=catalog.get,
         model_path=catalog.model_path,
         adapter_ref=catalog.resolve_adapter,
+        outbound=outbound,
     )
     registry = RegistryService(store, catalog)
     models.id_resolvers.append(registry.resolve)

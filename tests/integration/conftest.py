@@ -26,6 +26,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         PLINTH_MAX_TOKENS_LIMIT="1536",
         PLINTH_MAX_N="4",
         PLINTH_QUEUE_TIMEOUT_S="120",
+        # Remote engines in these tests are fakes (and the server itself) on 127.0.0.1: allowed
+        # explicitly, as an operator would; without it they are refused (test_outbound.py, ADR 0080).
+        PLINTH_OUTBOUND_ALLOW='["127.0.0.1"]',
     )
     yield server
     stop_server(server)

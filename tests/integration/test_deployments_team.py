@@ -33,6 +33,7 @@ def team(postgres_url: str, tmp_path: Path) -> Iterator[tuple[LiveServer, LiveSe
         "PLINTH_CONTEXT_LENGTH": "1024",
         "PLINTH_THREADS": "1",
         "PLINTH_JOBS_LOCAL_WORKER": "false",
+        "PLINTH_OUTBOUND_ALLOW": '["127.0.0.1"]',  # a remote model on loopback is registered (ADR 0080)
     }
     a = start_server(tmp_path / "a", **env)
     try:

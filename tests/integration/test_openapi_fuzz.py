@@ -59,7 +59,7 @@ POSITIVE_400 = {
     "POST /api/v1/knowledge-bases": "overlap_tokens at most half of chunk_tokens",
     "POST /api/v1/knowledge-bases/{name}/documents": "'documents' or 'paths'",
     "POST /api/v1/knowledge-bases/{name}/eval": "question records",
-    "POST /api/v1/models": "exactly one of 'path' and 'base_url'",
+    "POST /api/v1/models": "exactly one of 'path' and 'base_url'; a base_url the outbound rules refuse; api_key_env",
     "POST /v1/chat/completions": "message rules (content of a tool message), the context window",
     "POST /v1/completions": "n x prompts at most 32, the context window",
 }

@@ -15,16 +15,20 @@ affected (its body and a long streamed answer are the app's business).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import sys
 from typing import Any
 
 import h11
 import uvicorn
+from uvicorn.main import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from plinth.config import Settings
 from plinth.errors import ErrorCode, PlinthError
+from plinth.outbound import SecretStore, redact_logs
 
 log = logging.getLogger("plinth.api")
 
@@ -100,9 +104,19 @@ def protocol_for(settings: Settings) -> type[HeaderDeadlineProtocol]:
     return type("PlinthHTTPProtocol", (HeaderDeadlineProtocol,), {"header_timeout_s": float(settings.header_timeout_s)})
 
 
+def forwarded_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's forwarded-header options (ADR 0082): X-Forwarded-For and X-Forwarded-Proto are
+    believed only from ``trusted_proxies``. With none, they are ignored from every peer —
+    uvicorn's own default would believe them from 127.0.0.1, so anything on the machine (or a
+    proxy that passes the header through) could write the client address of the audit log."""
+    if not settings.trusted_proxies:
+        return {"proxy_headers": False, "forwarded_allow_ips": []}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(settings.trusted_proxies)}
+
+
 def run(app: Any, settings: Settings) -> None:
     """Serve ``app`` on ``settings.host:port`` until interrupted (what ``plinth up`` runs)."""
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -111,4 +125,12 @@ def run(app: Any, settings: Settings) -> None:
         timeout_graceful_shutdown=5,
         timeout_keep_alive=min(KEEP_ALIVE_S, settings.header_timeout_s),  # type: ignore[arg-type]  # annotated int; a float works (an asyncio timer)
         access_log=settings.log_level == "debug",
+        **forwarded_options(settings),
     )
+    # After uvicorn set up its loggers: no secret value reaches a log line (ADR 0081).
+    redact_logs(SecretStore.from_settings(settings), [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")])
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:  # as uvicorn.run: a server that could not start exits with 3
+        sys.exit(STARTUP_FAILURE)

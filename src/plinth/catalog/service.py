@@ -19,6 +19,7 @@ from plinth.config import EMBEDDED_MODEL_NAME, Settings
 from plinth.domain import MODEL_NAME_RE, AdapterFormat, AdapterRecord, ModelFormat, ModelInfo, ModelRecord
 from plinth.errors import ErrorCode, PlinthError
 from plinth.formats import EMBEDDED_GGUF_LICENSE, inspect_model, locate_embedded_gguf
+from plinth.outbound import Outbound
 from plinth.runtimes import AdapterRef, runtime_entry
 from plinth.store import ArtifactStore, MetadataStore
 from plinth.tempfiles import owned_temp_dir
@@ -45,10 +46,11 @@ def default_name(path: Path) -> str:
 
 
 class ModelCatalog:
-    def __init__(self, settings: Settings, store: MetadataStore, artifacts: ArtifactStore) -> None:
+    def __init__(self, settings: Settings, store: MetadataStore, artifacts: ArtifactStore, outbound: Outbound | None = None) -> None:
         self.settings = settings
         self.store = store
         self.artifacts = artifacts
+        self.outbound = outbound or Outbound.from_settings(settings)
         self._verified: set[str] = set()
         self._verify_lock = threading.Lock()
         self._gc_lock = threading.Lock()
@@ -104,17 +106,20 @@ class ModelCatalog:
         *,
         base_url: str,
         upstream_model: str | None = None,
-        api_key_env: str | None = None,
+        api_key_secret: str | None = None,
         context_length: int | None = None,
     ) -> ModelRecord:
+        """Register a remote OpenAI-compatible engine. ``base_url`` must pass the outbound rules
+        now (its host resolved and every address judged, ADR 0080), and ``api_key_secret`` must
+        name a secret the operator defined that may be sent to that host (ADR 0081); otherwise
+        400 and nothing is stored. Each request to the engine is checked again."""
         check_model_name(name)
-        if not re.match(r"^https?://[^\s/]+", base_url or ""):
-            raise PlinthError(ErrorCode.INVALID_REQUEST, f"base_url must be an http(s) URL; got {base_url!r}", param="base_url")
-        if api_key_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", api_key_env):
-            raise PlinthError(ErrorCode.INVALID_REQUEST, f"api_key_env must be an environment variable name; got {api_key_env!r}")
+        url = self.outbound.check_url(base_url, what="base_url", param="base_url")
+        if api_key_secret is not None:
+            self.outbound.secrets.get(api_key_secret, host=url.host, param="api_key_secret")
         params: dict[str, Any] = {"base_url": base_url.rstrip("/"), "upstream_model": upstream_model or name}
-        if api_key_env:
-            params["api_key_env"] = api_key_env
+        if api_key_secret:
+            params["api_key_secret"] = api_key_secret
         record = ModelRecord(
             name=name,
             format=ModelFormat.REMOTE,

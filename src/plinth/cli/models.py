@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from plinth.cli.common import console, get_services, get_settings, make_progress, size_text, tree_size
+from plinth.errors import ErrorCode, PlinthError
 
 models_app = typer.Typer(help="The model catalog: list, add, show, rm.", no_args_is_help=True)
 
@@ -46,14 +47,36 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
 
 @models_app.command("add")
 def models_add(
-    path: str = typer.Argument(..., help="A GGUF file or a Hugging Face safetensors directory."),
-    name: str | None = typer.Option(None, "--name", help="Catalog name (default: from the file name)."),
+    path: str | None = typer.Argument(None, help="A GGUF file or a Hugging Face safetensors directory."),
+    name: str | None = typer.Option(None, "--name", help="Catalog name (default: from the file name; required with --url)."),
     runtime: str | None = typer.Option(None, "--runtime", help="llamacpp (GGUF) or torch (safetensors)."),
     license: str | None = typer.Option(None, "--license", help="Licence, when the files do not say."),
+    url: str | None = typer.Option(
+        None, "--url", help="Register a remote OpenAI-compatible engine instead (its /v1 base URL); checked by the outbound rules."
+    ),
+    upstream_model: str | None = typer.Option(
+        None, "--upstream-model", help="With --url: the engine's name of the model (default: --name)."
+    ),
+    api_key_secret: str | None = typer.Option(
+        None, "--api-key-secret", help="With --url: the named secret (PLINTH_SECRETS) sent as the engine's API key."
+    ),
+    context_length: int | None = typer.Option(None, "--context-length", min=1, help="With --url: the engine's context window in tokens."),
 ) -> None:
-    """Import a model: validated, copied into the content-addressed store, recorded."""
+    """Import a model (validated, copied into the content-addressed store, recorded), or
+    register a remote engine with --url."""
+    if (path is None) == (url is None):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "give a model PATH to import, or --url of a remote engine (not both)")
+    if url is not None and not name:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "a remote model needs --name")
     services = get_services(get_settings())
     try:
+        if url is not None:
+            record = services.catalog.add_remote(
+                name or "", base_url=url, upstream_model=upstream_model, api_key_secret=api_key_secret, context_length=context_length
+            )
+            console.print(f"[green]added[/] {record.name} (remote engine {record.source}, model {record.parameters['upstream_model']})")
+            return
+        assert path is not None
         src = Path(path).expanduser()
         services.catalog.inspect(src)  # refuse a bad file before drawing a progress bar
         total = tree_size(src)

@@ -8,6 +8,7 @@ down; nothing builds them at import time.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from plinth.errors import ErrorCode, PlinthError
@@ -29,6 +30,36 @@ def _default_threads() -> int:
     # threads sharply (see docs/adr/0004): lower PLINTH_THREADS when sharing the machine.
     n = os.cpu_count() or 1
     return max(1, min(n, 8))
+
+
+#: A secret's name: what remote models and the embedder name in ``api_key_secret``.
+SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HOST_PATTERN_RE = re.compile(r"^(\*\.)?[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?$")
+
+
+class SecretEntry(BaseModel):
+    """One named secret: its value (masked in every dump and repr) and, optionally, the only
+    hosts it may be sent to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: SecretStr
+    hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value():
+            raise ValueError("a secret's value must not be empty")
+        return v
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        out = [h.strip().lower().rstrip(".") for h in v]
+        for h in out:
+            if not _HOST_PATTERN_RE.match(h):
+                raise ValueError(f"a secret's hosts are host names (or *.suffix); got {h!r}")
+        return out
 
 
 class Settings(BaseSettings):
@@ -56,6 +87,37 @@ class Settings(BaseSettings):
         "(or just closes it when nothing was sent).",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="IP addresses or CIDRs of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto headers are "
+        "believed (the audit log and rate limits then see the client they name). Empty: forwarded headers are "
+        'ignored from everyone, loopback included. JSON list in the environment, e.g. ["10.0.0.5", "10.1.0.0/16"].',
+    )
+
+    # -- outbound requests and secrets (ADR 0080, 0081) -----------------------------------------
+    outbound_allow: list[str] = Field(
+        default_factory=list,
+        description="What the server may fetch from although it is internal: host names (an exact name or "
+        "*.suffix), IP addresses and CIDRs. Private, loopback, unspecified, carrier-grade NAT, multicast and reserved "
+        "addresses are refused unless listed here; link-local and cloud-metadata addresses are refused even when "
+        'listed. JSON list in the environment, e.g. ["10.0.0.0/8", "vllm.internal"].',
+    )
+    outbound_public: bool = Field(
+        True,
+        description="Fetch from public internet addresses not in outbound_allow (false: only what outbound_allow lists).",
+    )
+    outbound_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest one URL fetch (knowledge-base and dataset URLs) may take, redirects included."
+    )
+    outbound_max_redirects: int = Field(
+        5, ge=0, le=20, description="Redirects a URL fetch follows, each checked by the same rules (remote engines follow none)."
+    )
+    secrets: dict[str, SecretEntry] = Field(
+        default_factory=dict,
+        description="Named secrets for remote engines and embedders (API keys), referenced by name (api_key_secret). "
+        'A JSON object: {"openai-prod": "sk-..."} or {"openai-prod": {"value": "sk-...", "hosts": ["api.openai.com"]}} '
+        "(then the secret is sent to those hosts only). Values never appear in answers, logs or the audit log.",
+    )
 
     # -- serving ---------------------------------------------------------------------------
     default_model: str = Field(EMBEDDED_MODEL_NAME, description="Model loaded at start-up and used by `plinth chat`.")
@@ -127,8 +189,8 @@ class Settings(BaseSettings):
         None, description="Base URL of a remote OpenAI-compatible embeddings API (e.g. http://tei:8080/v1), for embedding_model=openai."
     )
     embedding_remote_model: str | None = Field(None, description="Model name sent to the remote embeddings API.")
-    embedding_api_key_env: str | None = Field(
-        None, description="Name of the environment variable holding the remote embeddings API key (the key is never stored)."
+    embedding_api_key_secret: str | None = Field(
+        None, description="Name of the secret (see secrets) holding the remote embeddings API key."
     )
     embedding_threads: int = Field(
         1, ge=1, le=64, description="CPU threads of the embedded embedder (1 was fastest on a shared 2-core machine)."
@@ -254,6 +316,67 @@ class Settings(BaseSettings):
             self.default_max_tokens = self.max_tokens_limit
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: Any) -> Any:
+        # Fail closed on settings that used to read server environment variables (ADR 0081).
+        given = isinstance(data, dict) and data.get("embedding_api_key_env") is not None
+        if given or os.environ.get("PLINTH_EMBEDDING_API_KEY_ENV"):
+            raise ValueError(
+                "embedding_api_key_env (PLINTH_EMBEDDING_API_KEY_ENV) was removed: plinth no longer sends an environment "
+                "variable named by a setting; define the key as a named secret (PLINTH_SECRETS) and set "
+                "PLINTH_EMBEDDING_API_KEY_SECRET to its name"
+            )
+        return data
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v  # pydantic says what is wrong
+        out: dict[str, Any] = {}
+        for name, entry in v.items():
+            if not SECRET_NAME_RE.match(str(name)):
+                raise ValueError(
+                    f"secret name {str(name)[:80]!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+                )
+            out[str(name)] = {"value": entry} if isinstance(entry, (str, SecretStr)) else entry
+        return out
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        out = []
+        for item in v:
+            try:
+                out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"trusted_proxies holds IP addresses or CIDRs; got {item!r}") from None
+        return out
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _outbound_allow(cls, v: list[str]) -> list[str]:
+        out = []
+        for item in v:
+            entry = item.strip().lower()
+            try:
+                out.append(str(ipaddress.ip_network(entry.strip("[]"), strict=False)))
+                continue
+            except ValueError:
+                pass
+            if not _HOST_PATTERN_RE.match(entry):
+                raise ValueError(f"outbound_allow holds host names (or *.suffix), IP addresses and CIDRs; got {item!r}")
+            out.append(entry.rstrip("."))
+        return out
+
+    @field_validator("embedding_api_key_secret")
+    @classmethod
+    def _embedding_secret(cls, v: str | None) -> str | None:
+        if v is not None and not SECRET_NAME_RE.match(v):
+            raise ValueError(f"embedding_api_key_secret must be a secret's name; got {v[:80]!r}")
+        return v
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, v: str) -> str:
@@ -275,6 +398,11 @@ class Settings(BaseSettings):
         if v not in {"auto", "embedded", "postgres"}:
             raise ValueError(f"kb_index must be auto, embedded or postgres; got {v!r}")
         return v
+
+    def plain_secrets(self) -> dict[str, Any]:
+        """The secrets with their values, for the one place that must hand them on: a job's
+        own process, which gets its settings on a pipe (``model_dump`` masks them)."""
+        return {name: {"value": e.value.get_secret_value(), "hosts": list(e.hosts)} for name, e in self.secrets.items()}
 
     # -- derived paths ---------------------------------------------------------------------
     @property

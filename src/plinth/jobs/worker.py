@@ -238,6 +238,7 @@ class WorkerSupervisor:
         src = str(Path(__file__).resolve().parents[2])  # so a source checkout runs the same code
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
         settings = self.settings.model_dump(mode="json")
+        settings["secrets"] = self.settings.plain_secrets()  # masked in the dump; the job's remote models need them (on stdin only)
         settings["config"] = None
         settings["threads"] = job.resources.cpu
         fh = open(out, "ab")  # noqa: SIM115 - the child owns it

@@ -14,9 +14,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from plinth.domain import ModelRecord
+
+if TYPE_CHECKING:
+    from plinth.outbound import Outbound
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class RuntimeOptions:
     torch_dtype: str = "auto"  # auto, bfloat16 or float32
     torch_batch_invariant: bool = True  # decode batch sizes measured at load (torch engine)
     cache_dir: Path | None = None  # derived files (a GGUF dequantised for torch...)
+    outbound: Outbound | None = None  # the outbound fetcher remote runtimes connect through (ADR 0080)
 
 
 @dataclass(frozen=True)

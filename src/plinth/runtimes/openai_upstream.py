@@ -2,8 +2,15 @@
 
 This is the production path for GPU engines: plinth keeps the catalog, limits, metrics and
 (later) guardrails and routing, and forwards generation. The model record's ``parameters``
-hold ``base_url`` and ``upstream_model``; an API key, if the engine needs one, is read from
-the environment variable named by ``api_key_env`` (never stored).
+hold ``base_url`` and ``upstream_model``; an API key, if the engine needs one, is the named
+secret ``api_key_secret`` (ADR 0081; the operator defines secrets, a record only names one).
+A record from before named an environment variable in ``api_key_env``: that name is now read
+as a secret's name, never as a variable, so such a model fails to load until the operator
+defines the secret.
+
+Every request goes through the outbound fetcher (:mod:`plinth.outbound`, ADR 0080): the
+engine's address is judged by the outbound rules and pinned for the connection, no redirect
+is followed, and an answer is bounded in size and by ``upstream_timeout_s`` as a whole.
 
 What the engine answers is not passed on verbatim: any status but 2xx (a redirect included:
 plinth never follows one) and an answer that is not an event stream become ``upstream_error``
@@ -17,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -26,6 +32,7 @@ from typing import Any
 import httpx
 
 from plinth.errors import ErrorCode, PlinthError
+from plinth.outbound import Outbound, OutboundLimit, OutboundRefused, check_url
 from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
 
 log = logging.getLogger("plinth.runtimes.openai")
@@ -45,16 +52,32 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
         params = self.model.parameters or {}
         self.base_url = str(params.get("base_url") or "").rstrip("/")
         self.upstream_model = str(params.get("upstream_model") or self.model.name)
-        if not self.base_url.startswith(("http://", "https://")):
-            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"model {self.model.name!r} has no valid base_url: {self.base_url!r}")
+        self.outbound = self.options.outbound or Outbound()  # no allow-list: internal addresses refused
+        try:
+            host = check_url(self.base_url, what="base_url").host
+        except OutboundRefused as e:
+            log.warning("model %r cannot be loaded: %s", self.model.name, e.message)
+            raise PlinthError(
+                ErrorCode.RUNTIME_UNAVAILABLE,
+                f"model {self.model.name!r} has a base_url the outbound rules refuse; the server log says why",
+            ) from None
         headers = {}
-        key_env = params.get("api_key_env")
-        if key_env and os.environ.get(str(key_env)):
-            headers["Authorization"] = f"Bearer {os.environ[str(key_env)]}"
-        self._client = httpx.Client(
-            base_url=self.base_url,
+        secret_name = params.get("api_key_secret") or params.get("api_key_env")  # the old field names a secret now
+        if secret_name:
+            field = "api_key_secret" if params.get("api_key_secret") else "api_key_env (now read as a secret's name)"
+            try:
+                secret = self.outbound.secrets.get(str(secret_name), host=host)
+            except PlinthError as e:
+                raise PlinthError(
+                    ErrorCode.RUNTIME_UNAVAILABLE, f"model {self.model.name!r} cannot be loaded: {field}: {e.message}"
+                ) from None
+            headers["Authorization"] = f"Bearer {secret.value}"
+        self._client = self.outbound.client(
+            self.base_url,
             headers=headers,
             timeout=httpx.Timeout(self.options.upstream_timeout_s, connect=10.0),
+            deadline_s=self.options.upstream_timeout_s,
+            what=f"the engine of model {self.model.name!r}",
         )
         self._ctx = self.model.context_length
 
@@ -140,11 +163,27 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
             raise PlinthError(
                 ErrorCode.UPSTREAM_ERROR, f"the engine of model {self.model.name!r} could not be reached or failed ({type(e).__name__})"
             ) from None
+        except (OutboundRefused, OutboundLimit) as e:
+            raise self._outbound_failure(e) from None
         yield Delta(text="", n_tokens=0, finish_reason=finish or "stop", usage=usage)
 
     def _failure(self, what: str, raw: str) -> PlinthError:
-        """``upstream_error`` naming the model; what the engine sent goes to the log only."""
-        log.warning("upstream %s of model %r %s: %r", self.base_url, self.model.name, what, raw[:LOGGED_BODY_BYTES])
+        """``upstream_error`` naming the model; what the engine sent goes to the log only, with
+        secret values taken out (an engine may echo the Authorization header back)."""
+        body = self.outbound.secrets.redact(raw[:LOGGED_BODY_BYTES])
+        log.warning("upstream %s of model %r %s: %r", self.base_url, self.model.name, what, body)
+        return PlinthError(ErrorCode.UPSTREAM_ERROR, f"the engine of model {self.model.name!r} {what}")
+
+    def _outbound_failure(self, e: PlinthError) -> PlinthError:
+        """A refusal or a limit of the outbound fetcher, for a caller of /v1: the rule and the
+        address go to the log, the caller learns which model and what kind of failure."""
+        log.warning("upstream %s of model %r: %s", self.base_url, self.model.name, e.message)
+        if isinstance(e, OutboundRefused):
+            what = "is at an address the outbound rules refuse; the server log says which"
+        elif e.code is ErrorCode.PAYLOAD_TOO_LARGE:
+            what = "sent an answer over the size limit"
+        else:
+            what = "did not answer within PLINTH_UPSTREAM_TIMEOUT_S"
         return PlinthError(ErrorCode.UPSTREAM_ERROR, f"the engine of model {self.model.name!r} {what}")
 
     def _answer_refused(self, resp: httpx.Response) -> PlinthError:
@@ -171,7 +210,9 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
             r = self._client.get("/models", timeout=5.0)
             return RuntimeHealth(ok=r.status_code < 400, detail=f"GET /models -> {r.status_code}")
         except httpx.HTTPError as e:
-            return RuntimeHealth(ok=False, detail=str(e))
+            return RuntimeHealth(ok=False, detail=type(e).__name__)
+        except PlinthError as e:  # refused or over a limit
+            return RuntimeHealth(ok=False, detail=e.message)
 
     def unload(self) -> None:
         client, self._client = self._client, None

@@ -22,6 +22,7 @@ from plinth.config import Settings
 from plinth.domain import ModelRecord
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
+from plinth.outbound import Outbound
 from plinth.runtimes import AdapterRef, Delta, InferenceRuntime, Prompt, RuntimeOptions, SamplingParams, load_runtime_class
 from plinth.serving.admission import Admission
 
@@ -61,6 +62,7 @@ class ModelManager:
         model_path: Callable[[ModelRecord], Path | None],
         adapter_ref: Callable[[str, str, str | None], AdapterRef] | None = None,
         id_resolvers: list[IdResolver] | None = None,
+        outbound: Outbound | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -84,6 +86,7 @@ class ModelManager:
             torch_dtype=settings.torch_dtype,
             torch_batch_invariant=settings.torch_batch_invariant,
             cache_dir=settings.home / "cache",
+            outbound=outbound or Outbound.from_settings(settings),
         )
 
     def loaded(self) -> list[LoadedModel]:

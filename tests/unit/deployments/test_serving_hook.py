@@ -32,7 +32,12 @@ ACTOR = "test:operator"
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     home = tmp_path_factory.mktemp("deploy-home")
-    s = build_services(load_settings(home=home, threads=1, context_length=1024, max_batch_size=4, deploy_check_interval_s=0.2))
+    s = build_services(
+        # a remote model on loopback is registered below: allowed explicitly, as an operator would (ADR 0080)
+        load_settings(
+            home=home, threads=1, context_length=1024, max_batch_size=4, deploy_check_interval_s=0.2, outbound_allow=["127.0.0.1"]
+        )
+    )
     s.catalog.ensure_embedded()
     yield s
     s.close()

@@ -7,7 +7,6 @@ import os
 import threading
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
@@ -15,6 +14,8 @@ from plinth.config import load_settings
 from plinth.embeddings import Embedder, embedder_names, get_embedder
 from plinth.embeddings.minilm import DIGESTS, MiniLMEmbedder, model_dir, verify_files
 from plinth.errors import ErrorCode, PlinthError
+from plinth.outbound import Outbound, OutboundPolicy, Secret, SecretStore
+from tests.support.http_targets import Answer, Seen, serve
 
 TEXTS = [
     "How much is the Gold plan deductible?",
@@ -135,37 +136,58 @@ def test_installed_weights_verify() -> None:
     verify_files(model_dir())  # the pinned package's files are the pinned digests
 
 
-# -- the remote backend, against a fake of a third-party embeddings server ------------------
-def _fake_server(dim: int = 3) -> httpx.MockTransport:
-    def handler(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        assert request.url.path == "/v1/embeddings" and body["encoding_format"] == "float"
-        data = [{"index": i, "embedding": [float(len(t)), 1.0, 0.0][:dim], "object": "embedding"} for i, t in enumerate(body["input"])]
-        return httpx.Response(200, json={"data": list(reversed(data)), "object": "list"})
+# -- the remote backend, against a fake of a third-party embeddings server (a real local one) ------
+KEY = "emb-key-0123456789"
 
-    return httpx.MockTransport(handler)
+
+def _embeddings(seen: Seen) -> Answer:
+    body = json.loads(seen.body)
+    assert body["encoding_format"] == "float"
+    if seen.headers.get("authorization") != f"Bearer {KEY}":
+        return Answer(401, f"bad key {seen.headers.get('authorization')}".encode())
+    data = [{"index": i, "embedding": [float(len(t)), 1.0, 0.0], "object": "embedding"} for i, t in enumerate(body["input"])]
+    return Answer(200, json.dumps({"data": list(reversed(data)), "object": "list"}).encode(), "application/json")
+
+
+def _outbound(*allow: str) -> Outbound:
+    return Outbound(OutboundPolicy.from_entries(allow), secrets=SecretStore([Secret("emb", KEY)]))
 
 
 def test_remote_embedder_normalises_and_orders() -> None:
     from plinth.embeddings.remote import RemoteEmbedder
 
-    e = RemoteEmbedder("http://emb.test/v1", "m", transport=_fake_server(), batch_size=2)
-    e.load()
-    assert e.dim == 3
-    v = e.embed(["a", "bbb", "cc"])
+    with serve({"/v1/embeddings": _embeddings}) as server:
+        e = RemoteEmbedder(server.url("/v1"), "m", outbound=_outbound("127.0.0.1"), api_key_secret="emb", batch_size=2)
+        e.load()
+        assert e.dim == 3
+        v = e.embed(["a", "bbb", "cc"])
     assert v.shape == (3, 3) and np.allclose(np.linalg.norm(v, axis=1), 1.0)
     assert v[1, 0] > v[2, 0] > v[0, 0]  # order kept although the server answered reversed
 
 
-def test_remote_embedder_errors() -> None:
+def test_remote_embedder_errors(caplog: pytest.LogCaptureFixture) -> None:
     from plinth.embeddings.remote import RemoteEmbedder
 
     with pytest.raises(PlinthError, match="http"):
         RemoteEmbedder("ftp://x", "m")
-    down = RemoteEmbedder("http://emb.test/v1", "m", transport=httpx.MockTransport(lambda r: httpx.Response(500, text="boom")))
-    with pytest.raises(PlinthError) as e:
-        down.embed(["a"])
-    assert e.value.code == ErrorCode.UPSTREAM_ERROR and "500" in e.value.message
+    with pytest.raises(PlinthError, match="unknown PLINTH_EMBEDDING_API_KEY_SECRET 'nope'"):
+        RemoteEmbedder("http://127.0.0.1:9/v1", "m", outbound=_outbound("127.0.0.1"), api_key_secret="nope")
+    with serve({"/v1/embeddings": lambda _s: Answer(500, b"boom at /srv/secret-path")}) as server:
+        down = RemoteEmbedder(server.url("/v1"), "m", outbound=_outbound("127.0.0.1"))
+        with pytest.raises(PlinthError) as e:
+            down.embed(["a"])
+        assert e.value.code == ErrorCode.UPSTREAM_ERROR and "500" in e.value.message and "/srv/secret-path" not in e.value.message
+    with serve({"/v1/embeddings": _embeddings}) as server:
+        closed = RemoteEmbedder(server.url("/v1"), "m", outbound=_outbound(), api_key_secret="emb")
+        with pytest.raises(PlinthError) as e:
+            closed.embed(["a"])  # loopback is not allowed: refused before anything is sent
+        assert "loopback" in e.value.message and server.seen == []
+    echo = {"/v1/embeddings": lambda s: Answer(500, f"bad header {s.headers.get('authorization')}".encode())}
+    with serve(echo) as server:  # an engine that echoes the key back: the log gets it redacted
+        echoed = RemoteEmbedder(server.url("/v1"), "m", outbound=_outbound("127.0.0.1"), api_key_secret="emb")
+        with caplog.at_level("WARNING"), pytest.raises(PlinthError, match="answered 500") as e:
+            echoed.embed(["a"])
+    assert KEY not in caplog.text and "Bearer [secret]" in caplog.text and KEY not in e.value.message
 
 
 def test_openai_backend_needs_a_url(tmp_path: Path) -> None:

@@ -27,7 +27,12 @@ class ImportModel(BaseModel):
     license: str | None = None
     base_url: str | None = Field(None, description="Remote OpenAI-compatible engine, e.g. http://vllm:8000/v1")
     upstream_model: str | None = None
-    api_key_env: str | None = None
+    api_key_secret: str | None = Field(
+        None, max_length=64, description="Name of the secret (defined by the operator in PLINTH_SECRETS) sent as the engine's API key"
+    )
+    api_key_env: str | None = Field(
+        None, description="Removed: refused. Engines' keys come from named secrets (api_key_secret)", json_schema_extra={"deprecated": True}
+    )
     context_length: int | None = Field(None, ge=1, le=INT32_MAX)
 
 
@@ -47,15 +52,26 @@ async def import_model(body: ImportModel, request: Request) -> dict[str, Any]:
     s = services_of(request)
     if bool(body.path) == bool(body.base_url):
         raise PlinthError(ErrorCode.INVALID_REQUEST, "give exactly one of 'path' (a local model) or 'base_url' (a remote engine)")
+    if body.api_key_env is not None:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            "api_key_env is no longer accepted: the server never sends an environment variable a request names; "
+            "give api_key_secret, the name of a secret the operator defined in PLINTH_SECRETS",
+            param="api_key_env",
+        )
     if body.base_url:
         if not body.name:
             raise PlinthError(ErrorCode.INVALID_REQUEST, "a remote model needs a 'name'", param="name")
-        record = s.catalog.add_remote(
-            body.name,
-            base_url=body.base_url,
-            upstream_model=body.upstream_model,
-            api_key_env=body.api_key_env,
-            context_length=body.context_length,
+        loop = asyncio.get_running_loop()  # the base_url's host is resolved: not on the event loop
+        record = await loop.run_in_executor(
+            None,
+            lambda: s.catalog.add_remote(
+                body.name or "",
+                base_url=body.base_url or "",
+                upstream_model=body.upstream_model,
+                api_key_secret=body.api_key_secret,
+                context_length=body.context_length,
+            ),
         )
     else:
         path = import_path(request, body.path or "", "path")
