@@ -40,7 +40,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     415: "the file's format is not one plinth reads",
     422: "the model or adapter file is damaged or not what it claims",
     429: "over a key's limit or the model's queue is full; retry after Retry-After seconds",
-    502: "the upstream engine of a remote model failed",
+    502: "an upstream the server called failed: a remote model's engine, or a URL it fetched",
     503: "the model or the metadata store is unavailable now",
 }
 
@@ -65,6 +65,7 @@ DECLARED: list[tuple[str, tuple[int, ...]]] = [
     ("POST /api/v1/models(/[^/]+/adapters)?", (403, 415, 422)),
     ("POST /api/v1/models/[^/]+/load", (503,)),
     ("POST /api/v1/datasets(/[^/]+/versions)?", (403, 415, 200)),
+    ("POST /api/v1/datasets", (502,)),  # a url that answered an error or could not be fetched
     ("POST /api/v1/jobs", (409, 200)),
     ("POST /api/v1/jobs/[^/]+/(cancel|retry)", (409,)),
     ("(POST|PUT) /api/v1/guardrails/policies(/[^/]+)?", (200,)),

@@ -30,8 +30,11 @@ def _session() -> Iterator[Any]:
 
 @datasets_app.command("add")
 def add(
-    path: Path = typer.Argument(..., help="A JSONL (chat messages or prompt/completion), CSV or Parquet file."),
+    path: Path | None = typer.Argument(None, help="A JSONL (chat messages or prompt/completion), CSV or Parquet file."),
     name: str = typer.Option(..., "--name", "-n", help="Dataset name; a new version if it exists."),
+    url: str | None = typer.Option(
+        None, "--url", help="Fetch the file from an http(s) URL instead (through the outbound rules); recorded as the source."
+    ),
     format: str | None = typer.Option(None, "--format", help="jsonl, csv or parquet (default: from the file)."),
     validation_fraction: float = typer.Option(0.1, "--validation-fraction", help="Rows held out for validation (0-0.5)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/validation split."),
@@ -39,8 +42,24 @@ def add(
     description: str | None = typer.Option(None, "--description", help="What the dataset is."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model whose tokenizer counts tokens (default: the default model)."),
 ) -> None:
-    """Validate a file (every problem with its line) and add it as a new version."""
+    """Validate a file or a URL's file (every problem with its line) and add it as a new version."""
+    if (path is None) == (url is None):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "give a dataset file PATH, or --url (not both)")
     with _session() as services:
+        if url is not None:
+            version, created = services.datasets.add_url(
+                url,
+                name,
+                source_format=format,
+                validation_fraction=validation_fraction,
+                seed=seed,
+                note=note,
+                description=description,
+                model=model,
+            )
+            _print_added(version, created)
+            return
+        assert path is not None
         try:
             size = path.stat().st_size if path.is_file() else None
         except (OSError, ValueError):  # unreadable, or a NUL byte: the add itself says why
@@ -58,13 +77,17 @@ def add(
                 model=model,
                 progress=lambda n: progress.advance(task, n),
             )
-        if created:
-            console.print(
-                f"[green]added[/] {version.ref}: {version.rows} rows ({version.format.value}), "
-                f"{version.train_rows} train / {version.validation_rows} validation, {_tokens(version)}"
-            )
-        else:
-            console.print(f"[yellow]unchanged[/]: {version.ref} already has exactly these rows and split")
+        _print_added(version, created)
+
+
+def _print_added(version: Any, created: bool) -> None:
+    if created:
+        console.print(
+            f"[green]added[/] {version.ref}: {version.rows} rows ({version.format.value}), "
+            f"{version.train_rows} train / {version.validation_rows} validation, {_tokens(version)}"
+        )
+    else:
+        console.print(f"[yellow]unchanged[/]: {version.ref} already has exactly these rows and split")
 
 
 def _tokens(v: Any) -> str:

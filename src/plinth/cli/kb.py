@@ -49,14 +49,20 @@ def kb_create(
 @kb_app.command("add")
 def kb_add(
     name: str,
-    paths: list[Path] = typer.Argument(..., help="Files or folders: .md .txt .html .pdf, or .zip archives of them."),
+    paths: list[Path] | None = typer.Argument(None, help="Files or folders: .md .txt .html .pdf, or .zip archives of them."),
+    urls: list[str] | None = typer.Option(
+        None, "--url", help="An http(s) URL of an HTML, Markdown, text or PDF document, fetched through the outbound rules (repeatable)."
+    ),
     meta: list[str] | None = typer.Option(None, "--meta", help="KEY=VALUE metadata for every document (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Add or replace documents; unchanged files are skipped. One new version per call."""
+    """Add or replace documents (files, folders or URLs); unchanged ones are skipped. One new version per call."""
+    if not paths and not urls:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "give files or folders to add, or --url")
     s = _services()
     try:
-        sources = s.knowledge.sources_from_paths(paths, _meta(meta))
+        sources = s.knowledge.sources_from_paths(paths or [], _meta(meta))
+        sources += s.knowledge.sources_from_urls(urls or [], _meta(meta))
         with make_progress() as progress:
             task = progress.add_task(f"Adding to {name}", total=sum(src.size for src in sources) or None)
             report = s.knowledge.add_sources(name, sources, progress=lambda _doc, n: progress.advance(task, n))

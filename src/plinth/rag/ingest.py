@@ -17,7 +17,8 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 from plinth.errors import ErrorCode, PlinthError
 from plinth.rag.parsing import media_type_for
@@ -187,3 +188,85 @@ def bytes_source(name: str, data: bytes, max_bytes: int, media_type: str | None 
     if mt is None:
         return Source(name=name, size=len(data), error="unsupported type: name it .md, .txt, .html or .pdf, or give media_type")
     return Source(name=name, size=len(data), read=lambda: data, media_type=mt, metadata=dict(metadata or {}))
+
+
+# -- URLs ---------------------------------------------------------------------------------------
+#: What a fetched document's content type says about its parser.
+URL_MEDIA_TYPES = {
+    "text/html": "text/html",
+    "application/xhtml+xml": "text/html",
+    "text/markdown": "text/markdown",
+    "text/x-markdown": "text/markdown",
+    "text/plain": "text/plain",
+    "application/pdf": "application/pdf",
+}
+_GENERIC_TYPES = {None, "text/plain", "application/octet-stream", "binary/octet-stream"}
+_UTF8 = {"utf-8", "utf8", "us-ascii", "ascii"}
+
+
+class FetchedDocument(Protocol):
+    """What the outbound fetcher hands back (:class:`plinth.outbound.Fetched`)."""
+
+    @property
+    def final_url(self) -> str: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def charset(self) -> str | None: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+def url_document_name(url: str) -> str:
+    """A URL's document name: host (with a port other than the scheme's), then the path, so
+    ``https://docs.acme.test/policies/gold.md`` is ``docs.acme.test/policies/gold.md``."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "host").lower()
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    if parts.port and parts.port != default:
+        host = f"{host}:{parts.port}"
+    path = unquote(parts.path).strip("/") or "index"
+    return f"{host}/{path}"
+
+
+def url_media_type(content_type: str | None, by_name: str | None) -> str | None:
+    """The parser's media type: the content type when it is specific, else the name's extension."""
+    if content_type in _GENERIC_TYPES and by_name is not None:
+        return by_name
+    return URL_MEDIA_TYPES.get(content_type or "") or by_name
+
+
+def url_source(url: str, fetch: Callable[[str, int], FetchedDocument], max_bytes: int, metadata: dict[str, Any] | None = None) -> Source:
+    """A document at ``url``, fetched when it is read (through the outbound fetcher ``fetch``,
+    within ``max_bytes``). The parser is chosen by the answer's content type (or the name's
+    extension when the type is generic); text in another charset is re-encoded as UTF-8. The
+    document's metadata records ``source_url`` (and ``source_final_url`` after redirects)."""
+    try:
+        name = safe_document_name(url_document_name(url))
+    except PlinthError as e:
+        return Source(name=url[:MAX_NAME], size=0, error=e.message)
+    by_name = media_type_for(name)
+    src = Source(name=name, size=0, media_type=by_name or "text/html", metadata={**(metadata or {}), "source_url": url})
+
+    def read() -> bytes:
+        got = fetch(url, max_bytes)
+        mt = url_media_type(got.content_type, by_name)
+        if mt is None:
+            raise PlinthError(
+                ErrorCode.UNSUPPORTED_FORMAT,
+                f"content type {got.content_type or 'none'!r} is not ingested: plinth reads HTML, Markdown, plain text and PDF",
+            )
+        data = got.data
+        charset = (got.charset or "").lower()
+        if mt != "application/pdf" and charset and charset not in _UTF8:
+            try:
+                data = data.decode(charset).encode("utf-8")
+            except (LookupError, UnicodeDecodeError):
+                raise PlinthError(ErrorCode.UNSUPPORTED_FORMAT, f"the text is not valid {charset}") from None
+        src.media_type, src.size = mt, len(got.data)
+        if got.final_url != url:
+            src.metadata["source_final_url"] = got.final_url
+        return data
+
+    src.read = read
+    return src

@@ -21,11 +21,12 @@ import numpy as np
 from plinth.domain.knowledge import KB_NAME_RE, CitationRecord, Document, KbRef, KbVersion, KnowledgeBase, Passage
 from plinth.embeddings import Embedder, get_embedder
 from plinth.errors import ErrorCode, PlinthError, not_found
+from plinth.outbound import Fetched, Outbound
 from plinth.rag.chunking import chunk_document, embedding_text
 from plinth.rag.evaluation import DEFAULT_KS, Question, load_questions, parse_questions
 from plinth.rag.evaluation import evaluate as evaluate_retrieval
 from plinth.rag.index import KnowledgeIndex, open_index
-from plinth.rag.ingest import Source, bytes_source, collect_paths, expand_archives
+from plinth.rag.ingest import Source, bytes_source, collect_paths, expand_archives, url_source
 from plinth.rag.parsing import parse
 from plinth.store.base_knowledge import DocumentChange
 
@@ -95,11 +96,14 @@ ProgressFn = Callable[[str, int], None]  # (document name, bytes done for it)
 
 
 class KnowledgeService:
-    def __init__(self, settings: Any, store: Any, metrics: Any = None, index: KnowledgeIndex | None = None) -> None:
+    def __init__(
+        self, settings: Any, store: Any, metrics: Any = None, index: KnowledgeIndex | None = None, outbound: Outbound | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
         self._index = index
+        self.outbound = outbound or Outbound.from_settings(settings)
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -221,6 +225,18 @@ class KnowledgeService:
     def source_from_bytes(self, name: str, data: bytes, media_type: str | None = None, metadata: dict[str, Any] | None = None) -> Source:
         """An uploaded document as a source."""
         return bytes_source(name, data, self.settings.kb_max_file_bytes, media_type, metadata)
+
+    def sources_from_urls(self, urls: builtins.list[str], metadata: dict[str, Any] | None = None) -> builtins.list[Source]:
+        """Documents at URLs as sources. Each URL must pass the outbound rules now (400 naming
+        it, before anything is fetched or stored); it is fetched when ingested, through the
+        outbound fetcher (resolved and pinned again, redirects re-checked), within
+        ``kb_max_file_bytes`` and ``outbound_timeout_s``."""
+        for i, url in enumerate(urls):
+            self.outbound.check_url(url, what="document URL", param=f"urls.{i}")
+        return [url_source(url, self._fetch, self.settings.kb_max_file_bytes, metadata) for url in urls]
+
+    def _fetch(self, url: str, max_bytes: int) -> Fetched:
+        return self.outbound.fetch(url, max_bytes=max_bytes, what="document URL", limit_setting="PLINTH_KB_MAX_FILE_BYTES")
 
     @staticmethod
     def questions_from_file(path: Path) -> builtins.list[Question]:

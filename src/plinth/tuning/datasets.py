@@ -18,11 +18,13 @@ import builtins
 import hashlib
 import json
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from plinth.config import Settings
 from plinth.domain.datasets import (
@@ -35,8 +37,9 @@ from plinth.domain.datasets import (
 )
 from plinth.domain.numbers import VERSION_MAX, whole_number
 from plinth.errors import ErrorCode, PlinthError
+from plinth.outbound import Outbound
 from plinth.store import ArtifactStore, MetadataStore
-from plinth.tempfiles import owned_temp
+from plinth.tempfiles import owned_temp, owned_temp_dir
 from plinth.tuning.dataset_formats import detect_format, parse_file
 from plinth.tuning.dataset_stats import TokenCounter, compute_stats, row_key, token_counter
 from plinth.userfiles import open_user_file
@@ -44,6 +47,17 @@ from plinth.userfiles import open_user_file
 Split = Literal["train", "validation", "all"]
 SPLIT_KIND = "plinth.split/v1"
 MAX_SEED = 2**31 - 1
+MAX_SOURCE_NAME = 512
+
+#: The dataset format a content type names (uploads and URLs).
+FORMAT_BY_CONTENT_TYPE = {
+    "application/x-ndjson": SourceFormat.JSONL,
+    "application/jsonl": SourceFormat.JSONL,
+    "application/json-lines": SourceFormat.JSONL,
+    "text/csv": SourceFormat.CSV,
+    "application/vnd.apache.parquet": SourceFormat.PARQUET,
+    "application/x-parquet": SourceFormat.PARQUET,
+}
 
 
 def parse_ref(text: str, *, param: str = "dataset") -> DatasetRef:
@@ -92,11 +106,14 @@ def _canonical(value: Any) -> str:
 
 
 class DatasetService:
-    def __init__(self, settings: Settings, store: MetadataStore, artifacts: ArtifactStore, catalog: Any) -> None:
+    def __init__(
+        self, settings: Settings, store: MetadataStore, artifacts: ArtifactStore, catalog: Any, *, outbound: Outbound | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.artifacts = artifacts
         self.catalog = catalog
+        self.outbound = outbound or Outbound.from_settings(settings)
         self._counters: dict[str, TokenCounter] = {}
         self._lock = threading.Lock()
 
@@ -175,6 +192,33 @@ class DatasetService:
             tmp.file.write(data)
             tmp.file.flush()
             return self.add(tmp.path, name, source_name=base, **options)
+
+    def add_url(
+        self, url: str, name: str, *, source_format: SourceFormat | str | None = None, **options: Any
+    ) -> tuple[DatasetVersion, bool]:
+        """:meth:`add` for a file at ``url``, fetched through the outbound fetcher (ADR 0080:
+        the outbound rules, redirects re-checked, within ``dataset_max_bytes`` and
+        ``outbound_timeout_s``). The format comes from ``source_format``, else the answer's
+        content type, else the URL's extension or the content; the URL is the version's
+        ``source_name`` (lineage)."""
+        check_name(name)
+        if len(url or "") > MAX_SOURCE_NAME:
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST,
+                f"a dataset URL must be at most {MAX_SOURCE_NAME} characters: it is recorded as the version's source",
+                param="url",
+            )
+        got = self.outbound.fetch(
+            url, max_bytes=self.settings.dataset_max_bytes, what="dataset URL", param="url", limit_setting="PLINTH_DATASET_MAX_BYTES"
+        )
+        if source_format is None:
+            source_format = FORMAT_BY_CONTENT_TYPE.get(got.content_type or "")
+        # Staged under the URL's own file name, so problems name the file the caller knows.
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(urlsplit(got.final_url).path).name)[-100:].lstrip(".-") or "download"
+        with owned_temp_dir(self.settings.artifacts_dir / "tmp", prefix="dataset-url-") as staging:
+            path = staging / base
+            path.write_bytes(got.data)
+            return self.add(path, name, source_format=source_format, source_name=url, **options)
 
     def _counter(self, model: str | None) -> tuple[TokenCounter | None, str | None]:
         explicit = model is not None

@@ -1,8 +1,9 @@
 """Management API of versioned datasets under ``/api/v1/datasets`` (canonical error shape).
 
-Two ways to add a version: upload the file as the request body (bounded by
-``max_body_bytes``) to ``POST /api/v1/datasets/{name}/versions``, or import a file that
-lies on the server inside the allowed import directories with ``POST /api/v1/datasets``.
+Three ways to add a version: upload the file as the request body (bounded by
+``max_body_bytes``) to ``POST /api/v1/datasets/{name}/versions``, or, with
+``POST /api/v1/datasets``, import a file that lies on the server inside the allowed import
+directories (``path``) or one the server fetches through its outbound rules (``url``).
 """
 
 from __future__ import annotations
@@ -19,26 +20,23 @@ from plinth.api.server_paths import import_path
 from plinth.domain.datasets import DatasetRef, SourceFormat
 from plinth.domain.numbers import API_INT_MAX
 from plinth.errors import ErrorCode, PlinthError
-from plinth.tuning.datasets import MAX_SEED
+from plinth.tuning.datasets import FORMAT_BY_CONTENT_TYPE, MAX_SEED
 
 router = APIRouter(prefix="/api/v1", tags=["datasets"])
 
-_CONTENT_TYPES = {
-    "application/x-ndjson": SourceFormat.JSONL,
-    "application/jsonl": SourceFormat.JSONL,
-    "application/json-lines": SourceFormat.JSONL,
-    "text/csv": SourceFormat.CSV,
-    "application/vnd.apache.parquet": SourceFormat.PARQUET,
-    "application/x-parquet": SourceFormat.PARQUET,
-}
-
 
 class ImportDataset(BaseModel):
-    """Add a version from a file on the server (inside an allowed import directory)."""
+    """Add a version from a file on the server (inside an allowed import directory) or at a URL."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="dataset name; a new version is added if it exists")
-    path: str = Field(description="JSONL, CSV or Parquet file inside PLINTH_IMPORT_DIRS")
+    path: str | None = Field(None, description="JSONL, CSV or Parquet file inside PLINTH_IMPORT_DIRS")
+    url: str | None = Field(
+        None,
+        max_length=2048,
+        description="http(s) URL of a JSONL, CSV or Parquet file, fetched through the outbound rules (PLINTH_OUTBOUND_ALLOW); "
+        "recorded as the version's source",
+    )
     format: SourceFormat | None = Field(None, description="jsonl, csv or parquet (default: from the file)")
     validation_fraction: float = Field(0.1, ge=0, le=0.5, description="share of rows held out for validation (0-0.5)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the split")
@@ -60,18 +58,21 @@ def list_datasets(request: Request) -> dict[str, Any]:
 @router.post("/datasets", status_code=201)
 async def import_dataset(body: ImportDataset, request: Request) -> JSONResponse:
     s = services_of(request)
-    path = import_path(request, body.path, "path")
-    version, created = await run_in_threadpool(
-        s.datasets.add,
-        path,
-        body.name,
-        source_format=body.format,
-        validation_fraction=body.validation_fraction,
-        seed=body.seed,
-        note=body.note,
-        description=body.description,
-        model=body.model,
-    )
+    if (body.path is None) == (body.url is None):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "give exactly one of 'path' (a file on the server) and 'url' (fetched)", param="path")
+    options: dict[str, Any] = {
+        "source_format": body.format,
+        "validation_fraction": body.validation_fraction,
+        "seed": body.seed,
+        "note": body.note,
+        "description": body.description,
+        "model": body.model,
+    }
+    if body.url is not None:
+        version, created = await run_in_threadpool(s.datasets.add_url, body.url, body.name, **options)
+    else:
+        path = import_path(request, body.path or "", "path")
+        version, created = await run_in_threadpool(s.datasets.add, path, body.name, **options)
     return _version_response(version, created)
 
 
@@ -89,7 +90,7 @@ async def upload_version(
     """Upload a file as the next version: the body is the file's bytes."""
     s = services_of(request)
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    fmt = format or _CONTENT_TYPES.get(content_type)
+    fmt = format or FORMAT_BY_CONTENT_TYPE.get(content_type)
     data = await request.body()
     if not data:
         raise PlinthError(ErrorCode.INVALID_REQUEST, "the request body is empty: send the dataset file's bytes")

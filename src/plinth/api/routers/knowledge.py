@@ -106,6 +106,12 @@ class AddDocuments(BaseModel):
     model_config = ConfigDict(extra="forbid")
     documents: list[UploadDocument] = Field(default_factory=list, max_length=1000)
     paths: list[str] = Field(default_factory=list, max_length=1000, description="files or folders inside PLINTH_IMPORT_DIRS")
+    urls: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="http(s) URLs of HTML, Markdown, text or PDF documents, fetched by the server through its outbound rules "
+        "(PLINTH_OUTBOUND_ALLOW); each is named host/path and records source_url",
+    )
     metadata: dict[str, str | int | float | bool] = Field(default_factory=dict, description="added to every document")
 
 
@@ -206,8 +212,10 @@ def _allowed(request: Request, raw: str, param: str) -> Path:
 
 def _sources(request: Request, body: AddDocuments) -> list[Any]:
     knowledge = _svc(request)
-    if not body.documents and not body.paths:
-        raise PlinthError(ErrorCode.INVALID_REQUEST, "give 'documents' (uploaded) or 'paths' (on the server)", param="documents")
+    if not body.documents and not body.paths and not body.urls:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST, "give 'documents' (uploaded), 'paths' (on the server) or 'urls' (fetched)", param="documents"
+        )
     sources = []
     for i, d in enumerate(body.documents):
         if (d.text is None) == (d.content_base64 is None):
@@ -242,6 +250,8 @@ async def add_documents(name: str, body: AddDocuments, request: Request, progres
     svc = _svc(request)
     svc.get(name)
     sources = _sources(request, body)
+    if body.urls:  # each URL's host is resolved and judged now: off the event loop
+        sources.extend(await _run(svc.sources_from_urls, body.urls, body.metadata))
     if not progress:
         report = await _run(svc.add_sources, name, sources)
         return Response(json.dumps(server_paths(request).hide_value(report.as_dict())), media_type="application/json")
