@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from plinth.cli.common import console, get_services, get_settings, make_progress, size_text, tree_size
+from plinth.domain.numbers import INT32_MAX
 from plinth.errors import ErrorCode, PlinthError
 
 models_app = typer.Typer(help="The model catalog: list, add, show, rm.", no_args_is_help=True)
@@ -60,7 +61,7 @@ def models_add(
     api_key_secret: str | None = typer.Option(
         None, "--api-key-secret", help="With --url: the named secret (PLINTH_SECRETS) sent as the engine's API key."
     ),
-    context_length: int | None = typer.Option(None, "--context-length", min=1, help="With --url: the engine's context window in tokens."),
+    context_length: int | None = typer.Option(None, "--context-length", help="With --url: the engine's context window in tokens."),
 ) -> None:
     """Import a model (validated, copied into the content-addressed store, recorded), or
     register a remote engine with --url."""
@@ -68,6 +69,8 @@ def models_add(
         raise PlinthError(ErrorCode.INVALID_REQUEST, "give a model PATH to import, or --url of a remote engine (not both)")
     if url is not None and not name:
         raise PlinthError(ErrorCode.INVALID_REQUEST, "a remote model needs --name")
+    if context_length is not None and not 1 <= context_length <= INT32_MAX:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"--context-length must be 1 to {INT32_MAX}; got {context_length}")
     services = get_services(get_settings())
     try:
         if url is not None:
