@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from plinth.config import Settings
     from plinth.domain.jobs import JobReason, JobState, StopRequest
+    from plinth.domain.projects import DEFAULT_PROJECT, project_scope
     from plinth.errors import ErrorCode, PlinthError
     from plinth.jobs.context import EXIT_LEASE_LOST, Cancelled, JobContext, LeaseLost, Preempted
     from plinth.jobs.executors import executor_entry, load_target
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         try:
             run = load_target(entry.run)
-            result = run(ctx)
+            with project_scope(job.project or DEFAULT_PROJECT):  # the job works for its project only
+                result = run(ctx)
             if result is None:
                 result = {}
             if not isinstance(result, dict):

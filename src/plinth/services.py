@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plinth.auth.accounts import AccountService
 from plinth.auth.audit import AuditLog
 from plinth.auth.service import AuthService
 from plinth.catalog.service import ModelCatalog
@@ -55,6 +56,7 @@ class Services:
     registry: RegistryService | None = None
     audit: AuditLog | None = None
     auth: AuthService | None = None
+    accounts: AccountService | None = None
     deployments: DeploymentService | None = None
     rollout: RolloutWatcher | None = None
     usage: UsageService | None = None
@@ -75,9 +77,11 @@ class Services:
         self.store.close()
 
 
-def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+def build_services(settings: Settings, *, migrate: bool = True, strict: bool = False) -> Services:
+    """Every service, wired once. ``strict``: the server's store, where a call outside any
+    project scope is a bug (see :mod:`plinth.store.sql.scoping`)."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    store = open_store(settings.database_url or "")
+    store = open_store(settings.database_url or "", strict=strict)
     if migrate:
         store.migrate()
     artifacts = ArtifactStore(settings.artifacts_dir)
@@ -146,6 +150,7 @@ def _deployments(settings: Settings, services: Services) -> None:
             stage.check_attachments(a)
 
     audit = AuditLog(store)
+    accounts = AccountService(store, audit, session_ttl_s=settings.session_ttl_s, cache_ttl_s=settings.auth_cache_ttl_s)
     router = DeploymentRouter(store)
     deployments = DeploymentService(
         store,
@@ -159,10 +164,13 @@ def _deployments(settings: Settings, services: Services) -> None:
     )
     watcher = RolloutWatcher(deployments, interval_s=settings.deploy_check_interval_s)
     writer = UsageWriter(store, retention_days=settings.usage_retention_days, on_written=lambda names: watcher.poke(*names))
-    auth = AuthService(store, metrics, audit, enabled=settings.auth, cache_ttl_s=settings.auth_cache_ttl_s, on_used=writer.touch)
+    auth = AuthService(
+        store, metrics, audit, enabled=settings.auth, cache_ttl_s=settings.auth_cache_ttl_s, on_used=writer.touch, accounts=accounts
+    )
     hook = ServingHook(router, auth, writer, metrics)
     services.completions.hooks.append(hook)
     services.audit, services.auth, services.deployments, services.rollout = audit, auth, deployments, watcher
+    services.accounts = accounts
     services.usage = UsageService(store, writer, on_feedback=watcher.poke)
     services.usage_writer, services.serving_hook = writer, hook
 

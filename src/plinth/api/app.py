@@ -23,6 +23,7 @@ from plinth.api.routers import jobs as jobs_router
 from plinth.api.routers import keys as keys_router
 from plinth.api.routers import knowledge as knowledge_router
 from plinth.api.routers import models, openai_v1, system
+from plinth.api.routers import projects as projects_router
 from plinth.api.routers import tracking as tracking_router
 from plinth.api.routers import usage as usage_router
 from plinth.errors import PlinthError
@@ -71,6 +72,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(keys_router.router)
     app.include_router(usage_router.router)
     app.include_router(audit_router.router)
+    app.include_router(projects_router.router)
     install_openapi(app, settings)
     # Added last = outermost: metrics see every answer, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -1,21 +1,34 @@
-"""Authentication, authorisation and the HTTP side of the audit log: one pure ASGI middleware.
+"""Authentication, authorisation, the project of each call and the HTTP side of the audit log:
+one pure ASGI middleware.
 
-With ``PLINTH_AUTH`` on, every route except ``/healthz`` and ``/readyz`` needs a key
-(``Authorization: Bearer pk-...`` or ``X-API-Key``): 401 ``unauthenticated`` for a missing or
-invalid key (with ``WWW-Authenticate: Bearer``), 403 ``permission_denied`` for a key without
-the scope the route needs:
+With ``PLINTH_AUTH`` on, every route except ``/healthz``, ``/readyz`` and the login needs a
+caller, found in this order:
+
+1. an API key (``Authorization: Bearer pk-...`` or ``X-API-Key``): it acts in its own
+   project, for its user (never beyond the user's role there) or for the local operator;
+2. a login session cookie (``plinth_session``, from ``POST /api/v1/auth/login``): a changing
+   request must repeat the session's CSRF token in ``X-CSRF-Token``;
+3. a user named by a trusted single-sign-on proxy (``PLINTH_SSO_USER_HEADER``, believed only
+   from ``PLINTH_TRUSTED_PROXIES``).
+
+A user works in the project ``X-Plinth-Project`` names (default: their only project, else
+``default``); a project the caller may not see answers 404 like one that does not exist.
+401 ``unauthenticated`` (with ``WWW-Authenticate: Bearer``) for no valid caller, 403
+``permission_denied`` for a caller without the scope the route needs:
 
 =====================================================  ==========================
 ``/v1/...``                                            ``inference``
 ``POST /api/v1/feedback``                              ``inference`` or ``manage``
-``GET /api/v1/keys/self``                              any key
+``GET /api/v1/keys/self``, ``/api/v1/auth/...``,        any caller (the services check
+``/api/v1/projects...``, ``/api/v1/users...``          owners and server admins)
 ``/api/v1/keys...``, ``/api/v1/audit...``              ``admin``
 any other ``GET``/``HEAD``/``OPTIONS``                 ``read`` (``manage`` and ``admin`` imply it)
 any other method                                       ``manage``
 =====================================================  ==========================
 
-(``admin`` implies every scope.) Errors use the error shape of the path, as every other
-error does. With auth off every call is made by ``anonymous`` with every scope.
+With auth off every call is made by ``anonymous`` with every scope, in the project
+``X-Plinth-Project`` names (default ``default``). Every store call the request makes runs in
+its project's scope (:data:`plinth.domain.projects.current_scope`).
 
 Every call gets a :class:`plinth.auth.context.CallInfo` (the principal, the sticky-routing
 header, the client) in ``request.state.plinth_call`` and in the ``current_call`` context
@@ -27,6 +40,7 @@ detailed one with the state before and after.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from typing import Any
 
@@ -34,14 +48,20 @@ from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plinth.api.errors import error_response
+from plinth.auth.accounts import CSRF_HEADER, SESSION_COOKIE, AccountService
 from plinth.auth.context import ANONYMOUS, CallInfo, current_call
+from plinth.auth.service import AuthService
 from plinth.domain.auth import AuditEntry, Principal
 from plinth.domain.auth import Scope as KeyScope
-from plinth.errors import ErrorCode, PlinthError
+from plinth.domain.projects import DEFAULT_PROJECT, StoreScope, current_scope, in_context
+from plinth.errors import ErrorCode, PlinthError, not_found
 
 log = logging.getLogger("plinth.api")
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/auth/login"})
+#: paths any authenticated caller may call; the services decide what each may do there
+_ANY_CALLER = ("/api/v1/projects", "/api/v1/users", "/api/v1/auth/")
+PROJECT_HEADER = b"x-plinth-project"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _NOT_AUDITED = ("/api/v1/feedback",)
@@ -55,7 +75,9 @@ def required_scopes(method: str, path: str) -> tuple[KeyScope, ...]:
         return (KeyScope.INFERENCE,)
     if path == "/api/v1/feedback" and method == "POST":
         return (KeyScope.INFERENCE, KeyScope.MANAGE)
-    if path == "/api/v1/keys/self":
+    if path == "/api/v1/keys/self" and method in _READ_METHODS:  # a key may read itself, nothing more
+        return tuple(KeyScope)
+    if path.startswith(_ANY_CALLER):
         return tuple(KeyScope)
     if path.startswith(("/api/v1/keys", "/api/v1/audit")):
         return (KeyScope.ADMIN,)
@@ -68,6 +90,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope.get("headers", []):
         if k == name:
             return bytes(v).decode("latin-1")
+    return None
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    raw = _header(scope, b"cookie")
+    if not raw:
+        return None
+    for part in raw.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value.strip() or None
     return None
 
 
@@ -84,7 +117,11 @@ class AuthMiddleware:
         self.app = app
         self.services = services
         self.auth = services.auth
-        self.sticky_header = services.settings.deploy_sticky_header.lower().encode()
+        self.accounts = getattr(services, "accounts", None)
+        settings = services.settings
+        self.sticky_header = settings.deploy_sticky_header.lower().encode()
+        self.sso_header = (settings.sso_user_header or "").lower().encode() or None
+        self.trusted = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,13 +137,27 @@ class AuthMiddleware:
             client=client[0] if client else None,
         )
         needed = required_scopes(method, path)
+        try:
+            call.principal = await self._principal(scope, method, needed)
+        except PlinthError as e:
+            await self._refuse(scope, receive, send, e)
+            return
+        token = current_call.set(call)
+        scope_token = current_scope.set(StoreScope(project=call.principal.project))
+        try:
+            await self._serve(call, scope, receive, send, needed)
+        finally:
+            current_scope.reset(scope_token)
+            current_call.reset(token)
+
+    async def _serve(self, call: CallInfo, scope: Scope, receive: Receive, send: Send, needed: tuple[KeyScope, ...]) -> None:
+        method, path = call.method, call.path
         if self.auth is not None and self.auth.enabled and needed:
             try:
-                call.principal = self.auth.authenticate(_token(scope))
                 self.auth.authorize(call.principal, needed, f"call {method} {path}")
                 if method == "POST" and path == "/v1/embeddings":  # generation reserves in the serving hook
                     loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(None, lambda: self.auth.reserve(call.principal, requests=1, tokens=0))
+                    await loop.run_in_executor(None, in_context(lambda: self.auth.reserve(call.principal, requests=1, tokens=0)))
             except PlinthError as e:
                 if e.code is ErrorCode.PERMISSION_DENIED and method in _MUTATING:
                     await self._audit(call, scope, 403, denied=e.message)
@@ -121,13 +172,61 @@ class AuthMiddleware:
                 status = message["status"]
             await send(message)
 
-        token = current_call.set(call)
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            current_call.reset(token)
             if method in _MUTATING and not path.startswith(("/v1/", *_NOT_AUDITED)) and path != "/v1" and not call.audited:
                 await self._audit(call, scope, status)
+
+    async def _principal(self, scope: Scope, method: str, needed: tuple[KeyScope, ...]) -> Principal:
+        """Who calls, in which project (see the module's docstring); PlinthError to refuse."""
+        named = _header(scope, PROJECT_HEADER)
+        if named is not None:
+            named = named.strip()
+        loop = asyncio.get_running_loop()
+        accounts: AccountService | None = self.accounts
+        auth: AuthService | None = self.auth
+        if auth is None or not auth.enabled or not needed:
+            project = named or DEFAULT_PROJECT
+            if named and accounts is not None:
+                acc = accounts
+                await loop.run_in_executor(None, in_context(lambda: acc.check_project_visible(None, True, project)))
+            return Principal(actor=ANONYMOUS.actor, project=project)
+        keys = auth
+        token = _token(scope)
+        if token is not None or accounts is None:
+            principal: Principal = await loop.run_in_executor(None, in_context(lambda: keys.authenticate(token)))
+            if named and named != principal.project:  # a key works in its own project only
+                raise not_found("project", named)
+            return principal
+        users = accounts
+        cookie = _cookie(scope, SESSION_COOKIE)
+        if cookie is not None:
+            session_id, user, csrf_hash = await loop.run_in_executor(None, in_context(lambda: users.session_user(cookie)))
+            if method in _MUTATING and not users.csrf_ok(_header(scope, CSRF_HEADER.encode()), csrf_hash):
+                raise PlinthError(ErrorCode.PERMISSION_DENIED, "a changing request with a session cookie needs its X-CSRF-Token header")
+            found: Principal = await loop.run_in_executor(
+                None, in_context(lambda: users.user_principal(user, named or None, session=session_id))
+            )
+            return found
+        if self.sso_header is not None and self._from_trusted_proxy(scope):
+            name = _header(scope, self.sso_header)
+            if name:
+                named_user: Principal = await loop.run_in_executor(
+                    None, in_context(lambda: users.user_principal(name.strip(), named or None))
+                )
+                return named_user
+        return keys.authenticate(None)  # raises: nothing presented
+
+    def _from_trusted_proxy(self, scope: Scope) -> bool:
+        peer = scope.get("client")
+        if not peer or not self.trusted:
+            return False
+        try:
+            address = ipaddress.ip_address(peer[0])
+        except ValueError:
+            return False
+        return any(address in net for net in self.trusted)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, err: PlinthError) -> None:
         self.services.metrics.errors.labels(err.code.value).inc()
@@ -150,13 +249,15 @@ class AuthMiddleware:
         try:
             await loop.run_in_executor(
                 None,
-                lambda: audit.store.add_audit(
-                    AuditEntry(
-                        actor=call.principal.actor,
-                        action=f"http {call.method} {route}",
-                        target_type="http",
-                        target=call.path,
-                        details=details,
+                in_context(
+                    lambda: audit.store.add_audit(
+                        AuditEntry(
+                            actor=call.principal.actor,
+                            action=f"http {call.method} {route}",
+                            target_type="http",
+                            target=call.path,
+                            details=details,
+                        )
                     )
                 ),
             )

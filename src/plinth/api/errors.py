@@ -48,6 +48,8 @@ def error_response(path: str, err: PlinthError) -> JSONResponse:
     headers = {}
     if err.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(err.retry_after)))
+    if err.http_status == 401:  # every 401 says how to authenticate (RFC 9110)
+        headers["WWW-Authenticate"] = 'Bearer realm="plinth"'
     return JSONResponse(body, status_code=err.http_status, headers=headers)
 
 

@@ -74,6 +74,10 @@ DECLARED: list[tuple[str, tuple[int, ...]]] = [
     ("(POST|PUT|PATCH|DELETE) /api/v1/deployments/.+", (409,)),
     ("(PUT|DELETE) /api/v1/registry/models/[^/]+/aliases/.+", (409,)),
     ("GET /readyz", (503,)),
+    ("POST /api/v1/auth/login", (401, 429)),  # a wrong password; too many of them
+    ("POST /api/v1/(projects|users)", (409,)),
+    ("POST /api/v1/keys", (404,)),  # the user or project a server admin names
+    ("(PATCH|DELETE) /api/v1/(projects|users)/[^/]+", (409,)),  # the default project, the last admin, not empty
 ]
 
 

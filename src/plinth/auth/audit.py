@@ -16,6 +16,7 @@ from typing import Any
 
 from plinth.auth.context import current_call
 from plinth.domain.auth import AuditEntry
+from plinth.domain.projects import SERVER, system_scope
 from plinth.store import MetadataStore
 
 log = logging.getLogger("plinth.audit")
@@ -44,7 +45,10 @@ class AuditLog:
         before: dict[str, Any] | None = None,
         after: dict[str, Any] | None = None,
         details: dict[str, Any] | None = None,
+        project: str | None = None,
     ) -> AuditEntry:
+        """``project``: whose log the entry goes to (default: the project of the call; ``*``:
+        the server's own log, for users and projects)."""
         call = current_call.get()
         extra = dict(details or {})
         if call is not None:
@@ -52,12 +56,21 @@ class AuditLog:
             extra.setdefault("request", f"{call.method} {call.path}")
             if call.client:
                 extra.setdefault("client", call.client)
-        entry = self.store.add_audit(
-            AuditEntry(actor=actor, action=action, target_type=target_type, target=target, before=before, after=after, details=extra)
+        entry = AuditEntry(
+            actor=actor, action=action, target_type=target_type, target=target, before=before, after=after, details=extra, project=project
         )
+        if project is None:
+            entry = self.store.add_audit(entry)
+        else:
+            with system_scope():  # another project's log than the call's (or the server's)
+                entry = self.store.add_audit(entry)
         log.info("audit: %s %s %s %s", actor, action, target_type, target)
         return entry
 
-    def list(self, **filters: Any) -> builtins.list[AuditEntry]:
-        """Newest first; ``filters`` as :meth:`plinth.store.base_auth.AuthStore.list_audit` takes them."""
+    def list(self, *, server: bool = False, **filters: Any) -> builtins.list[AuditEntry]:
+        """Newest first; ``filters`` as :meth:`plinth.store.base_auth.AuthStore.list_audit` takes them.
+        ``server``: the server's own log (users, projects) instead of the call's project's."""
+        if server:
+            with system_scope():
+                return self.store.list_audit(project=SERVER, **filters)
         return self.store.list_audit(**filters)

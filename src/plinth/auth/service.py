@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from plinth.auth.accounts import AccountService
 from plinth.auth.audit import AuditLog
 from plinth.domain.auth import (
     KEY_ID_RE,
@@ -33,7 +34,9 @@ from plinth.domain.auth import (
     Principal,
     Reservation,
     Scope,
+    effective_scopes,
 )
+from plinth.domain.projects import DEFAULT_PROJECT, current_project, system_scope
 from plinth.errors import ErrorCode, PlinthError, not_found
 from plinth.monitoring.metrics import Metrics
 from plinth.store import MetadataStore
@@ -114,8 +117,10 @@ class AuthService:
         enabled: bool,
         cache_ttl_s: float = 2.0,
         on_used: Callable[[str, datetime], None] | None = None,
+        accounts: AccountService | None = None,
     ) -> None:
         self.store = store
+        self.accounts = accounts
         self.metrics = metrics
         self.audit = audit
         self.enabled = enabled
@@ -135,9 +140,16 @@ class AuthService:
         limits: Limits | None = None,
         expires_at: datetime | None = None,
         actor: str,
+        principal: Principal | None = None,
+        user: str | None = None,
+        project: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new key and the key itself (``pk-...``), which is never shown again."""
-        if not KEY_NAME_RE.match(name or ""):
+        """A new key and the key itself (``pk-...``), which is never shown again.
+
+        ``principal`` (the caller, None for the local operator's CLI) bounds it: the key gets
+        no scope the caller does not hold, acts for the caller's user in the caller's project;
+        only a server admin may name another ``user`` or ``project``."""
+        if not KEY_NAME_RE.match(name or "") or name == "self":
             raise PlinthError(
                 ErrorCode.INVALID_REQUEST,
                 f"invalid key name {name!r}: use 1-128 letters, digits, '.', '_', '@' or '-', starting with a letter or digit",
@@ -145,18 +157,39 @@ class AuthService:
             )
         if expires_at is not None and expires_at <= datetime.now(UTC):
             raise PlinthError(ErrorCode.INVALID_REQUEST, "expires_at must be in the future", param="expires_at")
+        wanted = parse_scopes(s.value if isinstance(s, Scope) else s for s in scopes)
+        if principal is not None:
+            self._check_grant(principal, wanted)
+            elsewhere = (user is not None and user != principal.user) or (project is not None and project != principal.project)
+            if elsewhere and not principal.server_admin:
+                raise PermissionDeniedError("only a server admin may make a key for another user or project")
+            user = user if user is not None else principal.user
+            project = project if project is not None else principal.project
+        if user is not None and self.accounts is not None:
+            target = project or current_project()
+            found = self.accounts.user(user)
+            if found is None:
+                raise not_found("user", user)
+            if not found.is_admin and self.accounts.role(user, target) is None:
+                raise PlinthError(ErrorCode.INVALID_REQUEST, f"user {user!r} is not a member of project {target!r}", param="user")
         key = ApiKey(
             id=secrets.token_hex(6),
             name=name,
-            scopes=parse_scopes(s.value if isinstance(s, Scope) else s for s in scopes),
+            scopes=wanted,
             models=check_patterns(models),
             limits=limits or Limits(),
             created_by=actor,
             expires_at=expires_at,
+            project=project,
+            user=user,
         )
         secret = "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET_LEN))
-        stored = self.store.create_api_key(key, _hash(secret))
-        self.audit.record(actor, "key.create", "api_key", stored.id, after=stored.public_dict())
+        if project is not None and project != current_project():
+            with system_scope():  # a server admin making a key in another project
+                stored = self.store.create_api_key(key, _hash(secret))
+        else:
+            stored = self.store.create_api_key(key, _hash(secret))
+        self.audit.record(actor, "key.create", "api_key", stored.id, after=stored.public_dict(), project=stored.project)
         return stored, f"pk-{stored.id}-{secret}"
 
     def list_keys(self, *, include_revoked: bool = False) -> list[ApiKey]:
@@ -185,11 +218,15 @@ class AuthService:
         models: Iterable[str] | None = None,
         limits: Limits | None = None,
         expires_at: datetime | None = None,
+        principal: Principal | None = None,
     ) -> ApiKey:
         key = self.get_key(ref)
+        self._check_not_itself(principal, key, "change")
         changes: dict[str, Any] = {}
         if scopes is not None:
             changes["scopes"] = parse_scopes(scopes)
+            if principal is not None:
+                self._check_grant(principal, changes["scopes"])
         if models is not None:
             changes["models"] = check_patterns(models)
         if limits is not None:
@@ -203,14 +240,31 @@ class AuthService:
         self.audit.record(actor, "key.update", "api_key", key.id, before=key.public_dict(), after=updated.public_dict())
         return updated
 
-    def revoke_key(self, ref: str, *, actor: str) -> ApiKey:
+    def revoke_key(self, ref: str, *, actor: str, principal: Principal | None = None) -> ApiKey:
         key = self.get_key(ref)
+        self._check_not_itself(principal, key, "revoke")
         if key.revoked_at is not None:
             return key
         revoked = self.store.update_api_key(key.id, {"revoked_at": datetime.now(UTC)})
         self._forget(key.id)
         self.audit.record(actor, "key.revoke", "api_key", key.id, before=key.public_dict(), after=revoked.public_dict())
         return revoked
+
+    def _check_grant(self, principal: Principal, wanted: frozenset[Scope]) -> None:
+        """No key gets a scope its maker does not hold (``admin`` implies every scope)."""
+        missing = effective_scopes(wanted) - principal.scopes()
+        if missing:
+            self.metrics.auth_failures.labels("scope").inc()
+            raise PermissionDeniedError(
+                f"{principal.actor} may not grant the {', '.join(sorted(s.value for s in missing))} scope: it does not hold it",
+                param="scopes",
+            )
+
+    @staticmethod
+    def _check_not_itself(principal: Principal | None, key: ApiKey, what: str) -> None:
+        """A key may read itself (``GET /api/v1/keys/self``) and nothing more."""
+        if principal is not None and principal.key is not None and principal.key.id == key.id:
+            raise PermissionDeniedError(f"an API key may not {what} itself; ask an admin of the project")
 
     def windows(self, ref: str) -> tuple[ApiKey, KeyWindows]:
         key = self.get_key(ref)
@@ -226,7 +280,7 @@ class AuthService:
                 ErrorCode.UNAUTHENTICATED,
                 "an API key is required: send 'Authorization: Bearer pk-...' (create one with `plinth keys create`)",
             )
-        m = KEY_RE.match(token.strip())
+        m = KEY_RE.match(token.strip()[:200])
         if m is None:
             self.metrics.auth_failures.labels("malformed").inc()
             raise PlinthError(ErrorCode.UNAUTHENTICATED, "the API key is not valid")
@@ -243,16 +297,31 @@ class AuthService:
             self.metrics.auth_failures.labels("expired").inc()
             raise PlinthError(ErrorCode.UNAUTHENTICATED, f"the API key {key.prefix}... has expired")
         self._used(key.id, now)
-        return Principal(actor=f"key:{key.name}", key=key)
+        project = key.project or DEFAULT_PROJECT
+        if key.user is None or self.accounts is None:
+            return Principal(actor=f"key:{key.name}", key=key, project=project)
+        user = self.accounts.user(key.user)
+        if user is None or user.disabled:
+            self.metrics.auth_failures.labels("user").inc()
+            raise PlinthError(ErrorCode.UNAUTHENTICATED, f"the API key {key.prefix}... belongs to a user who is gone or disabled")
+        return Principal(
+            actor=f"key:{key.name}",
+            key=key,
+            project=project,
+            user=user.name,
+            role=self.accounts.role(user.name, project),
+            is_admin=user.is_admin,
+        )
 
     def authorize(self, principal: Principal, scopes: tuple[Scope, ...], what: str) -> None:
         """``permission_denied`` unless the principal has one of ``scopes``."""
         if any(principal.allows(s) for s in scopes):
             return
         self.metrics.auth_failures.labels("scope").inc()
-        have = ", ".join(sorted(s.value for s in principal.key.scopes)) if principal.key else "none"
+        have = ", ".join(sorted(s.value for s in principal.scopes())) or "none"
+        who = f"the API key {principal.key.name!r}" if principal.key else principal.actor
         raise PermissionDeniedError(
-            f"the API key {principal.key.name if principal.key else ''!r} may not {what}: it needs the "
+            f"{who} may not {what} in project {principal.project!r}: it needs the "
             f"{' or '.join(s.value for s in scopes)} scope (it has {have})",
         )
 
@@ -286,7 +355,8 @@ class AuthService:
             hit = self._cache.get(key_id)
         if hit is not None and now - hit[0] < self.cache_ttl_s:
             return hit[1], hit[2]
-        found = self.store.find_api_key(key_id)
+        with system_scope():  # before the key is known, so is its project
+            found = self.store.find_api_key(key_id)
         if found is None:
             return None, ""
         with self._lock:

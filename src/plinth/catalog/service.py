@@ -17,6 +17,7 @@ from typing import Any
 
 from plinth.config import EMBEDDED_MODEL_NAME, Settings
 from plinth.domain import MODEL_NAME_RE, AdapterFormat, AdapterRecord, ModelFormat, ModelInfo, ModelRecord
+from plinth.domain.projects import current_project, system_scope
 from plinth.errors import ErrorCode, PlinthError
 from plinth.formats import EMBEDDED_GGUF_LICENSE, inspect_model, locate_embedded_gguf
 from plinth.outbound import Outbound
@@ -294,7 +295,12 @@ class ModelCatalog:
 
     # -- the embedded model ----------------------------------------------------------------
     def ensure_embedded(self, progress: Progress | None = None, on_start: Callable[[int], None] | None = None) -> ModelRecord:
-        """Register the embedded SmolLM2-135M-Instruct (copied into the artifact store once)."""
+        """Register the embedded SmolLM2-135M-Instruct (copied into the artifact store once),
+        shared by every project."""
+        with system_scope(current_project()):
+            return self._ensure_embedded(progress, on_start)
+
+    def _ensure_embedded(self, progress: Progress | None, on_start: Callable[[int], None] | None) -> ModelRecord:
         existing = self.store.find_model(EMBEDDED_MODEL_NAME)
         runtime = self.settings.embedded_runtime
         if existing is not None and existing.runtime != runtime:

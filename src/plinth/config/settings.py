@@ -279,6 +279,15 @@ class Settings(BaseSettings):
         description="Require an API key (Authorization: Bearer pk-...) on every route except /healthz and /readyz. "
         "Off for local single-user use; create the first key with `plinth keys create NAME --scope admin`.",
     )
+    sso_user_header: str | None = Field(
+        None,
+        description="Header a single-sign-on proxy in front of plinth names the logged-in user with (e.g. X-Forwarded-User); "
+        "believed only from PLINTH_TRUSTED_PROXIES, and the user must exist in plinth. None: no single sign-on.",
+    )
+    session_ttl_s: float = Field(12 * 3600, ge=60, le=30 * 24 * 3600, description="Lifetime of a login session, extended while it is used.")
+    session_cookie_secure: bool = Field(
+        True, description="Mark the session cookie Secure (sent over HTTPS only; browsers also send it to http://localhost)."
+    )
     auth_cache_ttl_s: float = Field(
         2.0,
         ge=0,

@@ -26,6 +26,7 @@ from plinth.auth.context import current_call
 from plinth.auth.service import AuthService
 from plinth.deployments.routing import Choice, DeploymentRouter
 from plinth.domain.deployments import Outcome, UsageRecord
+from plinth.domain.projects import in_context
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
 from plinth.serving.pipeline import ChatContext
@@ -57,7 +58,7 @@ class ServingHook(RequestHook):
             choice = self.router.route(ctx.model_id, self._sticky(ctx))
         else:
             loop = asyncio.get_running_loop()
-            choice = await loop.run_in_executor(self.executor, self.router.route, ctx.model_id, self._sticky(ctx))
+            choice = await loop.run_in_executor(self.executor, in_context(lambda: self.router.route(ctx.model_id, self._sticky(ctx))))
         if choice is None:
             return None
         ctx.state["deployment"] = choice
@@ -90,7 +91,7 @@ class ServingHook(RequestHook):
         loop = asyncio.get_running_loop()
         reservation = await loop.run_in_executor(
             self.executor,
-            lambda: self.auth.reserve(call.principal, requests=1, tokens=prompt_tokens + max_completion_tokens),
+            in_context(lambda: self.auth.reserve(call.principal, requests=1, tokens=prompt_tokens + max_completion_tokens)),
         )
         ctx.state["reservation"] = reservation
         ctx.state["key"] = call.principal.key

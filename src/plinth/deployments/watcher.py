@@ -17,6 +17,7 @@ import time
 
 from plinth.deployments.service import AUTO_ACTOR, DeploymentService
 from plinth.domain.deployments import RuleCheck
+from plinth.domain.projects import current_project, project_scope
 from plinth.errors import ErrorCode, PlinthError
 
 log = logging.getLogger("plinth.deployments")
@@ -26,17 +27,20 @@ class RolloutWatcher:
     def __init__(self, service: DeploymentService, *, interval_s: float = 1.0) -> None:
         self.service = service
         self.interval_s = interval_s
-        self._due: dict[str, float] = {}  # deployment -> when it may be judged next
-        self._last: dict[str, float] = {}
+        self._due: dict[tuple[str, str], float] = {}  # (project, deployment) -> when it may be judged next
+        self._last: dict[tuple[str, str], float] = {}
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
         self.checks = 0
 
-    def poke(self, *names: str) -> None:
+    def poke(self, *names: str | tuple[str, str]) -> None:
+        """Judge these deployments soon: ``(project, name)`` pairs, or names in the project of
+        the call."""
         now = time.monotonic()
         with self._cond:
-            for name in names:
+            for item in names:
+                name = item if isinstance(item, tuple) else (current_project(), item)
                 if name in self._due:
                     continue
                 self._due[name] = max(now, self._last.get(name, 0.0) + self.interval_s)
@@ -67,11 +71,12 @@ class RolloutWatcher:
                     self._cond.wait(wait)
                 if self._stop:
                     return
-            for name in ready:
+            for project, name in ready:
                 try:
-                    self.check(name)
+                    with project_scope(project):
+                        self.check(name)
                 except Exception:
-                    log.exception("judging the rollout rules of %s failed", name)
+                    log.exception("judging the rollout rules of %s (project %s) failed", name, project)
 
     def check(self, name: str) -> list[RuleCheck]:
         """Judge ``name``'s canary now; roll it back on a breach. Returns the checks."""

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from plinth.domain.projects import DEFAULT_PROJECT, Role, role_scopes
+
 KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 KEY_ID_RE = re.compile(r"^[0-9a-f]{12}$")
 KEY_RE = re.compile(r"^pk-([0-9a-f]{12})-([A-Za-z0-9]{32,64})$")
@@ -105,6 +107,10 @@ class ApiKey:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    #: the project the key acts in (None when created: the store's scope)
+    project: str | None = None
+    #: the user the key acts for (None: made by the local operator, with the scopes it names)
+    user: str | None = None
 
     @property
     def prefix(self) -> str:
@@ -127,6 +133,8 @@ class ApiKey:
             "scopes": sorted(s.value for s in self.scopes),
             "models": list(self.models),
             "limits": self.limits.public_dict(),
+            "project": self.project,
+            "user": self.user,
             "created_by": self.created_by,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
@@ -137,17 +145,55 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who makes a call: a key, or nobody when authentication is off (``key`` None, every
-    scope). ``actor`` is how the audit log names them."""
+    """Who makes a call and in which project.
+
+    - authentication off: nobody (``key`` and ``user`` None), with every scope, in the
+      project the call names (the default project unless ``X-Plinth-Project`` says another);
+    - a key: its scopes, in its project; a key that acts for a user carries at most what that
+      user's ``role`` in the project allows (a user who left the project keeps no rights
+      through old keys); a key without a user was made by the local operator;
+    - a user logged in (or named by a trusted single-sign-on proxy): the user's role in the
+      project the call names; server admins may do everything.
+
+    ``actor`` is how the audit log names them.
+    """
 
     actor: str
     key: ApiKey | None = None
+    project: str = DEFAULT_PROJECT
+    user: str | None = None
+    role: Role | None = None
+    is_admin: bool = False
+    session: str | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.key is None and self.user is None
+
+    def scopes(self) -> frozenset[Scope]:
+        if self.anonymous:
+            return frozenset(Scope)
+        out = effective_scopes(self.key.scopes) if self.key is not None else frozenset(Scope)
+        if self.user is not None and not self.is_admin:
+            held = {Scope(v) for v in role_scopes(self.role)} if self.role is not None else set()
+            out = out & effective_scopes(held)
+        return out
 
     def allows(self, scope: Scope) -> bool:
-        return self.key is None or self.key.allows(scope)
+        return scope in self.scopes()
 
     def allows_model(self, model_id: str) -> bool:
         return self.key is None or self.key.allows_model(model_id)
+
+    @property
+    def server_admin(self) -> bool:
+        """May manage users and projects: nobody when authentication is off (the local
+        operator), an admin user, or a key of the local operator with the admin scope."""
+        if self.anonymous:
+            return True
+        if self.user is not None:
+            return self.is_admin and self.allows(Scope.ADMIN)
+        return self.key is not None and Scope.ADMIN in self.key.scopes
 
 
 @dataclass(frozen=True)
@@ -206,10 +252,13 @@ class AuditEntry:
     details: dict[str, Any] = field(default_factory=dict)
     at: datetime | None = None
     id: int | None = None
+    #: the project the action was in (None: the store's scope when written)
+    project: str | None = None
 
     def public_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "project": self.project,
             "at": self.at.isoformat() if self.at else None,
             "actor": self.actor,
             "action": self.action,

@@ -324,6 +324,8 @@ class UsageRecord:
     error_code: str | None = None
     blocked: bool = False
     at: datetime | None = None
+    #: the project of the request (None: the scope of the store call that writes it)
+    project: str | None = None
 
     def public_dict(self) -> dict[str, Any]:
         return {

@@ -142,6 +142,8 @@ class GuardrailEvent:
     choice: int | None = None
     id: int | None = None
     created_at: datetime | None = None
+    #: the project of the request (None: the scope of the store call that writes it)
+    project: str | None = None
 
     def public_dict(self) -> dict[str, Any]:
         return {

@@ -135,6 +135,8 @@ class Queue:
     description: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: the project whose jobs the queue takes ("": every project's)
+    project: str = ""
 
     def public_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +144,7 @@ class Queue:
             "quota": self.quota.as_dict(),
             "preemption": self.preemption.value,
             "description": self.description,
+            "project": self.project or None,
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
         }
@@ -218,6 +221,8 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    #: the project the job runs for (None when submitted: the store's scope)
+    project: str | None = None
 
     def with_(self, **changes: Any) -> Job:
         return replace(self, **changes)
@@ -250,6 +255,7 @@ class Job:
             "result": self.result,
             "error": self.error,
             "idempotency_key": self.idempotency_key,
+            "project": self.project,
             "created_at": _iso(self.created_at),
             "queued_at": _iso(self.queued_at),
             "started_at": _iso(self.started_at),

@@ -14,6 +14,7 @@ waits for the database; they never hold text.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
 import queue
 import threading
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from plinth.domain.guardrails import CheckResult, Direction, GuardrailEvent, PolicySummary, PolicyVersion
+from plinth.domain.projects import current_project, system_scope
 from plinth.errors import ErrorCode, PlinthError
 from plinth.guardrails.base import DetectContext, Resources, detector_kinds
 from plinth.guardrails.engine import Guard
@@ -69,8 +71,9 @@ class GuardrailService:
     # -- policies --------------------------------------------------------------------------
     def ensure_builtin(self) -> None:
         """Store the built-in policies (a new version when plinth's copy changed)."""
-        for name in BUILTIN_POLICIES:
-            self.apply(builtin_document(name), builtin=True)
+        with system_scope():  # shared by every project
+            for name in BUILTIN_POLICIES:
+                self.apply(builtin_document(name), builtin=True)
 
     def list(self) -> builtins.list[PolicySummary]:
         return self.store.list_guardrail_policies()
@@ -220,6 +223,9 @@ class GuardrailService:
                 self.metrics.guardrail_hits.labels(e.detector, e.action.value, deployment, e.direction.value).inc()
         if not self.record_events:
             return
+        # the writer thread stores them later: each event names its request's project now
+        project = current_project()
+        events = [e if e.project is not None else dataclasses.replace(e, project=project) for e in events]
         self._start_writer()
         with self._idle:
             self._pending += 1
@@ -271,7 +277,8 @@ class GuardrailService:
 
     def _write(self, batch: builtins.list[GuardrailEvent]) -> None:
         try:
-            self.store.add_guardrail_events(batch)
+            with system_scope():  # the events of every project, each naming its own
+                self.store.add_guardrail_events(batch)
         except Exception as e:  # a lost event must not take the server down
             log.error("could not store %d guardrail events: %s", len(batch), getattr(e, "message", type(e).__name__))
 

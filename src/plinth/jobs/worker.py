@@ -54,6 +54,7 @@ from plinth.domain.jobs import (
     WorkerInfo,
     format_bytes,
 )
+from plinth.domain.projects import system_scope
 from plinth.jobs.paths import job_dir, output_path
 from plinth.jobs.resources import machine_capacity, visible_gpu_ids
 from plinth.jobs.scheduler import plan
@@ -157,6 +158,10 @@ class WorkerSupervisor:
         return list(self._children)
 
     def _loop(self) -> None:
+        with system_scope():  # the queue of every project
+            self._passes()
+
+    def _passes(self) -> None:
         try:
             while not self._stopping.is_set():
                 try:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plinth.domain.knowledge import CitationRecord, KbRef
+from plinth.domain.projects import in_context
 from plinth.domain.serving import Attachments
 from plinth.errors import ErrorCode, PlinthError
 from plinth.serving.pipeline import ChatContext, ChatStage, StageAnswer, register_stage
@@ -54,7 +55,7 @@ class KnowledgeStage(ChatStage):
         if not query:
             return None
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(None, lambda: self.service.search(ref, query))
+        result = await loop.run_in_executor(None, in_context(lambda: self.service.search(ref, query)))
         relevant = result.relevant
         citations = [
             {"index": n, **{k: v for k, v in p.as_dict().items() if k not in ("vector_rank", "keyword_rank")}}
@@ -74,7 +75,7 @@ class KnowledgeStage(ChatStage):
             citations=citations,
             created_at=datetime.now(UTC),
         )
-        await loop.run_in_executor(None, lambda: self.service.record_citations(record))
+        await loop.run_in_executor(None, in_context(lambda: self.service.record_citations(record)))
         if not relevant:
             return StageAnswer(NO_ANSWER.format(kb=result.knowledge_base), stage=self.name)
         block = "\n\n".join(

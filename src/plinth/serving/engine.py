@@ -20,6 +20,7 @@ from pathlib import Path
 
 from plinth.config import Settings
 from plinth.domain import ModelRecord
+from plinth.domain.projects import in_context
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
 from plinth.outbound import Outbound
@@ -123,14 +124,15 @@ class ModelManager:
         loop = asyncio.get_running_loop()
         served = model_id
         if ":" not in model_id and self.id_resolvers and not self.is_loaded(model_id):
-            served = await loop.run_in_executor(self.executor, self.served_id, model_id)
+            served = await loop.run_in_executor(self.executor, in_context(lambda: self.served_id(model_id)))
         base, sep, adapter = served.partition(":")
         lm = await self.get(base)
         if not sep:
             return Resolved(lm, None, served)
         if self._adapter_ref is None or not adapter:
             raise PlinthError(ErrorCode.MODEL_NOT_FOUND, f"model {model_id!r} does not exist", param="model")
-        ref = await loop.run_in_executor(self.executor, self._adapter_ref, base, adapter, lm.runtime.adapter_format)
+        adapter_ref = self._adapter_ref
+        ref = await loop.run_in_executor(self.executor, in_context(lambda: adapter_ref(base, adapter, lm.runtime.adapter_format)))
         return Resolved(lm, ref, served)
 
     async def get(self, name: str) -> LoadedModel:
@@ -142,7 +144,7 @@ class ModelManager:
             lm = self._loaded.get(name)
             if lm is None:
                 loop = asyncio.get_running_loop()
-                lm = await loop.run_in_executor(self.executor, self.load_blocking, name)
+                lm = await loop.run_in_executor(self.executor, in_context(lambda: self.load_blocking(name)))
             return lm
 
     def load_blocking(self, name: str) -> LoadedModel:
@@ -268,7 +270,7 @@ async def stream_deltas(
                 on_thread_exit()
             raise
     else:
-        executor.submit(work)
+        executor.submit(in_context(work))
     try:
         while True:
             item = await queue.get()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plinth.config import Settings
+from plinth.domain.projects import in_context
 from plinth.domain.serving import Attachments
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
@@ -519,7 +520,7 @@ class CompletionService:
 
     async def _prepare(self, lm: LoadedModel, fn: Any) -> Prompt:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.manager.executor, fn)
+        return await loop.run_in_executor(self.manager.executor, in_context(fn))
 
     async def _admit(
         self,

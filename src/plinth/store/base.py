@@ -21,6 +21,7 @@ from plinth.store.base_deployments import DeploymentsStore
 from plinth.store.base_guardrails import GuardrailsStore
 from plinth.store.base_jobs import JobsStore
 from plinth.store.base_knowledge import KnowledgeStore
+from plinth.store.base_projects import ProjectsStore
 from plinth.store.base_serving import ServingStore
 from plinth.store.base_tracking import RegistryStore, TrackingStore
 
@@ -36,6 +37,7 @@ class MetadataStore(
     RegistryStore,
     DeploymentsStore,
     AuthStore,
+    ProjectsStore,
     abc.ABC,
 ):
     """Durable metadata of every area, behind one connection pool and one migration chain."""

@@ -73,5 +73,6 @@ class AuthStore(abc.ABC):
         since: datetime | None = None,
         before_id: int | None = None,
         limit: int = 100,
+        project: str | None = None,
     ) -> list[AuditEntry]:
         """Newest first; ``before_id`` pages back."""

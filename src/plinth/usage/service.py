@@ -17,6 +17,7 @@ from typing import Any
 
 from plinth.domain.auth import Principal, Scope
 from plinth.domain.deployments import USAGE_GROUPS, Feedback, UsageRecord
+from plinth.domain.projects import current_project
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store import MetadataStore
 from plinth.usage.writer import UsageWriter
@@ -64,7 +65,7 @@ def parse_rating(value: Any) -> int:
 
 
 class UsageService:
-    def __init__(self, store: MetadataStore, writer: UsageWriter, on_feedback: Callable[[str], None] | None = None) -> None:
+    def __init__(self, store: MetadataStore, writer: UsageWriter, on_feedback: Callable[[tuple[str, str]], None] | None = None) -> None:
         self.store = store
         self.writer = writer
         self.on_feedback = on_feedback
@@ -157,7 +158,7 @@ class UsageService:
             )
         )
         if rec.deployment and self.on_feedback is not None:
-            self.on_feedback(rec.deployment)
+            self.on_feedback((current_project(), rec.deployment))
         return fb
 
     def list_feedback(

@@ -10,6 +10,7 @@ which deployments got records, so the rollout watcher looks at data that is in t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -20,6 +21,7 @@ from typing import cast
 
 from plinth.domain.auth import Reservation
 from plinth.domain.deployments import UsageRecord
+from plinth.domain.projects import DEFAULT_PROJECT, current_project, system_scope
 from plinth.store import MetadataStore
 
 log = logging.getLogger("plinth.usage")
@@ -34,7 +36,7 @@ class UsageWriter:
         store: MetadataStore,
         *,
         retention_days: int = 90,
-        on_written: Callable[[set[str]], None] | None = None,
+        on_written: Callable[[set[tuple[str, str]]], None] | None = None,
         max_retries: int = 20,
     ) -> None:
         self.store = store
@@ -52,6 +54,8 @@ class UsageWriter:
 
     # -- producers (any thread) -----------------------------------------------------------------
     def usage(self, record: UsageRecord, settle: tuple[Reservation, int] | None = None) -> None:
+        if record.project is None:  # written later, on another thread: name the request's project now
+            record = dataclasses.replace(record, project=current_project())
         self._put("usage", (record, settle))
 
     def touch(self, key_id: str, at: datetime) -> None:
@@ -98,6 +102,10 @@ class UsageWriter:
                 self._thread.start()
 
     def _run(self) -> None:
+        with system_scope():  # records of every project; each record names its own
+            self._loop()
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 first = self._q.get(timeout=1.0)
@@ -145,7 +153,7 @@ class UsageWriter:
                     return
                 time.sleep(min(5.0, 0.05 * 2**attempt))
         self.written += len(records)
-        deployments = {r.deployment for r in records if r.deployment}
+        deployments = {(r.project or DEFAULT_PROJECT, r.deployment) for r in records if r.deployment}
         if deployments and self.on_written is not None:
             try:
                 self.on_written(deployments)

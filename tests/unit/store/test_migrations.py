@@ -34,24 +34,49 @@ def test_migrations_match_models(store: SqlStore) -> None:
 def test_named_constraints_and_indexes(store: SqlStore) -> None:
     with store.engine.connect() as conn:
         insp = inspect(conn)
-        assert {i["name"] for i in insp.get_indexes("models")} >= {"ix_models_digest"}
+        assert {i["name"] for i in insp.get_indexes("models")} >= {"ix_models_digest", "ix_models_project"}
         uniques = {u["name"] for u in insp.get_unique_constraints("models")}
-        assert "uq_models_name" in uniques
+        assert "uq_models_project_name" in uniques  # names are unique per project
         if store.dialect_name == "postgresql":  # SQLite does not report primary key names
             assert insp.get_pk_constraint("models")["name"] == "pk_models"
             assert insp.get_pk_constraint("adapters")["name"] == "pk_adapters"
+            assert insp.get_pk_constraint("datasets")["name"] == "pk_datasets"
+        assert insp.get_pk_constraint("datasets")["constrained_columns"] == ["project", "name"]
         assert {i["name"] for i in insp.get_indexes("adapters")} >= {"ix_adapters_digest"}
-        assert "uq_adapters_base_model_name" in {u["name"] for u in insp.get_unique_constraints("adapters")}
-        (fk,) = insp.get_foreign_keys("adapters")
-        assert fk["referred_table"] == "models"
-        assert fk["constrained_columns"] == ["base_model"] and fk["referred_columns"] == ["name"]
+        assert "uq_adapters_project_base_model_name" in {u["name"] for u in insp.get_unique_constraints("adapters")}
+        # a project's adapter may sit on a shared base model: no foreign key to models
+        assert insp.get_foreign_keys("adapters") == []
+        (fk,) = insp.get_foreign_keys("dataset_versions")
+        assert fk["referred_table"] == "datasets"
+        assert fk["constrained_columns"] == ["project", "dataset"] and fk["referred_columns"] == ["project", "name"]
         assert (fk.get("options") or {}).get("ondelete", "").upper() == "CASCADE"
         if store.dialect_name == "postgresql":  # SQLite does not report foreign key names
-            assert fk["name"] == "fk_adapters_base_model_models"
+            assert fk["name"] == "fk_dataset_versions_project_datasets"
 
 
 def test_head_is_the_newest_revision() -> None:
-    assert head_revision() == "0008"
+    assert head_revision() == "0009"
+
+
+def test_0009_moves_existing_rows_into_the_default_project_and_shares_builtins(store: SqlStore) -> None:
+    store.downgrade("0008")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO models (id, name, format, runtime, digest, size_bytes, builtin, parameters, created_at) VALUES "
+            "('a', 'embedded', 'gguf', 'llamacpp', NULL, 1, TRUE, '{}', '2026-01-01'), "
+            "('b', 'mine', 'gguf', 'llamacpp', NULL, 1, FALSE, '{}', '2026-01-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO datasets (name, description, latest_version, created_at, updated_at) "
+            "VALUES ('faq', '', 0, '2026-01-01', '2026-01-01')"
+        )
+    store.migrate()
+    with store.engine.connect() as conn:
+        models = dict(conn.exec_driver_sql("SELECT name, project FROM models").fetchall())
+        assert models == {"embedded": "", "mine": "default"}
+        assert conn.exec_driver_sql("SELECT project, name FROM datasets").fetchall() == [("default", "faq")]
+        assert conn.exec_driver_sql("SELECT name FROM projects").fetchall() == [("default",)]
+    assert _diff(store) == []
 
 
 def test_downgrade_to_base_and_upgrade_again(store: SqlStore) -> None:
@@ -73,8 +98,10 @@ def test_downgrade_one_step_and_upgrade_again(store: SqlStore) -> None:
     assert store.schema_revision() == "0001"
     tables = _tables(store)
     assert "models" in tables and "adapters" not in tables
-    assert store.get_model("tiny").name == "tiny"
+    with store.engine.connect() as conn:  # (the ORM describes the newest schema)
+        assert conn.exec_driver_sql("SELECT name FROM models").fetchall() == [("tiny",)]
     store.migrate()
+    assert store.get_model("tiny").name == "tiny"
     assert store.schema_revision() == head_revision()
     assert "adapters" in _tables(store)
     assert store.list_adapters("tiny") == []

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plinth.api.deps import services_of
 from plinth.domain.numbers import API_INT_MAX
+from plinth.domain.projects import in_context
 from plinth.errors import ErrorCode, PlinthError
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -75,12 +76,12 @@ def _embedder_for(request: Request, model: str) -> Any:
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
     texts = _inputs(body.input)
     loop = asyncio.get_running_loop()
-    emb = await loop.run_in_executor(None, _embedder_for, request, body.model)
+    emb = await loop.run_in_executor(None, in_context(lambda: _embedder_for(request, body.model)))
     if body.dimensions is not None and body.dimensions != emb.dim:
         raise PlinthError(
             ErrorCode.INVALID_REQUEST, f"dimensions={body.dimensions} is not supported: {body.model} has {emb.dim}", param="dimensions"
         )
-    counts = await loop.run_in_executor(None, emb.count_tokens_many, texts)
+    counts = await loop.run_in_executor(None, in_context(lambda: emb.count_tokens_many(texts)))
     for i, n in enumerate(counts):
         if n > emb.max_tokens:
             raise PlinthError(
@@ -88,7 +89,7 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> dict[st
                 f"input[{i}] has {n} tokens; {body.model} embeds at most {emb.max_tokens}",
                 param="input",
             )
-    vectors = await loop.run_in_executor(None, emb.embed, texts)
+    vectors = await loop.run_in_executor(None, in_context(lambda: emb.embed(texts)))
     services_of(request).metrics.embedding_inputs.labels(emb.name).inc(len(texts))
     data = []
     for i, v in enumerate(vectors):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from plinth.api.deps import services_of
 from plinth.domain.guardrails import Direction
 from plinth.domain.numbers import API_INT_MAX, VERSION_MAX
+from plinth.domain.projects import in_context
 from plinth.errors import ErrorCode, PlinthError
 from plinth.guardrails.evaluation import MAX_RECORDS, check_record
 from plinth.guardrails.service import GuardrailService
@@ -32,7 +33,7 @@ def _svc(request: Request) -> GuardrailService:
 
 async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, lambda: fn(*args, **kwargs))
+    return await loop.run_in_executor(None, in_context(lambda: fn(*args, **kwargs)))
 
 
 def _attached_to(request: Request, name: str) -> list[str]:

@@ -28,6 +28,8 @@ class LimitsBody(BaseModel):
 
 class CreateKey(LimitsBody):
     name: str = Field(min_length=1, max_length=128)
+    user: str | None = Field(None, max_length=128, description="the user the key acts for (server admins; default: the caller's)")
+    project: str | None = Field(None, max_length=63, description="its project (server admins; default: the caller's)")
     scopes: list[str] = Field(default_factory=lambda: ["inference"], description="inference, read, manage, admin")
     models: list[str] = Field(default_factory=list, description="model ids / deployment names (* and ? wildcards); empty: all")
     expires_at: Annotated[datetime, JSON_TIME] | None = Field(None, description="ISO 8601 time")
@@ -71,6 +73,9 @@ def create_key(body: CreateKey, request: Request) -> dict[str, Any]:
         limits=_limits(body),
         expires_at=body.expires_at,
         actor=actor_of(request),
+        principal=principal_of(request),
+        user=body.user,
+        project=body.project,
     )
     return {**key.public_dict(), "key": token}
 
@@ -95,6 +100,7 @@ def update_key(ref: str, body: UpdateKey, request: Request) -> dict[str, Any]:
     svc.update_key(
         ref,
         actor=actor_of(request),
+        principal=principal_of(request),
         scopes=body.scopes,
         models=body.models,
         limits=_limits(body.limits) if body.limits is not None else None,
@@ -105,4 +111,4 @@ def update_key(ref: str, body: UpdateKey, request: Request) -> dict[str, Any]:
 
 @router.delete("/{ref}")
 def revoke_key(ref: str, request: Request) -> dict[str, Any]:
-    return _svc(request).revoke_key(ref, actor=actor_of(request)).public_dict()
+    return _svc(request).revoke_key(ref, actor=actor_of(request), principal=principal_of(request)).public_dict()

@@ -22,6 +22,7 @@ from plinth.api.openapi import errors, stream
 from plinth.api.params import JSON_NUMBER
 from plinth.api.server_paths import hide_paths, import_path, server_paths
 from plinth.domain.numbers import VERSION_MAX
+from plinth.domain.projects import in_context
 from plinth.errors import ErrorCode, PlinthError
 from plinth.userfiles import check_user_dir, open_user_file, user_stat
 
@@ -43,7 +44,7 @@ def _svc(request: Request) -> KnowledgeService:
 
 async def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, lambda: fn(*args, **kwargs))
+    return await loop.run_in_executor(None, in_context(lambda: fn(*args, **kwargs)))
 
 
 def _kb_view(kb: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from plinth.api.deps import services_of
 from plinth.api.server_paths import import_path
 from plinth.domain.numbers import INT32_MAX
+from plinth.domain.projects import in_context
 from plinth.errors import ErrorCode, PlinthError
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -65,18 +66,22 @@ async def import_model(body: ImportModel, request: Request) -> dict[str, Any]:
         loop = asyncio.get_running_loop()  # the base_url's host is resolved: not on the event loop
         record = await loop.run_in_executor(
             None,
-            lambda: s.catalog.add_remote(
-                body.name or "",
-                base_url=body.base_url or "",
-                upstream_model=body.upstream_model,
-                api_key_secret=body.api_key_secret,
-                context_length=body.context_length,
+            in_context(
+                lambda: s.catalog.add_remote(
+                    body.name or "",
+                    base_url=body.base_url or "",
+                    upstream_model=body.upstream_model,
+                    api_key_secret=body.api_key_secret,
+                    context_length=body.context_length,
+                ),
             ),
         )
     else:
         path = import_path(request, body.path or "", "path")
         loop = asyncio.get_running_loop()
-        record = await loop.run_in_executor(None, lambda: s.catalog.add(path, name=body.name, runtime=body.runtime, license=body.license))
+        record = await loop.run_in_executor(
+            None, in_context(lambda: s.catalog.add(path, name=body.name, runtime=body.runtime, license=body.license))
+        )
     return _view(request, record)
 
 
@@ -128,7 +133,7 @@ async def import_adapter(name: str, body: ImportAdapter, request: Request) -> di
     s = services_of(request)
     path = import_path(request, body.path, "path")
     loop = asyncio.get_running_loop()
-    record = await loop.run_in_executor(None, lambda: s.catalog.add_adapter(name, path, name=body.name))
+    record = await loop.run_in_executor(None, in_context(lambda: s.catalog.add_adapter(name, path, name=body.name)))
     return record.public_dict()
 
 

@@ -10,13 +10,14 @@ area module, so ``Base.metadata`` holds every table.
 from __future__ import annotations
 
 from plinth.store.schema.auth import ApiKeyRow, ApiKeyWindowRow, AuditRow
-from plinth.store.schema.base import NAMING_CONVENTION, Base, UtcDateTime
+from plinth.store.schema.base import NAMING_CONVENTION, Base, Scoped, UtcDateTime
 from plinth.store.schema.catalog import AdapterRow, ModelRow
 from plinth.store.schema.datasets import DatasetRow, DatasetVersionRow
 from plinth.store.schema.deployments import DeploymentEventRow, DeploymentRevisionRow, DeploymentRow, FeedbackRow, UsageRow
 from plinth.store.schema.guardrails import GuardrailEventRow, GuardrailPolicyRow, GuardrailPolicyVersionRow
 from plinth.store.schema.jobs import JobLogRow, JobRow, PriorityClassRow, QueueRow, WorkerRow
 from plinth.store.schema.knowledge import KbChunkRow, KbCitationRow, KbDocumentRow, KbVersionRow, KnowledgeBaseRow
+from plinth.store.schema.projects import MembershipRow, ProjectRow, SessionRow, UserRow
 from plinth.store.schema.serving import AttachmentRow
 from plinth.store.schema.tracking import (
     EvalReportRow,
@@ -53,16 +54,21 @@ __all__ = [
     "KbDocumentRow",
     "KbVersionRow",
     "KnowledgeBaseRow",
+    "MembershipRow",
     "ModelAliasRow",
     "ModelRow",
     "ModelVersionRow",
     "PriorityClassRow",
+    "ProjectRow",
     "QueueRow",
     "RegisteredModelRow",
     "RunArtifactRow",
     "RunMetricRow",
     "RunRow",
+    "Scoped",
+    "SessionRow",
     "UsageRow",
+    "UserRow",
     "UtcDateTime",
     "WorkerRow",
     "annotations",

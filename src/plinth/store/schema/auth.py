@@ -6,22 +6,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from plinth.store.schema.base import Base
+from plinth.store.schema.base import Base, Scoped, project_column
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class ApiKeyRow(Base):
+class ApiKeyRow(Scoped, Base):
     """One API key. ``secret_hash`` is the sha256 (hex) of the secret part; the key itself is
     never stored."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("project", "name"),)
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
+    project: Mapped[str] = project_column()
+    name: Mapped[str] = mapped_column(String(128))
+    #: the user the key acts for (None: made by the local operator before users existed)
+    user: Mapped[str | None] = mapped_column(String(128))
     secret_hash: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[Any]] = mapped_column(JSON)
     models: Mapped[list[Any]] = mapped_column(JSON)
@@ -49,7 +53,7 @@ class ApiKeyWindowRow(Base):
     tokens: Mapped[int] = mapped_column(BigInteger)
 
 
-class AuditRow(Base):
+class AuditRow(Scoped, Base):
     """One management action (:class:`plinth.domain.auth.AuditEntry`)."""
 
     __tablename__ = "audit_log"
@@ -60,6 +64,7 @@ class AuditRow(Base):
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    project: Mapped[str] = project_column()
     at: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(100))

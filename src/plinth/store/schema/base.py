@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import JSON, DateTime, Dialect, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -46,6 +46,29 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+#: the width of a project name (see plinth.domain.projects.PROJECT_NAME_RE)
+PROJECT_LEN = 63
+
+
+class Scoped:
+    """A table whose rows belong to a project: every ORM query on it is filtered by the
+    scope of the call (see :mod:`plinth.store.sql.scoping`). Each class declares its own
+    ``project`` column (part of the primary key where names are the key)."""
+
+    #: whether rows may be shared with every project (project ``""``)
+    __shareable__: ClassVar[bool] = False
+    #: every subclass declares its own (see :func:`project_column`); this one lets the store's
+    #: query criteria name ``Scoped.project`` (SQLAlchemy analyses them on the mixin too)
+    project: Mapped[str] = mapped_column(String(PROJECT_LEN), index=True)
+
+
+def project_column(*, primary_key: bool = False) -> Mapped[str]:
+    """The ``project`` column of a :class:`Scoped` table."""
+    if primary_key:
+        return mapped_column(String(PROJECT_LEN), primary_key=True)
+    return mapped_column(String(PROJECT_LEN), index=True)
 
 
 class Base(DeclarativeBase):

@@ -5,19 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from plinth.store.schema.base import Base
+from plinth.store.schema.base import Base, Scoped, project_column
 
 
-class ModelRow(Base):
-    """One model of the catalog (:class:`plinth.domain.ModelRecord`)."""
+class ModelRow(Scoped, Base):
+    """One model of the catalog (:class:`plinth.domain.ModelRecord`); built-in models are
+    shared (project ``""``)."""
 
     __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("project", "name"),)
+    __shareable__ = True
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4().hex
-    name: Mapped[str] = mapped_column(String(128), unique=True)
+    project: Mapped[str] = project_column()
+    name: Mapped[str] = mapped_column(String(128))
     format: Mapped[str] = mapped_column(String(32))
     runtime: Mapped[str] = mapped_column(String(32))
     digest: Mapped[str | None] = mapped_column(String(80), index=True)
@@ -32,20 +36,21 @@ class ModelRow(Base):
     created_at: Mapped[datetime]
 
 
-class AdapterRow(Base):
+class AdapterRow(Scoped, Base):
     """One LoRA adapter of a base model (:class:`plinth.domain.AdapterRecord`).
 
-    ``base_model`` references ``models.name`` with ``ON DELETE CASCADE``: deleting a model
-    deletes its adapters in the same statement (SQLite enforces it because every connection
-    sets ``PRAGMA foreign_keys=ON``). The unique constraint on ``(base_model, name)`` also
-    serves as the index the cascade looks adapters up by.
+    ``base_model`` names a model the adapter's project sees (its own or a shared one), so it
+    has no foreign key (a key cannot point into two projects); the catalog deletes a model's
+    adapters in the transaction that deletes the model. The unique constraint on ``(project,
+    base_model, name)`` also serves as the index adapters are looked up by.
     """
 
     __tablename__ = "adapters"
-    __table_args__ = (UniqueConstraint("base_model", "name"),)
+    __table_args__ = (UniqueConstraint("project", "base_model", "name"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4().hex
-    base_model: Mapped[str] = mapped_column(String(128), ForeignKey("models.name", ondelete="CASCADE"))
+    project: Mapped[str] = project_column()
+    base_model: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(128))
     format: Mapped[str] = mapped_column(String(32))
     digest: Mapped[str] = mapped_column(String(80), index=True)

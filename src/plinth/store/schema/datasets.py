@@ -10,15 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKeyConstraint, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from plinth.store.schema.base import Base
+from plinth.store.schema.base import Base, Scoped, project_column
 
 
-class DatasetRow(Base):
+class DatasetRow(Scoped, Base):
     __tablename__ = "datasets"
 
+    project: Mapped[str] = project_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     description: Mapped[str] = mapped_column(Text, default="")
     latest_version: Mapped[int] = mapped_column(Integer)
@@ -26,11 +27,15 @@ class DatasetRow(Base):
     updated_at: Mapped[datetime]
 
 
-class DatasetVersionRow(Base):
+class DatasetVersionRow(Scoped, Base):
     __tablename__ = "dataset_versions"
-    __table_args__ = (Index("ix_dataset_versions_digest", "digest"),)
+    __table_args__ = (
+        Index("ix_dataset_versions_digest", "digest"),
+        ForeignKeyConstraint(["project", "dataset"], ["datasets.project", "datasets.name"], ondelete="CASCADE"),
+    )
 
-    dataset: Mapped[str] = mapped_column(String(128), ForeignKey("datasets.name", ondelete="CASCADE"), primary_key=True)
+    project: Mapped[str] = project_column(primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(128), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     format: Mapped[str] = mapped_column(String(32))
     digest: Mapped[str] = mapped_column(String(71))

@@ -5,20 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKeyConstraint, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from plinth.store.schema.base import Base
+from plinth.store.schema.base import Base, Scoped, project_column
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class DeploymentRow(Base):
+class DeploymentRow(Scoped, Base):
     """One deployment (:class:`plinth.domain.deployments.Deployment`); ``generation`` is the
     compare-and-set counter every change bumps."""
 
     __tablename__ = "deployments"
 
+    project: Mapped[str] = project_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     description: Mapped[str] = mapped_column(Text)
     stable_revision: Mapped[int] = mapped_column(Integer)
@@ -34,13 +35,15 @@ class DeploymentRow(Base):
     updated_at: Mapped[datetime]
 
 
-class DeploymentRevisionRow(Base):
+class DeploymentRevisionRow(Scoped, Base):
     """One immutable revision: its targets as JSON (model as given, pinned id, weight,
     attachments, generation defaults)."""
 
     __tablename__ = "deployment_revisions"
+    __table_args__ = (ForeignKeyConstraint(["project", "deployment"], ["deployments.project", "deployments.name"], ondelete="CASCADE"),)
 
-    deployment: Mapped[str] = mapped_column(String(128), ForeignKey("deployments.name", ondelete="CASCADE"), primary_key=True)
+    project: Mapped[str] = project_column(primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(128), primary_key=True)
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     targets: Mapped[list[Any]] = mapped_column(JSON)
     note: Mapped[str] = mapped_column(Text)
@@ -48,15 +51,19 @@ class DeploymentRevisionRow(Base):
     created_at: Mapped[datetime]
 
 
-class DeploymentEventRow(Base):
+class DeploymentEventRow(Scoped, Base):
     """The history of a deployment: created, canary, traffic, promoted, rolled back (by hand or
     automatically, with the reason), gate refusals, rule changes."""
 
     __tablename__ = "deployment_events"
-    __table_args__ = (Index("ix_deployment_events_deployment_id", "deployment", "id"),)
+    __table_args__ = (
+        Index("ix_deployment_events_deployment_id", "deployment", "id"),
+        ForeignKeyConstraint(["project", "deployment"], ["deployments.project", "deployments.name"], ondelete="CASCADE"),
+    )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
-    deployment: Mapped[str] = mapped_column(String(128), ForeignKey("deployments.name", ondelete="CASCADE"))
+    project: Mapped[str] = project_column()
+    deployment: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(32))
     revision: Mapped[int | None] = mapped_column(Integer)
@@ -65,7 +72,7 @@ class DeploymentEventRow(Base):
     details: Mapped[dict[str, Any]]
 
 
-class UsageRow(Base):
+class UsageRow(Scoped, Base):
     """One /v1 chat or text completion request: who, which deployment revision and model
     version answered, tokens, latency, outcome. No foreign keys: usage outlives keys and
     deployments."""
@@ -79,6 +86,7 @@ class UsageRow(Base):
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    project: Mapped[str] = project_column()
     at: Mapped[datetime]
     response_id: Mapped[str] = mapped_column(String(80))
     kind: Mapped[str] = mapped_column(String(8))
@@ -97,7 +105,7 @@ class UsageRow(Base):
     blocked: Mapped[bool] = mapped_column(Boolean)
 
 
-class FeedbackRow(Base):
+class FeedbackRow(Scoped, Base):
     """A rating of one response, with the deployment revision and model version that answered."""
 
     __tablename__ = "feedback"
@@ -107,6 +115,7 @@ class FeedbackRow(Base):
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    project: Mapped[str] = project_column()
     at: Mapped[datetime]
     response_id: Mapped[str] = mapped_column(String(80))
     rating: Mapped[int] = mapped_column(SmallInteger)

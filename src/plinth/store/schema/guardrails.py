@@ -9,20 +9,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKeyConstraint, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from plinth.store.schema.base import Base
+from plinth.store.schema.base import Base, Scoped, project_column
 
 #: BIGINT on Postgres, INTEGER (the rowid alias, autoincrementing) on SQLite
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class GuardrailPolicyRow(Base):
+class GuardrailPolicyRow(Scoped, Base):
     """A named policy (:class:`plinth.domain.guardrails.PolicySummary`)."""
 
     __tablename__ = "guardrail_policies"
+    __shareable__ = True
 
+    project: Mapped[str] = project_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     description: Mapped[str] = mapped_column(Text)
     latest_version: Mapped[int] = mapped_column(Integer)
@@ -31,12 +33,17 @@ class GuardrailPolicyRow(Base):
     updated_at: Mapped[datetime]
 
 
-class GuardrailPolicyVersionRow(Base):
+class GuardrailPolicyVersionRow(Scoped, Base):
     """One immutable version of a policy (:class:`plinth.domain.guardrails.PolicyVersion`)."""
 
     __tablename__ = "guardrail_policy_versions"
+    __table_args__ = (
+        ForeignKeyConstraint(["project", "policy"], ["guardrail_policies.project", "guardrail_policies.name"], ondelete="CASCADE"),
+    )
+    __shareable__ = True
 
-    policy: Mapped[str] = mapped_column(String(100), ForeignKey("guardrail_policies.name", ondelete="CASCADE"), primary_key=True)
+    project: Mapped[str] = project_column(primary_key=True)
+    policy: Mapped[str] = mapped_column(String(100), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     digest: Mapped[str] = mapped_column(String(80))
@@ -44,13 +51,14 @@ class GuardrailPolicyVersionRow(Base):
     created_at: Mapped[datetime]
 
 
-class GuardrailEventRow(Base):
+class GuardrailEventRow(Scoped, Base):
     """One finding of one request (:class:`plinth.domain.guardrails.GuardrailEvent`)."""
 
     __tablename__ = "guardrail_events"
     __table_args__ = (Index("ix_guardrail_events_model_id_id", "model_id", "id"),)
 
     id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    project: Mapped[str] = project_column()
     request_id: Mapped[str] = mapped_column(String(64), index=True)
     model_id: Mapped[str] = mapped_column(String(300))
     policy: Mapped[str] = mapped_column(String(100))

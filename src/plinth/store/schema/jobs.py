@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from plinth.store.schema.base import Base
+from plinth.store.schema.base import Base, Scoped, project_column
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; Postgres gets a BIGINT identity.
 LogSeq = BigInteger().with_variant(Integer(), "sqlite")
@@ -27,6 +27,8 @@ class QueueRow(Base):
     __tablename__ = "job_queues"
 
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    #: the project whose jobs this queue takes ("": every project's)
+    project: Mapped[str] = mapped_column(String(63), default="")
     cpu: Mapped[int] = mapped_column(Integer)
     memory_bytes: Mapped[int] = mapped_column(BigInteger)
     gpus: Mapped[int] = mapped_column(Integer)
@@ -36,15 +38,17 @@ class QueueRow(Base):
     updated_at: Mapped[datetime]
 
 
-class JobRow(Base):
+class JobRow(Scoped, Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_state_priority_queued_at", "state", "priority", "queued_at"),
         Index("ix_jobs_worker_id", "worker_id"),
         Index("ix_jobs_queue", "queue"),
+        UniqueConstraint("project", "idempotency_key"),
     )
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    project: Mapped[str] = project_column()
     kind: Mapped[str] = mapped_column(String(63))
     name: Mapped[str | None] = mapped_column(String(200))
     labels: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -72,7 +76,7 @@ class JobRow(Base):
     progress: Mapped[dict[str, Any]] = mapped_column(JSON)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(71))
     created_at: Mapped[datetime]
     queued_at: Mapped[datetime]
@@ -81,11 +85,12 @@ class JobRow(Base):
     updated_at: Mapped[datetime]
 
 
-class JobLogRow(Base):
+class JobLogRow(Scoped, Base):
     __tablename__ = "job_logs"
     __table_args__ = (Index("ix_job_logs_job_id_seq", "job_id", "seq"),)
 
     seq: Mapped[int] = mapped_column(LogSeq, primary_key=True, autoincrement=True)
+    project: Mapped[str] = project_column()
     job_id: Mapped[str] = mapped_column(String(24), ForeignKey("jobs.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer)
     stream: Mapped[str] = mapped_column(String(16))

@@ -14,22 +14,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from plinth.store.schema.base import Base
+from plinth.store.schema.base import Base, Scoped, project_column
 
 #: BIGINT on Postgres, INTEGER (the rowid alias, autoincrementing) on SQLite
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 TsVector = Text().with_variant(TSVECTOR(), "postgresql")
 
 
-class KnowledgeBaseRow(Base):
+class KnowledgeBaseRow(Scoped, Base):
     __tablename__ = "knowledge_bases"
+    __table_args__ = (UniqueConstraint("project", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    project: Mapped[str] = project_column()
+    name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")
     embedder: Mapped[str] = mapped_column(String(64))
     embedding_model: Mapped[str] = mapped_column(String(300))
@@ -44,22 +46,24 @@ class KnowledgeBaseRow(Base):
     updated_at: Mapped[datetime]
 
 
-class KbVersionRow(Base):
+class KbVersionRow(Scoped, Base):
     __tablename__ = "kb_versions"
 
     kb_id: Mapped[int] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = project_column()
     note: Mapped[str] = mapped_column(Text, default="")
     documents: Mapped[int] = mapped_column(Integer, default=0)
     chunks: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
 
 
-class KbDocumentRow(Base):
+class KbDocumentRow(Scoped, Base):
     __tablename__ = "kb_documents"
     __table_args__ = (Index(None, "kb_id", "name"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project: Mapped[str] = project_column()
     kb_id: Mapped[int] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(500))
     sha256: Mapped[str] = mapped_column(String(64))
@@ -73,7 +77,7 @@ class KbDocumentRow(Base):
     created_at: Mapped[datetime]
 
 
-class KbChunkRow(Base):
+class KbChunkRow(Scoped, Base):
     __tablename__ = "kb_chunks"
     __table_args__ = (
         Index(None, "kb_id", "id"),
@@ -81,6 +85,7 @@ class KbChunkRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project: Mapped[str] = project_column()
     kb_id: Mapped[int] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))
     document_id: Mapped[int] = mapped_column(BigId, ForeignKey("kb_documents.id", ondelete="CASCADE"), index=True)
     ordinal: Mapped[int] = mapped_column(Integer)
@@ -95,12 +100,13 @@ class KbChunkRow(Base):
     removed_version: Mapped[int | None] = mapped_column(Integer)
 
 
-class KbCitationRow(Base):
+class KbCitationRow(Scoped, Base):
     """Citations of one chat response; no foreign key: they outlive a removed knowledge base."""
 
     __tablename__ = "kb_citations"
 
     response_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    project: Mapped[str] = project_column()
     knowledge_base: Mapped[str] = mapped_column(String(100))
     version: Mapped[int] = mapped_column(Integer)
     model: Mapped[str] = mapped_column(String(300))

@@ -5,18 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, ForeignKeyConstraint, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from plinth.store.schema.base import Base
+from plinth.store.schema.base import Base, Scoped, project_column
 
 
-class RunRow(Base):
+class RunRow(Scoped, Base):
     """One tracked run (:class:`plinth.domain.tracking.Run`)."""
 
     __tablename__ = "runs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = project_column()
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -31,7 +32,7 @@ class RunRow(Base):
     ended_at: Mapped[datetime | None]
 
 
-class RunMetricRow(Base):
+class RunMetricRow(Scoped, Base):
     """One value of one metric at one step of a run. A step logged again (a run resumed
     from an earlier checkpoint) replaces the value."""
 
@@ -39,6 +40,7 @@ class RunMetricRow(Base):
     __table_args__ = (UniqueConstraint("run_id", "key", "step"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    project: Mapped[str] = project_column()
     run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(128))
     step: Mapped[int] = mapped_column(Integer)
@@ -46,11 +48,12 @@ class RunMetricRow(Base):
     at: Mapped[datetime]
 
 
-class RunArtifactRow(Base):
+class RunArtifactRow(Scoped, Base):
     __tablename__ = "run_artifacts"
     __table_args__ = (UniqueConstraint("run_id", "name"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    project: Mapped[str] = project_column()
     run_id: Mapped[str] = mapped_column(String(32), ForeignKey("runs.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(32))
@@ -60,22 +63,27 @@ class RunArtifactRow(Base):
     created_at: Mapped[datetime]
 
 
-class RegisteredModelRow(Base):
+class RegisteredModelRow(Scoped, Base):
     __tablename__ = "registered_models"
 
+    project: Mapped[str] = project_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     description: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
 
 
-class ModelVersionRow(Base):
+class ModelVersionRow(Scoped, Base):
     """One version of a registered model with its lineage (:class:`ModelVersion`)."""
 
     __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("name", "version"),)
+    __table_args__ = (
+        UniqueConstraint("project", "name", "version"),
+        ForeignKeyConstraint(["project", "name"], ["registered_models.project", "registered_models.name"], ondelete="CASCADE"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), ForeignKey("registered_models.name", ondelete="CASCADE"))
+    project: Mapped[str] = project_column()
+    name: Mapped[str] = mapped_column(String(128))
     version: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
     base_model: Mapped[str] = mapped_column(String(128))
@@ -91,20 +99,25 @@ class ModelVersionRow(Base):
     created_at: Mapped[datetime]
 
 
-class ModelAliasRow(Base):
+class ModelAliasRow(Scoped, Base):
     __tablename__ = "model_aliases"
+    __table_args__ = (
+        ForeignKeyConstraint(["project", "name"], ["registered_models.project", "registered_models.name"], ondelete="CASCADE"),
+    )
 
-    name: Mapped[str] = mapped_column(String(128), ForeignKey("registered_models.name", ondelete="CASCADE"), primary_key=True)
+    project: Mapped[str] = project_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
     alias: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]
 
 
-class EvalReportRow(Base):
+class EvalReportRow(Scoped, Base):
     __tablename__ = "eval_reports"
     __table_args__ = (Index("ix_eval_reports_registry", "registry_name", "registry_version"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project: Mapped[str] = project_column()
     model: Mapped[str] = mapped_column(String(300))
     dataset: Mapped[str] = mapped_column(String(200))
     split: Mapped[str] = mapped_column(String(16))

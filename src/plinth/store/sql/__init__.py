@@ -35,6 +35,7 @@ from plinth.store.sql.engine import (
 from plinth.store.sql.guardrails import GuardrailsSql
 from plinth.store.sql.jobs import JobsSql
 from plinth.store.sql.knowledge import KnowledgeSql
+from plinth.store.sql.projects import ProjectsSql
 from plinth.store.sql.serving import ServingSql
 from plinth.store.sql.tracking import TrackingSql
 
@@ -54,7 +55,17 @@ __all__ = [
 
 
 class SqlStore(
-    CatalogSql, ServingSql, KnowledgeSql, JobsSql, DatasetsSql, GuardrailsSql, TrackingSql, DeploymentsSql, AuthSql, MetadataStore
+    CatalogSql,
+    ServingSql,
+    KnowledgeSql,
+    JobsSql,
+    DatasetsSql,
+    GuardrailsSql,
+    TrackingSql,
+    DeploymentsSql,
+    AuthSql,
+    ProjectsSql,
+    MetadataStore,
 ):
     """The metadata store on SQLite or Postgres: every area mixin plus the lifecycle."""
 

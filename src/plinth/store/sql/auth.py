@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from plinth.domain.auth import ApiKey, AuditEntry, BudgetPeriod, KeyWindows, Limits, Reservation, Scope, minute_bounds, period_bounds
 from plinth.errors import ErrorCode, PlinthError, not_found
 from plinth.store.schema.auth import ApiKeyRow, ApiKeyWindowRow, AuditRow
-from plinth.store.sql.common import SqlBase, db_reason, is_unique_violation, json_or_invalid
+from plinth.store.sql.common import RefusedValue, SqlBase, db_reason, is_unique_violation, json_or_invalid
 
 MINUTE = "minute"
 BUDGET = "budget"
@@ -28,6 +28,8 @@ class AuthSql(SqlBase):
     def create_api_key(self, key: ApiKey, secret_hash: str) -> ApiKey:
         row = ApiKeyRow(
             id=key.id,
+            project=key.project,  # None: the scope's
+            user=key.user,
             name=key.name,
             secret_hash=secret_hash,
             scopes=sorted(s.value for s in key.scopes),
@@ -51,7 +53,7 @@ class AuthSql(SqlBase):
             if is_unique_violation(e):
                 raise PlinthError(ErrorCode.ALREADY_EXISTS, f"an API key named {key.name!r} already exists", param="name") from None
             raise
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"API key {key.name!r} cannot be stored: {db_reason(e)}") from None
 
     def get_api_key(self, key_id: str) -> ApiKey:
@@ -68,11 +70,11 @@ class AuthSql(SqlBase):
 
     def find_api_key_by_name(self, name: str) -> ApiKey | None:
         with self._session() as s:
-            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.name == name))
+            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.name == name, self._visible(ApiKeyRow)))
             return None if row is None else _key(row)
 
     def list_api_keys(self, *, include_revoked: bool = False) -> list[ApiKey]:
-        q = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+        q = select(ApiKeyRow).where(self._visible(ApiKeyRow)).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
         if not include_revoked:
             q = q.where(ApiKeyRow.revoked_at.is_(None))
         with self._session() as s:
@@ -221,6 +223,7 @@ class AuthSql(SqlBase):
         for value, what in ((entry.before, "before"), (entry.after, "after"), (entry.details, "details")):
             json_or_invalid(value, f"audit {what}", what)
         row = AuditRow(
+            project=entry.project,  # None: the scope's
             at=entry.at or datetime.now(UTC),
             actor=entry.actor[:200],
             action=entry.action[:100],
@@ -245,8 +248,9 @@ class AuthSql(SqlBase):
         since: datetime | None = None,
         before_id: int | None = None,
         limit: int = 100,
+        project: str | None = None,
     ) -> list[AuditEntry]:
-        q = select(AuditRow)
+        q = select(AuditRow).where(self._visible(AuditRow) if project is None else AuditRow.project == project)
         if actor is not None:
             q = q.where(AuditRow.actor == actor)
         if target_type is not None:
@@ -298,6 +302,8 @@ def _key(row: ApiKeyRow) -> ApiKey:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        project=row.project,
+        user=row.user,
     )
 
 
@@ -312,4 +318,5 @@ def _audit(row: AuditRow) -> AuditEntry:
         before=row.before,
         after=row.after,
         details=dict(row.details or {}),
+        project=row.project,
     )

@@ -8,19 +8,22 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from plinth.domain import AdapterFormat, AdapterRecord, ModelFormat, ModelRecord
+from plinth.domain.projects import SHARED
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store.schema import AdapterRow, ModelRow
 from plinth.store.sql.common import (
+    RefusedValue,
     SqlBase,
     db_reason,
     is_foreign_key_violation,
     is_unique_violation,
     json_or_invalid,
 )
+from plinth.store.sql.scoping import ALL_PROJECTS
 
 
 class CatalogSql(SqlBase):
@@ -31,13 +34,19 @@ class CatalogSql(SqlBase):
         row = _row_from_record(record)
         try:
             with self._session(write=True) as s:
+                # names are unique per project, and a project's name may not hide a shared one
+                if s.scalar(select(ModelRow.id).where(ModelRow.name == record.name, self._visible(ModelRow))) is not None:
+                    raise PlinthError(
+                        ErrorCode.ALREADY_EXISTS,
+                        f"model {record.name!r} already exists",
+                        details={"kind": "model", "name": record.name},
+                    )
                 s.add(row)
                 s.flush()
                 s.refresh(row)
                 stored = _record_from_row(row)
-        except DataError as e:  # Postgres: a value too long for its column, out of range...
-            reason = str(e.orig).strip().splitlines()[0]
-            raise PlinthError(ErrorCode.INVALID_REQUEST, f"model {record.name!r} cannot be stored: {reason}") from None
+        except RefusedValue as e:  # Postgres: a value too long for its column, out of range...
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"model {record.name!r} cannot be stored: {db_reason(e)}") from None
         except IntegrityError as e:
             if not is_unique_violation(e):
                 raise
@@ -58,27 +67,36 @@ class CatalogSql(SqlBase):
 
     def find_model(self, name: str) -> ModelRecord | None:
         with self._session() as s:
-            row = s.scalar(select(ModelRow).where(ModelRow.name == name))
+            row = s.scalar(self._model_query(name))
             return None if row is None else _record_from_row(row)
+
+    def _model_query(self, name: str) -> Any:
+        return select(ModelRow).where(ModelRow.name == name, self._visible(ModelRow)).order_by(self._own_first(ModelRow)).limit(1)
 
     def list_models(self) -> list[ModelRecord]:
         with self._session() as s:
-            records = [_record_from_row(r) for r in s.scalars(select(ModelRow))]
+            records = [_record_from_row(r) for r in s.scalars(select(ModelRow).where(self._visible(ModelRow)))]
         # Sorted here, not by ORDER BY: collations differ between SQLite and Postgres.
         return sorted(records, key=lambda r: r.name)
 
     def delete_model(self, name: str) -> ModelRecord:
         with self._session(write=True) as s:
-            row = s.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
+            row = s.scalar(self._model_query(name).with_for_update())
             if row is None:
                 raise _model_not_found(name)
             record = _record_from_row(row)
             s.delete(row)
+            s.flush()  # the scope check: a project cannot delete a shared model
+            # its adapters (no foreign key: they may live in other projects when it is shared)
+            adapters = delete(AdapterRow).where(AdapterRow.base_model == name)
+            if row.project != SHARED:
+                adapters = adapters.where(AdapterRow.project == row.project)
+            s.execute(adapters)
         return record
 
     def set_model_runtime(self, name: str, runtime: str) -> ModelRecord:
         with self._session(write=True) as s:
-            row = s.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
+            row = s.scalar(self._model_query(name).with_for_update())
             if row is None:
                 raise _model_not_found(name)
             row.runtime = runtime
@@ -87,7 +105,8 @@ class CatalogSql(SqlBase):
 
     def count_models_with_digest(self, digest: str) -> int:
         with self._session() as s:
-            return s.scalar(select(func.count()).select_from(ModelRow).where(ModelRow.digest == digest)) or 0
+            query = select(func.count()).select_from(ModelRow).where(ModelRow.digest == digest)
+            return s.scalar(query.execution_options(**{ALL_PROJECTS: True})) or 0
 
     # -- adapters ----------------------------------------------------------------------------
     def add_adapter(self, record: AdapterRecord) -> AdapterRecord:
@@ -96,13 +115,13 @@ class CatalogSql(SqlBase):
             with self._session(write=True) as s:
                 # Checked first for a clear error; the foreign key still guards against a
                 # base model deleted concurrently (Postgres), mapped the same way below.
-                if s.scalar(select(ModelRow.id).where(ModelRow.name == record.base_model)) is None:
+                if s.scalar(select(ModelRow.id).where(ModelRow.name == record.base_model, self._visible(ModelRow))) is None:
                     raise _model_not_found(record.base_model)
                 s.add(row)
                 s.flush()
                 s.refresh(row)
                 stored = _adapter_record_from_row(row)
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"adapter {record.model_id} cannot be stored: {db_reason(e)}") from None
         except IntegrityError as e:
             if is_foreign_key_violation(e):
@@ -126,11 +145,14 @@ class CatalogSql(SqlBase):
 
     def find_adapter(self, base_model: str, name: str) -> AdapterRecord | None:
         with self._session() as s:
-            row = s.scalar(_adapter_query(base_model, name))
+            row = s.scalar(self._adapter_query(base_model, name))
             return None if row is None else _adapter_record_from_row(row)
 
+    def _adapter_query(self, base_model: str, name: str) -> Any:
+        return select(AdapterRow).where(AdapterRow.base_model == base_model, AdapterRow.name == name, self._visible(AdapterRow))
+
     def list_adapters(self, base_model: str | None = None) -> list[AdapterRecord]:
-        query = select(AdapterRow)
+        query = select(AdapterRow).where(self._visible(AdapterRow))
         if base_model is not None:
             query = query.where(AdapterRow.base_model == base_model)
         with self._session() as s:
@@ -140,7 +162,7 @@ class CatalogSql(SqlBase):
 
     def delete_adapter(self, base_model: str, name: str) -> AdapterRecord:
         with self._session(write=True) as s:
-            row = s.scalar(_adapter_query(base_model, name).with_for_update())
+            row = s.scalar(self._adapter_query(base_model, name).with_for_update())
             if row is None:
                 raise _adapter_not_found(base_model, name)
             record = _adapter_record_from_row(row)
@@ -150,18 +172,18 @@ class CatalogSql(SqlBase):
     def count_adapters_with_digest(self, digest: str) -> int:
         query = select(func.count()).select_from(AdapterRow).where(or_(AdapterRow.digest == digest, AdapterRow.gguf_digest == digest))
         with self._session() as s:
-            return s.scalar(query) or 0
+            return s.scalar(query.execution_options(**{ALL_PROJECTS: True})) or 0
 
     def update_adapter_gguf(self, base_model: str, name: str, gguf_digest: str | None) -> AdapterRecord:
         try:
             with self._session(write=True) as s:
-                row = s.scalar(_adapter_query(base_model, name).with_for_update())
+                row = s.scalar(self._adapter_query(base_model, name).with_for_update())
                 if row is None:
                     raise _adapter_not_found(base_model, name)
                 row.gguf_digest = gguf_digest
                 s.flush()
                 record = _adapter_record_from_row(row)
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(
                 ErrorCode.INVALID_REQUEST,
                 f"GGUF digest of adapter {base_model}:{name} cannot be stored: {db_reason(e)}",
@@ -186,6 +208,7 @@ def _row_from_record(record: ModelRecord) -> ModelRow:
         ) from None
     return ModelRow(
         id=record.id or uuid4().hex,
+        project=SHARED if record.builtin else None,  # None: the scope's project
         name=record.name,
         format=ModelFormat(record.format).value,
         runtime=record.runtime,
@@ -231,10 +254,6 @@ def _adapter_not_found(base_model: str, name: str) -> PlinthError:
         f"adapter {base_model}:{name} does not exist",
         details=_adapter_details(base_model, name),
     )
-
-
-def _adapter_query(base_model: str, name: str) -> Any:
-    return select(AdapterRow).where(AdapterRow.base_model == base_model, AdapterRow.name == name)
 
 
 def _adapter_row_from_record(record: AdapterRecord) -> AdapterRow:

@@ -14,7 +14,9 @@ from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, Operationa
 from sqlalchemy.orm import Session, sessionmaker
 
 from plinth.domain.numbers import INT64_MAX
+from plinth.domain.projects import SHARED, StoreScope
 from plinth.errors import ErrorCode, PlinthError
+from plinth.store.sql import scoping
 from plinth.store.sql.engine import (
     DEFAULT_BUSY_TIMEOUT_MS,
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -22,6 +24,16 @@ from plinth.store.sql.engine import (
     create_store_engine,
     mask_url,
 )
+
+
+class RefusedValue(PlinthError):
+    """A value the database refused (a driver's DataError: a string too long for its column,
+    a number out of range): ``invalid_request``. Store methods that know what they were
+    storing catch it and name it."""
+
+    def __init__(self, error: DataError) -> None:
+        self.reason = db_reason(error)
+        super().__init__(ErrorCode.INVALID_REQUEST, f"the metadata store refused a value: {self.reason}")
 
 
 class SqlBase:
@@ -39,12 +51,16 @@ class SqlBase:
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         echo: bool = False,
+        strict: bool = False,
     ) -> None:
         self.url = url
         self.display_url = mask_url(url)
         self._engine = create_store_engine(url, busy_timeout_ms=busy_timeout_ms, connect_timeout_s=connect_timeout_s, echo=echo)
         event.listen(self._engine, "handle_error", _note_out_of_range)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        #: strict: a call outside any project scope is a bug (the server); else the system scope
+        self.strict = strict
+        scoping.install(self._sessions, strict)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.display_url!r})"
@@ -68,6 +84,24 @@ class SqlBase:
         return self._engine.dialect.name
 
     # -- plumbing ----------------------------------------------------------------------------
+    def _scope(self) -> StoreScope:
+        """The scope of the current call (see :mod:`plinth.store.sql.scoping`)."""
+        return scoping.scope_of_call(self.strict)
+
+    def _project(self) -> str:
+        """The project the current call names things in and adds rows to."""
+        return self._scope().project
+
+    def _visible(self, row: Any) -> Any:
+        """The condition "the row is the current project's or shared", for lookups by name and
+        listings: in a project scope the session adds it anyway; in the system scope it keeps
+        a name meaning the scope project's row."""
+        return row.project.in_(self._scope().visible)
+
+    def _own_first(self, row: Any) -> Any:
+        """ORDER BY that puts the project's own row before a shared one of the same name."""
+        return (row.project == SHARED).asc()
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         try:
@@ -84,7 +118,9 @@ class SqlBase:
         except DataError as e:
             # A value the database refuses (Postgres: a number out of range for its column, a
             # string too long...). The API bounds its numbers first; this is the net under it.
-            raise PlinthError(ErrorCode.INVALID_REQUEST, f"the metadata store refused a value: {db_reason(e)}") from e
+            # It stays a DataError too, so a store method that names what it was storing can
+            # catch it and say so.
+            raise RefusedValue(e) from e
         except OverflowError as e:
             # sqlite3 refuses a Python int outside 64 bits with a bare OverflowError.
             values = getattr(e, "out_of_range", ())
@@ -130,8 +166,10 @@ def json_or_invalid(value: object, what: str, param: str) -> None:
         raise PlinthError(ErrorCode.INVALID_REQUEST, f"{what} must be JSON-serialisable: {e}", param=param) from None
 
 
-def db_reason(e: DataError) -> str:
+def db_reason(e: DataError | RefusedValue) -> str:
     """The first line of the database's message (Postgres: value too long, out of range...)."""
+    if isinstance(e, RefusedValue):
+        return e.reason
     lines = str(e.orig if e.orig is not None else e).strip().splitlines()
     return lines[0] if lines else type(e).__name__
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from plinth.domain.datasets import Dataset, DatasetFormat, DatasetVersion, SourceFormat
 from plinth.errors import ErrorCode, PlinthError, not_found
 from plinth.store.schema.datasets import DatasetRow, DatasetVersionRow
-from plinth.store.sql.common import SqlBase, db_reason, is_unique_violation
+from plinth.store.sql.common import RefusedValue, SqlBase, db_reason, is_unique_violation
+from plinth.store.sql.scoping import ALL_PROJECTS
 
 
 class DatasetsSql(SqlBase):
@@ -24,24 +25,28 @@ class DatasetsSql(SqlBase):
                 # Two writers created the dataset, or took the same number, at once: again.
                 if not is_unique_violation(e) or attempt == 2:
                     raise
-            except DataError as e:
+            except RefusedValue as e:
                 raise PlinthError(ErrorCode.INVALID_REQUEST, f"dataset {version.dataset!r} cannot be stored: {db_reason(e)}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _add_version(self, version: DatasetVersion, description: str | None) -> tuple[DatasetVersion, bool]:
         now = datetime.now(UTC)
+        project = self._project()
         with self._session(write=True) as s:
-            ds = s.get(DatasetRow, version.dataset, with_for_update=True)
+            ds = s.get(DatasetRow, (project, version.dataset), with_for_update=True)
             if ds is None:
-                ds = DatasetRow(name=version.dataset, description=description or "", latest_version=0, created_at=now, updated_at=now)
+                ds = DatasetRow(
+                    project=project, name=version.dataset, description=description or "", latest_version=0, created_at=now, updated_at=now
+                )
                 s.add(ds)
                 s.flush()
             else:
-                latest = s.get(DatasetVersionRow, (ds.name, ds.latest_version))
+                latest = s.get(DatasetVersionRow, (project, ds.name, ds.latest_version))
                 if latest is not None and latest.digest == version.digest and latest.split_digest == version.split_digest:
                     return _version(latest), False
             number = ds.latest_version + 1
             row = DatasetVersionRow(
+                project=project,
                 dataset=ds.name,
                 version=number,
                 format=version.format.value,
@@ -68,23 +73,24 @@ class DatasetsSql(SqlBase):
 
     def get_dataset(self, name: str) -> Dataset:
         with self._session() as s:
-            row = s.get(DatasetRow, name)
+            row = s.get(DatasetRow, (self._project(), name))
             if row is None:
                 raise not_found("dataset", name)
             return _dataset(row)
 
     def list_datasets(self) -> list[Dataset]:
         with self._session() as s:
-            rows = [_dataset(r) for r in s.scalars(select(DatasetRow))]
+            rows = [_dataset(r) for r in s.scalars(select(DatasetRow).where(self._visible(DatasetRow)))]
         return sorted(rows, key=lambda d: d.name)
 
     def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersion:
+        project = self._project()
         with self._session() as s:
-            ds = s.get(DatasetRow, name)
+            ds = s.get(DatasetRow, (project, name))
             if ds is None:
                 raise not_found("dataset", name)
             number = ds.latest_version if version is None else version
-            row = s.get(DatasetVersionRow, (name, number))
+            row = s.get(DatasetVersionRow, (project, name, number))
             if row is None:
                 raise PlinthError(
                     ErrorCode.NOT_FOUND,
@@ -95,19 +101,26 @@ class DatasetsSql(SqlBase):
 
     def list_dataset_versions(self, name: str) -> list[DatasetVersion]:
         with self._session() as s:
-            if s.get(DatasetRow, name) is None:
+            project = self._project()
+            if s.get(DatasetRow, (project, name)) is None:
                 raise not_found("dataset", name)
-            rows = s.scalars(select(DatasetVersionRow).where(DatasetVersionRow.dataset == name).order_by(DatasetVersionRow.version))
+            rows = s.scalars(
+                select(DatasetVersionRow)
+                .where(DatasetVersionRow.project == project, DatasetVersionRow.dataset == name)
+                .order_by(DatasetVersionRow.version)
+            )
             return [_version(r) for r in rows]
 
     def delete_dataset(self, name: str) -> list[DatasetVersion]:
         with self._session(write=True) as s:
-            ds = s.get(DatasetRow, name, with_for_update=True)
+            project = self._project()
+            ds = s.get(DatasetRow, (project, name), with_for_update=True)
             if ds is None:
                 raise not_found("dataset", name)
-            rows = list(s.scalars(select(DatasetVersionRow).where(DatasetVersionRow.dataset == name)))
+            of_it = (DatasetVersionRow.project == project, DatasetVersionRow.dataset == name)
+            rows = list(s.scalars(select(DatasetVersionRow).where(*of_it)))
             versions = [_version(r) for r in rows]
-            s.execute(delete(DatasetVersionRow).where(DatasetVersionRow.dataset == name))
+            s.execute(delete(DatasetVersionRow).where(*of_it))
             s.delete(ds)
             return versions
 
@@ -118,7 +131,8 @@ class DatasetsSql(SqlBase):
                 DatasetVersionRow.split_digest == digest,
                 DatasetVersionRow.source_digest == digest,
             )
-            return int(s.scalar(select(func.count()).select_from(DatasetVersionRow).where(cond)) or 0)
+            query = select(func.count()).select_from(DatasetVersionRow).where(cond).execution_options(**{ALL_PROJECTS: True})
+            return int(s.scalar(query) or 0)
 
 
 def _dataset(row: DatasetRow) -> Dataset:

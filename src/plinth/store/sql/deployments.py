@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, and_, case, cast, delete, func, literal_column, select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from plinth.domain.deployments import (
     USAGE_GROUPS,
@@ -33,7 +33,7 @@ from plinth.store.schema.deployments import (
     FeedbackRow,
     UsageRow,
 )
-from plinth.store.sql.common import SqlBase, db_reason, is_unique_violation, json_or_invalid
+from plinth.store.sql.common import RefusedValue, SqlBase, db_reason, is_unique_violation, json_or_invalid
 from plinth.store.sql.engine import rowcount
 
 #: most recent successful requests per revision whose latencies feed the p95 of a window
@@ -56,7 +56,9 @@ class DeploymentsSql(SqlBase):
     # -- deployments -----------------------------------------------------------------------------
     def create_deployment(self, deployment: Deployment, targets: tuple[Target, ...], *, actor: str, note: str = "") -> Deployment:
         now = datetime.now(UTC)
+        project = self._project()
         row = DeploymentRow(
+            project=project,
             name=deployment.name,
             description=deployment.description,
             stable_revision=1,
@@ -72,7 +74,13 @@ class DeploymentsSql(SqlBase):
             updated_at=now,
         )
         revision = DeploymentRevisionRow(
-            deployment=deployment.name, number=1, targets=[t.to_dict() for t in targets], note=note, created_by=actor, created_at=now
+            project=project,
+            deployment=deployment.name,
+            number=1,
+            targets=[t.to_dict() for t in targets],
+            note=note,
+            created_by=actor,
+            created_at=now,
         )
         json_or_invalid(revision.targets, "targets", "targets")
         try:
@@ -80,14 +88,14 @@ class DeploymentsSql(SqlBase):
                 s.add(row)
                 s.flush()
                 s.add(revision)
-                s.add(_event_row(DeploymentEvent(deployment.name, EventKind.CREATED, actor, revision=1, reason=note), now))
+                s.add(_event_row(DeploymentEvent(deployment.name, EventKind.CREATED, actor, revision=1, reason=note), now, project))
                 s.flush()
                 return _deployment(row)
         except IntegrityError as e:
             if is_unique_violation(e):
                 raise PlinthError(ErrorCode.ALREADY_EXISTS, f"deployment {deployment.name!r} already exists", param="name") from None
             raise
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"deployment {deployment.name!r} cannot be stored: {db_reason(e)}") from None
 
     def get_deployment(self, name: str) -> Deployment:
@@ -98,21 +106,25 @@ class DeploymentsSql(SqlBase):
 
     def find_deployment(self, name: str) -> Deployment | None:
         with self._session() as s:
-            row = s.get(DeploymentRow, name)
+            row = s.get(DeploymentRow, (self._project(), name))
             return None if row is None else _deployment(row)
 
     def list_deployments(self) -> list[Deployment]:
         with self._session() as s:
-            return [_deployment(r) for r in s.scalars(select(DeploymentRow).order_by(DeploymentRow.name))]
+            query = select(DeploymentRow).where(self._visible(DeploymentRow)).order_by(DeploymentRow.name)
+            return [_deployment(r) for r in s.scalars(query)]
 
     def delete_deployment(self, name: str) -> Deployment:
+        project = self._project()
         with self._session(write=True) as s:
-            row = s.get(DeploymentRow, name, with_for_update=True)
+            row = s.get(DeploymentRow, (project, name), with_for_update=True)
             if row is None:
                 raise not_found("deployment", name)
             gone = _deployment(row)
-            s.execute(delete(DeploymentEventRow).where(DeploymentEventRow.deployment == name))
-            s.execute(delete(DeploymentRevisionRow).where(DeploymentRevisionRow.deployment == name))
+            s.execute(delete(DeploymentEventRow).where(DeploymentEventRow.project == project, DeploymentEventRow.deployment == name))
+            s.execute(
+                delete(DeploymentRevisionRow).where(DeploymentRevisionRow.project == project, DeploymentRevisionRow.deployment == name)
+            )
             s.delete(row)
             return gone
 
@@ -120,18 +132,24 @@ class DeploymentsSql(SqlBase):
         now = datetime.now(UTC)
         data = [t.to_dict() for t in targets]
         json_or_invalid(data, "targets", "targets")
+        project = self._project()
         with self._session(write=True) as s:
-            if s.get(DeploymentRow, name, with_for_update=True) is None:
+            if s.get(DeploymentRow, (project, name), with_for_update=True) is None:
                 raise not_found("deployment", name)
-            last = s.scalar(select(func.max(DeploymentRevisionRow.number)).where(DeploymentRevisionRow.deployment == name)) or 0
-            row = DeploymentRevisionRow(deployment=name, number=last + 1, targets=data, note=note, created_by=actor, created_at=now)
+            numbers = select(func.max(DeploymentRevisionRow.number)).where(
+                DeploymentRevisionRow.project == project, DeploymentRevisionRow.deployment == name
+            )
+            last = s.scalar(numbers) or 0
+            row = DeploymentRevisionRow(
+                project=project, deployment=name, number=last + 1, targets=data, note=note, created_by=actor, created_at=now
+            )
             s.add(row)
             s.flush()
             return _revision(row)
 
     def get_revision(self, name: str, number: int) -> Revision:
         with self._session() as s:
-            row = s.get(DeploymentRevisionRow, (name, number))
+            row = s.get(DeploymentRevisionRow, (self._project(), name, number))
             if row is None:
                 raise not_found("revision", f"{name}@{number}")
             return _revision(row)
@@ -139,7 +157,9 @@ class DeploymentsSql(SqlBase):
     def list_revisions(self, name: str) -> list[Revision]:
         with self._session() as s:
             rows = s.scalars(
-                select(DeploymentRevisionRow).where(DeploymentRevisionRow.deployment == name).order_by(DeploymentRevisionRow.number)
+                select(DeploymentRevisionRow)
+                .where(DeploymentRevisionRow.project == self._project(), DeploymentRevisionRow.deployment == name)
+                .order_by(DeploymentRevisionRow.number)
             )
             return [_revision(r) for r in rows]
 
@@ -148,7 +168,7 @@ class DeploymentsSql(SqlBase):
     ) -> Deployment:
         now = datetime.now(UTC)
         with self._session(write=True) as s:
-            row = s.get(DeploymentRow, name, with_for_update=True)
+            row = s.get(DeploymentRow, (self._project(), name), with_for_update=True)
             if row is None:
                 raise not_found("deployment", name)
             if expected_generation is not None and row.generation != expected_generation:
@@ -169,13 +189,13 @@ class DeploymentsSql(SqlBase):
             row.generation += 1
             row.updated_at = now
             if event is not None:
-                s.add(_event_row(event, now))
+                s.add(_event_row(event, now, row.project))
             s.flush()
             return _deployment(row)
 
     def add_deployment_event(self, event: DeploymentEvent) -> DeploymentEvent:
         with self._session(write=True) as s:
-            row = _event_row(event, datetime.now(UTC))
+            row = _event_row(event, datetime.now(UTC), self._project())
             s.add(row)
             s.flush()
             return _event(row)
@@ -183,7 +203,7 @@ class DeploymentsSql(SqlBase):
     def list_deployment_events(self, name: str, *, limit: int = 100) -> list[DeploymentEvent]:
         q = (
             select(DeploymentEventRow)
-            .where(DeploymentEventRow.deployment == name)
+            .where(DeploymentEventRow.project == self._project(), DeploymentEventRow.deployment == name)
             .order_by(DeploymentEventRow.id.desc())
             .limit(max(1, min(limit, 10_000)))
         )
@@ -195,12 +215,14 @@ class DeploymentsSql(SqlBase):
         if not records:
             return
         now = datetime.now(UTC)
+        default = self._project()
         with self._session(write=True) as s:
-            s.add_all([_usage_row(r, now) for r in records])
+            s.add_all([_usage_row(r, now, r.project if r.project is not None else default) for r in records])
 
     def find_usage(self, response_id: str) -> UsageRecord | None:
         with self._session() as s:
-            row = s.scalar(select(UsageRow).where(UsageRow.response_id == response_id).order_by(UsageRow.id.desc()).limit(1))
+            query = select(UsageRow).where(UsageRow.response_id == response_id, self._visible(UsageRow))
+            row = s.scalar(query.order_by(UsageRow.id.desc()).limit(1))
             return None if row is None else _usage(row)
 
     def usage_summary(
@@ -230,7 +252,7 @@ class DeploymentsSql(SqlBase):
             func.coalesce(func.sum(UsageRow.prompt_tokens), 0).label("prompt_tokens"),
             func.coalesce(func.sum(UsageRow.completion_tokens), 0).label("completion_tokens"),
         )
-        conds = []
+        conds = [self._visible(UsageRow)]
         if since is not None:
             conds.append(UsageRow.at >= since)
         if until is not None:
@@ -242,8 +264,7 @@ class DeploymentsSql(SqlBase):
             if column is None:
                 raise PlinthError(ErrorCode.INVALID_REQUEST, f"cannot filter usage by {key!r}", param=key)
             conds.append(column == value)
-        if conds:
-            q = q.where(and_(*conds))
+        q = q.where(and_(*conds))
         group_cols: list[Any] = ([literal_column("bucket")] if bucket_s else []) + [_GROUP_COLUMNS[g] for g in group_by]
         if group_cols:
             q = q.group_by(*group_cols).order_by(*group_cols)
@@ -277,7 +298,9 @@ class DeploymentsSql(SqlBase):
 
     def window_stats(self, deployment: str, revisions: list[int], since: datetime) -> dict[int, WindowStats]:
         counted = (Outcome.OK.value, Outcome.ERROR.value)
+        project = self._project()
         base = and_(
+            UsageRow.project == project,
             UsageRow.deployment == deployment,
             UsageRow.revision.in_(revisions),
             UsageRow.at >= since,
@@ -296,7 +319,12 @@ class DeploymentsSql(SqlBase):
             ).all()
             ratings = s.execute(
                 select(FeedbackRow.revision, func.count(), func.sum(case((FeedbackRow.rating < 0, 1), else_=0)))
-                .where(FeedbackRow.deployment == deployment, FeedbackRow.revision.in_(revisions), FeedbackRow.at >= since)
+                .where(
+                    FeedbackRow.project == project,
+                    FeedbackRow.deployment == deployment,
+                    FeedbackRow.revision.in_(revisions),
+                    FeedbackRow.at >= since,
+                )
                 .group_by(FeedbackRow.revision)
             ).all()
             latencies: dict[int, list[float]] = {}
@@ -329,6 +357,7 @@ class DeploymentsSql(SqlBase):
     # -- feedback ----------------------------------------------------------------------------------
     def add_feedback(self, feedback: Feedback) -> Feedback:
         row = FeedbackRow(
+            project=self._project(),
             at=feedback.at or datetime.now(UTC),
             response_id=feedback.response_id,
             rating=feedback.rating,
@@ -344,13 +373,13 @@ class DeploymentsSql(SqlBase):
                 s.add(row)
                 s.flush()
                 return _feedback(row)
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"feedback cannot be stored: {db_reason(e)}") from None
 
     def list_feedback(
         self, *, deployment: str | None = None, revision: int | None = None, response_id: str | None = None, limit: int = 100
     ) -> list[Feedback]:
-        q = select(FeedbackRow)
+        q = select(FeedbackRow).where(self._visible(FeedbackRow))
         if deployment is not None:
             q = q.where(FeedbackRow.deployment == deployment)
         if revision is not None:
@@ -396,9 +425,10 @@ def _revision(row: DeploymentRevisionRow) -> Revision:
     )
 
 
-def _event_row(e: DeploymentEvent, now: datetime) -> DeploymentEventRow:
+def _event_row(e: DeploymentEvent, now: datetime, project: str) -> DeploymentEventRow:
     json_or_invalid(e.details, "event details", "details")
     return DeploymentEventRow(
+        project=project,
         deployment=e.deployment,
         at=e.at or now,
         kind=EventKind(e.kind).value,
@@ -422,8 +452,9 @@ def _event(row: DeploymentEventRow) -> DeploymentEvent:
     )
 
 
-def _usage_row(r: UsageRecord, now: datetime) -> UsageRow:
+def _usage_row(r: UsageRecord, now: datetime, project: str) -> UsageRow:
     return UsageRow(
+        project=project,
         at=r.at or now,
         response_id=r.response_id[:80],
         kind=r.kind,
@@ -461,6 +492,7 @@ def _usage(row: UsageRow) -> UsageRecord:
         error_code=row.error_code,
         blocked=bool(row.blocked),
         at=row.at,
+        project=row.project,
     )
 
 

@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from plinth.domain.guardrails import Action, Direction, GuardrailEvent, PolicySummary, PolicyVersion
+from plinth.domain.projects import SHARED
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store.schema.guardrails import GuardrailEventRow, GuardrailPolicyRow, GuardrailPolicyVersionRow
-from plinth.store.sql.common import SqlBase, db_reason, is_unique_violation
+from plinth.store.sql.common import RefusedValue, SqlBase, db_reason, is_unique_violation
 from plinth.store.sql.engine import rowcount
 
 
@@ -21,24 +22,37 @@ class GuardrailsSql(SqlBase):
 
     def list_guardrail_policies(self) -> list[PolicySummary]:
         with self._session() as s:
-            rows = s.scalars(select(GuardrailPolicyRow).order_by(GuardrailPolicyRow.name))
-            return [_summary(r) for r in rows]
+            rows = s.scalars(select(GuardrailPolicyRow).where(self._visible(GuardrailPolicyRow)).order_by(GuardrailPolicyRow.name))
+            seen: dict[str, PolicySummary] = {}
+            for r in rows:  # a project's own policy hides a shared one of the same name
+                if r.name not in seen or r.project != SHARED:
+                    seen[r.name] = _summary(r)
+            return list(seen.values())
+
+    def _policy_head(self, s: Any, name: str, *, for_update: bool = False) -> GuardrailPolicyRow | None:
+        """The project's own policy ``name``, else the shared one."""
+        for project in dict.fromkeys(self._scope().visible):
+            head = s.get(GuardrailPolicyRow, (project, name), with_for_update=for_update)
+            if head is not None:
+                return head  # type: ignore[no-any-return]
+        return None
 
     def get_guardrail_policy(self, name: str, version: int | None = None) -> PolicyVersion | None:
         with self._session() as s:
-            if version is None:
-                head = s.get(GuardrailPolicyRow, name)
-                if head is None:
-                    return None
-                version = head.latest_version
-            row = s.get(GuardrailPolicyVersionRow, (name, version))
+            head = self._policy_head(s, name)
+            if head is None:
+                return None
+            row = s.get(GuardrailPolicyVersionRow, (head.project, name, head.latest_version if version is None else version))
             return None if row is None else _version(row)
 
     def list_guardrail_policy_versions(self, name: str) -> list[PolicyVersion]:
         with self._session() as s:
+            head = self._policy_head(s, name)
+            if head is None:
+                return []
             rows = s.scalars(
                 select(GuardrailPolicyVersionRow)
-                .where(GuardrailPolicyVersionRow.policy == name)
+                .where(GuardrailPolicyVersionRow.project == head.project, GuardrailPolicyVersionRow.policy == name)
                 .order_by(GuardrailPolicyVersionRow.version)
             )
             return [_version(r) for r in rows]
@@ -54,16 +68,24 @@ class GuardrailsSql(SqlBase):
                 # and sees the winner's row
                 if not is_unique_violation(e) or attempt == 2:
                     raise PlinthError(ErrorCode.CONFLICT, f"policy {name!r} was changed concurrently; try again", retry_after=1.0) from None
-            except DataError as e:
+            except RefusedValue as e:
                 raise PlinthError(ErrorCode.INVALID_REQUEST, f"policy {name!r} cannot be stored: {db_reason(e)}") from None
         raise AssertionError("unreachable")
 
     def _put_policy(self, name: str, spec: dict[str, Any], digest: str, description: str, builtin: bool) -> tuple[PolicyVersion, bool]:
         now = datetime.now(UTC)
+        # built-in policies are shared; a project's are its own
+        project = SHARED if builtin else self._project()
         with self._session(write=True) as s:
-            head = s.get(GuardrailPolicyRow, name, with_for_update=True)
+            head = s.get(GuardrailPolicyRow, (project, name), with_for_update=True)
+            if head is None and not builtin and s.get(GuardrailPolicyRow, (SHARED, name)) is not None:
+                raise PlinthError(
+                    ErrorCode.PERMISSION_DENIED,
+                    f"policy {name!r} is built in and shared by every project; create a policy of another name",
+                    param="name",
+                )
             if head is not None:
-                latest = s.get(GuardrailPolicyVersionRow, (name, head.latest_version))
+                latest = s.get(GuardrailPolicyVersionRow, (project, name, head.latest_version))
                 if latest is not None and latest.digest == digest:
                     return _version(latest), False
                 version = head.latest_version + 1
@@ -75,27 +97,42 @@ class GuardrailsSql(SqlBase):
                 version = 1
                 s.add(
                     GuardrailPolicyRow(
-                        name=name, description=description, latest_version=1, builtin=builtin, created_at=now, updated_at=now
+                        project=project,
+                        name=name,
+                        description=description,
+                        latest_version=1,
+                        builtin=builtin,
+                        created_at=now,
+                        updated_at=now,
                     )
                 )
                 s.flush()
-            row = GuardrailPolicyVersionRow(policy=name, version=version, spec=spec, digest=digest, description=description, created_at=now)
+            row = GuardrailPolicyVersionRow(
+                project=project, policy=name, version=version, spec=spec, digest=digest, description=description, created_at=now
+            )
             s.add(row)
             s.flush()
             return _version(row), True
 
     def delete_guardrail_policy(self, name: str) -> bool:
+        project = self._project()
         with self._session(write=True) as s:
-            s.execute(delete(GuardrailPolicyVersionRow).where(GuardrailPolicyVersionRow.policy == name))
-            result = s.execute(delete(GuardrailPolicyRow).where(GuardrailPolicyRow.name == name))
+            s.execute(
+                delete(GuardrailPolicyVersionRow).where(
+                    GuardrailPolicyVersionRow.project == project, GuardrailPolicyVersionRow.policy == name
+                )
+            )
+            result = s.execute(delete(GuardrailPolicyRow).where(GuardrailPolicyRow.project == project, GuardrailPolicyRow.name == name))
             return bool(rowcount(result))
 
     def add_guardrail_events(self, events: Sequence[GuardrailEvent]) -> None:
         if not events:
             return
         now = datetime.now(UTC)
+        default = self._project()
         rows = [
             {
+                "project": e.project if e.project is not None else default,
                 "request_id": e.request_id[:64],
                 "model_id": e.model_id[:300],
                 "policy": e.policy[:100],
@@ -127,7 +164,7 @@ class GuardrailsSql(SqlBase):
         before_id: int | None = None,
         limit: int = 100,
     ) -> list[GuardrailEvent]:
-        q = select(GuardrailEventRow)
+        q = select(GuardrailEventRow).where(self._visible(GuardrailEventRow))
         if model_id is not None:
             q = q.where(GuardrailEventRow.model_id == model_id)
         if policy is not None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from plinth.domain.jobs import (
@@ -39,7 +39,7 @@ from plinth.domain.jobs import (
 from plinth.errors import ErrorCode, PlinthError, not_found
 from plinth.store.base_jobs import quota_refusal
 from plinth.store.schema.jobs import JobLogRow, JobRow, PriorityClassRow, QueueRow, WorkerRow
-from plinth.store.sql.common import SqlBase, db_reason, is_foreign_key_violation, is_unique_violation
+from plinth.store.sql.common import RefusedValue, SqlBase, db_reason, is_foreign_key_violation, is_unique_violation
 
 MAX_LOG_LINE = 8192
 _ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
@@ -106,6 +106,7 @@ class JobsSql(SqlBase):
         now = _now()
         row = QueueRow(
             name=queue.name,
+            project=queue.project,
             cpu=queue.quota.cpu,
             memory_bytes=queue.quota.memory,
             gpus=queue.quota.gpus,
@@ -119,7 +120,7 @@ class JobsSql(SqlBase):
                 s.add(row)
                 s.flush()
                 return _queue(row)
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"queue {queue.name!r} cannot be stored: {db_reason(e)}") from None
         except IntegrityError as e:
             if not is_unique_violation(e):
@@ -233,6 +234,7 @@ class JobsSql(SqlBase):
         now = job.created_at or _now()
         row = JobRow(
             id=job.id,
+            project=job.project,  # None: the scope's
             kind=job.kind,
             name=job.name,
             labels=dict(job.labels),
@@ -261,18 +263,25 @@ class JobsSql(SqlBase):
         try:
             with self._session(write=True) as s:
                 if job.idempotency_key is not None:
-                    existing = s.scalar(select(JobRow).where(JobRow.idempotency_key == job.idempotency_key))
+                    existing = s.scalar(self._by_idempotency_key(job.idempotency_key))
                     if existing is not None:
                         return _job(existing), False
                 queue = s.scalar(select(QueueRow).where(QueueRow.name == job.queue).with_for_update(read=True, key_share=True))
-                if queue is None:
+                if queue is None or queue.project not in ("", row.project or self._project()):
                     raise not_found("queue", job.queue)
                 _check_fits_queue(job.resources, _queue(queue))
                 s.add(row)
                 s.flush()
-                _log(s, row.id, 0, "system", f"submitted to queue {job.queue!r} with priority {job.priority_class} ({job.priority})")
+                _log(
+                    s,
+                    row.id,
+                    0,
+                    "system",
+                    f"submitted to queue {job.queue!r} with priority {job.priority_class} ({job.priority})",
+                    row.project,
+                )
                 return _job(row), True
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"the job cannot be stored: {db_reason(e)}") from None
         except IntegrityError as e:
             if is_foreign_key_violation(e):
@@ -281,7 +290,7 @@ class JobsSql(SqlBase):
                 raise
             # A concurrent submission with the same idempotency key won the race.
             with self._session() as s:
-                existing = s.scalar(select(JobRow).where(JobRow.idempotency_key == job.idempotency_key))
+                existing = s.scalar(self._by_idempotency_key(job.idempotency_key))
                 if existing is None:
                     raise
                 return _job(existing), False
@@ -295,8 +304,11 @@ class JobsSql(SqlBase):
 
     def find_job_by_idempotency_key(self, key: str) -> Job | None:
         with self._session() as s:
-            row = s.scalar(select(JobRow).where(JobRow.idempotency_key == key))
+            row = s.scalar(self._by_idempotency_key(key))
             return None if row is None else _job(row)
+
+    def _by_idempotency_key(self, key: str) -> Any:
+        return select(JobRow).where(JobRow.project == self._project(), JobRow.idempotency_key == key)
 
     def list_jobs(self, flt: JobFilter) -> list[Job]:
         query = select(JobRow).order_by(JobRow.id.desc())
@@ -334,13 +346,13 @@ class JobsSql(SqlBase):
                 )
             if row.state == JobState.QUEUED.value:
                 _end(row, JobState.CANCELLED, JobReason.CANCELLED, message or "cancelled while queued", now)
-                _log(s, row.id, row.attempt, "system", "cancelled while queued")
+                _log(s, row.id, row.attempt, "system", "cancelled while queued", row.project)
             elif row.stop_request != StopRequest.CANCEL.value:
                 row.stop_request = StopRequest.CANCEL.value
                 row.stop_requested_at = now
                 row.preempted_by = None
                 row.updated_at = now
-                _log(s, row.id, row.attempt, "system", "cancel requested; waiting for the job to stop")
+                _log(s, row.id, row.attempt, "system", "cancel requested; waiting for the job to stop", row.project)
             s.flush()
             return _job(row)
 
@@ -368,7 +380,7 @@ class JobsSql(SqlBase):
             row.queued_at = now
             row.updated_at = now
             _release(row)
-            _log(s, row.id, row.attempt, "system", "retried: back in the queue")
+            _log(s, row.id, row.attempt, "system", "retried: back in the queue", row.project)
             s.flush()
             return _job(row)
 
@@ -391,8 +403,11 @@ class JobsSql(SqlBase):
         if not lines:
             return
         with self._session(write=True) as s:
+            job = s.get(JobRow, job_id)
+            if job is None:
+                raise not_found("job", job_id)
             for line in lines:
-                _log(s, job_id, attempt, stream, line)
+                _log(s, job_id, attempt, stream, line, job.project)
 
     def job_logs(self, job_id: str, *, after: int = 0, limit: int = 1000, tail: int | None = None) -> list[JobLogLine]:
         query = select(JobLogRow).where(JobLogRow.job_id == job_id, JobLogRow.seq > after)
@@ -422,7 +437,7 @@ class JobsSql(SqlBase):
                     row.progress = _progress_json(progress)
                     row.updated_at = _now()
                 for line in logs:
-                    _log(s, job_id, attempt, "log", line)
+                    _log(s, job_id, attempt, "log", line, row.project)
             return _control(row)
 
     def finish_job(
@@ -446,7 +461,7 @@ class JobsSql(SqlBase):
             row.result = result
             row.error = error
             note = f"{state.value}" + (f": {message}" if message else "")
-            _log(s, row.id, attempt, "system", f"attempt {attempt} {note}")
+            _log(s, row.id, attempt, "system", f"attempt {attempt} {note}", row.project)
             s.flush()
             return _job(row)
 
@@ -576,7 +591,7 @@ class JobsSql(SqlBase):
                     row.process_id = None
                     row.updated_at = now
                     gpus = f", GPUs {','.join(map(str, adm.gpu_ids))}" if adm.gpu_ids else ""
-                    _log(s, row.id, row.attempt, "system", f"attempt {row.attempt} admitted on worker {worker_id}{gpus}")
+                    _log(s, row.id, row.attempt, "system", f"attempt {row.attempt} admitted on worker {worker_id}{gpus}", row.project)
                     outcome.admitted.append(_job(row))
             running_by_id = {r.id: r for r in running_rows}
             for pre in decision.preempt:
@@ -598,7 +613,7 @@ class JobsSql(SqlBase):
             who = f"worker {row.worker_id}"
             if row.stop_request == StopRequest.CANCEL.value:
                 _end(row, JobState.CANCELLED, JobReason.CANCELLED, f"cancelled; {who} was lost before it stopped", now)
-                _log(s, row.id, row.attempt, "system", f"cancelled: {who} was lost before the job stopped")
+                _log(s, row.id, row.attempt, "system", f"cancelled: {who} was lost before the job stopped", row.project)
                 outcome.cancelled.append(_job(row))
                 continue
             if row.stop_request == StopRequest.PREEMPT.value:
@@ -633,9 +648,9 @@ def _check_fits_queue(request: Resources, queue: Queue) -> None:
         raise quota_refusal(request, queue, over)
 
 
-def _log(s: Session, job_id: str, attempt: int, stream: str, line: str) -> None:
+def _log(s: Session, job_id: str, attempt: int, stream: str, line: str, project: str) -> None:
     text = line if len(line) <= MAX_LOG_LINE else line[: MAX_LOG_LINE - 1] + "…"
-    s.add(JobLogRow(job_id=job_id, attempt=attempt, stream=stream, line=text, created_at=_now()))
+    s.add(JobLogRow(project=project, job_id=job_id, attempt=attempt, stream=stream, line=text, created_at=_now()))
 
 
 def _release(row: JobRow) -> None:
@@ -663,13 +678,13 @@ def _requeue(s: Session, row: JobRow, reason: JobReason, message: str | None, *,
     attempt = row.attempt
     if row.stop_request == StopRequest.CANCEL.value:
         _end(row, JobState.CANCELLED, JobReason.CANCELLED, "cancelled while it was stopping", now)
-        _log(s, row.id, attempt, "system", f"attempt {attempt} stopped ({reason.value}); cancelled as requested")
+        _log(s, row.id, attempt, "system", f"attempt {attempt} stopped ({reason.value}); cancelled as requested", row.project)
         return
     if restart and row.restarts >= row.max_restarts:
         text = f"{message or reason.value}; gave up after {row.restarts} restart(s)"
         _end(row, JobState.FAILED, reason, text, now)
         row.error = {"code": reason.value, "message": text}
-        _log(s, row.id, attempt, "system", f"attempt {attempt} failed: {text}")
+        _log(s, row.id, attempt, "system", f"attempt {attempt} failed: {text}", row.project)
         return
     if restart:
         row.restarts += 1
@@ -681,7 +696,9 @@ def _requeue(s: Session, row: JobRow, reason: JobReason, message: str | None, *,
     row.message = message
     row.updated_at = now
     _release(row)
-    _log(s, row.id, attempt, "system", f"attempt {attempt} requeued ({reason.value}{by})" + (f": {message}" if message else ""))
+    _log(
+        s, row.id, attempt, "system", f"attempt {attempt} requeued ({reason.value}{by})" + (f": {message}" if message else ""), row.project
+    )
 
 
 def _ask_stop(s: Session, row: JobRow, stop: StopRequest, preempted_by: str | None, now: datetime) -> bool:
@@ -695,9 +712,9 @@ def _ask_stop(s: Session, row: JobRow, stop: StopRequest, preempted_by: str | No
     row.updated_at = now
     if stop is StopRequest.PREEMPT:
         why = f"to make room for job {preempted_by}" if preempted_by else "because its worker is stopping"
-        _log(s, row.id, row.attempt, "system", f"asked to checkpoint and yield {why}")
+        _log(s, row.id, row.attempt, "system", f"asked to checkpoint and yield {why}", row.project)
     else:
-        _log(s, row.id, row.attempt, "system", "cancel requested; waiting for the job to stop")
+        _log(s, row.id, row.attempt, "system", "cancel requested; waiting for the job to stop", row.project)
     return True
 
 
@@ -763,6 +780,7 @@ def _job(row: JobRow) -> Job:
         started_at=row.started_at,
         finished_at=row.finished_at,
         updated_at=row.updated_at,
+        project=row.project,
     )
 
 
@@ -791,6 +809,7 @@ def _queue(row: QueueRow) -> Queue:
         description=row.description or "",
         created_at=row.created_at,
         updated_at=row.updated_at,
+        project=row.project,
     )
 
 

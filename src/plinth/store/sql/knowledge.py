@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from plinth.domain.knowledge import Chunk, CitationRecord, Document, IndexedChunk, KbVersion, KnowledgeBase
 from plinth.errors import ErrorCode, PlinthError, not_found
 from plinth.store.base_knowledge import ChangeResult, DocumentChange
 from plinth.store.schema.knowledge import KbChunkRow, KbCitationRow, KbDocumentRow, KbVersionRow, KnowledgeBaseRow
-from plinth.store.sql.common import SqlBase, db_reason, is_unique_violation
+from plinth.store.sql.common import RefusedValue, SqlBase, db_reason, is_unique_violation
 from plinth.store.sql.engine import rowcount
 
 
@@ -49,27 +49,28 @@ class KnowledgeSql(SqlBase):
             with self._session(write=True) as s:
                 s.add(row)
                 s.flush()
-                s.add(KbVersionRow(kb_id=row.id, version=0, note="created", documents=0, chunks=0, created_at=now))
+                s.add(KbVersionRow(project=row.project, kb_id=row.id, version=0, note="created", documents=0, chunks=0, created_at=now))
                 return _kb(row)
         except IntegrityError as e:
             if is_unique_violation(e):
                 raise PlinthError(ErrorCode.ALREADY_EXISTS, f"knowledge base {kb.name!r} already exists", param="name") from None
             raise
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"knowledge base cannot be stored: {db_reason(e)}") from None
 
     def find_kb(self, name: str) -> KnowledgeBase | None:
         with self._session() as s:
-            row = s.scalars(select(KnowledgeBaseRow).where(KnowledgeBaseRow.name == name)).one_or_none()
+            row = s.scalars(select(KnowledgeBaseRow).where(KnowledgeBaseRow.name == name, self._visible(KnowledgeBaseRow))).one_or_none()
             return None if row is None else _kb(row)
 
     def list_kbs(self) -> list[KnowledgeBase]:
         with self._session() as s:
-            return [_kb(r) for r in s.scalars(select(KnowledgeBaseRow).order_by(KnowledgeBaseRow.name))]
+            query = select(KnowledgeBaseRow).where(self._visible(KnowledgeBaseRow)).order_by(KnowledgeBaseRow.name)
+            return [_kb(r) for r in s.scalars(query)]
 
     def delete_kb(self, name: str) -> bool:
         with self._session(write=True) as s:
-            row = s.scalars(select(KnowledgeBaseRow).where(KnowledgeBaseRow.name == name)).one_or_none()
+            row = s.scalars(select(KnowledgeBaseRow).where(KnowledgeBaseRow.name == name, self._visible(KnowledgeBaseRow))).one_or_none()
             if row is None:
                 return False
             # Children first: SQLite cascades too, but one statement per table keeps it fast.
@@ -110,7 +111,9 @@ class KnowledgeSql(SqlBase):
         pg = self.dialect_name == "postgresql"
         try:
             with self._session(write=True) as s:
-                kb = s.scalars(select(KnowledgeBaseRow).where(KnowledgeBaseRow.name == kb_name).with_for_update()).one_or_none()
+                kb = s.scalars(
+                    select(KnowledgeBaseRow).where(KnowledgeBaseRow.name == kb_name, self._visible(KnowledgeBaseRow)).with_for_update()
+                ).one_or_none()
                 if kb is None:
                     raise not_found("knowledge base", kb_name)
                 cur, new = kb.current_version, kb.current_version + 1
@@ -146,6 +149,7 @@ class KnowledgeSql(SqlBase):
                     if old is not None:
                         close(old)
                     row = KbDocumentRow(
+                        project=kb.project,
                         kb_id=kb.id,
                         name=doc.name,
                         sha256=doc.sha256,
@@ -164,6 +168,7 @@ class KnowledgeSql(SqlBase):
                     if ch.chunks:
                         values = [
                             {
+                                "project": kb.project,
                                 "kb_id": kb.id,
                                 "document_id": row.id,
                                 "ordinal": c.ordinal,
@@ -192,13 +197,15 @@ class KnowledgeSql(SqlBase):
                 n_chunks = int(
                     s.scalar(select(func.count()).select_from(KbChunkRow).where(KbChunkRow.kb_id == kb.id, _visible(KbChunkRow, new))) or 0
                 )
-                s.add(KbVersionRow(kb_id=kb.id, version=new, note=note, documents=n_docs, chunks=n_chunks, created_at=now))
+                s.add(
+                    KbVersionRow(project=kb.project, kb_id=kb.id, version=new, note=note, documents=n_docs, chunks=n_chunks, created_at=now)
+                )
                 kb.current_version = new
                 kb.seq = kb.seq + 1
                 kb.updated_at = now
                 result.version = new
                 return result
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"documents cannot be stored: {db_reason(e)}") from None
 
     # -- what indexes read -----------------------------------------------------------------
@@ -277,7 +284,9 @@ class KnowledgeSql(SqlBase):
         if keep < 1:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"keep must be at least 1; got {keep}", param="keep")
         with self._session(write=True) as s:
-            kb = s.scalars(select(KnowledgeBaseRow).where(KnowledgeBaseRow.name == kb_name).with_for_update()).one_or_none()
+            kb = s.scalars(
+                select(KnowledgeBaseRow).where(KnowledgeBaseRow.name == kb_name, self._visible(KnowledgeBaseRow)).with_for_update()
+            ).one_or_none()
             if kb is None:
                 raise not_found("knowledge base", kb_name)
             oldest = max(kb.oldest_version, kb.current_version - keep + 1)

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import uuid4
 
 from sqlalchemy import delete, func, select, tuple_
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from plinth.domain.tracking import (
     ArtifactKind,
@@ -30,7 +30,7 @@ from plinth.store.schema.tracking import (
     RunMetricRow,
     RunRow,
 )
-from plinth.store.sql.common import SqlBase, db_reason, is_unique_violation, json_or_invalid
+from plinth.store.sql.common import RefusedValue, SqlBase, db_reason, is_unique_violation, json_or_invalid
 
 
 class TrackingSql(SqlBase):
@@ -60,7 +60,7 @@ class TrackingSql(SqlBase):
                 s.add(row)
                 s.flush()
                 return _run(row)
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"run {run.name!r} cannot be stored: {db_reason(e)}") from None
         except IntegrityError as e:
             if is_unique_violation(e):
@@ -76,13 +76,13 @@ class TrackingSql(SqlBase):
 
     def find_run_by_job(self, job_id: str) -> Run | None:
         with self._session() as s:
-            row = s.scalar(select(RunRow).where(RunRow.job_id == job_id).order_by(RunRow.started_at.desc()).limit(1))
+            row = s.scalar(select(RunRow).where(RunRow.job_id == job_id, self._visible(RunRow)).order_by(RunRow.started_at.desc()).limit(1))
             return None if row is None else _run(row)
 
     def list_runs(
         self, *, kind: str | None = None, status: RunStatus | None = None, base_model: str | None = None, limit: int = 100
     ) -> list[Run]:
-        q = select(RunRow)
+        q = select(RunRow).where(self._visible(RunRow))
         if kind is not None:
             q = q.where(RunRow.kind == kind)
         if status is not None:
@@ -143,7 +143,8 @@ class TrackingSql(SqlBase):
                 raise PlinthError(ErrorCode.INVALID_REQUEST, f"metric {p.key!r} at step {p.step} is not a finite number")
             latest[(p.key, int(p.step))] = p
         with self._session(write=True) as s:
-            if s.get(RunRow, run_id) is None:
+            run = s.get(RunRow, run_id)
+            if run is None:
                 raise not_found("run", run_id)
             # replace what an earlier attempt logged for the same steps
             pairs = list(latest)
@@ -153,7 +154,10 @@ class TrackingSql(SqlBase):
                         RunMetricRow.run_id == run_id, tuple_(RunMetricRow.key, RunMetricRow.step).in_(pairs[i : i + 500])
                     )
                 )
-            s.add_all(RunMetricRow(run_id=run_id, key=k, step=st, value=float(p.value), at=p.at or now) for (k, st), p in latest.items())
+            s.add_all(
+                RunMetricRow(project=run.project, run_id=run_id, key=k, step=st, value=float(p.value), at=p.at or now)
+                for (k, st), p in latest.items()
+            )
 
     def get_metrics(self, run_id: str, keys: list[str] | None = None) -> dict[str, list[MetricPoint]]:
         q = select(RunMetricRow).where(RunMetricRow.run_id == run_id)
@@ -170,11 +174,12 @@ class TrackingSql(SqlBase):
         json_or_invalid(artifact.meta, "artifact meta", "meta")
         now = datetime.now(UTC)
         with self._session(write=True) as s:
-            if s.get(RunRow, artifact.run_id) is None:
+            run = s.get(RunRow, artifact.run_id)
+            if run is None:
                 raise not_found("run", artifact.run_id)
             row = s.scalar(select(RunArtifactRow).where(RunArtifactRow.run_id == artifact.run_id, RunArtifactRow.name == artifact.name))
             if row is None:
-                row = RunArtifactRow(run_id=artifact.run_id, name=artifact.name, created_at=now)
+                row = RunArtifactRow(project=run.project, run_id=artifact.run_id, name=artifact.name, created_at=now)
                 s.add(row)
             row.kind = ArtifactKind(artifact.kind).value
             row.digest = artifact.digest
@@ -192,7 +197,7 @@ class TrackingSql(SqlBase):
     def create_registered_model(self, name: str, description: str = "") -> RegisteredModel:
         try:
             with self._session(write=True) as s:
-                row = RegisteredModelRow(name=name, description=description, created_at=datetime.now(UTC))
+                row = RegisteredModelRow(project=self._project(), name=name, description=description, created_at=datetime.now(UTC))
                 s.add(row)
                 s.flush()
                 return RegisteredModel(name=row.name, description=row.description, created_at=row.created_at)
@@ -204,7 +209,7 @@ class TrackingSql(SqlBase):
                     details={"kind": "registered_model", "name": name},
                 ) from None
             raise
-        except DataError as e:
+        except RefusedValue as e:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"registered model {name!r} cannot be stored: {db_reason(e)}") from None
 
     def get_registered_model(self, name: str) -> RegisteredModel:
@@ -215,30 +220,38 @@ class TrackingSql(SqlBase):
 
     def find_registered_model(self, name: str) -> RegisteredModel | None:
         with self._session() as s:
-            row = s.get(RegisteredModelRow, name)
+            row = s.get(RegisteredModelRow, (self._project(), name))
             return None if row is None else self._registered(s, row)
 
     def list_registered_models(self) -> list[RegisteredModel]:
         with self._session() as s:
-            out = [self._registered(s, r) for r in s.scalars(select(RegisteredModelRow))]
+            out = [self._registered(s, r) for r in s.scalars(select(RegisteredModelRow).where(self._visible(RegisteredModelRow)))]
         return sorted(out, key=lambda m: m.name)
 
     @staticmethod
     def _registered(s: Any, row: RegisteredModelRow) -> RegisteredModel:
-        latest = s.scalar(select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == row.name)) or 0
-        aliases = {a.alias: a.version for a in s.scalars(select(ModelAliasRow).where(ModelAliasRow.name == row.name))}
+        latest = (
+            s.scalar(
+                select(func.max(ModelVersionRow.version)).where(ModelVersionRow.project == row.project, ModelVersionRow.name == row.name)
+            )
+            or 0
+        )
+        alias_rows = s.scalars(select(ModelAliasRow).where(ModelAliasRow.project == row.project, ModelAliasRow.name == row.name))
+        aliases = {a.alias: a.version for a in alias_rows}
         return RegisteredModel(
             name=row.name, description=row.description, latest_version=int(latest), aliases=aliases, created_at=row.created_at
         )
 
     def delete_registered_model(self, name: str) -> list[ModelVersion]:
+        project = self._project()
         with self._session(write=True) as s:
-            row = s.get(RegisteredModelRow, name, with_for_update=True)
+            row = s.get(RegisteredModelRow, (project, name), with_for_update=True)
             if row is None:
                 raise not_found("registered model", name)
-            versions = [_version(v) for v in s.scalars(select(ModelVersionRow).where(ModelVersionRow.name == name))]
-            s.execute(delete(ModelAliasRow).where(ModelAliasRow.name == name))
-            s.execute(delete(ModelVersionRow).where(ModelVersionRow.name == name))
+            of_it = (ModelVersionRow.project == project, ModelVersionRow.name == name)
+            versions = [_version(v) for v in s.scalars(select(ModelVersionRow).where(*of_it))]
+            s.execute(delete(ModelAliasRow).where(ModelAliasRow.project == project, ModelAliasRow.name == name))
+            s.execute(delete(ModelVersionRow).where(*of_it))
             s.delete(row)
             return versions
 
@@ -248,12 +261,17 @@ class TrackingSql(SqlBase):
         for attempt in range(5):
             try:
                 with self._session(write=True) as s:
-                    parent = s.get(RegisteredModelRow, version.name, with_for_update=True)
+                    project = self._project()
+                    parent = s.get(RegisteredModelRow, (project, version.name), with_for_update=True)
                     if parent is None:
                         raise not_found("registered model", version.name)
-                    number = (s.scalar(select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == version.name)) or 0) + 1
+                    latest = select(func.max(ModelVersionRow.version)).where(
+                        ModelVersionRow.project == project, ModelVersionRow.name == version.name
+                    )
+                    number = (s.scalar(latest) or 0) + 1
                     row = ModelVersionRow(
                         id=uuid4().hex,
+                        project=project,
                         name=version.name,
                         version=number,
                         kind=version.kind,
@@ -275,25 +293,33 @@ class TrackingSql(SqlBase):
             except IntegrityError as e:
                 if not is_unique_violation(e) or attempt == 4:  # two writers took the same number: again
                     raise
-            except DataError as e:
+            except RefusedValue as e:
                 raise PlinthError(ErrorCode.INVALID_REQUEST, f"version of {version.name!r} cannot be stored: {db_reason(e)}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def get_model_version(self, name: str, version: int) -> ModelVersion:
         with self._session() as s:
-            row = s.scalar(select(ModelVersionRow).where(ModelVersionRow.name == name, ModelVersionRow.version == version))
+            row = s.scalar(select(ModelVersionRow).where(*self._version_of(name, version)))
             if row is None:
                 raise not_found("model version", f"{name}@{version}")
             return _version(row)
 
+    def _version_of(self, name: str, version: int) -> tuple[Any, ...]:
+        return (ModelVersionRow.project == self._project(), ModelVersionRow.name == name, ModelVersionRow.version == version)
+
     def list_model_versions(self, name: str) -> list[ModelVersion]:
         with self._session() as s:
-            rows = s.scalars(select(ModelVersionRow).where(ModelVersionRow.name == name).order_by(ModelVersionRow.version))
+            rows = s.scalars(
+                select(ModelVersionRow)
+                .where(ModelVersionRow.project == self._project(), ModelVersionRow.name == name)
+                .order_by(ModelVersionRow.version)
+            )
             return [_version(r) for r in rows]
 
     def find_versions_by_served_id(self, served_as: str) -> list[ModelVersion]:
         with self._session() as s:
-            rows = s.scalars(select(ModelVersionRow).where(ModelVersionRow.served_as == served_as).order_by(ModelVersionRow.version))
+            query = select(ModelVersionRow).where(ModelVersionRow.served_as == served_as, self._visible(ModelVersionRow))
+            rows = s.scalars(query.order_by(ModelVersionRow.version))
             return [_version(r) for r in rows]
 
     def update_model_version_card(self, name: str, version: int, model_card: str) -> None:
@@ -304,9 +330,7 @@ class TrackingSql(SqlBase):
 
     def _update_version(self, name: str, version: int, **fields: str) -> None:
         with self._session(write=True) as s:
-            row = s.scalar(
-                select(ModelVersionRow).where(ModelVersionRow.name == name, ModelVersionRow.version == version).with_for_update()
-            )
+            row = s.scalar(select(ModelVersionRow).where(*self._version_of(name, version)).with_for_update())
             if row is None:
                 raise not_found("model version", f"{name}@{version}")
             for k, v in fields.items():
@@ -314,32 +338,35 @@ class TrackingSql(SqlBase):
 
     def delete_model_version(self, name: str, version: int) -> ModelVersion:
         with self._session(write=True) as s:
-            row = s.scalar(
-                select(ModelVersionRow).where(ModelVersionRow.name == name, ModelVersionRow.version == version).with_for_update()
-            )
+            row = s.scalar(select(ModelVersionRow).where(*self._version_of(name, version)).with_for_update())
             if row is None:
                 raise not_found("model version", f"{name}@{version}")
             out = _version(row)
-            s.execute(delete(ModelAliasRow).where(ModelAliasRow.name == name, ModelAliasRow.version == version))
+            s.execute(
+                delete(ModelAliasRow).where(
+                    ModelAliasRow.project == row.project, ModelAliasRow.name == name, ModelAliasRow.version == version
+                )
+            )
             s.delete(row)
             return out
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
+        project = self._project()
         with self._session(write=True) as s:
-            if s.get(RegisteredModelRow, name, with_for_update=True) is None:
+            if s.get(RegisteredModelRow, (project, name), with_for_update=True) is None:
                 raise not_found("registered model", name)
-            if s.scalar(select(ModelVersionRow.id).where(ModelVersionRow.name == name, ModelVersionRow.version == version)) is None:
+            if s.scalar(select(ModelVersionRow.id).where(*self._version_of(name, version))) is None:
                 raise not_found("model version", f"{name}@{version}")
-            row = s.get(ModelAliasRow, (name, alias))
+            row = s.get(ModelAliasRow, (project, name, alias))
             if row is None:
-                s.add(ModelAliasRow(name=name, alias=alias, version=version, updated_at=datetime.now(UTC)))
+                s.add(ModelAliasRow(project=project, name=name, alias=alias, version=version, updated_at=datetime.now(UTC)))
             else:
                 row.version = version
                 row.updated_at = datetime.now(UTC)
 
     def delete_alias(self, name: str, alias: str) -> None:
         with self._session(write=True) as s:
-            row = s.get(ModelAliasRow, (name, alias))
+            row = s.get(ModelAliasRow, (self._project(), name, alias))
             if row is None:
                 raise not_found("alias", f"{name}@{alias}")
             s.delete(row)
@@ -374,7 +401,7 @@ class TrackingSql(SqlBase):
     def list_eval_reports(
         self, *, registry_name: str | None = None, registry_version: int | None = None, model: str | None = None
     ) -> list[EvalReport]:
-        q = select(EvalReportRow)
+        q = select(EvalReportRow).where(self._visible(EvalReportRow))
         if registry_name is not None:
             q = q.where(EvalReportRow.registry_name == registry_name)
         if registry_version is not None:
