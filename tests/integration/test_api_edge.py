@@ -10,13 +10,11 @@ bounds. Requests go to the shared live server (a real ``plinth up``, real SQLite
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import annotated_types
@@ -26,6 +24,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 
 from plinth.domain.numbers import INT64_MAX
+from tests.support import cli
 from tests.support.live_server import LiveServer
 
 INT64_MIN = -INT64_MAX - 1
@@ -218,10 +217,8 @@ def test_405_names_every_allowed_method(live_server: LiveServer) -> None:
 
 
 # -- the CLI --------------------------------------------------------------------------------------
-def _plinth(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
-    env.update({"PLINTH_HOME": str(home), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
-    return subprocess.run([sys.executable, "-m", "plinth", *args], env=env, capture_output=True, text=True, timeout=120)
+def _plinth(home: Path, *args: str) -> CompletedProcess[str]:
+    return cli.plinth(home, *args)  # in this process (tests/support/cli.py)
 
 
 @pytest.mark.parametrize(

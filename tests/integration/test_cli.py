@@ -1,9 +1,10 @@
-"""The real ``plinth`` command line, run as subprocesses with a fresh PLINTH_HOME."""
+"""The real ``plinth`` command line with a fresh PLINTH_HOME: in this process through
+:mod:`tests.support.cli`, and as real subprocesses where only a process shows it (what
+``--help`` imports, the error line and exit code on a real pipe, a SIGKILL mid-import)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -11,33 +12,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
 from plinth.formats import locate_embedded_gguf
 from plinth.store.artifacts import ArtifactStore
 from plinth.store.sql import head_revision
+from tests.support import cli
+from tests.support.cli import cli_env
 from tests.support.tiny_hf import make_tiny_llama
 
 EMBEDDED = "smollm2-135m-instruct"
 
 
-def cli_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
-    env.update({"PLINTH_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
-    env.pop("COLUMNS", None)  # the CLI must behave at the default 80 columns of a pipe
-    env.update(extra)
-    return env
-
-
-def plinth(home: Path, *args: str, timeout: float = 240, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "plinth", *args],
-        env=cli_env(home, **extra_env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def plinth(home: Path, *args: str, timeout: float = 240, subprocess: bool = False, **extra_env: str) -> CompletedProcess[str]:
+    """``plinth ARGS`` in this process (``subprocess=True``: as ``python -m plinth``)."""
+    proc = cli.plinth(home, *args, timeout=timeout, subprocess=subprocess, **extra_env)
     assert "Traceback" not in proc.stdout + proc.stderr, f"plinth {' '.join(args)} crashed:\n{proc.stderr}"
     return proc
 
@@ -48,9 +39,9 @@ def ok(home: Path, *args: str, **extra_env: str) -> str:
     return proc.stdout
 
 
-def fails(home: Path, *args: str, **extra_env: str) -> str:
+def fails(home: Path, *args: str, subprocess: bool = False, **extra_env: str) -> str:
     """Run a command that must fail cleanly; return its one ``error:`` line."""
-    proc = plinth(home, *args, **extra_env)
+    proc = plinth(home, *args, subprocess=subprocess, **extra_env)
     assert proc.returncode != 0, f"plinth {' '.join(args)} should have failed:\n{proc.stdout}"
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, f"expected one line starting with 'error:' on stderr, got:\n{proc.stderr}"
@@ -253,7 +244,8 @@ def test_a_killed_import_loses_nothing(home: Path, gguf_copy: Path, tiny: dict) 
 
 
 def test_invalid_settings_are_a_clear_error(home: Path) -> None:
-    line = fails(home, "models", "list", PLINTH_PORT="not-a-port")
+    # a real process: the exit code and one error line on its stderr, no traceback at the top level
+    line = fails(home, "models", "list", subprocess=True, PLINTH_PORT="not-a-port")
     assert "PLINTH_PORT" in line
     line = fails(home, "models", "list", PLINTH_IMPORT_DIRS="/srv/models")
     assert "PLINTH_IMPORT_DIRS" in line
@@ -266,8 +258,16 @@ def test_long_error_messages_are_not_wrapped_inside_paths(home: Path, sources: P
     deep.mkdir(parents=True, exist_ok=True)
     weights = deep / "pytorch_model.bin"
     weights.write_bytes(b"\x80\x04.")
-    line = fails(home, "models", "add", str(weights))
+    line = fails(home, "models", "add", str(weights), subprocess=True)  # a real pipe, at its 80 columns
     assert str(weights) in line
+
+
+def test_in_process_runs_print_what_a_real_process_prints(home: Path) -> None:
+    """The in-process runner these tests use (tests/support/cli.py) against ``python -m plinth``:
+    a table at 80 columns, an error line and exit code 1, a usage error and exit code 2."""
+    for args in (["models", "list"], ["models", "show", "nope"], ["models", "show"]):
+        here, real = plinth(home, *args), plinth(home, *args, subprocess=True)
+        assert (here.returncode, here.stdout, here.stderr) == (real.returncode, real.stdout, real.stderr), args
 
 
 # -- other commands ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""`plinth datasets` as subprocesses against the live server's data directory."""
+"""`plinth datasets` (in this process, through tests/support/cli.py) against the live
+server's data directory."""
 
 from __future__ import annotations
 

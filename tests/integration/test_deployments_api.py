@@ -7,14 +7,12 @@ the rollback it can trigger, the CLI's view, and error shapes."""
 from __future__ import annotations
 
 import math
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import httpx
@@ -24,6 +22,7 @@ import pytest
 from plinth.config import load_settings
 from plinth.domain.tracking import EvalReport
 from plinth.services import build_services
+from tests.support import cli
 from tests.support.adapters import LLAMA_ATTN, random_peft_llama_tensors, write_peft_dir
 from tests.support.live_server import MODEL, LiveServer
 
@@ -90,10 +89,8 @@ def _usage_by_revision(api: httpx.Client, name: str, expected_total: int) -> dic
         time.sleep(0.2)
 
 
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
-    env.update({"PLINTH_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "160"})
-    return subprocess.run([sys.executable, "-m", "plinth", *args], env=env, capture_output=True, text=True, timeout=120)
+def _cli(home: Path, *args: str) -> CompletedProcess[str]:
+    return cli.plinth(home, *args, COLUMNS="160")
 
 
 def test_readme_walkthrough(live_server: LiveServer, client: Any, api: httpx.Client, faq: list[str]) -> None:

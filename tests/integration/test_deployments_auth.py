@@ -6,9 +6,6 @@ and the audit log naming the key that acted."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,26 +17,15 @@ import httpx
 import openai
 import pytest
 
+from tests.support import cli
 from tests.support.live_server import MODEL, LiveServer, start_server, stop_server
 
 MESSAGES = [{"role": "user", "content": "Is physiotherapy covered?"}]
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
-    env.update({"PLINTH_HOME": str(home), "HF_HUB_OFFLINE": "1"})
-    return env
-
-
 def bootstrap_admin_key(home: Path, *extra: str) -> str:
     """The first key of a server with auth on is made with the CLI, on the server's store."""
-    out = subprocess.run(
-        [sys.executable, "-m", "plinth", *extra, "keys", "create", "root", "--scope", "admin", "--json"],
-        env=_env(home),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = cli.plinth(home, *extra, "keys", "create", "root", "--scope", "admin", "--json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)["key"]
 

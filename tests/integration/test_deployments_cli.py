@@ -1,23 +1,21 @@
-"""`plinth deploy`, `plinth keys`, `plinth usage` and `plinth audit` as a person runs them:
-subprocesses on a fresh PLINTH_HOME, without a server."""
+"""`plinth deploy`, `plinth keys`, `plinth usage` and `plinth audit` as a person runs them,
+on a fresh PLINTH_HOME, without a server (in this process: tests/support/cli.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
+
+from tests.support import cli
 
 MODEL = "smollm2-135m-instruct"
 
 
-def plinth(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
-    env.update({"PLINTH_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
-    return subprocess.run([sys.executable, "-m", "plinth", *args], env=env, capture_output=True, text=True, timeout=240)
+def plinth(home: Path, *args: str) -> CompletedProcess[str]:
+    return cli.plinth(home, *args, COLUMNS="200")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
-"""`plinth jobs`, `plinth queues` and `plinth priority-classes` as subprocesses
-against the live server's data directory: the server's worker runs what the CLI submits."""
+"""`plinth jobs`, `plinth queues` and `plinth priority-classes` (in this process, through
+tests/support/cli.py) against the live server's data directory: the server's worker runs
+what the CLI submits."""
 
 from __future__ import annotations
 

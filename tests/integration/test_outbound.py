@@ -14,15 +14,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
+from subprocess import CompletedProcess
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support import cli
 from tests.support.http_targets import Answer, Seen, Target, events, redirect, serve, text
 from tests.support.live_server import LiveServer, server_env, start_server, stop_server
 
@@ -229,11 +228,12 @@ def test_forwarded_headers_are_believed_only_from_trusted_proxies(closed: LiveSe
     assert _audit_client(opened, "fwd-open", "203.0.113.9") == {"203.0.113.9"}  # the proxy on 127.0.0.1 is trusted
 
 
-def _cli(server: LiveServer, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _cli(server: LiveServer, *args: str, **env: str) -> CompletedProcess[str]:
+    """``plinth ARGS`` with the server's settings but its port, in this process (tests/support/cli.py)."""
     port = int(server.url.rsplit(":", 1)[1])
     full = server_env(server.home, port, **env)
     full.pop("PLINTH_PORT")
-    return subprocess.run([sys.executable, "-m", "plinth", *args], env=full, capture_output=True, text=True, timeout=300, cwd=os.getcwd())
+    return cli.plinth(server.home, *args, **{k: v for k, v in full.items() if k.startswith("PLINTH_")})
 
 
 def test_the_cli_fetches_through_the_same_rules(closed: LiveServer, opened: LiveServer, engine: Target) -> None:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from tests.support import cli
 from tests.support.live_server import MODEL, LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,10 +21,9 @@ ACME = REPO / "examples" / "acme-health"
 KB = "acme-it"
 
 
-def _cli(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
-    env.update(PLINTH_HOME=str(server.home), HF_HUB_OFFLINE="1", COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "plinth", *args], env=env, capture_output=True, text=True, timeout=300)
+def _cli(server: LiveServer, *args: str) -> CompletedProcess[str]:
+    # in this process (tests/support/cli.py); `kb` loads the embedder once per process and keeps it
+    return cli.plinth(server.home, *args, COLUMNS="200")
 
 
 def _canonical(r: httpx.Response, status: int, code: str) -> dict[str, Any]:

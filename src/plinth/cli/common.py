@@ -44,7 +44,11 @@ def get_services(settings: Settings, *, embedded: bool = True) -> Any:
 
     services = build_services(settings)
     if embedded:
-        ensure_embedded(services)
+        try:
+            ensure_embedded(services)
+        except BaseException:  # the caller gets no services to close: close them here
+            services.close()
+            raise
     return services
 
 

@@ -7,6 +7,7 @@ traceback. Each group lives in its own module (``serve``, ``models``, ``adapters
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -73,9 +74,11 @@ def version() -> None:
     console.print(f"plinth {__version__}")
 
 
-def main() -> None:
+def main(args: Sequence[str] | None = None, prog_name: str | None = None) -> None:
+    """Run a command line (``args``; default ``sys.argv[1:]``); errors end the process with
+    one ``error:`` line on stderr and exit code 2 (bad input) or 1, as ``SystemExit``."""
     try:
-        app()
+        app(args=args, prog_name=prog_name)
     except PlinthError as e:
         # soft_wrap: never hard-wrap the message at the terminal width (it would split paths).
         err_console.print(f"[bold red]error:[/] {e.message}", highlight=False, soft_wrap=True)

@@ -72,12 +72,14 @@ def chat(
     settings = get_settings()
     model = model or settings.default_model
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    services: Any = None
+    loop: asyncio.AbstractEventLoop | None = None
     if url:
         send = _remote_sender(url, model, max_tokens, temperature)
-        services = None
     else:
         services = get_services(settings)
-        send = _local_sender(services, model, max_tokens, temperature)
+        loop = asyncio.new_event_loop()
+        send = _local_sender(services, loop, model, max_tokens, temperature)
     try:
         if message is not None:
             _chat_turn(send, history, message)
@@ -95,6 +97,8 @@ def chat(
     finally:
         if services is not None:
             services.close()
+        if loop is not None:  # the command is also called in-process (tests): leave no loop behind
+            loop.close()
 
 
 def _chat_turn(send: Any, history: list[dict[str, str]], text: str) -> None:
@@ -108,11 +112,9 @@ def _chat_turn(send: Any, history: list[dict[str, str]], text: str) -> None:
     history.append({"role": "assistant", "content": "".join(answer)})
 
 
-def _local_sender(services: Any, model: str, max_tokens: int, temperature: float) -> Any:
-    """Generate in this process: each turn is a generator of text pieces as they stream."""
+def _local_sender(services: Any, loop: asyncio.AbstractEventLoop, model: str, max_tokens: int, temperature: float) -> Any:
+    """Generate in this process, on ``loop``: each turn is a generator of text pieces as they stream."""
     from plinth.serving.protocol import ChatCompletionRequest
-
-    loop = asyncio.new_event_loop()
 
     def send(history: list[dict[str, str]]) -> Any:
         req = ChatCompletionRequest(model=model, messages=history, max_tokens=max_tokens, temperature=temperature)
