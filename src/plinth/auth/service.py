@@ -336,16 +336,18 @@ class AuthService:
         )
 
     def reserve(self, principal: Principal | None, *, requests: int, tokens: int) -> Reservation | None:
-        """Count a request and its tokens against the key's limits (None without a key)."""
-        if principal is None or principal.key is None:
+        """Count a request and its tokens against the key's limits and its project's budget
+        (None when nobody is authenticated: authentication off)."""
+        if principal is None or principal.anonymous:
             return None
+        key_id = principal.key.id if principal.key is not None else None
         try:
-            return self.store.reserve(principal.key.id, requests=requests, tokens=tokens, now=datetime.now(UTC))
+            return self.store.reserve(key_id, requests=requests, tokens=tokens, now=datetime.now(UTC), project=principal.project)
         except PlinthError as e:
             if e.code is ErrorCode.RATE_LIMITED:
                 self.metrics.rate_limited.labels(str(e.details.get("limit", ""))).inc()
-            elif e.code is ErrorCode.UNAUTHENTICATED:
-                self._forget(principal.key.id)
+            elif e.code is ErrorCode.UNAUTHENTICATED and key_id is not None:
+                self._forget(key_id)
             raise
 
     # -- cache ----------------------------------------------------------------------------------

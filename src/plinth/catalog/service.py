@@ -82,6 +82,7 @@ class ModelCatalog:
             raise PlinthError(ErrorCode.ALREADY_EXISTS, f"model {name!r} already exists; remove it first or choose --name", param="name")
         info = inspect_model(path)
         runtime = self._check_runtime(info.format, runtime)
+        self.store.check_storage_quota(info.size_bytes)
         if info.format == ModelFormat.GGUF:
             digest = self.artifacts.put_file(path, progress=progress)
         else:
@@ -198,6 +199,7 @@ class ModelCatalog:
                     param="path",
                 )
             check_adapter_fits(info, base.parameters or {}, base_name=base.name)
+        self.store.check_storage_quota(info.size_bytes)
         gguf_digest: str | None = None
         if info.format == AdapterFormat.GGUF_LORA:
             # The exact checks llama.cpp makes when loading, done here: a LoRA that does not

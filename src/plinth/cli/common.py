@@ -39,10 +39,15 @@ def make_progress() -> Progress:
     )
 
 
-def get_services(settings: Settings, *, embedded: bool = True) -> Any:
+def get_services(settings: Settings, *, embedded: bool = True, strict: bool = False) -> Any:
     from plinth.services import build_services
 
-    services = build_services(settings)
+    services = build_services(settings, strict=strict)
+    try:
+        _check_project(services)
+    except BaseException:
+        services.close()
+        raise
     if embedded:
         try:
             ensure_embedded(services)
@@ -93,3 +98,16 @@ def tree_size(p: Path) -> int:
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
     except (OSError, ValueError):  # unreadable, or a NUL byte: the import itself says why
         return 0
+
+
+def _check_project(services: Any) -> None:
+    """The project ``--project`` names must exist (``default`` always does)."""
+    from plinth.domain.projects import current_scope, system_scope
+    from plinth.errors import not_found
+
+    scope = current_scope.get()
+    if scope is None or scope.everything:
+        return
+    with system_scope():
+        if services.store.find_project(scope.project) is None:
+            raise not_found("project", scope.project)

@@ -46,13 +46,22 @@ def create(
     budget: int | None = typer.Option(None, "--budget", help="Tokens per budget period."),
     period: str = typer.Option("month", "--period", help="Budget period: hour, day, week, month (UTC)."),
     expires: str | None = typer.Option(None, "--expires", help="Lifetime, e.g. 30d or 12h."),
+    user: str | None = typer.Option(
+        None, "--user", "-u", help="The user the key acts for (never beyond their role in the project); none: the operator."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Create a key and print it (once)."""
+    """Create a key in the project (--project) and print it (once)."""
     with _session() as s:
         expires_at = datetime.now(UTC) + parse_duration(expires, "expires") if expires else None
         key, token = s.auth.create_key(
-            name, scopes=scope, models=model, limits=make_limits(rpm, tpm, budget, period), expires_at=expires_at, actor=cli_actor()
+            name,
+            scopes=scope,
+            models=model,
+            limits=make_limits(rpm, tpm, budget, period),
+            expires_at=expires_at,
+            actor=cli_actor(),
+            user=user,
         )
         if as_json:
             console.print_json(json.dumps({**key.public_dict(), "key": token}))

@@ -26,6 +26,8 @@ from plinth.cli.guardrails import guardrails_app
 from plinth.cli.kb import kb_app
 from plinth.cli.keys import keys_app
 from plinth.cli.models import models_app
+from plinth.cli.projects import projects_app, users_app
+from plinth.domain.projects import DEFAULT_PROJECT, StoreScope, current_scope
 from plinth.errors import ErrorCode, PlinthError
 
 app = typer.Typer(
@@ -52,6 +54,8 @@ app.add_typer(tuning_cli.eval_app, name="eval")
 app.command("export")(tuning_cli.export)
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(keys_app, name="keys")
+app.add_typer(projects_app, name="projects")
+app.add_typer(users_app, name="users")
 app.command("usage")(usage_cli.usage)
 app.command("audit")(usage_cli.audit)
 app.command("up")(serve_cli.up)
@@ -64,8 +68,14 @@ def _root(
     home: Path | None = typer.Option(None, "--home", help="Data directory (PLINTH_HOME)."),
     config: Path | None = typer.Option(None, "--config", help="Config file, YAML or TOML (PLINTH_CONFIG)."),
     database_url: str | None = typer.Option(None, "--database-url", help="Metadata store URL (PLINTH_DATABASE_URL)."),
+    project: str = typer.Option(
+        DEFAULT_PROJECT, "--project", "-p", envvar="PLINTH_PROJECT", help="The project commands work in (PLINTH_PROJECT)."
+    ),
 ) -> None:
     State.overrides = {"home": home, "config": config, "database_url": database_url}
+    # The local operator works in one project at a time (names, listings, new resources);
+    # `plinth up` serves every project, each request in its own.
+    current_scope.set(StoreScope(project=project))
 
 
 @app.command()
@@ -77,6 +87,7 @@ def version() -> None:
 def main(args: Sequence[str] | None = None, prog_name: str | None = None) -> None:
     """Run a command line (``args``; default ``sys.argv[1:]``); errors end the process with
     one ``error:`` line on stderr and exit code 2 (bad input) or 1, as ``SystemExit``."""
+    token = current_scope.set(None)
     try:
         app(args=args, prog_name=prog_name)
     except PlinthError as e:
@@ -85,6 +96,8 @@ def main(args: Sequence[str] | None = None, prog_name: str | None = None) -> Non
         sys.exit(2 if e.code in (ErrorCode.INVALID_REQUEST,) else 1)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        current_scope.reset(token)
 
 
 if __name__ == "__main__":  # pragma: no cover

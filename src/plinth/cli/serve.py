@@ -29,7 +29,7 @@ def up(
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     _check_port_free(settings)
-    services = get_services(settings)
+    services = get_services(settings, strict=True)  # every store call of the server names its project
     base = settings.base_url
     console.print(f"[bold green]plinth {__version__}[/] serving with data in [cyan]{settings.home}[/]")
     console.print(f"  OpenAI-compatible API  [cyan]{base}/v1[/]   (model: {settings.default_model})")

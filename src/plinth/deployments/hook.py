@@ -84,7 +84,7 @@ class ServingHook(RequestHook):
 
     async def reserve(self, ctx: ChatContext, prompt_tokens: int | None, max_completion_tokens: int) -> None:
         call = current_call.get()
-        if call is None or call.principal.key is None:
+        if call is None or call.principal.anonymous:
             return
         if prompt_tokens is None:
             prompt_tokens = _bound(ctx)

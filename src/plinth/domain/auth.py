@@ -201,11 +201,13 @@ class Reservation:
     """Tokens and requests counted against a key's windows before work starts; settled with
     the real numbers afterwards (the windows it names are the ones charged)."""
 
-    key_id: str
+    key_id: str | None  # None: a call without a key (a logged-in user), charged to its project only
     requests: int
     tokens: int
-    minute_start: datetime
+    minute_start: datetime | None
     budget_start: datetime | None
+    project: str | None = None  # whose budget it is charged to as well
+    project_budget_start: datetime | None = None
 
 
 @dataclass(frozen=True)

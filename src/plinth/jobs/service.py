@@ -413,10 +413,12 @@ class JobService:
         *,
         preemption: PreemptionPolicy = PreemptionPolicy.LOWER_PRIORITY,
         description: str = "",
+        project: str = "",
     ) -> Queue:
+        """A queue; ``project``: the one project whose jobs it takes ("": every project's)."""
         _check_name(name, "queue")
         self._check_quota(quota)
-        return self.store.add_queue(Queue(name, quota, preemption, description))
+        return self.store.add_queue(Queue(name, quota, preemption, description, project=project))
 
     def update_queue(
         self,

@@ -296,6 +296,8 @@ class KnowledgeService:
             if progress:
                 progress(src.name, src.size)
         n = len(changes)
+        if changes:
+            self.store.check_storage_quota(sum(c.document.size_bytes for c in changes if c.document is not None))
         result = self.store.apply_changes(name, changes, note=f"add {n} document{'s' if n != 1 else ''}") if changes else None
         for o in outcomes:
             if o.outcome == "pending":

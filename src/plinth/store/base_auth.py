@@ -40,12 +40,14 @@ class AuthStore(abc.ABC):
 
     # -- limits ---------------------------------------------------------------------------------
     @abc.abstractmethod
-    def reserve(self, key_id: str, *, requests: int, tokens: int, now: datetime) -> Reservation:
+    def reserve(self, key_id: str | None, *, requests: int, tokens: int, now: datetime, project: str | None = None) -> Reservation:
         """Count ``requests`` and ``tokens`` against the key's minute window and budget period,
         atomically with the check against its limits (read in the same transaction): if any
         limit would be passed nothing is counted and ``rate_limited`` is raised with
         ``retry_after`` (the end of the window that is full). ``unauthenticated`` for a
-        revoked or expired key. Exact under concurrent callers in any number of processes."""
+        revoked or expired key. Exact under concurrent callers in any number of processes.
+        With ``project``, the tokens count against that project's budget too (and only
+        against it when ``key_id`` is None)."""
 
     @abc.abstractmethod
     def settle_many(self, items: list[tuple[Reservation, int]]) -> None:

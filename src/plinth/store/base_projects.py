@@ -39,6 +39,11 @@ class ProjectsStore(abc.ABC):
     def project_storage_bytes(self, name: str) -> int:
         """Bytes of the models, adapters, dataset versions and documents the project holds."""
 
+    @abc.abstractmethod
+    def check_storage_quota(self, incoming_bytes: int) -> None:
+        """``payload_too_large`` when ``incoming_bytes`` more would pass the storage quota of
+        the call's project."""
+
     # -- users ----------------------------------------------------------------------------------
     @abc.abstractmethod
     def create_user(self, user: User, password_hash: str | None) -> User: ...

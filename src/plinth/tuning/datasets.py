@@ -164,6 +164,9 @@ class DatasetService:
             )
             rows_blob = "".join(_canonical(r) + "\n" for r in parsed.rows).encode("utf-8")
             split_blob = _canonical({"kind": SPLIT_KIND, "validation": validation}).encode("utf-8")
+            # what the project's storage quota counts for this version: its rows as stored
+            stats = {**stats, "bytes": len(rows_blob)}
+            self.store.check_storage_quota(len(rows_blob))
             f.seek(0)
             source_digest = self.artifacts.put_stream(f)
         version = DatasetVersion(

@@ -226,3 +226,38 @@ def test_login_sessions(store: SqlStore) -> None:
     assert s.delete_login_sessions(expired_before=datetime.now(UTC)) == 1
     assert s.find_login_session("s1") is None
     assert SHARED == ""
+
+
+def test_a_projects_token_budget_holds_over_all_its_keys(two: SqlStore) -> None:
+    s = two
+    s.update_project("claims", quotas=ProjectQuotas(budget_tokens=100, budget_period="day"))
+    now = datetime.now(UTC)
+    with project_scope("claims"):
+        for key_id in ("c" * 12, "d" * 12):
+            s.create_api_key(ApiKey(id=key_id, name=key_id, scopes=frozenset({Scope.INFERENCE})), "h" * 64)
+        first = s.reserve("c" * 12, requests=1, tokens=60, now=now, project="claims")
+        with pytest.raises(PlinthError) as e:  # another key of the same project: the project's budget is shared
+            s.reserve("d" * 12, requests=1, tokens=60, now=now, project="claims")
+        assert e.value.code is ErrorCode.RATE_LIMITED and e.value.details["limit"] == "project_budget"
+        s.settle_many([(first, 10)])  # it used 10 of the 60 it reserved
+        assert s.reserve("d" * 12, requests=1, tokens=60, now=now, project="claims").project_budget_start is not None
+        # a call without a key (a logged-in user) is charged to the project alone
+        with pytest.raises(PlinthError):
+            s.reserve(None, requests=1, tokens=40, now=now, project="claims")
+        assert s.reserve(None, requests=1, tokens=30, now=now, project="claims").key_id is None
+    with project_scope("marketing"):  # no budget: nothing charged
+        assert s.reserve(None, requests=1, tokens=10**9, now=now, project="marketing").project_budget_start is None
+
+
+def test_a_projects_storage_quota(two: SqlStore) -> None:
+    s = two
+    s.update_project("claims", quotas=ProjectQuotas(storage_bytes=200))
+    with project_scope("claims"):
+        s.check_storage_quota(200)
+        s.add_dataset_version(_version("faq"))  # 123 bytes, by its stats
+        s.check_storage_quota(77)
+        with pytest.raises(PlinthError) as e:
+            s.check_storage_quota(78)
+        assert e.value.code is ErrorCode.PAYLOAD_TOO_LARGE and "claims" in e.value.message
+    with project_scope("marketing"):
+        s.check_storage_quota(10**12)  # no quota

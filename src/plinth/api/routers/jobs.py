@@ -13,13 +13,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from plinth.api.auth import principal_of
 from plinth.api.deps import services_of
 from plinth.api.openapi import stream
 from plinth.api.params import JSON_NUMBER
 from plinth.api.streaming import SSEResponse
 from plinth.domain.jobs import JobState, PreemptionPolicy, Resources
 from plinth.domain.numbers import API_INT_MAX
-from plinth.errors import ErrorCode, PlinthError
+from plinth.errors import ErrorCode, PlinthError, not_found
 from plinth.jobs.resources import SIZE_PATTERN, parse_bytes
 from plinth.jobs.service import MAX_PRIORITY
 
@@ -200,6 +201,9 @@ class CreateQueue(BaseModel):
     quota: QuotaBody
     preemption: PreemptionPolicy = PreemptionPolicy.LOWER_PRIORITY
     description: str = ""
+    project: str = Field(
+        "", pattern=r"^([a-z0-9][a-z0-9-]{0,62})?$", description="the project whose jobs it takes (empty: every project's)"
+    )
 
 
 class UpdateQueue(BaseModel):
@@ -213,6 +217,12 @@ def _quota(q: QuotaBody) -> Resources:
     return Resources(cpu=q.cpu, memory=parse_bytes(q.memory, param="quota.memory"), gpus=q.gpus)
 
 
+def _server_admin(request: Request, what: str) -> None:
+    """Queues and priority classes are the server's: shared by every project."""
+    if not principal_of(request).server_admin:
+        raise PlinthError(ErrorCode.PERMISSION_DENIED, f"only a server admin may {what}")
+
+
 def _queue_view(queue: Any, usage: dict[str, Any]) -> dict[str, Any]:
     u = usage.get(queue.name, {"running": 0, "queued": 0, "used": Resources.zero()})
     return {**queue.public_dict(), "running": u["running"], "queued": u["queued"], "used": u["used"].as_dict()}
@@ -222,24 +232,32 @@ def _queue_view(queue: Any, usage: dict[str, Any]) -> dict[str, Any]:
 def list_queues(request: Request) -> dict[str, Any]:
     jobs = services_of(request).jobs
     usage = jobs.queue_usage()
-    return {"queues": [_queue_view(q, usage) for q in jobs.list_queues()]}
+    p = principal_of(request)
+    mine = [q for q in jobs.list_queues() if p.server_admin or q.project in ("", p.project)]  # queues this project may use
+    return {"queues": [_queue_view(q, usage) for q in mine]}
 
 
 @router.post("/queues", status_code=201)
 def create_queue(body: CreateQueue, request: Request) -> dict[str, Any]:
+    _server_admin(request, "create queues")
     jobs = services_of(request).jobs
-    q = jobs.create_queue(body.name, _quota(body.quota), preemption=body.preemption, description=body.description)
+    q = jobs.create_queue(body.name, _quota(body.quota), preemption=body.preemption, description=body.description, project=body.project)
     return _queue_view(q, {})
 
 
 @router.get("/queues/{name}")
 def get_queue(name: str, request: Request) -> dict[str, Any]:
     jobs = services_of(request).jobs
-    return _queue_view(jobs.get_queue(name), jobs.queue_usage())
+    q = jobs.get_queue(name)
+    p = principal_of(request)
+    if not (p.server_admin or q.project in ("", p.project)):
+        raise not_found("queue", name)
+    return _queue_view(q, jobs.queue_usage())
 
 
 @router.patch("/queues/{name}")
 def update_queue(name: str, body: UpdateQueue, request: Request) -> dict[str, Any]:
+    _server_admin(request, "change queues")
     jobs = services_of(request).jobs
     q = jobs.update_queue(
         name,
@@ -252,6 +270,7 @@ def update_queue(name: str, body: UpdateQueue, request: Request) -> dict[str, An
 
 @router.delete("/queues/{name}", status_code=204)
 def delete_queue(name: str, request: Request) -> Response:
+    _server_admin(request, "delete queues")
     services_of(request).jobs.delete_queue(name)
     return Response(status_code=204)
 
@@ -271,11 +290,13 @@ def list_priority_classes(request: Request) -> dict[str, Any]:
 
 @router.post("/priority-classes", status_code=201)
 def create_priority_class(body: CreatePriorityClass, request: Request) -> dict[str, Any]:
+    _server_admin(request, "create priority classes")
     return services_of(request).jobs.create_priority_class(body.name, body.value, body.description).public_dict()
 
 
 @router.delete("/priority-classes/{name}", status_code=204)
 def delete_priority_class(name: str, request: Request) -> Response:
+    _server_admin(request, "delete priority classes")
     services_of(request).jobs.delete_priority_class(name)
     return Response(status_code=204)
 

@@ -17,7 +17,7 @@ from plinth.store.schema.deployments import DeploymentEventRow, DeploymentRevisi
 from plinth.store.schema.guardrails import GuardrailEventRow, GuardrailPolicyRow, GuardrailPolicyVersionRow
 from plinth.store.schema.jobs import JobLogRow, JobRow, PriorityClassRow, QueueRow, WorkerRow
 from plinth.store.schema.knowledge import KbChunkRow, KbCitationRow, KbDocumentRow, KbVersionRow, KnowledgeBaseRow
-from plinth.store.schema.projects import MembershipRow, ProjectRow, SessionRow, UserRow
+from plinth.store.schema.projects import MembershipRow, ProjectRow, ProjectWindowRow, SessionRow, UserRow
 from plinth.store.schema.serving import AttachmentRow
 from plinth.store.schema.tracking import (
     EvalReportRow,
@@ -60,6 +60,7 @@ __all__ = [
     "ModelVersionRow",
     "PriorityClassRow",
     "ProjectRow",
+    "ProjectWindowRow",
     "QueueRow",
     "RegisteredModelRow",
     "RunArtifactRow",

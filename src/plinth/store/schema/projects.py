@@ -60,3 +60,13 @@ class SessionRow(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     last_seen_at: Mapped[datetime]
+
+
+class ProjectWindowRow(Base):
+    """Tokens a project's calls reserved (and then used) in one budget period."""
+
+    __tablename__ = "project_windows"
+
+    project: Mapped[str] = mapped_column(String(PROJECT_LEN), ForeignKey("projects.name", ondelete="CASCADE"), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from plinth.domain.auth import ApiKey, AuditEntry, BudgetPeriod, KeyWindows, Limits, Reservation, Scope, minute_bounds, period_bounds
 from plinth.errors import ErrorCode, PlinthError, not_found
 from plinth.store.schema.auth import ApiKeyRow, ApiKeyWindowRow, AuditRow
+from plinth.store.schema.projects import ProjectRow, ProjectWindowRow
 from plinth.store.sql.common import RefusedValue, SqlBase, db_reason, is_unique_violation, json_or_invalid
 
 MINUTE = "minute"
@@ -109,9 +110,21 @@ class AuthSql(SqlBase):
                 row.last_used_at = at
 
     # -- limits -----------------------------------------------------------------------------------
-    def reserve(self, key_id: str, *, requests: int, tokens: int, now: datetime) -> Reservation:
+    def reserve(self, key_id: str | None, *, requests: int, tokens: int, now: datetime, project: str | None = None) -> Reservation:
         now = now.astimezone(UTC)
         with self._session(write=True) as s:
+            # the project's budget first (its row lock orders every reservation of the project)
+            p_start = self._reserve_project(s, project, requests, tokens, now) if project is not None else None
+            if key_id is None:
+                return Reservation(
+                    key_id=None,
+                    requests=requests,
+                    tokens=tokens,
+                    minute_start=None,
+                    budget_start=None,
+                    project=project,
+                    project_budget_start=p_start,
+                )
             # The key's row lock serialises every reservation and settlement of this key
             # (SQLite: the write transaction itself, BEGIN IMMEDIATE).
             row = s.get(ApiKeyRow, key_id, with_for_update=True)
@@ -175,18 +188,56 @@ class AuthSql(SqlBase):
                     s.add(budget)
                 budget.requests += requests
                 budget.tokens += tokens
-            return Reservation(key_id=key_id, requests=requests, tokens=tokens, minute_start=m_start, budget_start=b_start)
+            return Reservation(
+                key_id=key_id,
+                requests=requests,
+                tokens=tokens,
+                minute_start=m_start,
+                budget_start=b_start,
+                project=project if p_start is not None else None,
+                project_budget_start=p_start,
+            )
+
+    @staticmethod
+    def _reserve_project(s: Session, project: str, requests: int, tokens: int, now: datetime) -> datetime | None:
+        """Count ``tokens`` against the project's budget; None when it has none."""
+        row = s.get(ProjectRow, project, with_for_update=True)
+        if row is None or row.budget_tokens is None:
+            return None
+        start, end = period_bounds(BudgetPeriod(row.budget_period), now)
+        window = s.get(ProjectWindowRow, (project, start))
+        spent = window.tokens if window is not None else 0
+        if (tokens and spent + tokens > row.budget_tokens) or (requests and spent >= row.budget_tokens):
+            raise _limited(
+                f"project {project!r} has {max(0, row.budget_tokens - spent)} of its {row.budget_tokens} tokens per "
+                f"{row.budget_period} left and this request reserves {tokens} (prompt + max_tokens)",
+                "project_budget",
+                end - now,
+                row.budget_tokens,
+                spent,
+            )
+        if window is None:
+            window = ProjectWindowRow(project=project, window_start=start, tokens=0)
+            s.add(window)
+        window.tokens += tokens
+        return start
 
     def settle_many(self, items: list[tuple[Reservation, int]]) -> None:
         if not items:
             return
         with self._session(write=True) as s:
-            for reservation, tokens in sorted(items, key=lambda it: it[0].key_id):  # one lock order
+            # one lock order: projects, then keys
+            for reservation, tokens in sorted(items, key=lambda it: (it[0].project or "", it[0].key_id or "")):
                 delta = int(tokens) - reservation.tokens
                 if delta == 0:
                     continue
-                if s.get(ApiKeyRow, reservation.key_id, with_for_update=True) is None:
-                    continue  # the key was deleted
+                p, p_start = reservation.project, reservation.project_budget_start
+                if p is not None and p_start is not None and s.get(ProjectRow, p, with_for_update=True) is not None:
+                    pw = s.get(ProjectWindowRow, (p, p_start))
+                    if pw is not None:
+                        pw.tokens = max(0, pw.tokens + delta)
+                if reservation.key_id is None or s.get(ApiKeyRow, reservation.key_id, with_for_update=True) is None:
+                    continue  # no key, or it was deleted
                 for kind, start in ((MINUTE, reservation.minute_start), (BUDGET, reservation.budget_start)):
                     if start is None:
                         continue

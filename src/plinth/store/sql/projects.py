@@ -94,7 +94,7 @@ class ProjectsSql(SqlBase):
                 cls = mapper.class_
                 if not (isinstance(cls, type) and issubclass(cls, Scoped)):
                     continue
-                column: Any = cls.project  # type: ignore[attr-defined]
+                column: Any = cls.project
                 n = s.scalar(select(func.count()).select_from(cls).where(column == name)) or 0
                 if n:
                     out[cls.__tablename__] = int(n)  # type: ignore[attr-defined]
@@ -114,6 +114,20 @@ class ProjectsSql(SqlBase):
             for stats in s.scalars(select(DatasetVersionRow.stats).where(DatasetVersionRow.project == name)):
                 total += int((stats or {}).get("bytes") or 0)
         return total
+
+    def check_storage_quota(self, incoming_bytes: int) -> None:
+        project = self._project()
+        found = self.find_project(project)
+        if found is None or found.quotas.storage_bytes is None:
+            return
+        used = self.project_storage_bytes(project)
+        if used + incoming_bytes > found.quotas.storage_bytes:
+            raise PlinthError(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"project {project!r} holds {used} bytes of its {found.quotas.storage_bytes}-byte storage quota; "
+                f"{incoming_bytes} more do not fit (delete something, or ask a server admin for a larger quota)",
+                details={"used": used, "quota": found.quotas.storage_bytes, "incoming": incoming_bytes},
+            )
 
     # -- users ------------------------------------------------------------------------------------
     def create_user(self, user: User, password_hash: str | None) -> User:

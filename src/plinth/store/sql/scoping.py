@@ -72,7 +72,7 @@ def install(sessions: sessionmaker[Session], strict: bool) -> None:
                 continue
             project = getattr(obj, "project", None)
             if project is None:
-                obj.project = sc.project  # type: ignore[attr-defined]
+                obj.project = sc.project
             elif project == SHARED:
                 if not (sc.everything and type(obj).__shareable__):
                     raise PlinthError(ErrorCode.PERMISSION_DENIED, f"only the server can add shared {type(obj).__tablename__}")  # type: ignore[attr-defined]

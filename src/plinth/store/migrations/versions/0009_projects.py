@@ -200,6 +200,14 @@ def _upgrade() -> None:
     )
     op.create_index(op.f("ix_login_sessions_user"), "login_sessions", ["user"], unique=False)
     op.create_index(op.f("ix_login_sessions_expires_at"), "login_sessions", ["expires_at"], unique=False)
+    op.create_table(
+        "project_windows",
+        sa.Column("project", sa.String(length=P), nullable=False),
+        sa.Column("window_start", _tz(), nullable=False),
+        sa.Column("tokens", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(["project"], ["projects.name"], name=op.f("fk_project_windows_project_projects"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("project", "window_start", name=op.f("pk_project_windows")),
+    )
     op.bulk_insert(
         projects,
         [
@@ -221,6 +229,7 @@ def _downgrade() -> None:
     names clash with them) would break the restored unique names: the downgrade deletes the
     other projects' rows first."""
     sqlite = op.get_bind().dialect.name == "sqlite"
+    op.drop_table("project_windows")
     op.drop_index(op.f("ix_login_sessions_expires_at"), table_name="login_sessions")
     op.drop_index(op.f("ix_login_sessions_user"), table_name="login_sessions")
     op.drop_table("login_sessions")
