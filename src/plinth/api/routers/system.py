@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from plinth import __version__
+from plinth.api.auth import principal_of
 from plinth.api.deps import services_of
-from plinth.errors import PlinthError
+from plinth.errors import ErrorCode, PlinthError
 
 router = APIRouter(tags=["system"])
 
@@ -53,5 +54,13 @@ def readyz(request: Request) -> Response:
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
+    """The server's metrics. Their labels name deployments, models, knowledge bases and keys of
+    every project, so a project's member (their keys and sessions) may not read them; server
+    admins and the operator's keys (``read``) may."""
+    p = principal_of(request)
+    if p.user is not None and not p.server_admin:
+        raise PlinthError(
+            ErrorCode.PERMISSION_DENIED, "the server's metrics span every project: only server admins and the operator's keys may read them"
+        )
     m = services_of(request).metrics
     return Response(m.render(), media_type=m.content_type)
