@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,12 @@ if TYPE_CHECKING:
 # Postgres database. The Postgres run needs PLINTH_TEST_DATABASE_URL (e.g.
 # postgresql://postgres@127.0.0.1:5432/test): a database plinth_test_<random> is created
 # through that URL and dropped afterwards. Without it the Postgres run is skipped, with a
-# reason. ``store_url`` gives the same URLs for tests that build their own stores.
+# reason. ``store_url`` gives the same (migrated) databases for tests that build their own
+# stores or services; ``empty_store_url``, ``sqlite_url`` and ``postgres_url`` empty ones.
+#
+# Migrating costs about 0.5 s on SQLite and 0.25 s on Postgres; hundreds of tests need a
+# migrated database, so the migrations run once per session into a template that each test
+# copies: a file copy on SQLite, CREATE DATABASE ... TEMPLATE on Postgres (about 0.05 s).
 # =============================================================================================
 
 PG_URL_ENV = "PLINTH_TEST_DATABASE_URL"
@@ -58,18 +64,99 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest) -> str:
+def empty_store_url(request: pytest.FixtureRequest) -> str:
     """The URL of an empty database, on each backend."""
     return request.getfixturevalue(f"{request.param}_url")
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database file, made once per session (see the section's comment)."""
+    from plinth.store.sql import SqlStore
+
+    path = tmp_path_factory.mktemp("store-template") / "plinth.db"
+    s = SqlStore(f"sqlite:///{path}")
+    s.migrate()
+    with s.engine.connect() as conn:  # everything in the main file, nothing left in the WAL
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    s.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str | None]:
+    """A migrated Postgres database to copy (None without PLINTH_TEST_DATABASE_URL)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    from plinth.store.sql import SqlStore, normalize_url
+
+    admin_url = os.environ.get(PG_URL_ENV)
+    if not admin_url:
+        yield None
+        return
+    name = f"plinth_template_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        s = SqlStore(make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False))
+        s.migrate()
+        s.close()  # no connection may stay on a template that is copied
+        yield name
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def migrated_sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    dest = tmp_path / "db" / "plinth.db"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sqlite_template, dest)
+    return f"sqlite:///{dest}"
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_template: str | None) -> Iterator[str]:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    from plinth.store.sql import normalize_url
+
+    admin_url = os.environ.get(PG_URL_ENV)
+    if not admin_url or postgres_template is None:
+        if os.environ.get("PLINTH_REQUIRE_POSTGRES"):
+            pytest.fail(f"PLINTH_REQUIRE_POSTGRES is set but {PG_URL_ENV} is not: the Postgres store run cannot be skipped")
+        pytest.skip(f"{PG_URL_ENV} not set (e.g. postgresql://postgres@127.0.0.1:5432/test); Postgres store run skipped")
+    name = f"plinth_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+        yield make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The URL of a migrated database, on each backend (a copy of the session's template)."""
+    return request.getfixturevalue(f"migrated_{request.param}_url")
+
+
 @pytest.fixture
 def store(store_url: str) -> Iterator[SqlStore]:
-    """A migrated SqlStore on an empty database, on each backend."""
+    """A migrated SqlStore, on each backend."""
     from plinth.store.sql import SqlStore
 
     s = SqlStore(store_url)
-    s.migrate()
+    s.migrate()  # at head already: Alembic only reads the revision
     try:
         yield s
     finally:

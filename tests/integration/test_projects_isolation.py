@@ -1052,7 +1052,10 @@ def test_single_sign_on_only_from_trusted_proxies(world: World, legacy: Legacy) 
     with httpx.Client(base_url=legacy.server.url, timeout=60) as c:
         me = _ok(c.get("/api/v1/auth/me", headers=sso))
         assert (me["user"], me["project"], me["role"], me["key"]) == ("sam", "ops", "editor", None)
-        _ok(c.post("/api/v1/knowledge-bases", headers=sso, json={"name": "ops-kb"}), 201)
+        # a changing request through the proxy needs a header another site cannot make a browser send
+        refused = c.post("/api/v1/knowledge-bases", headers=sso, json={"name": "ops-kb"})
+        assert refused.status_code == 403 and "X-CSRF-Token" in refused.text, refused.text
+        _ok(c.post("/api/v1/knowledge-bases", headers={**sso, "X-CSRF-Token": "1"}, json={"name": "ops-kb"}), 201)
         assert c.get("/api/v1/auth/me", headers={"X-Forwarded-User": "nobody-here"}).status_code == 401
         assert c.get("/api/v1/auth/me").status_code == 401
         assert c.post("/api/v1/auth/login", json={"user": "sam", "password": "any password at all"}).status_code == 401

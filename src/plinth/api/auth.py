@@ -212,6 +212,13 @@ class AuthMiddleware:
         if self.sso_header is not None and self._from_trusted_proxy(scope):
             name = _header(scope, self.sso_header)
             if name:
+                # The proxy's own cookie signs the browser in on any request, a cross-site form
+                # too: a changing request must carry a header no other site can make a browser
+                # send (any X-CSRF-Token; custom headers need a CORS preflight plinth never grants).
+                if method in _MUTATING and not _header(scope, CSRF_HEADER.encode()):
+                    raise PlinthError(
+                        ErrorCode.PERMISSION_DENIED, "a changing request through the single-sign-on proxy needs an X-CSRF-Token header"
+                    )
                 named_user: Principal = await loop.run_in_executor(
                     None, in_context(lambda: users.user_principal(name.strip(), named or None))
                 )

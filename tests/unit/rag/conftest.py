@@ -60,9 +60,10 @@ def pgvector_url(pgvector_admin_url: str, request: pytest.FixtureRequest, monkey
     ]
 )
 def kb_backend(request: pytest.FixtureRequest) -> tuple[str, str]:
-    """(database URL, index name) of an empty, unmigrated database."""
+    """(database URL, index name) of a database to build a knowledge service on."""
     db, index = request.param.split("-")
-    url = request.getfixturevalue({"sqlite": "sqlite_url", "postgres": "postgres_url", "pgvector": "pgvector_url"}[db])
+    # migrated copies of the session's templates (the pgvector server is migrated per test)
+    url = request.getfixturevalue({"sqlite": "migrated_sqlite_url", "postgres": "migrated_postgres_url", "pgvector": "pgvector_url"}[db])
     return url, index
 
 

@@ -16,8 +16,8 @@ from tests.unit.rag.conftest import ACME, make_knowledge, write
 
 
 @pytest.fixture
-def kb(tmp_path: Path, sqlite_url: str) -> Any:
-    k = make_knowledge(tmp_path / "home", sqlite_url, "embedded", kb_max_file_bytes=64 * 1024)
+def kb(tmp_path: Path, migrated_sqlite_url: str) -> Any:
+    k = make_knowledge(tmp_path / "home", migrated_sqlite_url, "embedded", kb_max_file_bytes=64 * 1024)
     k.create("docs")
     yield k
     k.store.close()

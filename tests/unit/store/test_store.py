@@ -163,8 +163,8 @@ def test_given_id_and_duplicate_id(store: SqlStore) -> None:
 
 
 # -- lifecycle -----------------------------------------------------------------------------
-def test_migrate_idempotent_and_revision(store_url: str) -> None:
-    with SqlStore(store_url) as s:
+def test_migrate_idempotent_and_revision(empty_store_url: str) -> None:
+    with SqlStore(empty_store_url) as s:
         assert s.schema_revision() is None
         s.migrate()
         rev = s.schema_revision()
@@ -322,7 +322,8 @@ _MIGRATE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_processes_migrate_at_once(store_url: str, tmp_path: Path) -> None:
+def test_two_processes_migrate_at_once(empty_store_url: str, tmp_path: Path) -> None:
+    store_url = empty_store_url
     env = dict(os.environ)
     src = str(Path(plinth.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
