@@ -1078,7 +1078,8 @@ def test_turning_auth_on_exposes_nothing_made_before(legacy: Legacy) -> None:
             assert r.status_code == 404 and "legacy-secret" not in r.text, r.text
             r = c.get("/api/v1/datasets", headers={**headers, "X-Plinth-Project": "default"})
             assert r.status_code == 404 and "legacy-secret" not in r.text, r.text
-        assert c.delete("/api/v1/datasets/legacy-data", headers={"X-Forwarded-User": "sam"}).status_code == 404
+        gone = c.delete("/api/v1/datasets/legacy-data", headers={"X-Forwarded-User": "sam", "X-CSRF-Token": "1"})
+        assert gone.status_code == 404
         # the server admin still sees it, in the default project
         shown = _ok(c.get("/api/v1/datasets/legacy-data", headers=_h(legacy.root)))
         assert shown["name"] == "legacy-data" and shown["versions"][0]["rows"] == 1
