@@ -36,4 +36,11 @@ PY
     echo "WARNING: no Postgres on 127.0.0.1:5432: the Postgres store tests will be SKIPPED (see the summary)." >&2
   fi
 fi
+# Two workers (pytest-xdist), a test file each at a time: much of the suite waits on servers
+# and job processes, so two workers keep both cores busy. Module fixtures (live servers,
+# loaded models) stay within their file. PLINTH_TEST_WORKERS=0 runs in this process.
+WORKERS="${PLINTH_TEST_WORKERS:-2}"
+if [ "$WORKERS" != "0" ]; then
+  set -- -n "$WORKERS" --dist loadfile "$@"
+fi
 exec "$BIN/python" -m pytest "$@"

@@ -178,8 +178,14 @@ def artifact_store(tmp_path: Path) -> ArtifactStore:
 @pytest.fixture(scope="session")
 def torch_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ``cache_dir`` for torch runtimes in tests: the embedded GGUF's dequantised copy is
-    made there once per session (``smol_dir``) and every runtime given this directory reuses it."""
-    return tmp_path_factory.mktemp("plinth-cache")
+    made there once per session (``smol_dir``) and every runtime given this directory reuses it.
+    With pytest-xdist the workers share one (beside their own temp folders): a copy is written
+    to a folder of its own and renamed into place, so two workers making it at once is safe."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return tmp_path_factory.mktemp("plinth-cache")
+    shared = tmp_path_factory.getbasetemp().parent / "plinth-cache"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 def _embedded_digest() -> str:
