@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import abc
 
+from plinth.store.base_alerts import AlertsStore
 from plinth.store.base_auth import AuthStore
+from plinth.store.base_bias import BiasStore
 from plinth.store.base_catalog import CatalogStore
 from plinth.store.base_datasets import DatasetsStore
 from plinth.store.base_deployments import DeploymentsStore
+from plinth.store.base_drift import DriftStore
 from plinth.store.base_guardrails import GuardrailsStore
 from plinth.store.base_jobs import JobsStore
 from plinth.store.base_knowledge import KnowledgeStore
 from plinth.store.base_projects import ProjectsStore
+from plinth.store.base_requests import RequestLogStore
 from plinth.store.base_serving import ServingStore
 from plinth.store.base_tracking import RegistryStore, TrackingStore
 
@@ -38,6 +42,10 @@ class MetadataStore(
     DeploymentsStore,
     AuthStore,
     ProjectsStore,
+    RequestLogStore,
+    DriftStore,
+    AlertsStore,
+    BiasStore,
     abc.ABC,
 ):
     """Durable metadata of every area, behind one connection pool and one migration chain."""

@@ -17,6 +17,7 @@ from plinth.store.schema.deployments import DeploymentEventRow, DeploymentRevisi
 from plinth.store.schema.guardrails import GuardrailEventRow, GuardrailPolicyRow, GuardrailPolicyVersionRow
 from plinth.store.schema.jobs import JobLogRow, JobRow, PriorityClassRow, QueueRow, WorkerRow
 from plinth.store.schema.knowledge import KbChunkRow, KbCitationRow, KbDocumentRow, KbVersionRow, KnowledgeBaseRow
+from plinth.store.schema.monitoring import AlertEventRow, AlertRuleRow, BiasReportRow, DriftRunRow, RequestLogRow
 from plinth.store.schema.projects import MembershipRow, ProjectRow, ProjectWindowRow, SessionRow, UserRow
 from plinth.store.schema.serving import AttachmentRow
 from plinth.store.schema.tracking import (
@@ -32,16 +33,20 @@ from plinth.store.schema.tracking import (
 __all__ = [
     "NAMING_CONVENTION",
     "AdapterRow",
+    "AlertEventRow",
+    "AlertRuleRow",
     "ApiKeyRow",
     "ApiKeyWindowRow",
     "AttachmentRow",
     "AuditRow",
     "Base",
+    "BiasReportRow",
     "DatasetRow",
     "DatasetVersionRow",
     "DeploymentEventRow",
     "DeploymentRevisionRow",
     "DeploymentRow",
+    "DriftRunRow",
     "EvalReportRow",
     "FeedbackRow",
     "GuardrailEventRow",
@@ -63,6 +68,7 @@ __all__ = [
     "ProjectWindowRow",
     "QueueRow",
     "RegisteredModelRow",
+    "RequestLogRow",
     "RunArtifactRow",
     "RunMetricRow",
     "RunRow",

@@ -16,10 +16,13 @@ from alembic import command
 from alembic.runtime.migration import MigrationContext
 
 from plinth.store.base import MetadataStore
+from plinth.store.sql.alerts import AlertsSql
 from plinth.store.sql.auth import AuthSql
+from plinth.store.sql.bias import BiasSql
 from plinth.store.sql.catalog import CatalogSql
 from plinth.store.sql.datasets import DatasetsSql
 from plinth.store.sql.deployments import DeploymentsSql
+from plinth.store.sql.drift import DriftSql
 from plinth.store.sql.engine import (
     DEFAULT_BUSY_TIMEOUT_MS,
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -36,6 +39,7 @@ from plinth.store.sql.guardrails import GuardrailsSql
 from plinth.store.sql.jobs import JobsSql
 from plinth.store.sql.knowledge import KnowledgeSql
 from plinth.store.sql.projects import ProjectsSql
+from plinth.store.sql.requests import RequestLogSql
 from plinth.store.sql.serving import ServingSql
 from plinth.store.sql.tracking import TrackingSql
 
@@ -65,6 +69,10 @@ class SqlStore(
     DeploymentsSql,
     AuthSql,
     ProjectsSql,
+    RequestLogSql,
+    DriftSql,
+    AlertsSql,
+    BiasSql,
     MetadataStore,
 ):
     """The metadata store on SQLite or Postgres: every area mixin plus the lifecycle."""
