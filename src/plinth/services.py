@@ -15,12 +15,14 @@ from plinth.deployments.hook import ServingHook
 from plinth.deployments.routing import DeploymentRouter
 from plinth.deployments.service import DeploymentService
 from plinth.deployments.watcher import RolloutWatcher
+from plinth.domain.requests import TextMode
 from plinth.domain.serving import Attachments
 from plinth.embeddings.base import Embedder
 from plinth.guardrails.service import GuardrailService
 from plinth.jobs.service import JobService
 from plinth.monitoring.metrics import Metrics
 from plinth.outbound import Outbound
+from plinth.oversight.requests import RequestLogHook, RequestLogService, RequestLogWriter
 from plinth.rag.service import KnowledgeService
 from plinth.serving.attachments import AttachmentService
 from plinth.serving.engine import ModelManager
@@ -62,6 +64,8 @@ class Services:
     usage: UsageService | None = None
     usage_writer: UsageWriter | None = None
     serving_hook: ServingHook | None = None
+    requests: RequestLogService | None = None
+    request_log_writer: RequestLogWriter | None = None
 
     def close(self) -> None:
         self.jobs.close()  # first: its worker hands running jobs back to the queue
@@ -69,6 +73,8 @@ class Services:
             self.rollout.close()
         if self.usage_writer is not None:
             self.usage_writer.close()  # what finished requests left is written before the store closes
+        if self.request_log_writer is not None:
+            self.request_log_writer.close()
         if self.serving_hook is not None:
             self.serving_hook.close()
         if self.guardrails is not None:
@@ -132,6 +138,7 @@ def build_services(settings: Settings, *, migrate: bool = True, strict: bool = F
     )
     jobs.services = services  # what each job kind's validate(spec, services) gets
     _deployments(settings, services)
+    _request_log(settings, services)
     # Stages are built last: they may use any service above (knowledge bases, guardrails).
     # Importing a stage module registers its stages, as a plugin's import would (ADR 0013).
     import plinth.guardrails.stage  # imported for its register_stage calls
@@ -173,6 +180,42 @@ def _deployments(settings: Settings, services: Services) -> None:
     services.accounts = accounts
     services.usage = UsageService(store, writer, on_feedback=watcher.poke)
     services.usage_writer, services.serving_hook = writer, hook
+
+
+def _request_log(settings: Settings, services: Services) -> None:
+    """The request log: its hook in serving (after the deployment hook), its writer thread, and
+    the ratings feedback stores (ADR 0090)."""
+
+    def minilm() -> Embedder:
+        from plinth.embeddings import get_embedder
+
+        return get_embedder(settings, "minilm")
+
+    writer = RequestLogWriter(
+        services.store,
+        services.metrics,
+        embedder=minilm if settings.request_log_embeddings else None,
+        queue_size=settings.request_log_queue,
+        text_budget=settings.request_log_queue_text_bytes,
+        max_text_chars=settings.request_log_max_text_chars,
+        retention_days=settings.request_log_retention_days,
+        max_bytes=settings.request_log_max_bytes,
+        prune_interval_s=settings.request_log_prune_interval_s,
+    )
+    deployments = services.deployments
+    services.requests = RequestLogService(
+        services.store,
+        writer,
+        check_deployment=deployments.get if deployments is not None else None,
+        flag_score=settings.request_log_flag_score,
+        enabled=settings.request_log,
+    )
+    services.request_log_writer = writer
+    if settings.request_log:
+        hook = RequestLogHook(writer, text_mode=TextMode(settings.request_log_text), embeddings=settings.request_log_embeddings)
+        services.completions.hooks.append(hook)
+        if services.usage is not None:
+            services.usage.rated.append(services.requests.feedback)
 
 
 def _guardrails(settings: Settings, store: MetadataStore, metrics: Metrics) -> GuardrailService:

@@ -313,6 +313,34 @@ class Settings(BaseSettings):
     )
     usage_retention_days: int = Field(90, ge=1, le=3650, description="Usage records and feedback older than this are deleted.")
 
+    # -- monitoring: the request log (ADR 0090) ------------------------------------------------
+    request_log: bool = Field(True, description="Record every /v1 chat and text completion in the request log (off the hot path).")
+    request_log_text: Literal["redacted", "none"] = Field(
+        "redacted",
+        description="Text the request log keeps: `redacted` = the prompt and answer as the attached guardrail policy left them "
+        "(requests no policy checked are logged without text); `none` = no text at all.",
+    )
+    request_log_embeddings: bool = Field(
+        True, description="Store the MiniLM embedding of each redacted prompt (computed by the writer thread), for drift and anomalies."
+    )
+    request_log_queue: int = Field(
+        10_000, ge=10, le=10_000_000, description="Most requests waiting for the log writer; more are dropped and counted."
+    )
+    request_log_queue_text_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Most text (characters) waiting for the log writer; requests past it are logged without text and embedding.",
+    )
+    request_log_max_text_chars: int = Field(16_000, ge=0, le=10_000_000, description="Longest prompt or answer text kept per request.")
+    request_log_retention_days: float = Field(30, gt=0, le=3650, description="Request log entries older than this are deleted.")
+    request_log_max_bytes: int = Field(
+        1024**3, ge=1024 * 1024, description="Most bytes the request log holds (all projects); the oldest entries go first."
+    )
+    request_log_prune_interval_s: float = Field(300, ge=1, le=86_400, description="How often the log writer prunes by age and size.")
+    request_log_flag_score: float = Field(
+        0.9, description="Entries whose anomaly score is above this are `flagged` (GET /api/v1/requests?flagged=true)."
+    )
+
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         self.home = Path(os.path.expanduser(str(self.home))).resolve()

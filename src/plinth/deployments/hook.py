@@ -98,7 +98,7 @@ class ServingHook(RequestHook):
 
     def finished(self, ctx: ChatContext, outcome: RequestOutcome) -> None:
         choice: Choice | None = ctx.state.get("deployment")
-        status, code = _outcome(outcome, routed=choice is not None)
+        status, code = classify_outcome(outcome, routed=choice is not None)
         blocked = "content_filter" in outcome.finish_reasons
         reservation = ctx.state.get("reservation")
         key = ctx.state.get("key")
@@ -145,7 +145,9 @@ class ServingHook(RequestHook):
 _TARGET_FAULTS = frozenset({ErrorCode.MODEL_NOT_FOUND, ErrorCode.NOT_FOUND, ErrorCode.UNSUPPORTED})
 
 
-def _outcome(outcome: RequestOutcome, *, routed: bool) -> tuple[Outcome, str | None]:
+def classify_outcome(outcome: RequestOutcome, *, routed: bool) -> tuple[Outcome, str | None]:
+    """How a request ended as usage and the request log record it: ok, error (the server's
+    or the routed revision's fault), refused (the caller's) or cancelled, with the error code."""
     e = outcome.error
     if e is None:
         return (Outcome.OK if outcome.completed else Outcome.CANCELLED), None

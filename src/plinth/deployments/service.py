@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from plinth.auth.audit import AuditLog
+from plinth.deployments.gates import GateKind
 from plinth.deployments.routing import DeploymentRouter
 from plinth.domain.deployments import (
     DEFAULT_FIELDS,
@@ -80,9 +81,23 @@ def parse_rules(items: list[dict[str, Any]]) -> tuple[RolloutRule, ...]:
     return tuple(rules)
 
 
-def parse_gate(items: list[dict[str, Any]]) -> tuple[GateRule, ...]:
+def parse_gate(items: list[dict[str, Any]], kinds: dict[str, GateKind] | None = None) -> tuple[GateRule, ...]:
+    """Gate rules from their dicts: evaluation rules (``metric``), or ``{"kind": K, ...}``
+    checked by the gate kind registered under K (``kinds``)."""
     gate = []
     for i, d in enumerate(items):
+        if isinstance(d, dict) and d.get("kind", "eval") != "eval":
+            known = kinds or {}
+            gk = known.get(str(d["kind"]))
+            if gk is None:
+                raise PlinthError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"gate rule {i}: unknown kind {d['kind']!r}; kinds: {', '.join(['eval', *sorted(known)])}",
+                    param=f"gate.{i}.kind",
+                )
+            options = gk.parse({k: v for k, v in d.items() if k != "kind"}, f"gate.{i}")
+            gate.append(GateRule(kind=gk.kind, options=options))
+            continue
         if not isinstance(d, dict) or not d.get("metric"):
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"gate rule {i} needs a 'metric'", param=f"gate.{i}")
         try:
@@ -116,6 +131,8 @@ class DeploymentService:
         self.check_attachments = check_attachments
         self.router = router
         self.default_window_s = default_window_s
+        #: gate kinds beyond evaluation reports, by name (registered by the composition root)
+        self.gate_kinds: dict[str, GateKind] = {}
 
     # -- reading --------------------------------------------------------------------------------
     def list(self) -> builtins.list[Deployment]:
@@ -243,8 +260,12 @@ class DeploymentService:
         """Why ``targets`` do not pass ``gate`` (empty: they pass)."""
         failures = []
         for t in targets:
-            reports = self._reports(t)
+            reports = self._reports(t) if any(g.kind == "eval" for g in gate) else []
             for g in gate:
+                if g.kind != "eval":
+                    gk = self.gate_kinds.get(g.kind)
+                    failures += gk.failures(g, t) if gk is not None else [f"gate kind {g.kind!r} is not available on this server"]
+                    continue
                 matching = [
                     r
                     for r in reports
@@ -323,7 +344,7 @@ class DeploymentService:
             stable_revision=1,
             description=description,
             rules=parse_rules(rules) if rules is not None else DEFAULT_RULES,
-            gate=parse_gate(gate) if gate else (),
+            gate=parse_gate(gate, self.gate_kinds) if gate else (),
             window_s=self._window(window_s),
             auto_rollback=auto_rollback,
         )
@@ -473,7 +494,7 @@ class DeploymentService:
         if rules is not None:
             changes["rules"] = parse_rules(rules)
         if gate is not None:
-            changes["gate"] = parse_gate(gate)
+            changes["gate"] = parse_gate(gate, self.gate_kinds)
         if window_s is not None:
             changes["window_s"] = self._window(window_s)
         if auto_rollback is not None:

@@ -169,15 +169,22 @@ DEFAULT_RULES: tuple[RolloutRule, ...] = (
 @dataclass(frozen=True)
 class GateRule:
     """An evaluation report of the candidate on ``dataset`` (``name`` or ``name@version``; any
-    when None) and ``split`` (any when None) must show ``metric >= min`` and/or ``metric <= max``."""
+    when None) and ``split`` (any when None) must show ``metric >= min`` and/or ``metric <= max``.
 
-    metric: str
+    Another ``kind`` (``{"kind": "bias", "suite": ...}``) is judged by the gate kind registered
+    under that name (:mod:`plinth.deployments.gates`); ``options`` are its fields."""
+
+    metric: str = ""
     min: float | None = None
     max: float | None = None
     dataset: str | None = None
     split: str | None = None
+    kind: str = "eval"
+    options: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
+        if self.kind != "eval":
+            return f"{self.kind}: " + ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()))
         parts = []
         if self.min is not None:
             parts.append(f"{self.metric} >= {self.min:g}")
@@ -192,10 +199,15 @@ class GateRule:
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
     def to_dict(self) -> dict[str, Any]:
+        if self.kind != "eval":
+            return {"kind": self.kind, **self.options}
         return {"metric": self.metric, "min": self.min, "max": self.max, "dataset": self.dataset, "split": self.split}
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> GateRule:
+        kind = str(d.get("kind") or "eval")
+        if kind != "eval":
+            return GateRule(kind=kind, options={k: v for k, v in d.items() if k != "kind"})
         return GateRule(
             metric=str(d["metric"]),
             min=None if d.get("min") is None else float(d["min"]),

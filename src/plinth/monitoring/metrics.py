@@ -166,6 +166,21 @@ class Metrics:
             registry=r,
         )
         self.key_tokens = Counter("plinth_key_tokens", "Tokens used per API key (name) and kind", ["key", "kind"], registry=r)
+        # -- the request log (plinth.oversight.requests) --
+        self.request_log_written = Counter("plinth_request_log_records", "Requests written to the request log", registry=r)
+        self.request_log_dropped = Counter(
+            "plinth_request_log_dropped",
+            "Requests not written to the request log, by reason: queue_full (the writer was PLINTH_REQUEST_LOG_QUEUE "
+            "entries behind), store_error (the store refused the batch after retries)",
+            ["reason"],
+            registry=r,
+        )
+        self.request_log_shed = Counter(
+            "plinth_request_log_text_shed",
+            "Requests logged without text and embedding because the writer's queue held PLINTH_REQUEST_LOG_QUEUE_TEXT_BYTES of text",
+            registry=r,
+        )
+        self.request_log_queue = Gauge("plinth_request_log_queue_depth", "Requests waiting for the request log writer", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -54,6 +54,8 @@ class RequestOutcome:
     completion_tokens: int
     latency_s: float
     finish_reasons: tuple[str, ...]
+    ttft_s: float | None = None  # from the request's start to its first generated token; None: none came
+    texts: tuple[str, ...] = ()  # each finished choice's text as sent (after the stages' output filters)
 
 
 class RequestHook:
@@ -110,6 +112,8 @@ class GenerationJob:
     error: BaseException | None = None  # what failed the generation, for the hooks
     completed: bool = False  # every choice finished
     finish_reasons: list[str] = field(default_factory=list)
+    first_token_at: float | None = None  # time.monotonic() of the first generated token
+    texts: list[str] = field(default_factory=list)  # each finished choice's text as sent
     _released: bool = False
     _reported: bool = False
     _started: float = field(default_factory=time.monotonic)
@@ -153,7 +157,7 @@ class GenerationJob:
     async def _answered(self) -> AsyncIterator[tuple[int, str, str | None]]:
         assert self.answer is not None
         m = self.service.metrics
-        texts = []
+        texts = self.texts
         for idx in range(len(self.params)):
             texts.append(self.answer.text)
             yield idx, self.answer.text, None
@@ -186,7 +190,7 @@ class GenerationJob:
         model = self.model_id
         first_token = True
         finished_all = False
-        texts: list[str] = []
+        texts = self.texts
         try:
             for idx, params in enumerate(self.params):
                 prompt = self.prompts[self.choice_prompt[idx]]
@@ -208,6 +212,7 @@ class GenerationJob:
                             self.completion_tokens += d.n_tokens
                             if first_token:
                                 m.ttft.labels(model).observe(now - self.admitted_at)
+                                self.first_token_at = now
                                 first_token = False
                             else:
                                 m.itl.labels(model).observe((now - last) / d.n_tokens)
@@ -466,14 +471,18 @@ class CompletionService:
     def _report(self, ctx: ChatContext, job: GenerationJob | None, error: BaseException | None) -> None:
         if not self.hooks:
             return
+        started = ctx.state.get("started", time.monotonic())
+        first = job.first_token_at if job is not None else None
         outcome = RequestOutcome(
             response_id=job.response_id if job is not None else ("chatcmpl-" if ctx.kind == "chat" else "cmpl-") + ctx.request_id,
             error=error,
             completed=job is not None and job.completed,
             prompt_tokens=job.prompt_tokens if job is not None else 0,
             completion_tokens=job.completion_tokens if job is not None else 0,
-            latency_s=time.monotonic() - ctx.state.get("started", time.monotonic()),
+            latency_s=time.monotonic() - started,
             finish_reasons=tuple(job.finish_reasons) if job is not None else (),
+            ttft_s=None if first is None else first - started,
+            texts=tuple(job.texts) if job is not None else (),
         )
         for hook in self.hooks:
             try:

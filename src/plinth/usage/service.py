@@ -9,6 +9,7 @@ that answered it.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from plinth.domain.projects import current_project
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store import MetadataStore
 from plinth.usage.writer import UsageWriter
+
+log = logging.getLogger("plinth.usage")
 
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -69,6 +72,8 @@ class UsageService:
         self.store = store
         self.writer = writer
         self.on_feedback = on_feedback
+        #: told of every stored rating (the request log records it on its entry)
+        self.rated: list[Callable[[Feedback], None]] = []
 
     def summary(
         self,
@@ -159,6 +164,11 @@ class UsageService:
         )
         if rec.deployment and self.on_feedback is not None:
             self.on_feedback((current_project(), rec.deployment))
+        for listener in self.rated:
+            try:
+                listener(fb)
+            except Exception:  # the rating is stored; a listener's failure must not refuse it
+                log.exception("a feedback listener failed")
         return fb
 
     def list_feedback(

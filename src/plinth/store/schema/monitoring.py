@@ -54,8 +54,17 @@ class RequestLogRow(Scoped, Base):
     text_mode: Mapped[str] = mapped_column(String(16))
     prompt_text: Mapped[str | None] = mapped_column(Text)
     response_text: Mapped[str | None] = mapped_column(Text)
-    #: guardrail findings as counts: [{"detector", "action", "label", "direction", "count"}]
+    #: the guardrail policy version that checked the request (name@N); None: no policy
+    policy: Mapped[str | None] = mapped_column(String(200))
+    #: guardrail findings as counts: [{"detector", "kind", "action", "label", "direction", "count"}]
     findings: Mapped[list[Any]] = mapped_column(JSON)
+    finding_count: Mapped[int] = mapped_column(Integer)
+    #: a guardrail blocked the request or halted the answer
+    blocked: Mapped[bool] = mapped_column(Boolean)
+    #: the answer refuses or says it does not know (plinth.oversight.quality); None: no answer
+    refused: Mapped[bool | None] = mapped_column(Boolean)
+    #: passages were cited and no groundedness finding fired; None: nothing was retrieved
+    grounded: Mapped[bool | None] = mapped_column(Boolean)
     #: retrieved citations: [{"document", "chunk_id", "score", "knowledge_base", "version"}]
     citations: Mapped[list[Any]] = mapped_column(JSON)
     #: the prompt's embedding (float32, the embedded MiniLM) for drift and anomaly scores
