@@ -16,16 +16,17 @@ shifts
             benefit lists and question templates differ between the splits
   language  the same kind of questions in another language: Spanish and French (dev),
             German, Portuguese and Italian (heldout)
-  domain    another domain: the off-topic items of the shared guardrail topic set (split by
-            a hash of the text) and templated questions about other kinds of insurance, banking,
-            cooking and software (different subjects per split)
-  broad     (reported, no target) the on-topic items of the guardrail topic set: real-looking
-            member questions about things the FAQ does not cover
+  domain    another domain: questions about other kinds of insurance, banking, cooking and
+            home repair (dev) or software, sport, books, science and travel (heldout)
+  broad     (reported, no target) real-looking member questions about things the FAQ does not
+            cover (plan changes, billing, documents)
+
+Everything is in this repository (``examples/acme-health`` and the lists below): nothing is
+read from outside the checkout.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import sys
@@ -33,7 +34,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ACME = ROOT / "examples" / "acme-health"
-TOPIC = Path("/work/shared/datasets/guardrails/topic.jsonl")
 PLANS = ("Bronze", "Silver", "Gold")
 
 
@@ -255,6 +255,14 @@ _DOMAIN = {
         "Which wine goes with grilled salmon?",
         "How do I fix a leaking kitchen faucet?",
         "What is the best way to paint a bedroom ceiling?",
+        "Kannst du mir ein Rezept für Apfelstrudel geben?",
+        "How do I lower my electricity bill in winter?",
+        "What's the cheapest way to send money abroad?",
+        "Does travel insurance cover a missed connection?",
+        "How do I replace a broken tile in the bathroom?",
+        "What temperature should I roast a chicken at?",
+        "Is it better to lease or buy a car?",
+        "How do I unclog a drain without chemicals?",
     ),
     "heldout": (
         "Write a Python script that renames every file in a folder.",
@@ -273,27 +281,56 @@ _DOMAIN = {
         "What should I pack for a week of hiking in Scotland?",
         "How do I change a flat tire on my bike?",
         "What is the capital of Australia?",
+        "Help me write a complaint letter to my landlord about mold in the bathroom.",
+        "Summarise the causes of the First World War.",
+        "What is a good beginner chess opening?",
+        "How do I set up a Python virtual environment?",
+        "Which telescope should I buy for stargazing?",
+        "What's the difference between a violin and a viola?",
+        "How do solar panels work?",
+        "Suggest a name for my new coffee shop.",
     ),
 }
 
 
-def _split_of(text: str) -> str:
-    return "dev" if hashlib.sha256(text.encode()).digest()[0] % 2 == 0 else "heldout"
-
-
-def _topic(label: str) -> list[dict]:
-    if not TOPIC.exists():
-        return []
-    return [r for r in _jsonl(TOPIC) if r["label"] == label]
+_BROAD = {
+    "dev": (
+        "Do you offer dental-only plans?",
+        "Can I add my newborn to my plan mid-year?",
+        "Why was my premium higher this month?",
+        "Where do I find my member ID card in the app?",
+        "Can I pay my premium by direct debit?",
+        "How do I update my mailing address?",
+        "Is my plan an HMO or a PPO?",
+        "Can I keep my plan if I move to another state?",
+        "How do I get a copy of my 1095 tax form?",
+        "Who do I call if my doctor leaves the network?",
+        "Can my spouse use my login?",
+        "How do I cancel my plan?",
+    ),
+    "heldout": (
+        "How do I read my explanation of benefits?",
+        "Can I switch plans after a job change?",
+        "Why did I get a bill from the lab?",
+        "Where can I download my claim history?",
+        "Can I name someone to talk to you on my behalf?",
+        "How long does a claim take to process?",
+        "Is there a grace period if I pay my premium late?",
+        "How do I order a replacement card?",
+        "Can I get my documents in large print?",
+        "Do you have a nurse line I can call at night?",
+        "How do I appeal a premium increase?",
+        "Can my adult child stay on my plan?",
+    ),
+}
 
 
 def domain(split: str) -> list[str]:
-    off = [r["text"] for r in _topic("off_topic") if _split_of(r["text"]) == split]
-    return list(_DOMAIN[split]) + off
+    return list(_DOMAIN[split])
 
 
 def broad(split: str) -> list[str]:
-    return [r["text"] for r in _topic("on_topic") if _split_of(r["text"]) == split]
+    return list(_BROAD[split])
 
 
 SHIFTS = {"benefits": benefits, "language": language, "domain": domain}

@@ -1,9 +1,37 @@
-"""The drift area of the metadata store (monitoring, issue 14)."""
+"""The drift area of the metadata store (monitoring, issue 14): stored drift measurements of
+deployments, a time series per deployment. Reads see the call's project only (ADR 0083)."""
 
 from __future__ import annotations
 
 import abc
+from datetime import datetime
+
+from plinth.domain.drift import DriftRun
 
 
-class DriftStore(abc.ABC):  # noqa: B024 - the area's methods are added as it is built
+class DriftStore(abc.ABC):
     """Methods of this area; see :mod:`plinth.store.sql.drift`."""
+
+    @abc.abstractmethod
+    def add_drift_run(self, run: DriftRun) -> DriftRun:
+        """Store a measurement in the current project (``at`` now when None); it with its id."""
+
+    @abc.abstractmethod
+    def get_drift_run(self, run_id: int) -> DriftRun:
+        """One measurement by id; ``not_found`` when the project has none of that id."""
+
+    @abc.abstractmethod
+    def list_drift_runs(
+        self,
+        deployment: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        revision: int | None = None,
+        limit: int = 100,
+    ) -> list[DriftRun]:
+        """Measurements (of one deployment, or all), newest first, at most ``limit``."""
+
+    @abc.abstractmethod
+    def delete_drift_runs(self, deployment: str) -> int:
+        """Delete a deployment's measurements; how many went."""
