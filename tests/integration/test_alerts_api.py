@@ -243,3 +243,29 @@ def test_the_cli_round_trip_with_the_shipped_rules(live_server: LiveServer, api:
 def test_the_shipped_prometheus_rules_pass_promtool() -> None:
     assert "SUCCESS" in _promtool("check", "rules", "prometheus-rules.yml", cwd=EXAMPLE)
     assert "SUCCESS" in _promtool("test", "rules", "tests.yml", cwd=EXAMPLE)
+
+
+def test_the_compliance_report_by_api_and_cli(live_server: LiveServer, client: Any, api: httpx.Client, tmp_path: Path) -> None:
+    client.chat.completions.create(model=DEP, messages=[{"role": "user", "content": "What does Gold cover?"}], max_tokens=1)
+    deadline = time.monotonic() + 30  # the usage record is written off the request's path
+    while True:
+        data = api.get(f"/deployments/{DEP}/report", params={"since": "1h", "format": "json"})
+        assert data.status_code == 200, data.text
+        if data.json()["usage"]["totals"]["requests"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    report = data.json()
+    assert report["deployment"]["name"] == DEP and report["usage"]["totals"]["requests"] >= 1
+    assert report["model_versions"] == [MODEL] and report["revisions"][0]["targets"][0]["model"] == MODEL
+    page = api.get(f"/deployments/{DEP}/report", params={"since": "1h"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"Compliance report: {DEP}" in page.text and "<svg" in page.text and "@media print" in page.text
+    _error(api.get(f"/deployments/{DEP}/report", params={"since": "last week"}), 400, "invalid_request", "since")
+    _error(api.get(f"/deployments/{DEP}/report", params={"since": "1h", "until": "2h"}), 400, "invalid_request", "until")
+    _error(api.get("/deployments/nowhere/report"), 404, "not_found")
+    out = tmp_path / "report.html"
+    made = _cli(live_server.home, "monitor", "report", DEP, "--since", "1h", "-o", str(out))
+    assert made.returncode == 0, made.stderr
+    assert f"wrote {out}" in made.stderr.replace("\n", "")
+    html_text = out.read_text()
+    assert html_text.startswith("<!doctype html>") and f"Compliance report: {DEP}" in html_text
