@@ -143,7 +143,7 @@ def create_rule(body: RuleBody, request: Request) -> dict[str, Any]:
         200: {
             "description": "a Prometheus rules file (format=prometheus), or it and the rules left out (format=json)",
             "content": {
-                "application/yaml": {"schema": {"type": "string"}},
+                "application/yaml": {"schema": {"type": "object", "description": "a Prometheus rules file: groups of alerting rules"}},
                 "application/json": {"schema": {"type": "object"}},
             },
         }
@@ -193,7 +193,7 @@ def test_rule(name: str, request: Request) -> dict[str, Any]:
     return {"rule": name, "delivered": svc.test(name)}
 
 
-@router.get("/events", response_model=EventList)
+@router.get("/events", response_model=EventList, responses=errors(404))
 def list_events(
     request: Request,
     rule: str | None = Query(None, max_length=128, pattern=_NAME),
