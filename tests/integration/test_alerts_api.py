@@ -232,6 +232,7 @@ def test_the_cli_round_trip_with_the_shipped_rules(live_server: LiveServer, api:
     assert exported.returncode == 0, exported.stderr
     assert "not exported: acme-unhappy-members: feedback is stored, not counted in a metric" in exported.stderr
     assert "SUCCESS" in _promtool("check", "rules", str(out))
+    assert _cli(live_server.home, "alerts", "export").stdout == out.read_text()  # printed as it is, never wrapped
     exported_names = [r["alert"] for r in yaml.safe_load(out.read_text())["groups"][0]["rules"]]
     assert {"acme-canary-errors", "acme-slow-answers", "acme-no-traffic", "cli-canary"} <= set(exported_names)
     for name in ("acme-canary-errors", "acme-slow-answers", "acme-no-traffic", "acme-unhappy-members", "acme-questions-drifted"):
@@ -269,3 +270,5 @@ def test_the_compliance_report_by_api_and_cli(live_server: LiveServer, client: A
     assert f"wrote {out}" in made.stderr.replace("\n", "")
     html_text = out.read_text()
     assert html_text.startswith("<!doctype html>") and f"Compliance report: {DEP}" in html_text
+    printed = _cli(live_server.home, "monitor", "report", DEP, "--since", "1h", "--json")
+    assert printed.returncode == 0 and json.loads(printed.stdout)["deployment"]["name"] == DEP

@@ -289,7 +289,7 @@ def alerts_export(
     finally:
         s.close()
     if output is None:
-        console.out(text, end="", highlight=False)
+        console.file.write(text)  # as it is: no wrapping, no markup
     else:
         output.write_text(text, encoding="utf-8")
         err_console.print(f"wrote {output}")

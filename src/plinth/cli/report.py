@@ -30,7 +30,7 @@ def report(
         s.close()
     text = json.dumps(data, indent=2) if as_json else render_html(data)
     if output is None:
-        console.out(text, highlight=False)
+        console.file.write(text + "\n")  # as it is: no wrapping, no markup
         return
     output.write_text(text, encoding="utf-8")
     t = data["usage"]["totals"]

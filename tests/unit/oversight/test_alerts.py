@@ -23,6 +23,7 @@ from plinth.deployments.routing import DeploymentRouter
 from plinth.deployments.service import DeploymentService
 from plinth.domain.alerts import AlertState, Transition
 from plinth.domain.deployments import Deployment, DeploymentEvent, EventKind, Outcome, Role, Target, UsageRecord
+from plinth.domain.drift import DriftRun
 from plinth.domain.projects import Project, project_scope
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
@@ -464,3 +465,60 @@ def test_the_shipped_acme_rules_export_to_the_shipped_prometheus_file() -> None:
     text, skipped = prometheus_rules(rules, project="default", declared_metrics=metric_names(Metrics().registry))
     assert text == (example / "prometheus-rules.yml").read_text()
     assert [s["rule"] for s in skipped] == ["acme-unhappy-members", "acme-questions-drifted"]
+
+
+def test_drift_signals_read_the_newest_run_in_the_window(store: SqlStore, clock: Clock) -> None:
+    _with_canary(store)
+    svc = _service(store, clock)
+    svc.create(
+        _rule(
+            name="drifted", signal="drift_detected", revision=None, comparison=">=", threshold=1, window="1h", min_samples=1, **{"for": 0}
+        )
+    )
+    svc.create(_rule(name="drift-score", signal="drift_score", revision=None, threshold=0.8, window="1h", min_samples=1, **{"for": 0}))
+    ev = svc.evaluate("drifted")
+    assert ev.reading.value is None and "no drift measurement" in ev.reading.details["reason"] and not ev.holds
+
+    def run(score: float, drifted: bool, minutes_ago: int) -> None:
+        at = clock.now - timedelta(minutes=minutes_ago)
+        store.add_drift_run(
+            DriftRun(
+                deployment=DEP,
+                window_start=at - timedelta(hours=1),
+                window_end=at,
+                n_recent=200,
+                n_reference=500,
+                reference={"kind": "dataset"},
+                results={},
+                drifted=drifted,
+                score=score,
+                at=at,
+            )
+        )
+
+    run(0.95, True, 90)  # outside the hour
+    run(0.5, False, 30)
+    assert svc.evaluate("drifted").reading.value == 0.0
+    run(0.9, True, 5)
+    for name in ("drifted", "drift-score"):
+        ev = svc.evaluate(name)
+        assert ev.holds and ev.reading.samples == 2 and ev.event is not None and ev.event.to is Transition.FIRING
+    assert svc.get("drift-score").last_value == 0.9
+
+
+def test_the_evaluator_thread_runs_until_closed(store: SqlStore, clock: Clock) -> None:
+    _with_canary(store)
+    svc = _service(store, clock)
+    svc.create(_rule(name="busy", signal="requests", revision=None, threshold=0, **{"for": 0}))
+    store.add_usage([_usage(1, Outcome.OK, clock.now - timedelta(seconds=5))])
+    evaluator = AlertEvaluator(svc, interval_s=0.01)
+    evaluator.start()
+    try:
+        for _ in range(2000):  # wait for a round (no timing is asserted)
+            if svc.get("busy").state is AlertState.FIRING:
+                break
+            threading.Event().wait(0.01)
+        assert svc.get("busy").state is AlertState.FIRING and evaluator.rounds >= 1
+    finally:
+        evaluator.close()
+    assert evaluator._thread is not None and not evaluator._thread.is_alive()
