@@ -121,6 +121,7 @@ class RequestQuery:
     deployment: str | None = None
     revision: int | None = None
     model: str | None = None  # the model id as requested, the id that served it or the model version
+    adapter: str | None = None
     key_id: str | None = None
     outcome: str | None = None
     since: datetime | None = None

@@ -49,6 +49,7 @@ from plinth.auth.context import current_call
 from plinth.deployments.hook import classify_outcome
 from plinth.deployments.routing import Choice
 from plinth.domain.deployments import Feedback
+from plinth.domain.guardrails import Action, Direction
 from plinth.domain.projects import current_project, system_scope
 from plinth.domain.requests import PAGE_MAX, PromptSample, RequestLogEntry, RequestQuery, TextMode
 from plinth.embeddings.base import Embedder
@@ -82,6 +83,7 @@ class PendingEntry:
     completed: bool
     keep_text: bool  # the text mode is redacted
     embed: bool  # embed the prompt
+    keep_response: bool = True  # the policy redacts answers: the texts may be stored (beside keep_text)
 
     def chars(self) -> int:
         return (len(self.prompt) if self.prompt else 0) + sum(len(t) for t in self.texts)
@@ -204,7 +206,8 @@ class RequestLogWriter:
     def close(self, timeout: float = 10.0) -> None:
         if self._thread is None:
             return
-        self.flush(timeout)
+        if not self.flush(timeout):
+            log.warning("request log: %d entries were still queued at shutdown and are lost", self._depth)
         self._stop.set()
         self._q.put(None)
         self._thread.join(timeout)
@@ -242,7 +245,14 @@ class RequestLogWriter:
         items = [b for b in batch if isinstance(b, PendingEntry)]
         ratings = [b for b in batch if isinstance(b, _FeedbackItem)]
         try:
-            entries = self._shape(items)
+            try:
+                entries = self._shape(items)
+            except Exception as e:  # a bug in shaping: the batch is lost, counted as the store's would be
+                self.stats.dropped += len(items)
+                self.stats.failures.append(str(e))
+                self.metrics.request_log_dropped.labels("store_error").inc(len(items))
+                log.exception("request log: dropped %d entries that could not be shaped", len(items))
+                entries = []
             self._store(entries)
             for fb in ratings:
                 try:
@@ -257,6 +267,8 @@ class RequestLogWriter:
                 self._cond.notify_all()
 
     def _store(self, entries: list[RequestLogEntry]) -> None:
+        if not entries:
+            return
         for attempt in range(self.max_retries):
             try:
                 self.store.add_request_logs(entries)
@@ -313,9 +325,9 @@ class RequestLogWriter:
             grounded = False
         elif citations and item.completed and not blocked:
             grounded = True
-        keep = item.keep_text and item.prompt is not None
-        prompt_text = self._cut(item.prompt) if keep and item.prompt is not None else None
-        response_text = self._cut(answer) if keep and answer is not None else None
+        prompt_text = self._cut(item.prompt) if item.keep_text and item.prompt is not None else None
+        response_text = self._cut(answer) if item.keep_text and item.keep_response and answer is not None else None
+        keep = prompt_text is not None or response_text is not None
         size = _ENTRY_OVERHEAD_BYTES + len(embedding or b"")
         size += len((prompt_text or "").encode()) + len((response_text or "").encode())
         size += len(json.dumps(findings)) + len(json.dumps(citations))
@@ -389,9 +401,10 @@ class RequestLogHook(RequestHook):
         key = ctx.state.get("key") or (principal.key if principal is not None else None)
         served = ctx.served_model
         keep_text = self.text_mode is TextMode.REDACTED
-        # Text only from a request a guardrail policy checked: what it left is all we keep.
-        guarded = ctx.state.get("guardrails") is not None
-        prompt = _prompt_of(ctx) if guarded and (keep_text or self.embeddings) else None
+        # Text only as a guardrail policy's redaction left it: the prompt where the policy
+        # redacts input, the answers where it redacts output; otherwise none (nor a vector).
+        guard = getattr(ctx.state.get("guardrails"), "guard", None)
+        prompt = _prompt_of(ctx) if (keep_text or self.embeddings) and _redacts(guard, "input") else None
         finish = "content_filter" if "content_filter" in outcome.finish_reasons else (outcome.finish_reasons or (None,))[0]
         entry = RequestLogEntry(
             response_id=outcome.response_id,
@@ -425,8 +438,20 @@ class RequestLogHook(RequestHook):
                 completed=outcome.completed,
                 keep_text=keep_text,
                 embed=self.embeddings,
+                keep_response=_redacts(guard, "output"),
             )
         )
+
+
+def _redacts(guard: Any, direction: str) -> bool:
+    """Whether a guardrail policy's guard has a rule that redacts ``direction`` (input,
+    output): only then is the text of that side what its redaction left."""
+    if guard is None:
+        return False
+    for rule in guard.rules_for(Direction(direction)):
+        if rule.spec.action is Action.REDACT or Action.REDACT in rule.spec.actions.values():
+            return True
+    return False
 
 
 def _prompt_of(ctx: ChatContext) -> str:
@@ -466,6 +491,7 @@ class RequestLogService:
         deployment: str | None = None,
         revision: int | None = None,
         model: str | None = None,
+        adapter: str | None = None,
         key: str | None = None,
         outcome: str | None = None,
         since: str | datetime | None = None,
@@ -486,6 +512,7 @@ class RequestLogService:
             deployment=deployment,
             revision=revision,
             model=model,
+            adapter=adapter,
             key_id=key,
             outcome=outcome,
             since=t0,
@@ -523,6 +550,15 @@ class RequestLogService:
         """Every matching entry, newest first, as JSON lines or one Parquet file, in pieces."""
         if fmt not in EXPORT_FORMATS:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid format {fmt!r}: use jsonl or parquet", param="format")
+        if fmt == "parquet":
+            try:
+                import pyarrow  # noqa: F401 - checked before the first byte is sent
+            except ImportError:
+                raise PlinthError(
+                    ErrorCode.UNSUPPORTED,
+                    "exporting Parquet needs pyarrow, which is not installed on the server: pip install 'plinth[parquet]'; or export jsonl",
+                    param="format",
+                ) from None
         entries = self.store.iter_request_logs(query)
         return _jsonl(entries) if fmt == "jsonl" else _parquet(entries)
 

@@ -105,6 +105,7 @@ def test_pruning_by_age_then_by_total_size(store: SqlStore) -> None:
         store.add_request_logs([entry(100 + i, at=NOW - timedelta(minutes=10 - i), size_bytes=1000) for i in range(10)])
         assert store.prune_request_logs(before=NOW - timedelta(days=35)) == 5  # 40..36 days old
         assert store.prune_request_logs(max_bytes=5500) == 10  # the 5 old ones left, then the 5 oldest new ones
+    with project_scope("claims"):  # a system-scope read sees the default project's entries, as other logs
         left = store.list_request_logs(RequestQuery(), limit=100)
     assert [e.response_id for e in left] == [entry(100 + i).response_id for i in (9, 8, 7, 6, 5)]
 
@@ -151,7 +152,7 @@ def test_a_writer_that_falls_behind_drops_and_counts_and_never_blocks(sqlite_sto
         lock.execute("ROLLBACK")
         lock.close()
     assert writer.flush(15)
-    with system_scope():
+    with project_scope("claims"):
         rows = sqlite_store.list_request_logs(RequestQuery(), limit=100)
     assert len(rows) == 5 and metric(metrics, "plinth_request_log_records_total") == 5
     assert [r.prompt_text for r in sorted(rows, key=lambda r: r.id or 0)] == ["q" * 10, None, None, None, None]
@@ -186,7 +187,7 @@ def test_the_writer_embeds_redacted_prompts_with_minilm_and_shapes_entries(sqlit
     )
     assert writer.submit(item) and writer.submit(no_text)
     assert writer.flush(60)
-    with system_scope():
+    with project_scope("claims"):
         e = sqlite_store.get_request_log(entry(1).response_id)
         n = sqlite_store.get_request_log(entry(2).response_id)
     assert e is not None and n is not None
@@ -210,7 +211,7 @@ def test_the_writer_embeds_redacted_prompts_with_minilm_and_shapes_entries(sqlit
 def test_feedback_that_arrives_before_its_entry_is_applied_after_it(sqlite_store: SqlStore) -> None:
     writer = RequestLogWriter(sqlite_store, Metrics())
     path = sqlite_store.url.removeprefix("sqlite:///")
-    lock = sqlite3.connect(path, isolation_level=None)
+    lock = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # released by a timer thread
     lock.execute("BEGIN EXCLUSIVE")
     try:
         writer.submit(pending(7))
@@ -219,7 +220,7 @@ def test_feedback_that_arrives_before_its_entry_is_applied_after_it(sqlite_store
     finally:
         threading.Timer(0.2, lambda: (lock.execute("ROLLBACK"), lock.close())).start()
     assert writer.flush(15)
-    with system_scope():
+    with project_scope("claims"):
         assert sqlite_store.get_request_log(entry(7).response_id).feedback == -1  # type: ignore[union-attr]
     writer.close()
 
@@ -234,7 +235,7 @@ def test_the_writer_prunes_by_age_and_size(sqlite_store: SqlStore) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and writer.stats.pruned < 3 + 3:
         time.sleep(0.1)
-    with system_scope():
+    with project_scope("claims"):
         left = sqlite_store.list_request_logs(RequestQuery(), limit=100)
     # an entry without text takes about 270 bytes: two fit in 600; the newest stay
     assert writer.stats.pruned == 6 and [e.response_id for e in left] == [entry(14).response_id, entry(13).response_id]
@@ -330,3 +331,21 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile([1.0], 0.95) == 1.0
     assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
     assert percentile([float(i) for i in range(1, 101)], 0.5) == 50.0
+
+
+def test_closing_the_writer_writes_what_is_queued(sqlite_store: SqlStore) -> None:
+    writer = RequestLogWriter(sqlite_store, Metrics())
+    writer.close()  # never started: nothing to do
+    path = sqlite_store.url.removeprefix("sqlite:///")
+    lock = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        for i in range(20):
+            assert writer.submit(pending(200 + i))
+        assert writer.depth == 20  # the store is locked: all still queued
+    finally:
+        threading.Timer(0.2, lambda: (lock.execute("ROLLBACK"), lock.close())).start()
+    writer.close(timeout=15)  # the server's shutdown: flush, then stop the thread
+    assert writer.depth == 0 and writer.stats.written == 20
+    with project_scope("claims"):
+        assert len(sqlite_store.list_request_logs(RequestQuery(), limit=100)) == 20

@@ -151,6 +151,8 @@ class RequestLogSql(SqlBase):
             q = q.where(_R.revision == query.revision)
         if query.model is not None:
             q = q.where(or_(_R.model == query.model, _R.served_model == query.model, _R.model_version == query.model))
+        if query.adapter is not None:
+            q = q.where(_R.adapter == query.adapter)
         if query.key_id is not None:
             q = q.where(_R.key_id == query.key_id)
         if query.outcome is not None:
