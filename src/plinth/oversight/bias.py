@@ -248,13 +248,13 @@ class BiasService:
             raise PlinthError(
                 ErrorCode.INVALID_REQUEST, f"{target!r} is not a deployment; revision applies to deployments only", param="revision"
             )
-        mv = s.registry.resolve_version(target) if s.registry is not None else None
-        if mv is not None:
-            return ProbeTarget(target, "model", mv.ref, mv.ref)
         try:
+            mv = s.registry.resolve_version(target) if s.registry is not None else None
+            if mv is not None:
+                return ProbeTarget(target, "model", mv.ref, mv.ref)
             s.catalog.check_model_id(target)
         except PlinthError as e:
-            raise PlinthError(e.code, e.message, param="target") from None
+            raise PlinthError(e.code, e.message, param="target", details=e.details) from None
         return ProbeTarget(target, "model", target, target)
 
     # -- running -----------------------------------------------------------------------------
@@ -360,8 +360,10 @@ class BiasService:
     def get(self, report_id: str) -> BiasReport:
         return self.store.get_bias_report(report_id)
 
-    def list(self, *, target: str | None = None, suite: str | None = None, limit: int = 100) -> list[BiasReport]:
-        return self.store.list_bias_reports(target=target, suite=suite, limit=limit)
+    def list(
+        self, *, target: str | None = None, suite: str | None = None, passed: bool | None = None, limit: int = 100
+    ) -> list[BiasReport]:
+        return self.store.list_bias_reports(target=target, suite=suite, passed=passed, limit=limit)
 
 
 class BiasGate(GateKind):
@@ -398,7 +400,7 @@ class BiasGate(GateKind):
         suite = str(rule.options.get("suite"))
         version = target.version or target.served
         reports = self.store.list_bias_reports(target=version, suite=suite, limit=1)
-        hint = f"(run `plinth bias run SUITE.yaml --target {version}` with the {suite} suite)"
+        hint = f"(run `plinth bias run -f SUITE.yaml --target {version}` with the {suite} suite)"
         if not reports:
             return [f"{version} has no bias report of suite {suite!r} {hint}"]
         newest = reports[0]

@@ -175,6 +175,46 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
     def count_tokens(self, text: str) -> int | None:
         return len(self._tok(text, add_special_tokens=False)["input_ids"]) if text else 0
 
+    def score(self, pairs: list[tuple[list[int], list[int] | str]]) -> list[list[float]]:
+        """Teacher-forced scoring: for each (context ids, continuation ids or text) the natural-log
+        probability of every continuation token given the context and the tokens before it
+        (the base model, greedy-independent; per-answer explanations use it). One forward pass
+        per pair, on the batching engine's weights (its own cache, not the serving slots) or
+        on the generic model."""
+        out: list[list[float]] = []
+        for ctx_ids, given in pairs:
+            cont = list(self._tok(given, add_special_tokens=False)["input_ids"]) if isinstance(given, str) else list(given)
+            if not ctx_ids or not cont:
+                raise PlinthError(ErrorCode.INVALID_REQUEST, "scoring needs a non-empty context and continuation")
+            ids = list(ctx_ids) + list(cont)
+            if len(ids) > self._ctx:
+                raise PlinthError(
+                    ErrorCode.CONTEXT_LENGTH_EXCEEDED, f"{len(ids)} tokens to score; the model's context is {self._ctx}", param="messages"
+                )
+            at = torch.arange(len(ctx_ids) - 1, len(ids) - 1)
+            with torch.inference_mode():
+                if self._engine is not None:
+                    w = self._engine.w
+                    cache = tl.SlotCache(w.spec, rows=1, capacity=len(ids), dtype=w.dtype, device=str(w.device))
+                    step = tl.Step(
+                        tokens=torch.tensor(ids, dtype=torch.long, device=w.device),
+                        positions=torch.arange(len(ids), device=w.device),
+                        n_decode=0,
+                        decode_rows=[],
+                        decode_lengths=[],
+                        segments=[(0, 0, len(ids), 0)],
+                        logits_at=at.to(w.device),
+                    )
+                    logits = tl.forward(w, cache, step)
+                else:
+                    with self._lock:
+                        model = self._model if self._peft is None else self._peft
+                        logits = model(input_ids=torch.tensor([ids], device=self.device)).logits[0, at.to(self.device)].float()
+                logp = torch.log_softmax(logits, dim=-1)
+                target = torch.tensor(cont, dtype=torch.long, device=logp.device).unsqueeze(1)
+                out.append([float(x) for x in logp.gather(1, target).squeeze(1).cpu()])
+        return out
+
     def generate(
         self, prompt: Prompt, params: SamplingParams, cancel: threading.Event, adapter: AdapterRef | None = None
     ) -> Iterator[Delta]:
