@@ -156,6 +156,10 @@ class RequestLogWriter:
         """Queue an entry; never blocks. False when it was dropped (the queue is full)."""
         chars = item.chars()
         with self._lock:
+            if self._stop.is_set():  # a request that ends after shutdown began: no writer is left
+                self.stats.dropped += 1
+                self.metrics.request_log_dropped.labels("shutdown").inc()
+                return False
             if self._depth >= self.queue_size:
                 self.stats.dropped += 1
                 self.metrics.request_log_dropped.labels("queue_full").inc()

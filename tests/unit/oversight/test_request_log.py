@@ -349,3 +349,12 @@ def test_closing_the_writer_writes_what_is_queued(sqlite_store: SqlStore) -> Non
     assert writer.depth == 0 and writer.stats.written == 20
     with project_scope("claims"):
         assert len(sqlite_store.list_request_logs(RequestQuery(), limit=100)) == 20
+
+
+def test_an_entry_after_shutdown_is_dropped_and_counted(sqlite_store: SqlStore) -> None:
+    metrics = Metrics()
+    writer = RequestLogWriter(sqlite_store, metrics)
+    assert writer.submit(pending(300))
+    writer.close()
+    assert not writer.submit(pending(301))  # the writer thread is gone: counted, not queued forever
+    assert metric(metrics, "plinth_request_log_dropped_total", reason="shutdown") == 1 and writer.depth == 0
