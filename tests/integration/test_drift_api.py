@@ -6,6 +6,7 @@ writes them (30+ prompts through the model would take minutes), with real MiniLM
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,21 @@ def test_errors_are_clear_and_in_the_documented_shape(api: str) -> None:
     _error(httpx.get(f"{api}/deployments/{DEP}/drift", params={"since": "yesterday"}), 400, "invalid_request")
     _error(httpx.get(f"{api}/drift-runs/987654"), 404, "not_found")
     _error(httpx.get(f"{api}/drift-runs/0"), 400, "invalid_request")
+
+
+def test_a_drift_job_runs_in_a_job_process_and_stores_its_run(api: str) -> None:
+    before = len(httpx.get(f"{api}/deployments/{DEP}/drift").json()["runs"])
+    bad = httpx.post(f"{api}/jobs", json={"kind": "drift", "spec": {"window": "6h"}})
+    assert _error(bad, 400, "invalid_request")["param"] == "deployment"  # refused at submit time
+    spec = {"deployment": DEP, "window": "6h", "reference": "dataset:drift-faq@1"}
+    r = httpx.post(f"{api}/jobs", json={"kind": "drift", "spec": spec}, timeout=60)
+    assert r.status_code in (200, 201), r.text
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + 300
+    while (job := httpx.get(f"{api}/jobs/{job_id}").json())["state"] not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    assert job["state"] == "succeeded", job
+    assert job["result"]["drifted"] is True and job["result"]["deployment"] == DEP
+    runs = httpx.get(f"{api}/deployments/{DEP}/drift").json()["runs"]
+    assert len(runs) == before + 1 and runs[-1]["id"] == job["result"]["id"]
