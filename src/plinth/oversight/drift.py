@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from plinth.domain.drift import MAX_WINDOW, MIN_REFERENCE, MIN_WINDOW, Comparison, DriftRun, ReferenceSpec
-from plinth.domain.projects import DEFAULT_PROJECT, project_scope
+from plinth.domain.projects import DEFAULT_PROJECT, project_scope, system_scope
 from plinth.errors import ErrorCode, PlinthError
 from plinth.oversight import stats
 from plinth.usage.service import parse_duration, parse_time
@@ -532,6 +532,15 @@ class DriftService:
         for name, method in run.results.get("methods", {}).items():
             m.drift_p_value.labels(run.deployment, name).set(float(method.get("p_value", 1.0)))
 
+    def refresh_gauges(self) -> int:
+        """Set the gauges from the newest stored run of every deployment of every project
+        (runs made by job processes and before a restart included); how many were set."""
+        with system_scope():
+            runs = self.store.latest_drift_runs()
+        for run in runs:
+            self._gauges(run)
+        return len(runs)
+
     def get(self, run_id: int) -> DriftRun:
         return self.store.get_drift_run(run_id)
 
@@ -564,9 +573,10 @@ def _empty() -> np.ndarray:
 
 
 class DriftScheduler:
-    """Runs drift of the deployments named in ``schedule`` (``deployment`` in the default
-    project, or ``project/deployment``) every so many seconds, in a daemon thread. Off unless
-    ``PLINTH_DRIFT_SCHEDULE`` names some (ADR 0091)."""
+    """A daemon thread of server processes that, every ``tick_s``, sets the drift gauges from
+    the newest stored runs (those of job processes too) and runs drift of the deployments
+    ``schedule`` names (``deployment`` in the default project, or ``project/deployment``) every
+    so many seconds; ``PLINTH_DRIFT_SCHEDULE`` is empty by default (ADR 0091)."""
 
     def __init__(self, service: DriftService, schedule: dict[str, float], *, window: str = "24h", tick_s: float = 30.0) -> None:
         self.service = service
@@ -586,7 +596,11 @@ class DriftScheduler:
         return out
 
     def tick(self, now: datetime | None = None) -> dict[str, str]:
-        """Run what is due; per key ``ok``, ``drifted`` or the error message."""
+        """Refresh the gauges, run what is due; per key run ``ok``, ``drifted`` or the error."""
+        try:
+            self.service.refresh_gauges()
+        except Exception:  # the store may be briefly unavailable: the next tick tries again
+            log.exception("refreshing the drift gauges failed")
         outcome: dict[str, str] = {}
         for key in self.due(now or self.service.clock()):
             project, _, name = key.rpartition("/")
@@ -603,14 +617,16 @@ class DriftScheduler:
         return outcome
 
     def start(self) -> None:
-        if not self.schedule or self._thread is not None:
+        if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._loop, name="plinth-drift-scheduler", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.tick_s):
+        while True:
             self.tick()
+            if self._stop.wait(self.tick_s):
+                return
 
     def close(self) -> None:
         self._stop.set()

@@ -33,5 +33,10 @@ class DriftStore(abc.ABC):
         """Measurements (of one deployment, or all), newest first, at most ``limit``."""
 
     @abc.abstractmethod
+    def latest_drift_runs(self) -> list[DriftRun]:
+        """The newest run of each deployment made over all its revisions and adapters (the one
+        the per-deployment gauges show); in the system scope, of every project."""
+
+    @abc.abstractmethod
     def delete_drift_runs(self, deployment: str) -> int:
         """Delete a deployment's measurements; how many went."""

@@ -50,7 +50,7 @@ def test_runs_round_trip_as_a_time_series_per_project(store: SqlStore) -> None:
     with project_scope("claims"):
         a = store.add_drift_run(_run("acme", 0.2, NOW - timedelta(hours=2)))
         b = store.add_drift_run(_run("acme", 1.5, NOW - timedelta(hours=1), revision=2, adapter="acme-lora"))
-        store.add_drift_run(_run("other", 0.1, NOW))
+        other = store.add_drift_run(_run("other", 0.1, NOW))
     with project_scope("marketing"):
         m = store.add_drift_run(_run("acme", 9.0, NOW))
         assert [r.id for r in store.list_drift_runs("acme")] == [m.id]
@@ -66,6 +66,8 @@ def test_runs_round_trip_as_a_time_series_per_project(store: SqlStore) -> None:
         assert [r.id for r in store.list_drift_runs("acme", until=NOW - timedelta(minutes=90))] == [a.id]
         assert [r.id for r in store.list_drift_runs("acme", revision=2)] == [b.id]
         assert len(store.list_drift_runs()) == 3 and len(store.list_drift_runs(limit=1)) == 1
+        # the newest whole-deployment run of each deployment (the gauges' source)
+        assert sorted((r.deployment, r.id) for r in store.latest_drift_runs()) == [("acme", a.id), ("other", other.id)]
         # the alerts' reader sees the same series
         assert [p.score for p in store.drift_points("acme")] == [0.2, 1.5]
         for bad in (0, 2**70):
@@ -77,6 +79,11 @@ def test_runs_round_trip_as_a_time_series_per_project(store: SqlStore) -> None:
         assert store.delete_drift_runs("acme") == 2 and store.list_drift_runs("acme") == []
     with project_scope("marketing"):
         assert len(store.list_drift_runs("acme")) == 1
+    with system_scope():  # every project's
+        assert sorted((r.project, r.deployment, r.id) for r in store.latest_drift_runs()) == [
+            ("claims", "other", other.id),
+            ("marketing", "acme", m.id),
+        ]
 
 
 def _nan_run() -> DriftRun:
@@ -241,6 +248,13 @@ def test_the_schedule_runs_what_is_due(services: Services, acme: dict[str, Any],
     assert set(sched.tick(NOW + timedelta(seconds=601))) == {"default/quiet-one"}
     assert set(sched.tick(NOW + timedelta(seconds=3601))) == {"acme-tuned", "default/quiet-one"}
     assert services.settings.drift_schedule == {}  # off unless configured
+    # each tick also sets the gauges from the newest stored runs, e.g. after a restart
+    services.metrics.drift_score.clear()
+    assert services.metrics.registry.get_sample_value("plinth_drift_score", {"deployment": "acme-tuned"}) is None
+    DriftScheduler(services.drift, {}).tick(NOW)
+    with project_scope("default"):
+        newest = next(r for r in services.store.list_drift_runs("acme-tuned", limit=10) if r.revision is None)
+    assert services.metrics.registry.get_sample_value("plinth_drift_score", {"deployment": "acme-tuned"}) == newest.score
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, true
 
 from plinth.domain.drift import DriftRun
 from plinth.errors import not_found
@@ -68,6 +68,14 @@ class DriftSql(SqlBase):
         if revision is not None:
             q = q.where(DriftRunRow.revision == revision)
         q = q.order_by(DriftRunRow.at.desc(), DriftRunRow.id.desc()).limit(max(1, min(limit, 100_000)))
+        with self._session() as s:
+            return [_run(r) for r in s.scalars(q)]
+
+    def latest_drift_runs(self) -> list[DriftRun]:
+        where = true() if self._scope().everything else self._visible(DriftRunRow)
+        whole = (DriftRunRow.revision.is_(None), DriftRunRow.adapter.is_(None))
+        newest = select(func.max(DriftRunRow.id)).where(where, *whole).group_by(DriftRunRow.project, DriftRunRow.deployment)
+        q = select(DriftRunRow).where(DriftRunRow.id.in_(newest.scalar_subquery())).order_by(DriftRunRow.project, DriftRunRow.deployment)
         with self._session() as s:
             return [_run(r) for r in s.scalars(q)]
 
