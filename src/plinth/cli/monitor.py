@@ -79,7 +79,8 @@ def _print_series(deployment: str, runs: list[dict[str, Any]]) -> None:
         return
     scores = [r["score"] for r in runs]
     top = max(1.0, max(scores))
-    console.print(f"drift score of {escape(deployment)}, {len(runs)} runs (1.0 = a method at its drift floor):")
+    plural = "s" if len(runs) != 1 else ""
+    console.print(f"drift score of {escape(deployment)}, {len(runs)} run{plural} (1.0 = a method at its drift floor):")
     console.print(f"  {sparkline(scores, top)}  [dim]max {max(scores):.2f}, latest {scores[-1]:.2f}[/dim]")
     table = Table(show_header=True, box=None)
     for c in ("run", "at", "prompts", "score", "", "drift"):
