@@ -23,11 +23,13 @@ passages it needs no sampled ablations or surrogate model (ADR 0096).
 re-scored with every passage present. Gradient x input was not used: the batching engine runs
 in inference mode with fused weights, and occlusion needs forward passes only.
 
-**Cost.** One forward pass per ablation: 2 + passages + spans passes, each over the prompt
-and the answer (bounded by ``max_passages`` and ``max_spans``); the answer carries the
-measured seconds. The served model is scored on the torch runtime: a model the server runs on
-llama.cpp (a GGUF) is loaded once more on torch from the same file, dequantised, so the
-numbers are those of the unquantised weights (they rank the same inputs; ADR 0096).
+**Cost.** One forward pass per ablation: 2 + passages + spans passes (bounded by
+``max_passages`` and ``max_spans``); each pass after the first reuses the first one's keys and
+values up to where its prompt differs, so an occlusion of the question costs the question and
+the answer only. The answer carries the measured seconds. The served model is scored on the
+torch runtime: a model the server runs on llama.cpp (a GGUF) is loaded once more on torch from
+the same file, dequantised, so the numbers are those of the dequantised weights, not of the
+quantised ones that answered (ADR 0096).
 """
 
 from __future__ import annotations

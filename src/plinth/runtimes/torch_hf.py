@@ -178,9 +178,12 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
     def score(self, pairs: list[tuple[list[int], list[int] | str]]) -> list[list[float]]:
         """Teacher-forced scoring: for each (context ids, continuation ids or text) the natural-log
         probability of every continuation token given the context and the tokens before it
-        (the base model, greedy-independent; per-answer explanations use it). One forward pass
-        per pair, on the batching engine's weights (its own cache, not the serving slots) or
-        on the generic model."""
+        (the base model; per-answer explanations use it). On the batching engine's weights (a
+        cache of its own, not the serving slots) the first pair is computed whole and every
+        other pair reuses its keys and values over the tokens they share from the start, so
+        ablations that change the end of a prompt cost only what follows the change; on the
+        generic model, one forward pass per pair."""
+        base: tuple[list[int], Any] | None = None  # the first pair's ids and its cache
         out: list[list[float]] = []
         for ctx_ids, given in pairs:
             cont = list(self._tok(given, add_special_tokens=False)["input_ids"]) if isinstance(given, str) else list(given)
@@ -191,25 +194,35 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
                 raise PlinthError(
                     ErrorCode.CONTEXT_LENGTH_EXCEEDED, f"{len(ids)} tokens to score; the model's context is {self._ctx}", param="messages"
                 )
-            at = torch.arange(len(ctx_ids) - 1, len(ids) - 1)
             with torch.inference_mode():
                 if self._engine is not None:
                     w = self._engine.w
                     cache = tl.SlotCache(w.spec, rows=1, capacity=len(ids), dtype=w.dtype, device=str(w.device))
+                    shared = 0
+                    if base is not None:  # reuse the first pair's keys and values up to the first difference
+                        limit = min(len(base[0]), len(ctx_ids) - 1)
+                        while shared < limit and base[0][shared] == ids[shared]:
+                            shared += 1
+                        for layer in range(len(cache.k)):
+                            cache.k[layer][:, :, :shared] = base[1].k[layer][:, :, :shared]
+                            cache.v[layer][:, :, :shared] = base[1].v[layer][:, :, :shared]
                     step = tl.Step(
-                        tokens=torch.tensor(ids, dtype=torch.long, device=w.device),
-                        positions=torch.arange(len(ids), device=w.device),
+                        tokens=torch.tensor(ids[shared:], dtype=torch.long, device=w.device),
+                        positions=torch.arange(shared, len(ids), device=w.device),
                         n_decode=0,
                         decode_rows=[],
                         decode_lengths=[],
-                        segments=[(0, 0, len(ids), 0)],
-                        logits_at=at.to(w.device),
+                        segments=[(0, 0, len(ids) - shared, shared)],
+                        logits_at=torch.arange(len(ctx_ids) - 1 - shared, len(ids) - 1 - shared, device=w.device),
                     )
                     logits = tl.forward(w, cache, step)
+                    if base is None:
+                        base = (ids, cache)
                 else:
+                    at = torch.arange(len(ctx_ids) - 1, len(ids) - 1, device=self.device)
                     with self._lock:
                         model = self._model if self._peft is None else self._peft
-                        logits = model(input_ids=torch.tensor([ids], device=self.device)).logits[0, at.to(self.device)].float()
+                        logits = model(input_ids=torch.tensor([ids], device=self.device)).logits[0, at].float()
                 logp = torch.log_softmax(logits, dim=-1)
                 target = torch.tensor(cont, dtype=torch.long, device=logp.device).unsqueeze(1)
                 out.append([float(x) for x in logp.gather(1, target).squeeze(1).cpu()])

@@ -57,6 +57,14 @@ def test_score_is_the_same_on_both_paths_and_a_proper_log_probability(runtimes: 
     other = batching.prepare_chat([{"role": "user", "content": "Tell me a story about dragons and castles."}]).token_ids
     assert other is not None
     assert batching.score([(list(other), answer)])[0] != a[0]
+    # a pair after the first reuses the keys and values of the tokens it shares with it: the same scores as alone
+    ablated = batching.prepare_chat([{"role": "user", "content": "What is the monthly premium?"}]).token_ids
+    assert ablated is not None and ablated[:5] == ctx[:5]
+    together = batching.score([(list(ctx), answer), (list(ablated), answer), (list(ctx), answer)])
+    alone = batching.score([(list(ablated), answer)])[0]
+    assert all(math.isclose(x, y, abs_tol=1e-3) for x, y in zip(together[1], alone, strict=True))
+    assert all(math.isclose(x, y, abs_tol=1e-3) for x, y in zip(together[2], a[0], strict=True))
+    assert all(math.isclose(x, y, abs_tol=2e-2) for x, y in zip(alone, generic.score([(list(ablated), answer)])[0], strict=True))
     with pytest.raises(PlinthError) as e:
         batching.score([([], answer)])
     assert e.value.code is ErrorCode.INVALID_REQUEST
