@@ -440,7 +440,12 @@ class DriftService:
             vecs = np.vstack([np.frombuffer(s.embedding, dtype=np.float32) for s in samples]) if samples else _empty()
             info = {"kind": "window", "start": start.isoformat(), "end": end.isoformat()}
             return Reference(info, [s.prompt_text for s in samples], vecs)
-        raise PlinthError(ErrorCode.INVALID_REQUEST, f"reference kind {spec.kind!r} is not supported here", param="reference")
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            "a knowledge base holds passages, not questions, so it is not a drift reference (ADR 0091); every run of a "
+            "deployment whose target has a knowledge base measures the share of questions it cannot answer",
+            param="reference",
+        )
 
     def _unanswerable(self, deployment: str, revision: int | None) -> tuple[str | None, Callable[[Sequence[str]], list[bool]] | None]:
         if self.knowledge is None:

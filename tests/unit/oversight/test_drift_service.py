@@ -223,6 +223,7 @@ def test_clear_refusals(services: Services, acme: dict[str, Any], traffic: dict[
             ({"deployment": "acme-assistant", "window": "soon"}, "window", "invalid duration"),
             ({"deployment": "acme-assistant", "reference": "window:1d/2d"}, "reference", "START must be before END"),
             ({"deployment": "acme-assistant", "reference": "dataset:nope"}, "reference", "NAME@VERSION"),
+            ({"deployment": "acme-assistant", "window": "1h", "reference": "kb:acme-kb"}, "reference", "passages, not questions"),
         ]
         for kw, param, text in cases:
             name = kw.pop("deployment")
