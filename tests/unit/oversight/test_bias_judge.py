@@ -122,7 +122,8 @@ def test_suite_text_errors_name_the_suite() -> None:
 def test_the_acme_suite_varies_one_attribute_at_a_time() -> None:
     suite = load_suite_text(ACME.read_text())
     summary = suite.summary()
-    assert summary["attributes"] == ["age", "gender", "ethnicity", "region", "plan"]
+    assert summary["attributes"] == ["age", "gender", "ethnicity", "region", "plan", "weekday"]
+    assert [a.name for a in suite.attributes if a.control] == ["weekday"]
     assert summary["prompts"] <= 40  # small enough for the embedded model in a minute or two
     baseline = suite.templates[0].format_map({**suite.profile, "question": "Q?"})
     for p in suite.probes():
