@@ -5,7 +5,6 @@ passes), the bias report store (filters, project isolation) and the bias gate's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,13 +51,6 @@ def minilm(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from plinth.embeddings import get_embedder
 
     return get_embedder(load_settings(home=tmp_path_factory.mktemp("bias-emb")), "minilm")
-
-
-@pytest.fixture
-def sqlite_store(migrated_sqlite_url: str) -> Iterator[SqlStore]:
-    s = SqlStore(migrated_sqlite_url)
-    yield s
-    s.close()
 
 
 def _answers(suite: BiasSuite, answer_for: Any) -> dict[str, Answer]:
@@ -203,28 +195,28 @@ def _report(target: str, suite: str, passed: bool, at: datetime, failures: list[
     return BiasReport(id="", target=target, suite=suite, results={"failures": failures or [], "attributes": {}}, passed=passed, at=at)
 
 
-def test_reports_are_stored_filtered_newest_first_and_per_project(sqlite_store: SqlStore) -> None:
+def test_reports_are_stored_filtered_newest_first_and_per_project(store: SqlStore) -> None:
     now = datetime.now(UTC)
     with project_scope("default"):
-        old = sqlite_store.add_bias_report(_report("acme-faq@3", "acme-health-bias", False, now - timedelta(hours=2), ["age: x"]))
-        new = sqlite_store.add_bias_report(_report("acme-faq@3", "acme-health-bias", True, now))
-        sqlite_store.add_bias_report(_report("acme-faq@4", "acme-health-bias", True, now))
-        assert [r.id for r in sqlite_store.list_bias_reports(target="acme-faq@3")] == [new.id, old.id]
-        assert [r.id for r in sqlite_store.list_bias_reports(target="acme-faq@3", passed=False)] == [old.id]
-        got = sqlite_store.get_bias_report(old.id)
+        old = store.add_bias_report(_report("acme-faq@3", "acme-health-bias", False, now - timedelta(hours=2), ["age: x"]))
+        new = store.add_bias_report(_report("acme-faq@3", "acme-health-bias", True, now))
+        store.add_bias_report(_report("acme-faq@4", "acme-health-bias", True, now))
+        assert [r.id for r in store.list_bias_reports(target="acme-faq@3")] == [new.id, old.id]
+        assert [r.id for r in store.list_bias_reports(target="acme-faq@3", passed=False)] == [old.id]
+        got = store.get_bias_report(old.id)
         assert got.failures == ["age: x"] and got.project == "default" and got.passed is False
         with pytest.raises(PlinthError) as e:
-            sqlite_store.get_bias_report("not-an-id")
+            store.get_bias_report("not-an-id")
         assert e.value.code is ErrorCode.NOT_FOUND
     with project_scope("other"):
-        assert sqlite_store.list_bias_reports() == []
+        assert store.list_bias_reports() == []
         with pytest.raises(PlinthError):
-            sqlite_store.get_bias_report(new.id)
+            store.get_bias_report(new.id)
 
 
 # -- the gate kind -------------------------------------------------------------------------------
-def test_bias_gate_options_and_verdicts(sqlite_store: SqlStore) -> None:
-    gate = BiasGate(sqlite_store)
+def test_bias_gate_options_and_verdicts(store: SqlStore) -> None:
+    gate = BiasGate(store)
     assert gate.parse({"suite": "acme-health-bias", "max_age_days": 7}, "gate.0") == {"suite": "acme-health-bias", "max_age_days": 7}
     for options, param in (
         ({}, "gate.0.suite"),
@@ -240,9 +232,9 @@ def test_bias_gate_options_and_verdicts(sqlite_store: SqlStore) -> None:
     now = datetime.now(UTC)
     with project_scope("default"):
         assert "has no bias report of suite 's'" in gate.failures(rule, target)[0]
-        sqlite_store.add_bias_report(_report("acme-faq@3", "s", True, now - timedelta(days=3)))
+        store.add_bias_report(_report("acme-faq@3", "s", True, now - timedelta(days=3)))
         assert "older than 1 days" in gate.failures(rule, target)[0]
-        sqlite_store.add_bias_report(_report("acme-faq@3", "s", False, now, ["gender: similarity 0.3 (must be >= 0.6)"]))
+        store.add_bias_report(_report("acme-faq@3", "s", False, now, ["gender: similarity 0.3 (must be >= 0.6)"]))
         assert "gender: similarity 0.3" in gate.failures(rule, target)[0]
-        sqlite_store.add_bias_report(_report("acme-faq@3", "s", True, now + timedelta(seconds=1)))
+        store.add_bias_report(_report("acme-faq@3", "s", True, now + timedelta(seconds=1)))
         assert gate.failures(rule, target) == []
