@@ -1,6 +1,7 @@
 """Per-request anomaly scores (issue 14, ADR 0092): how unlike the reference one prompt is.
 
-Up to three components, each a tail probability under the reference's own distribution:
+Up to four components, each a tail probability (the first three under the reference's own
+distribution, the last under the window's):
 
 ``embedding``
     The prompt's mean cosine distance to its ``k`` nearest reference items (MiniLM vectors),
@@ -15,6 +16,10 @@ Up to three components, each a tail probability under the reference's own distri
 ``language`` (only for a prompt that does not look English, :func:`~plinth.oversight.drift.looks_english`)
     The rate of such items in the reference, Jeffreys-smoothed (an all-English reference of
     ``n`` items says about ``1/(2n)``): ``p = (0.5 + #{reference not English}) / (n + 1)``.
+``token_rate`` (when the batch has 30 or more answers with a measurable rate)
+    The answer's decoding rate (completion tokens per second after the first token) against
+    the batch's own rates, lower tail of a normal fitted robustly (median, MAD) to their logs:
+    a generation that crawled compared with its neighbours in the window.
 
 They are combined by Bonferroni over the components that apply,
 ``p = min(1, c * min(p_1, .., p_c))``, and mapped to
@@ -23,9 +28,6 @@ a score in [0, 1] by ``score = min(1, 0.45 * log10(1 / p))``: the request log's 
 hundred; 0.45 is ``p`` = 0.1. Within the reference's range a reference of ``n`` items cannot
 give ``p`` below ``c/(n+1)``: with fewer than about 200 items only prompts beyond its range
 are flagged.
-
-The completion's token rate is not scored: the prompt samples the request log hands out carry
-the prompt only (a later change can add it from ``request_signals``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,30 @@ def _knn_mean_distance(a: np.ndarray, b: np.ndarray, k: int, *, leave_one_out: b
     return out
 
 
+def rate_tail(rates: Sequence[float | None], *, min_known: int = 30) -> dict[int, float]:
+    """Per index with a known positive rate: the lower-tail p-value of its log rate under a
+    normal fitted robustly to the batch's log rates (median, 1.4826 x MAD), so the outlier does
+    not hide itself; nothing when fewer than ``min_known`` rates are known or they do not vary."""
+    known = {i: math.log(r) for i, r in enumerate(rates) if r is not None and r > 0}
+    if len(known) < min_known:
+        return {}
+    values = np.array(list(known.values()))
+    med = float(np.median(values))
+    mad = 1.4826 * float(np.median(np.abs(values - med)))
+    if mad <= 1e-9:
+        return {}
+    return {i: stats.normal_sf((med - v) / mad) for i, v in known.items()}
+
+
+def decode_rate(completion_tokens: int, latency_s: float, ttft_s: float | None) -> float | None:
+    """Completion tokens per second after the first token; None when not measurable (fewer
+    than two tokens, no time)."""
+    span = latency_s - (ttft_s or 0.0)
+    if completion_tokens < 2 or span <= 0:
+        return None
+    return (completion_tokens - 1) / span
+
+
 @dataclass
 class AnomalyScorer:
     """Scores prompts against one reference (its texts and L2-normalised MiniLM vectors)."""
@@ -99,8 +125,13 @@ class AnomalyScorer:
                 p = min(p, stats.normal_sf((math.log(x) - float(logs.mean())) / sd))
         return p
 
-    def score(self, texts: Sequence[str | None], vecs: Sequence[np.ndarray | None]) -> list[tuple[float, dict[str, Any]]]:
-        """(score, details) per prompt; a prompt with neither text nor vector scores 0."""
+    def score(
+        self, texts: Sequence[str | None], vecs: Sequence[np.ndarray | None], rates: Sequence[float | None] | None = None
+    ) -> list[tuple[float, dict[str, Any]]]:
+        """(score, details) per prompt; a prompt with neither text nor vector scores 0.
+        ``rates``: each answer's decoding rate (completion tokens per second), judged against
+        the batch's own rates (None where unknown)."""
+        rate_p = rate_tail(rates) if rates is not None else {}
         have = [i for i, v in enumerate(vecs) if v is not None]
         dist: dict[int, float] = {}
         if have:
@@ -109,7 +140,7 @@ class AnomalyScorer:
                 dist[i] = float(d)
         out: list[tuple[float, dict[str, Any]]] = []
         for i, text in enumerate(texts):
-            details: dict[str, Any] = {"reference": self.reference_label, "method": "knn-percentile+length, Bonferroni"}
+            details: dict[str, Any] = {"reference": self.reference_label, "method": "knn-percentile+length+language+token-rate, Bonferroni"}
             ps: list[float] = []
             if i in dist:
                 p_e = self._upper(self.ref_distances, dist[i])
@@ -124,6 +155,9 @@ class AnomalyScorer:
                     p_lang = (0.5 + self.ref_foreign) / (len(self.ref_lengths) + 1)
                     details.update(language_p=round(p_lang, 5))
                     ps.append(p_lang)
+            if i in rate_p and rates is not None:
+                details.update(tokens_per_s=round(float(rates[i] or 0.0), 2), token_rate_p=round(rate_p[i], 6))
+                ps.append(rate_p[i])
             if not ps:
                 out.append((0.0, details | {"reason": "no text or embedding"}))
                 continue
@@ -132,8 +166,12 @@ class AnomalyScorer:
             out.append((round(score_of(p), 4), details))
         return out
 
-    def score_samples(self, samples: Sequence[PromptSample]) -> list[tuple[int, float, dict[str, Any] | None]]:
-        """``(entry id, score, details)`` for the request log's ``set_request_anomalies``."""
+    def score_samples(
+        self, samples: Sequence[PromptSample], rates: dict[int, float] | None = None
+    ) -> list[tuple[int, float, dict[str, Any] | None]]:
+        """``(entry id, score, details)`` for the request log's ``set_request_anomalies``;
+        ``rates``: decoding rates by entry id."""
         vecs = [np.frombuffer(s.embedding, dtype=np.float32) if s.embedding else None for s in samples]
-        scored = self.score([s.prompt_text for s in samples], vecs)
+        per = [rates.get(int(s.id)) for s in samples] if rates else None
+        scored = self.score([s.prompt_text for s in samples], vecs, per)
         return [(int(s.id), sc, det) for s, (sc, det) in zip(samples, scored, strict=True)]

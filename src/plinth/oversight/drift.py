@@ -505,7 +505,7 @@ class DriftService:
             from plinth.oversight.anomalies import AnomalyScorer
 
             scorer = AnomalyScorer.build(ref.texts, ref.vecs, label=spec.label())
-            scores = scorer.score_samples(samples)
+            scores = scorer.score_samples(samples, self._decode_rates(deployment, start, end, revision, adapter))
             self.requests.set_anomaly_scores(scores)
             flagged = sum(1 for _i, sc, _d in scores if sc > getattr(self.requests, "flag_score", 0.9))
             results["anomalies"] = {"scored": len(scores), "flagged": flagged}
@@ -527,6 +527,22 @@ class DriftService:
         )
         self._gauges(run)
         return run
+
+    def _decode_rates(self, deployment: str, start: datetime, end: datetime, revision: int | None, adapter: str | None) -> dict[int, float]:
+        """Each logged answer's decoding rate in the window, by entry id (for the token-rate
+        component of the anomaly score)."""
+        from plinth.domain.requests import RequestQuery
+        from plinth.oversight.anomalies import decode_rate
+
+        query = RequestQuery(deployment=deployment, revision=revision, adapter=adapter, since=start, until=end + timedelta(microseconds=1))
+        out: dict[int, float] = {}
+        for e in self.store.iter_request_logs(query):
+            rate = decode_rate(e.completion_tokens, e.latency_s, e.ttft_s)
+            if rate is not None and e.id is not None:
+                out[e.id] = rate
+            if len(out) >= MAX_WINDOW:
+                break
+        return out
 
     def _gauges(self, run: DriftRun) -> None:
         m = self.metrics

@@ -12,7 +12,7 @@ import pytest
 
 from plinth.config import Settings
 from plinth.embeddings import get_embedder
-from plinth.oversight.anomalies import AnomalyScorer, score_of
+from plinth.oversight.anomalies import AnomalyScorer, decode_rate, rate_tail, score_of
 from tests.unit.oversight.test_drift_methods import ACME, _users, drift_data
 
 FLAG = Settings().request_log_flag_score
@@ -63,3 +63,19 @@ def test_a_very_long_prompt_is_flagged_by_length_and_details_say_why(scorer: Ano
     (none_score, none_details), (vec_only, vd) = scorer.score([None, None], [None, emb.embed(["Qual è la franchigia?"])[0]])
     assert none_score == 0.0 and "reason" in none_details
     assert "length_p" not in vd and vec_only > 0
+
+
+def test_a_crawling_generation_is_flagged_by_its_token_rate(scorer: AnomalyScorer, emb: Any) -> None:
+    texts = _users(ACME / "faq-eval.jsonl")[:40]
+    rng = np.random.default_rng(3)
+    rates: list[float | None] = [float(r) for r in 40 * np.exp(rng.normal(0, 0.1, len(texts)))]
+    rates[7] = 0.5  # eighty times slower than its neighbours
+    rates[8] = None  # not measurable: that component is left out
+    scored = scorer.score(texts, list(emb.embed(texts)), rates)
+    score, details = scored[7]
+    assert score > FLAG and details["token_rate_p"] < 1e-6 and details["tokens_per_s"] == 0.5
+    assert "token_rate_p" not in scored[8][1]
+    assert sum(1 for s, _d in scored if s > FLAG) == 1
+    # too few known rates, or rates that do not vary: no token-rate component
+    assert rate_tail([10.0] * 29 + [0.1]) == {} and rate_tail([10.0] * 40) == {}
+    assert decode_rate(21, 2.5, 0.5) == 10.0 and decode_rate(1, 2.0, 0.5) is None and decode_rate(5, 0.5, 0.5) is None

@@ -127,7 +127,7 @@ def acme(services: Services, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     return {"dataset": version.ref, "model_version": mv.ref}
 
 
-def _log(services: Services, deployment: str, texts: list[str], start: datetime, tag: str) -> None:
+def _log(services: Services, deployment: str, texts: list[str], start: datetime, tag: str, *, slow: int | None = None) -> None:
     vecs = services.drift.embedder().embed(texts)  # type: ignore[union-attr]
     entries = [
         RequestLogEntry(
@@ -143,6 +143,9 @@ def _log(services: Services, deployment: str, texts: list[str], start: datetime,
             prompt_text=t,
             response_text="ok",
             embedding=v.astype("float32").tobytes(),
+            completion_tokens=41,
+            ttft_s=0.2,
+            latency_s=0.2 + (80.0 if i == slow else 1.0 + 0.01 * (i % 7)),  # about 40 tokens/s; one at 0.5
             project="default",
         )
         for i, (t, v) in enumerate(zip(texts, vecs, strict=True))
@@ -159,7 +162,7 @@ def traffic(services: Services, acme: dict[str, Any]) -> dict[str, list[str]]:
     # ten days ago: in-distribution questions; in the last hour: the same kind, then (on the
     # tuned deployment) questions in other languages
     _log(services, "acme-assistant", held, NOW - timedelta(days=10), "old")
-    _log(services, "acme-assistant", held, NOW - timedelta(minutes=50), "new")
+    _log(services, "acme-assistant", held, NOW - timedelta(minutes=50), "new", slow=3)
     _log(services, "acme-tuned", spanish + dd.language("heldout"), NOW - timedelta(minutes=50), "es")
     _log(services, "quiet-one", held[:10], NOW - timedelta(minutes=50), "few")
     return {"held": held, "spanish": spanish}
@@ -188,6 +191,9 @@ def test_in_distribution_traffic_is_quiet_against_the_dataset_with_the_knowledge
     with project_scope("default"):
         flagged = services.store.list_request_logs(RequestQuery(deployment="acme-assistant", flagged_above=0.9), limit=1000)
         assert len(flagged) <= 0.1 * len(traffic["held"])
+        # the answer that crawled is among them, by its token rate
+        crawled = next(e for e in flagged if e.latency_s > 50)
+        assert crawled.anomaly is not None and crawled.anomaly["token_rate_p"] < 1e-6 and crawled.anomaly["tokens_per_s"] == 0.5
         # and the earlier window as the reference: the same kind of questions, quiet
         again = drift.run("acme-assistant", window="1h", reference="window:15d/5d", score_anomalies=False)
     assert not again.drifted and again.reference["kind"] == "window" and again.n_reference == len(traffic["held"])
