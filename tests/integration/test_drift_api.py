@@ -149,3 +149,39 @@ def test_a_drift_job_runs_in_a_job_process_and_stores_its_run(api: str) -> None:
     assert job["result"]["drifted"] is True and job["result"]["deployment"] == DEP
     runs = httpx.get(f"{api}/deployments/{DEP}/drift").json()["runs"]
     assert len(runs) == before + 1 and runs[-1]["id"] == job["result"]["id"]
+
+
+def test_real_traffic_through_a_deployment_is_logged_and_measured(live_server: LiveServer, client: Any, api: str) -> None:
+    """The README's path: members' questions through /v1 (a policy that redacts input, so the
+    log keeps the prompts), the log's writer embeds them, drift stays quiet on in-distribution
+    questions and fires on a batch in other languages."""
+    policy = {"name": "drift-redact", "rules": [{"detector": "pii", "on": ["input"], "action": "redact"}]}
+    r = httpx.post(f"{api}/guardrails/policies", json=policy, timeout=60)
+    assert r.status_code in (200, 201), r.text
+    live = "drift-live"
+    r = httpx.post(f"{api}/deployments", json={"name": live, "model": MODEL, "guardrail_policy": "drift-redact"}, timeout=60)
+    assert r.status_code == 201, r.text
+
+    def ask(questions: list[str]) -> None:
+        for q in questions:
+            client.chat.completions.create(model=live, messages=[{"role": "user", "content": q}], max_tokens=1)
+
+    def logged(n: int) -> None:
+        deadline = time.monotonic() + 120
+        while len(httpx.get(f"{api}/requests", params={"deployment": live, "limit": 500}).json()["requests"]) < n:
+            assert time.monotonic() < deadline, "the request log writer did not catch up"
+            time.sleep(0.5)
+
+    held = _users(ACME / "faq-eval.jsonl")[:35]
+    ask(held)
+    logged(35)
+    body = {"window": "1h", "reference": "dataset:drift-faq@1"}
+    quiet = httpx.post(f"{api}/deployments/{live}/drift", json=body, timeout=120).json()
+    assert quiet["drifted"] is False and quiet["n_recent"] == 35, quiet
+    other = drift_data().language("heldout")[:35]
+    ask(other)
+    logged(70)
+    loud = httpx.post(f"{api}/deployments/{live}/drift", json={**body, "limit": 35}, timeout=120).json()  # the newest 35
+    assert loud["drifted"] is True and loud["n_recent"] == 35 and loud["results"]["methods"]["language"]["drifted"], loud
+    entry = httpx.get(f"{api}/requests", params={"deployment": live, "limit": 1}).json()["requests"][0]
+    assert entry["prompt"] in other and entry["anomaly_score"] is not None and entry["anomaly"]["reference"] == "dataset:drift-faq@1"
