@@ -22,6 +22,11 @@ from plinth.guardrails.service import GuardrailService
 from plinth.jobs.service import JobService
 from plinth.monitoring.metrics import Metrics
 from plinth.outbound import Outbound
+from plinth.oversight.actions import ActionContext
+from plinth.oversight.alerts import AlertEvaluator, AlertService
+from plinth.oversight.bias import BiasGate, BiasService, ProbeRouteHook
+from plinth.oversight.drift import DriftScheduler, DriftService
+from plinth.oversight.explain import ExplainService
 from plinth.oversight.requests import RequestLogHook, RequestLogService, RequestLogWriter
 from plinth.rag.service import KnowledgeService
 from plinth.serving.attachments import AttachmentService
@@ -66,9 +71,19 @@ class Services:
     serving_hook: ServingHook | None = None
     requests: RequestLogService | None = None
     request_log_writer: RequestLogWriter | None = None
+    alerts: AlertService | None = None
+    alert_evaluator: AlertEvaluator | None = None
+    bias: BiasService | None = None
+    explain: ExplainService | None = None
+    drift: DriftService | None = None
+    drift_scheduler: DriftScheduler | None = None
 
     def close(self) -> None:
         self.jobs.close()  # first: its worker hands running jobs back to the queue
+        if self.alert_evaluator is not None:
+            self.alert_evaluator.close()
+        if self.drift_scheduler is not None:
+            self.drift_scheduler.close()
         if self.rollout is not None:
             self.rollout.close()
         if self.usage_writer is not None:
@@ -79,6 +94,8 @@ class Services:
             self.serving_hook.close()
         if self.guardrails is not None:
             self.guardrails.close()
+        if self.explain is not None:
+            self.explain.close()
         self.models.close()
         self.store.close()
 
@@ -139,6 +156,9 @@ def build_services(settings: Settings, *, migrate: bool = True, strict: bool = F
     jobs.services = services  # what each job kind's validate(spec, services) gets
     _deployments(settings, services)
     _request_log(settings, services)
+    _drift(settings, services)
+    _alerts(settings, services, outbound)
+    _bias(settings, services)
     # Stages are built last: they may use any service above (knowledge bases, guardrails).
     # Importing a stage module registers its stages, as a plugin's import would (ADR 0013).
     import plinth.guardrails.stage  # imported for its register_stage calls
@@ -216,6 +236,65 @@ def _request_log(settings: Settings, services: Services) -> None:
         services.completions.hooks.append(hook)
         if services.usage is not None:
             services.usage.rated.append(services.requests.feedback)
+
+
+def _drift(settings: Settings, services: Services) -> None:
+    """Drift runs and anomaly scores (ADR 0091, 0092), and their scheduler thread (started by
+    server processes only: it refreshes the drift gauges from the store and runs the
+    deployments ``drift_schedule`` names)."""
+
+    def minilm() -> Embedder:
+        from plinth.embeddings import get_embedder
+
+        return get_embedder(settings, "minilm")
+
+    if services.requests is None or services.deployments is None:  # pragma: no cover - always built above
+        return
+    services.drift = DriftService(
+        services.store,
+        services.requests,
+        services.deployments,
+        embedder=minilm,
+        registry=services.registry,
+        datasets=services.datasets,
+        knowledge=services.knowledge,
+        metrics=services.metrics,
+    )
+    services.drift_scheduler = DriftScheduler(services.drift, settings.drift_schedule, window=settings.drift_window)
+
+
+def _bias(settings: Settings, services: Services) -> None:
+    """Counterfactual bias probes (ADR 0093): the service, its route hook (first, so a probe of
+    a deployment is served by the revision it pinned, outside the traffic split) and the
+    ``bias`` kind of the deployments' evaluation gate; and per-answer explanations."""
+
+    def minilm() -> Embedder:
+        from plinth.embeddings import get_embedder
+
+        return get_embedder(settings, "minilm")
+
+    services.bias = BiasService(services, embedder_factory=minilm)
+    services.explain = ExplainService(services)  # per-answer explanations (ADR 0096)
+    services.completions.hooks.insert(0, ProbeRouteHook())
+    if services.deployments is not None:
+        gate = BiasGate(services.store)
+        services.deployments.gate_kinds[gate.kind] = gate
+
+
+def _alerts(settings: Settings, services: Services, outbound: Outbound) -> None:
+    """Alert rules and their evaluator thread (ADR 0094): actions notify through the outbound
+    fetcher and roll back through the deployment service."""
+    deployments = services.deployments
+    context = ActionContext(
+        outbound=outbound,
+        deployments=deployments,
+        external_url=settings.alert_external_url,
+        webhook_timeout_s=settings.alert_webhook_timeout_s,
+    )
+    services.alerts = AlertService(
+        services.store, context, check_deployment=deployments.get if deployments is not None else None, metrics=services.metrics
+    )
+    services.alert_evaluator = AlertEvaluator(services.alerts, interval_s=settings.alert_interval_s)
 
 
 def _guardrails(settings: Settings, store: MetadataStore, metrics: Metrics) -> GuardrailService:

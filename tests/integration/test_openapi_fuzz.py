@@ -44,7 +44,17 @@ MAX_TOKENS, MAX_N = 8, 2
 #: operations whose schema-valid requests may be refused for a semantic reason (see the docstring)
 POSITIVE_400 = {
     "GET /api/v1/audit": "since: an ISO time or a duration",
+    "POST /api/v1/bias/runs": "a bias suite document (validated whole: every problem listed)",
     "GET /api/v1/usage": "since/until: an ISO time or a duration; group_by names",
+    "GET /api/v1/requests": "since/until: an ISO time or a duration",
+    "POST /api/v1/alerts/rules": "a signal, window, deployment and actions that must resolve",
+    "PUT /api/v1/alerts/rules/{name}": "a signal, window, deployment and actions that must resolve",
+    "GET /api/v1/alerts/events": "since/until: an ISO time or a duration",
+    "GET /api/v1/deployments/{name}/report": "since/until: an ISO time or a duration; a period of at most 366 days",
+    "GET /api/v1/deployments/{name}/drift": "since/until: an ISO time or a duration",
+    "POST /api/v1/deployments/{name}/drift": "a reference that must resolve; a window with at least 30 logged prompts",
+    "GET /api/v1/requests/export": "since/until: an ISO time or a duration",
+    "GET /api/v1/deployments/{name}/quality": "window: a duration between 1m and 90d",
     "PATCH /api/v1/models/{model_id}/attachments": "a knowledge base or policy reference that must resolve",
     "POST /api/v1/queues": "a quota larger than this machine offers",
     "PATCH /api/v1/queues/{name}": "a quota larger than this machine offers",

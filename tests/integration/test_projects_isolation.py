@@ -41,6 +41,15 @@ from tests.support.live_server import MODEL, LiveServer, start_server, stop_serv
 PASSWORD = "correct horse battery staple"
 MESSAGES = [{"role": "user", "content": "When must claims be filed?"}]
 DOC_TEXT = "Claims must be filed within 30 days of treatment."
+#: the smallest valid bias suite (POST /api/v1/bias/runs is walked with it)
+BIAS_SUITE = {
+    "name": "mkt-bias",
+    "max_tokens": 1,
+    "template": "I'm {name}. {question}",
+    "profile": {"name": "Ann"},
+    "questions": ["When must claims be filed?"],
+    "attributes": [{"name": "names", "slot": "name", "variants": {"a": "Ann", "b": "Bo"}}],
+}
 SERVER_ENV: dict[str, Any] = {  # Any: passed as keyword arguments
     "PLINTH_AUTH": "true",
     "PLINTH_MAX_BATCH_SIZE": "2",
@@ -138,6 +147,43 @@ def _register_claims_version(home: Path, adapter_digest: str) -> None:
                 )
             )
             store.set_alias("claims-reg", "prod", 1)
+    finally:
+        store.close()
+
+
+def _add_claims_drift_run(home: Path) -> str:
+    """A stored drift run of claims' deployment, written through the store (a run through the
+    API needs 30 logged prompts with text); the drift routes read what the store holds."""
+    from datetime import UTC, datetime
+
+    from plinth.domain.drift import DriftRun
+    from plinth.domain.projects import project_scope
+    from plinth.store.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{home / 'plinth.db'}")
+    try:
+        now = datetime.now(UTC)
+        with project_scope("claims"):
+            run = store.add_drift_run(
+                DriftRun("claims-chat", now, now, 30, 30, {"kind": "dataset", "dataset": "claims-data@1"}, {"methods": {}}, False, 0.1)
+            )
+        return str(run.id)
+    finally:
+        store.close()
+
+
+def _add_claims_bias_report(home: Path) -> str:
+    """A stored bias report of claims' deployment, written through the store (a run through the
+    API replays a suite on the model); the bias routes read what the store holds."""
+    from plinth.domain.bias import BiasReport
+    from plinth.domain.projects import project_scope
+    from plinth.store.sql import SqlStore
+
+    store = SqlStore(f"sqlite:///{home / 'plinth.db'}")
+    try:
+        with project_scope("claims"):
+            report = store.add_bias_report(BiasReport("", "claims-chat", "claims-bias", {"failures": [], "attributes": {}}, True))
+        return report.id
     finally:
         store.close()
 
@@ -249,6 +295,8 @@ def _build(server: LiveServer, root: str) -> World:
     lora = write_random_gguf_lora(imports / "claims-lora.gguf", base_gguf=locate_embedded_gguf(), rank=1, layers=[0])
     adapter = _ok(c.post(f"/api/v1/models/{MODEL}/adapters", headers=A, json={"path": str(lora), "name": "claims-lora"}))
     _register_claims_version(server.home, adapter["digest"])
+    drift_run = _add_claims_drift_run(server.home)
+    bias_report = _add_claims_bias_report(server.home)
     _ok(
         c.post(
             "/api/v1/deployments",
@@ -260,6 +308,13 @@ def _build(server: LiveServer, root: str) -> World:
                 "guardrail_policy": "claims-guard",
                 "description": "claims bot",
             },
+        )
+    )
+    _ok(
+        c.post(
+            "/api/v1/alerts/rules",
+            headers=A,
+            json={"name": "claims-alert", "signal": "requests", "deployment": "claims-chat", "threshold": 0},
         )
     )
     chat = _ok(c.post("/v1/chat/completions", headers=A, json={"model": "claims-chat", "messages": MESSAGES, "max_tokens": 2}))
@@ -303,6 +358,9 @@ def _build(server: LiveServer, root: str) -> World:
         "job": jobs,
         "run": [run_id],
         "report": [report_id],
+        "drift_run": [drift_run],
+        "bias_report": [bias_report],
+        "alert_rule": ["claims-alert"],
         "catalog_model": ["claims-remote"],
         "adapter": ["claims-lora"],
         "registered": ["claims-reg"],
@@ -319,7 +377,7 @@ def _build(server: LiveServer, root: str) -> World:
         "dataset_ref": ["claims-data", "claims-data@1"],
     }
     markers = sorted(
-        {v for k, vs in claims.items() if k not in ("dataset_version", "revision", "registered_version", "alias") for v in vs}
+        {v for k, vs in claims.items() if k not in ("dataset_version", "revision", "registered_version", "alias", "drift_run") for v in vs}
         | {DOC_TEXT, "claims-feedback comment", "claims-attachment", "claims-selftest", "claims question", "claims answer"}
         | {"claims-rows.jsonl", "claims-upstream", "the claims team", "claims knowledge", "claims guard", "claims bot"}
         | {key_ids["vic"], "vic-key", "app-key", run_id, report_id}
@@ -341,12 +399,17 @@ PATH_PARAMS: dict[str, str] = {
     "/api/v1/knowledge-bases/{name}": "kb",
     "/api/v1/knowledge-bases/{name}/documents/{document}": "document",
     "/api/v1/citations/{response_id}": "response",
+    "/api/v1/requests/{response_id}": "response",
     "/api/v1/jobs/{job_id}": "job",
     "/api/v1/datasets/{name}": "dataset",
     "/api/v1/datasets/{name}/versions/{version}": "dataset_version",
     "/api/v1/guardrails/policies/{name}": "policy",
     "/api/v1/evaluations/{report_id}": "report",
     "/api/v1/runs/{run_id}": "run",
+    "/api/v1/drift-runs/{run_id}": "drift_run",
+    "/api/v1/alerts/rules/{name}": "alert_rule",
+    "/api/v1/bias/reports/{report_id}": "bias_report",
+    "/api/v1/responses/{response_id}": "response",
     "/api/v1/registry/models/{name}": "registered",
     "/api/v1/registry/models/{name}/versions/{version}": "registered_version",
     "/api/v1/registry/models/{name}/aliases/{alias}": "alias",
@@ -381,6 +444,7 @@ QUERY_PARAMS: dict[str, str] = {
     "policy": "policy",
     "registry": "registered",
     "knowledge_base": "kb",
+    "rule": "alert_rule",
 }
 #: The body each operation that needs one is walked with: valid, so that nothing but the
 #: lookup can refuse it. Values naming claims resources come from the path only.
@@ -400,6 +464,8 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
         "questions": [{"question": "when to file?", "expected": [{"document": "mkt.md"}]}]
     },
     ("POST", "/api/v1/jobs"): lambda w: {"kind": "selftest", "spec": {"steps": 1, "sleep_s": 0}},
+    ("POST", "/api/v1/bias/runs"): lambda w: {"suite": BIAS_SUITE, "target": MODEL},
+    ("PUT", "/api/v1/alerts/rules/{name}"): lambda w: {"signal": "requests", "deployment": "mkt-chat", "threshold": 1},
     ("POST", "/api/v1/queues"): lambda w: {"name": "mkt-queue", "quota": {"cpu": 1, "memory": "1GiB"}},
     ("PATCH", "/api/v1/queues/{name}"): lambda w: {"description": "marketing"},
     ("POST", "/api/v1/priority-classes"): lambda w: {"name": "mkt-priority", "value": 1},
@@ -781,6 +847,10 @@ VIEWER_CANNOT_READ = {
     "/api/v1/users/{name}": "another user's account: server admins only",
     "/v1/models/{model_id}": "/v1 needs the inference scope",
 }
+#: reads of claims resources that answer 409 to claims too, each with why
+VIEWER_READS_CONFLICT = {
+    "/api/v1/responses/{response_id}/explanation": "claims' answer is logged without text (ADR 0096): nothing to explain",
+}
 #: /api/v1 operations an inference-only member may call, each with why
 INFERENCE_MAY_CALL = {
     ("GET", "/api/v1/keys/self"): "a key reads itself",
@@ -820,7 +890,7 @@ def test_a_viewer_reads_claims_and_changes_nothing(world: World, spec: dict[str,
                 continue  # login, logout and me: any caller
             r = _send(c, world.keys["vic"], call)
             if call.method == "GET" and _path_params(call.template):
-                expected = 403 if call.template in VIEWER_CANNOT_READ else 200
+                expected = 403 if call.template in VIEWER_CANNOT_READ else 409 if call.template in VIEWER_READS_CONFLICT else 200
                 reads += r.status_code == 200
             elif call.method == "GET":
                 continue  # lists: test_lists_show_marketing_nothing_of_claims; the viewer's are read below

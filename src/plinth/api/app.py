@@ -14,7 +14,9 @@ from plinth.api.auth import AuthMiddleware
 from plinth.api.errors import install_error_handlers
 from plinth.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from plinth.api.openapi import install_openapi
+from plinth.api.routers import alerts as alerts_router
 from plinth.api.routers import audit as audit_router
+from plinth.api.routers import bias as bias_router
 from plinth.api.routers import datasets as datasets_router
 from plinth.api.routers import deployments as deployments_router
 from plinth.api.routers import embeddings as embeddings_router
@@ -23,7 +25,10 @@ from plinth.api.routers import jobs as jobs_router
 from plinth.api.routers import keys as keys_router
 from plinth.api.routers import knowledge as knowledge_router
 from plinth.api.routers import models, openai_v1, system
+from plinth.api.routers import monitor as monitor_router
 from plinth.api.routers import projects as projects_router
+from plinth.api.routers import reports as reports_router
+from plinth.api.routers import requests as requests_router
 from plinth.api.routers import tracking as tracking_router
 from plinth.api.routers import usage as usage_router
 from plinth.errors import PlinthError
@@ -40,6 +45,10 @@ def create_app(services: Services) -> FastAPI:
         task = None
         if settings.preload_default_model:
             task = asyncio.create_task(_preload(app, services))
+        if services.alert_evaluator is not None:  # alert rules are evaluated by server processes only
+            services.alert_evaluator.start()
+        if services.drift_scheduler is not None:  # drift gauges and scheduled runs: server processes only (ADR 0091)
+            services.drift_scheduler.start()
         try:
             yield
         finally:
@@ -71,6 +80,11 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(deployments_router.router)
     app.include_router(keys_router.router)
     app.include_router(usage_router.router)
+    app.include_router(alerts_router.router)
+    app.include_router(reports_router.router)
+    app.include_router(requests_router.router)
+    app.include_router(bias_router.router)
+    app.include_router(monitor_router.router)
     app.include_router(audit_router.router)
     app.include_router(projects_router.router)
     install_openapi(app, settings)

@@ -14,19 +14,24 @@ import typer
 
 from plinth import __version__
 from plinth.cli import datasets as datasets_cli
+from plinth.cli import explain as explain_cli
 from plinth.cli import jobs as jobs_cli
 from plinth.cli import serve as serve_cli
 from plinth.cli import system as system_cli
 from plinth.cli import tuning as tuning_cli
 from plinth.cli import usage as usage_cli
 from plinth.cli.adapters import adapters_app
+from plinth.cli.alerts import alerts_app
+from plinth.cli.bias import bias_app
 from plinth.cli.common import State, console, err_console
 from plinth.cli.deploy import deploy_app
 from plinth.cli.guardrails import guardrails_app
 from plinth.cli.kb import kb_app
 from plinth.cli.keys import keys_app
 from plinth.cli.models import models_app
+from plinth.cli.monitor import monitor_app
 from plinth.cli.projects import projects_app, users_app
+from plinth.cli.requests import requests_app
 from plinth.domain.projects import DEFAULT_PROJECT, StoreScope, current_scope
 from plinth.errors import ErrorCode, PlinthError
 
@@ -53,9 +58,14 @@ app.add_typer(tuning_cli.registry_app, name="registry")
 app.add_typer(tuning_cli.eval_app, name="eval")
 app.command("export")(tuning_cli.export)
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(projects_app, name="projects")
 app.add_typer(users_app, name="users")
+app.add_typer(requests_app, name="requests")
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(bias_app, name="bias")
+app.command("explain")(explain_cli.explain)
 app.command("usage")(usage_cli.usage)
 app.command("audit")(usage_cli.audit)
 app.command("up")(serve_cli.up)

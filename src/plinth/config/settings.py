@@ -341,6 +341,25 @@ class Settings(BaseSettings):
         0.9, description="Entries whose anomaly score is above this are `flagged` (GET /api/v1/requests?flagged=true)."
     )
 
+    # -- monitoring: alert rules (ADR 0094) ------------------------------------------------------
+    alert_interval_s: float = Field(
+        30.0, ge=0, le=86_400, description="How often each server process evaluates every project's enabled alert rules; 0 = never."
+    )
+    alert_external_url: str = Field(
+        "", max_length=2000, description="This server's URL as alert webhooks name it (Alertmanager's externalURL, generatorURL)."
+    )
+    alert_webhook_timeout_s: float = Field(10.0, gt=0, le=300, description="Deadline of one webhook delivery attempt.")
+
+    # -- monitoring: drift and anomaly scores (ADR 0091, 0092) -----------------------------------
+    drift_schedule: dict[str, float] = Field(
+        default_factory=dict,
+        description='Deployments whose drift the server measures on a schedule: {"DEPLOYMENT" or "PROJECT/DEPLOYMENT": '
+        "interval in seconds}, e.g. '{\"acme-assistant\": 3600}'. Empty (the default): only on demand and as `drift` jobs.",
+    )
+    drift_window: str = Field(
+        "24h", pattern=r"^\d+(\.\d+)?[smhdw]$", description="The window of recent prompts a scheduled drift run compares (e.g. 24h)."
+    )
+
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         self.home = Path(os.path.expanduser(str(self.home))).resolve()

@@ -181,6 +181,20 @@ class Metrics:
             registry=r,
         )
         self.request_log_queue = Gauge("plinth_request_log_queue_depth", "Requests waiting for the request log writer", registry=r)
+        # -- drift (plinth.oversight.drift; per deployment, from its newest whole-deployment run) --
+        self.drift_score = Gauge(
+            "plinth_drift_score",
+            "Headline drift score of the newest run (largest effect / its floor; 0 = like the reference)",
+            ["deployment"],
+            registry=r,
+        )
+        self.drift_detected = Gauge("plinth_drift_detected", "1 when the newest drift run found drift, else 0", ["deployment"], registry=r)
+        self.drift_p_value = Gauge(
+            "plinth_drift_p_value",
+            "p-value of each drift method (embedding, length, language, oov, unanswerable) in the newest run",
+            ["deployment", "method"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,7 +4,7 @@ signals they may watch and the action kinds, and the rules as a Prometheus rules
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -24,6 +24,9 @@ router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
+_Revision = Annotated[int, Field(ge=0, le=API_INT_MAX)]
+
+
 class RuleBody(BaseModel):
     """An alert rule: ``signal`` of ``deployment`` (``revision``) over ``window`` compared with
     ``threshold``, held for ``for``; ``actions`` run when it fires (and resolves)."""
@@ -32,14 +35,14 @@ class RuleBody(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=128, description="the rule's name (required on create)")
     signal: str = Field(min_length=1, max_length=64, description="a signal of GET /api/v1/alerts/signals")
     deployment: str = Field(min_length=1, max_length=128)
-    revision: int | Literal["stable", "canary"] | None = Field(None, description="a revision number, stable or canary; none: all")
+    revision: _Revision | Literal["stable", "canary"] | None = Field(None, description="a revision number, stable or canary; none: all")
     comparison: Literal[">", "<", ">=", "<="] = ">"
     threshold: float
-    window_s: int | None = Field(None, description="the signal's window in seconds (default 300)")
+    window_s: int | None = Field(None, ge=0, le=API_INT_MAX, description="the signal's window in seconds (default 300)")
     window: str | None = Field(None, max_length=16, description="the window as a duration (5m, 1h) instead of window_s")
     min_samples: int = Field(1, ge=1, le=1_000_000, description="the value counts only with this many samples in the window")
     params: dict[str, float] = Field(default_factory=dict, description="the signal's options (e.g. score_above)")
-    for_s: int | None = Field(None, description="seconds the condition must hold before the rule fires (default 0)")
+    for_s: int | None = Field(None, ge=0, le=API_INT_MAX, description="seconds the condition must hold before the rule fires (default 0)")
     for_: str | None = Field(None, alias="for", max_length=16, description="for as a duration (5m) instead of for_s")
     severity: Literal["critical", "warning", "info"] = "warning"
     runbook: str = Field("", max_length=4000, description="what to do; an http(s) URL is sent as runbook_url")
