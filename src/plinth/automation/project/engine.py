@@ -362,7 +362,7 @@ def apply(
                 "the live state changed since the plan was made; run `plinth plan` again",
                 details={"planned": saved.get("live_digest"), "now": p.live_digest},
             )
-        if saved.get("files_digest") != p.files_digest:
+        if saved.get("files_digest") != p.files_digest or saved.get("changes") != [c.as_dict() for c in p.changes]:
             raise PlinthError(ErrorCode.CONFLICT, "the project files changed since the plan was made; run `plinth plan` again")
     resources = {r.key: r for r in validate(ctx, files)}
     for change in p.changes:
