@@ -82,7 +82,16 @@ class ExportOut(BaseModel):
 
 def _check_path(path: str) -> str:
     p = PurePosixPath(path)
-    if not path or len(path) > 500 or "\x00" in path or "\\" in path or p.is_absolute() or ".." in p.parts or path.startswith("."):
+    if (
+        not path
+        or len(path) > 500
+        or any(not 0 < len(part.encode("utf-8", "replace")) <= 200 for part in path.split("/"))
+        or any(ord(ch) < 32 for ch in path)
+        or "\\" in path
+        or p.is_absolute()
+        or ".." in p.parts
+        or path.startswith(".")
+    ):
         raise PlinthError(ErrorCode.INVALID_REQUEST, f"invalid file path {path[:80]!r}: a relative path inside the project", param="files")
     return p.as_posix()
 
@@ -99,9 +108,12 @@ def _project(request: Request, body: FilesBody) -> Iterator[tuple[ProjectContext
         root = Path(tmp)
         for path, text in body.files.items():
             target = root / _check_path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        ctx = ProjectContext(services_of(request), base_dir=root, actor=actor_of(request))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(text.encode("utf-8"))
+            except (OSError, UnicodeEncodeError) as e:  # a path that is a file and a folder; a lone surrogate
+                raise PlinthError(ErrorCode.INVALID_REQUEST, f"cannot write file {path[:80]!r}: {e}", param="files") from None
+        ctx = ProjectContext(services_of(request), base_dir=root, actor=actor_of(request), confined=True)
         yield ctx, engine.project_files(root)
 
 

@@ -62,7 +62,7 @@ class KnowledgeBaseHandler(KindHandler):
         assert isinstance(spec, KnowledgeBaseSpec)
         out = []
         for i, s in enumerate(spec.sources):
-            if ctx.base_dir is None or not ctx.path(s).exists():
+            if ctx.base_dir is None or not ctx.path(s, param=f"spec.sources.{i}").exists():
                 out.append((f"sources.{i}", f"source {s!r} does not exist (relative to the project folder)"))
         return out
 
@@ -150,7 +150,7 @@ class DatasetHandler(KindHandler):
 
     def check(self, ctx: ProjectContext, name: str, spec: BaseModel) -> list[tuple[str, str]]:
         assert isinstance(spec, DatasetSpec)
-        if ctx.base_dir is None or not ctx.path(spec.file).is_file():
+        if ctx.base_dir is None or not ctx.path(spec.file, param="spec.file").is_file():
             return [("file", f"dataset file {spec.file!r} does not exist (relative to the project folder)")]
         if not 0 <= spec.validation_fraction <= 0.5:
             return [("validation_fraction", "validation_fraction must be between 0 and 0.5")]
@@ -234,7 +234,7 @@ class GuardrailPolicyHandler(KindHandler):
 
     def check(self, ctx: ProjectContext, name: str, spec: BaseModel) -> list[tuple[str, str]]:
         assert isinstance(spec, GuardrailPolicySpec)
-        if spec.file is not None and (ctx.base_dir is None or not ctx.path(spec.file).is_file()):
+        if spec.file is not None and (ctx.base_dir is None or not ctx.path(spec.file, param="spec.file").is_file()):
             return [("file", f"policy file {spec.file!r} does not exist (relative to the project folder)")]
         try:
             self._document(ctx, name, spec)

@@ -155,6 +155,27 @@ def _line_of(node: Any, path: tuple[Any, ...]) -> int:
     return line
 
 
+MAX_NODES = 100_000
+
+
+def _too_big(node: Any) -> bool:
+    """Whether the document expands to more than MAX_NODES nodes (aliases counted each time
+    they are used: a "billion laughs" document is refused before it is built)."""
+    budget = MAX_NODES
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return True
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.extend((k, v))
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return False
+
+
 def load(files: dict[str, str]) -> tuple[list[Resource], list[Problem]]:
     """Every document of the files, and the problems of their envelopes."""
     resources: list[Resource] = []
@@ -169,6 +190,9 @@ def load(files: dict[str, str]) -> tuple[list[Resource], list[Problem]]:
             while loader.check_node():
                 node = loader.get_node()
                 if node is None:
+                    continue
+                if _too_big(node):
+                    problems.append(Problem(path, node.start_mark.line + 1, f"the document has more than {MAX_NODES} YAML nodes"))
                     continue
                 data = loader.construct_document(node)
                 line = node.start_mark.line + 1
@@ -259,7 +283,11 @@ def validate(ctx: ProjectContext, files: dict[str, str]) -> list[Resource]:
                     r.name,
                 )
             )
-        for field_name, message in handler.check(ctx, r.name, r.parsed):
+        try:
+            checked = handler.check(ctx, r.name, r.parsed)
+        except PlinthError as e:
+            checked = [((e.param or "").removeprefix("spec."), e.message)]
+        for field_name, message in checked:
             problems.append(Problem(r.file, _line_of(r.node, ("spec", *_split(field_name))), f"{r.key}: {message}", r.kind, r.name))
     if problems:
         raise ProjectInvalid(sorted(problems, key=lambda p: (p.file, p.line)))
