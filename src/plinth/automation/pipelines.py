@@ -144,6 +144,18 @@ class PipelineService:
     def list(self) -> builtins.list[Pipeline]:
         return self.store.list_pipelines()
 
+    def delete(self, name: str) -> Pipeline:
+        """Remove every version (past runs stay as history); refused while a run is unfinished."""
+        self.get(name)
+        active = self.store.list_pipeline_runs(pipeline=name, states=(RunState.PENDING, RunState.RUNNING), limit=1)
+        if active:
+            raise PlinthError(
+                ErrorCode.CONFLICT,
+                f"pipeline {name!r} has an unfinished run ({active[0].id}): cancel it first",
+                details={"run": active[0].id},
+            )
+        return self.store.delete_pipeline(name)
+
     # -- runs --------------------------------------------------------------------------------
     def start(
         self,

@@ -179,7 +179,9 @@ class TriggerService:
         self.clock = clock
 
     # -- definitions ---------------------------------------------------------------------------
-    def parse(self, doc: Any) -> Trigger:
+    def parse(self, doc: Any, *, check_pipeline: bool = True) -> Trigger:
+        """A trigger definition validated (every problem at once); ``check_pipeline``: the
+        pipeline must exist (a project folder may define it beside the trigger)."""
         problems: list[Problem] = []
         if not isinstance(doc, dict):
             raise invalid([Problem("trigger", "must be an object")], "trigger")
@@ -193,7 +195,7 @@ class TriggerService:
             problems.append(Problem("name", f"invalid trigger name {name!r}: 1-63 lowercase letters, digits, '.', '_' or '-'"))
         if not isinstance(pipeline, str) or not PIPELINE_NAME_RE.match(pipeline):
             problems.append(Problem("pipeline", f"invalid pipeline name {pipeline!r}"))
-        else:
+        elif check_pipeline:
             try:
                 self.pipelines.get(pipeline)
             except PlinthError as e:
@@ -424,3 +426,8 @@ def data_versions(services: Any) -> Callable[[TriggerKind, str], int | None]:
         return None
 
     return version_of
+
+
+# The Pipeline and Trigger kinds of project files register when pipelines are wired (the project
+# registry's KIND_MODULES may name this module too).
+import plinth.automation.pipeline_kinds  # noqa: E402, F401

@@ -31,6 +31,11 @@ class PipelinesStore(abc.ABC):
     def list_pipelines(self) -> list[Pipeline]:
         """The newest version of every pipeline, by name."""
 
+    @abc.abstractmethod
+    def delete_pipeline(self, name: str) -> Pipeline:
+        """Remove every version of a pipeline (its runs stay, as history); the newest version;
+        PlinthError(NOT_FOUND) if absent."""
+
     # -- runs --------------------------------------------------------------------------------
     @abc.abstractmethod
     def add_pipeline_run(self, run: PipelineRun, steps: list[PipelineStep]) -> PipelineRun:

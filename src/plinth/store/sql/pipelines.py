@@ -93,6 +93,13 @@ class PipelinesSql(SqlBase):
         with self._session() as s:
             return [_pipeline(r) for r in s.scalars(q)]
 
+    def delete_pipeline(self, name: str) -> Pipeline:
+        project = self._project()
+        newest = self.get_pipeline(name)
+        with self._session(write=True) as s:
+            s.execute(delete(PipelineRow).where(PipelineRow.project == project, PipelineRow.name == name))
+        return newest
+
     # -- runs --------------------------------------------------------------------------------
     def add_pipeline_run(self, run: PipelineRun, steps: list[PipelineStep]) -> PipelineRun:
         json_or_invalid(run.params, "pipeline parameters", "params")
