@@ -56,6 +56,7 @@ from plinth.domain.jobs import (
 )
 from plinth.domain.projects import system_scope
 from plinth.jobs.paths import job_dir, output_path
+from plinth.jobs.ray_backend import RayBackend, RayJob
 from plinth.jobs.resources import machine_capacity, visible_gpu_ids
 from plinth.jobs.scheduler import plan
 from plinth.store import MetadataStore
@@ -73,7 +74,7 @@ OUTPUT_TAIL_LINES = 30
 @dataclass
 class _Child:
     job: Job
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | RayJob  # a RayJob: the job runs on a Ray cluster (ADR 0105)
     out: Path
     stop_seen_at: float | None = None  # monotonic, when a stop request was first seen
     stop: StopRequest | None = None
@@ -113,6 +114,7 @@ class WorkerSupervisor:
         self._started = False
         self._grace_override: float | None = None
         self.passes = 0
+        self._ray = RayBackend.from_settings(settings)  # None unless ray_address is set
 
     # -- lifecycle -----------------------------------------------------------------------
     def register(self) -> WorkerInfo:
@@ -246,6 +248,9 @@ class WorkerSupervisor:
         settings["secrets"] = self.settings.plain_secrets()  # masked in the dump; the job's remote models need them (on stdin only)
         settings["config"] = None
         settings["threads"] = job.resources.cpu
+        if self._ray is not None and self._ray.handles(job.kind):
+            self._submit_to_ray(job, settings, out)
+            return
         fh = open(out, "ab")  # noqa: SIM115 - the child owns it
         try:
             proc = subprocess.Popen(
@@ -279,6 +284,17 @@ class WorkerSupervisor:
         self._children[job.id] = _Child(job=job, proc=proc, out=out)
         self.store.set_job_process(job.id, job.attempt, proc.pid)
         log.info("worker %s: started job %s (%s) attempt %d as pid %d", self.id, job.id, job.kind, job.attempt, proc.pid)
+
+    def _submit_to_ray(self, job: Job, settings: dict[str, Any], out: Path) -> None:
+        assert self._ray is not None
+        try:
+            handle = self._ray.submit(job, settings, worker_id=self.id, out=out, store=self.store)
+        except Exception as e:  # Ray unreachable or refused it: plinth retries, as for a killed process
+            msg = f"cannot submit the job to Ray at {self._ray.address}: {e}"
+            log.warning("worker %s: job %s: %s", self.id, job.id, msg)
+            self.store.requeue_job(job.id, job.attempt, JobReason.PROCESS_KILLED, message=msg, restart=True)
+            return
+        self._children[job.id] = _Child(job=job, proc=handle, out=out)
 
     def _collect(self, child: _Child) -> None:
         """The process of ``child`` exited; record an outcome if it did not."""
@@ -358,6 +374,8 @@ class WorkerSupervisor:
         import psutil
 
         for child in self._children.values():
+            if isinstance(child.proc, RayJob):  # Ray limits its memory (entrypoint_memory)
+                continue
             if child.killed_for is not None or child.proc.poll() is not None:
                 continue
             try:
@@ -445,7 +463,10 @@ class WorkerSupervisor:
         log.info("worker %s: stopped", self.id)
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
+def _kill(proc: subprocess.Popen[bytes] | RayJob) -> None:
+    if isinstance(proc, RayJob):
+        proc.kill()  # stop_job on Ray
+        return
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
