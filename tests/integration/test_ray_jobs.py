@@ -5,7 +5,8 @@ stopped at teardown) and ``plinth up`` with ``PLINTH_RAY_ADDRESS`` pointing at i
 The server's worker admits the jobs and submits them to Ray; the Ray job runs plinth's own job
 process against the same store and home (one filesystem here). Covered: a ``selftest`` job, a
 driver killed on Ray retried by plinth (Ray does not retry), a cancel that stops the Ray job,
-and a tiny LoRA ``tune`` job on the embedded model.
+a tiny LoRA ``tune`` job on the embedded model, and (in-process, no head) a cluster that cannot
+be reached: plinth requeues each attempt as a restart and then fails the job.
 
 Skipped with the reason when ray is not installed (``pip install 'plinth[ray]'``), except where
 ``PLINTH_REQUIRE_RAY`` is set (CI): then a missing ray fails the module.
@@ -270,3 +271,39 @@ def test_ray_outcomes_map_to_plinth_exit_codes() -> None:
     assert exit_code("FAILED", None) == -signal.SIGKILL  # the driver was lost (node died, runtime env failed)
     assert exit_code("STOPPED", None) == -signal.SIGTERM  # stopped on Ray's side, not by plinth
     assert exit_code("FAILED", 2) == 2  # a plain non-zero exit: failed (process_exited)
+
+
+def test_an_unreachable_cluster_is_retried_then_fails_the_job(migrated_sqlite_url: str, tmp_path: Path) -> None:
+    """No Ray at the address: each attempt is requeued as a restart (plinth's policy), then the job
+    fails naming the address; no process ran on this host. In-process worker on the real store."""
+    from plinth.config import load_settings
+    from plinth.domain.jobs import Resources
+    from plinth.jobs import JobService
+    from plinth.jobs.worker import WorkerSupervisor
+    from plinth.store.sql import SqlStore
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    settings = load_settings(
+        home=tmp_path / "home",
+        database_url=migrated_sqlite_url,
+        jobs_poll_interval_s=0.05,
+        worker_cpu=2,
+        worker_memory_bytes=4 << 30,
+        worker_gpus=0,
+        ray_address=closed,
+        ray_kinds=["selftest"],
+    )
+    store = SqlStore(migrated_sqlite_url)
+    jobs = JobService(settings, store)
+    jobs.ensure_defaults()
+    worker = WorkerSupervisor(settings, store)
+    worker.start()
+    try:
+        job = jobs.submit("selftest", {"steps": 1}, resources=Resources(cpu=1, memory=256 << 20), max_restarts=2)
+        done = jobs.wait(job.id, timeout_s=60, poll_s=0.05)
+    finally:
+        worker.stop(grace_s=1)
+        store.close()
+    assert done.state.value == "failed" and done.reason.value == "process_killed" and done.restarts == 2, done
+    assert done.message is not None and f"cannot submit the job to Ray at {closed}" in done.message
+    assert "gave up after 2 restart(s)" in done.message and done.process_id is None
