@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,40 @@ def export(
 # `plinth export k8s DIR` passes the Kubernetes export's options through (main.py registers
 # ``export`` with these settings).
 EXPORT_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def sync(
+    repo: Path = typer.Option(..., "--repo", help="A local Git repository (its commits are read; the working copy is not touched)."),
+    branch: str = typer.Option("HEAD", "--branch", "-b", help="The branch (or tag) to follow."),
+    revision: str | None = typer.Option(None, "--revision", help="Apply this commit once instead (roll back to an earlier one)."),
+    path: str = typer.Option(".", "--path", help="The project folder inside the repository."),
+    once: bool = typer.Option(False, "--once", help="Sync once and exit (exit 1 if the sync failed)."),
+    interval: float = typer.Option(30.0, "--interval", min=1.0, help="Seconds between polls."),
+    prune: bool = typer.Option(True, "--prune/--no-prune", help="Delete what an earlier apply made and the commit no longer has."),
+) -> None:
+    """Follow a local Git repository (ADR 0101): plan each new commit's project folder against
+    the live state, apply it, record the commit in the audit log; live drift is put back too."""
+    from plinth.automation.project import sync as gitops
+
+    stop = threading.Event()
+    with _context(None) as ctx:
+        while True:
+            try:
+                result = gitops.sync_once(ctx, repo, rev=revision or branch, path=path, prune=prune)
+            except PlinthError as e:
+                raise _fail(e) from None
+            short = result.commit[:12]
+            if result.error:
+                err_console.print(f"[bold red]commit {short}: not applied:[/] {escape(result.error)}", highlight=False, soft_wrap=True)
+            elif result.plan is not None and result.plan.changes:
+                reason = "new commit" if result.previous != result.commit else "live state drifted from the commit"
+                console.print(f"[bold]commit {short}[/] ({reason}):", highlight=False)
+                print_plan(result.plan)
+            else:
+                console.print(f"commit {short}: [green]in sync[/]", highlight=False)
+            if once or revision is not None:
+                raise typer.Exit(1 if result.error else 0)
+            try:
+                stop.wait(interval)
+            except KeyboardInterrupt:  # pragma: no cover - interactive
+                return

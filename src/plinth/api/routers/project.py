@@ -10,10 +10,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from plinth.api.auth import actor_of
 from plinth.api.deps import services_of
@@ -28,13 +28,20 @@ MAX_FILES = 200
 MAX_TEXT = 1 << 20
 
 
+#: a relative path of folders and files, none hidden (no segment starts with a dot: no "..")
+PATH_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,199})*$"
+FilePath = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=PATH_PATTERN)]
+
+
 class FilesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    files: dict[str, str] = Field(
+    files: dict[FilePath, str] = Field(
         max_length=MAX_FILES,
         description="relative path -> file text: the project's YAML documents and the files their specs name (datasets, policies)",
     )
-    prune: bool = Field(False, description="plan/apply: also delete resources an earlier apply made that the files no longer have")
+    prune: bool = Field(
+        False, strict=True, description="plan/apply: also delete resources an earlier apply made that the files no longer have"
+    )
 
 
 class Change(BaseModel):
@@ -110,10 +117,10 @@ def _project(request: Request, body: FilesBody) -> Iterator[tuple[ProjectContext
             target = root / _check_path(path)
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(text.encode("utf-8"))
-            except (OSError, UnicodeEncodeError) as e:  # a path that is a file and a folder; a lone surrogate
+                target.write_bytes(text.encode("utf-8", "surrogatepass"))  # read back with replacement characters
+            except OSError as e:  # a path that is both a file and a folder
                 raise PlinthError(ErrorCode.INVALID_REQUEST, f"cannot write file {path[:80]!r}: {e}", param="files") from None
-        ctx = ProjectContext(services_of(request), base_dir=root, actor=actor_of(request), confined=True)
+        ctx = ProjectContext(services_of(request), base_dir=root, actor=actor_of(request), confined_to=root)
         yield ctx, engine.project_files(root)
 
 

@@ -85,8 +85,9 @@ class ProjectContext:
     project: str | None = None
     # name of each kind -> names defined in the folder being planned (references may point there)
     defined: dict[str, set[str]] = field(default_factory=dict)
-    # files sent over the API: a spec may name only files inside the folder (never the server's own)
-    confined: bool = False
+    # a spec may name only files under this folder (the files sent over the API, a commit's
+    # tree): never the server's own
+    confined_to: Path | None = None
 
     def path(self, relative: str, *, param: str = "spec") -> Path:
         """A file or folder named by a spec, relative to the project folder."""
@@ -94,8 +95,8 @@ class ProjectContext:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"{relative!r}: no project folder to resolve it against", param=param)
         p = Path(relative)
         p = p if p.is_absolute() else (self.base_dir / p).resolve()
-        root = self.base_dir.resolve()
-        if self.confined and p != root and root not in p.parents:
+        root = self.confined_to.resolve() if self.confined_to is not None else None
+        if root is not None and p != root and root not in p.parents:
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"{relative!r} is outside the project's files", param=param)
         return p
 
