@@ -61,7 +61,7 @@ MANAGED_ACTION = "project.apply"  # the audit action of every change an apply ma
 # a module missing from the install is skipped.
 KIND_MODULES: list[str] = [
     "plinth.automation.project.builtin",
-    "plinth.automation.pipelines.project_kinds",
+    "plinth.automation.pipeline_kinds",  # Pipeline, Trigger
 ]
 
 
