@@ -307,3 +307,33 @@ def test_an_unreachable_cluster_is_retried_then_fails_the_job(migrated_sqlite_ur
     assert done.state.value == "failed" and done.reason.value == "process_killed" and done.restarts == 2, done
     assert done.message is not None and f"cannot submit the job to Ray at {closed}" in done.message
     assert "gave up after 2 restart(s)" in done.message and done.process_id is None
+
+
+def test_a_ray_job_that_cannot_be_read_is_lost_after_a_while(migrated_sqlite_url: str, tmp_path: Path) -> None:
+    """A head that stops answering (restarted, cut off) is waited out for ``lost_after_s`` on an
+    injected clock, then the driver is called lost: SIGKILL to the supervisor (a restart), with a
+    line in the job's log saying why."""
+    from plinth.config import load_settings
+    from plinth.domain.jobs import Resources
+    from plinth.jobs import JobService
+    from plinth.jobs.ray_backend import RayBackend, RayJob
+    from plinth.store.sql import SqlStore
+
+    settings = load_settings(home=tmp_path / "home", database_url=migrated_sqlite_url, worker_cpu=2, worker_gpus=0)
+    store = SqlStore(migrated_sqlite_url)
+    try:
+        jobs = JobService(settings, store)
+        jobs.ensure_defaults()
+        job = jobs.submit("selftest", {"steps": 1}, resources=Resources(cpu=1, memory=256 << 20))
+        now = [1000.0]
+        backend = RayBackend(f"http://127.0.0.1:{free_port()}", ["selftest"], lost_after_s=60, clock=lambda: now[0])
+        handle = RayJob(backend, job.id, 1, "plinth-x-1", tmp_path / "attempt-1.out", store)
+        assert handle.poll() is None  # first failure: wait
+        now[0] += 59
+        assert handle.poll() is None  # still within lost_after_s
+        now[0] += 2
+        assert handle.poll() == -signal.SIGKILL and handle.status == "LOST"
+        lines = [ln.line for ln in store.job_logs(job.id) if ln.stream == "ray"]
+        assert len(lines) == 1 and "its driver is lost" in lines[0] and backend.address in lines[0]
+    finally:
+        store.close()

@@ -42,6 +42,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,8 +70,19 @@ def submission_id(job_id: str, attempt: int) -> str:
 class RayBackend:
     """A client of one Ray cluster's Jobs API that runs plinth jobs of some kinds."""
 
-    def __init__(self, address: str, kinds: list[str], *, python: str | None = None, client: Any = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        kinds: list[str],
+        *,
+        python: str | None = None,
+        lost_after_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        client: Any = None,
+    ) -> None:
         self.address = address
+        self.lost_after_s = lost_after_s  # a Ray job that cannot be read this long is lost
+        self.clock = clock
         self.kinds = frozenset(kinds)
         self.python = python or sys.executable
         try:
@@ -100,7 +112,7 @@ class RayBackend:
     def from_settings(cls, settings: Settings) -> RayBackend | None:
         if not settings.ray_address:
             return None
-        return cls(settings.ray_address, list(settings.ray_kinds), python=settings.ray_python)
+        return cls(settings.ray_address, list(settings.ray_kinds), python=settings.ray_python, lost_after_s=4 * settings.jobs_lease_s)
 
     def handles(self, kind: str) -> bool:
         return kind in self.kinds
@@ -154,6 +166,7 @@ class RayJob:
         self._partial = ""
         self._last_logs = 0.0
         self._stop_sent = False
+        self._unreadable_since: float | None = None
 
     def poll(self) -> int | None:
         if self.returncode is not None:
@@ -161,8 +174,8 @@ class RayJob:
         try:
             info = self.backend.client.get_job_info(self.submission_id)
         except Exception as e:  # the dashboard may be restarting: the lease is still ours, look again
-            log.warning("cannot read Ray job %s: %s", self.submission_id, e)
-            return None
+            return self._unreadable(e)
+        self._unreadable_since = None
         status = str(getattr(info.status, "value", info.status))
         terminal = status in ("SUCCEEDED", "FAILED", "STOPPED")
         if terminal or time.monotonic() - self._last_logs >= LOG_POLL_S:
@@ -172,6 +185,27 @@ class RayJob:
         self.status, self.message = status, info.message
         self.returncode = exit_code(status, info.driver_exit_code)
         log.info("Ray job %s ended %s (driver exit code %s): %s", self.submission_id, status, info.driver_exit_code, info.message)
+        return self.returncode
+
+    def _unreadable(self, e: Exception) -> int | None:
+        """Ray cannot tell how the job is: wait ``lost_after_s`` (a restarting head, a network
+        blip), then call its driver lost (SIGKILL: plinth requeues it as a restart)."""
+        now = self.backend.clock()
+        if self._unreadable_since is None:
+            self._unreadable_since = now
+            log.warning("cannot read Ray job %s: %s", self.submission_id, e)
+            return None
+        if now - self._unreadable_since < self.backend.lost_after_s:
+            return None
+        b = self.backend
+        note = f"cannot read Ray job {self.submission_id} at {b.address} for {b.lost_after_s:g} s ({e}); its driver is lost"
+        log.warning("%s", note)
+        try:
+            self.store.append_job_logs(self.job_id, self.attempt, LOG_STREAM, [note])
+        except Exception as err:
+            log.debug("cannot log to job %s: %s", self.job_id, err)
+        self.status, self.message = "LOST", note
+        self.returncode = -int(signal.SIGKILL)
         return self.returncode
 
     def kill(self) -> None:
