@@ -59,29 +59,45 @@ def utcnow() -> datetime:
 
 # -- built-in actions ------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ActionCall:
+    """What an action knows of its call: the run, the step, when the step started and now."""
+
+    run_id: str
+    step: str
+    started_at: datetime
+    now: datetime
+
+
+class NotYet(Exception):
+    """Raised by an action that is waiting (``watch``): the step stays running and the runner
+    calls it again on its next round."""
+
+
+@dataclass(frozen=True)
 class Action:
-    """A built-in step run in the runner's process: ``run(spec, services) -> outputs``;
-    PlinthError fails the step with its message. ``cacheable``: whether the same inputs may
-    reuse an earlier output (actions that change the platform are not)."""
+    """A built-in step run in the runner's process: ``run(spec, services, call) -> outputs``;
+    PlinthError fails the step with its message, :class:`NotYet` keeps it running.
+    ``cacheable``: whether the same inputs may reuse an earlier output (actions that change
+    the platform are not)."""
 
     name: str
-    run: Callable[[dict[str, Any], Any], dict[str, Any]]
+    run: Callable[[dict[str, Any], Any, ActionCall], dict[str, Any]]
     description: str
     cacheable: bool = True
 
 
-def _check(spec: dict[str, Any], services: Any) -> dict[str, Any]:
+def _check(spec: dict[str, Any], services: Any, call: ActionCall) -> dict[str, Any]:
     that = spec.get("that")
     if not that:
         raise PlinthError(ErrorCode.INVALID_REQUEST, str(spec.get("message") or f"check failed: {that!r} is false"))
     return {"passed": True, "value": that}
 
 
-def _set(spec: dict[str, Any], services: Any) -> dict[str, Any]:
+def _set(spec: dict[str, Any], services: Any, call: ActionCall) -> dict[str, Any]:
     return dict(spec)
 
 
-def _alias(spec: dict[str, Any], services: Any) -> dict[str, Any]:
+def _alias(spec: dict[str, Any], services: Any, call: ActionCall) -> dict[str, Any]:
     registry = getattr(services, "registry", None)
     if registry is None:
         raise PlinthError(ErrorCode.UNSUPPORTED, "the model registry is not available")
@@ -92,10 +108,71 @@ def _alias(spec: dict[str, Any], services: Any) -> dict[str, Any]:
     return {"model": model, "alias": alias, "version": version, "ref": f"{model}@{alias}"}
 
 
+def _deployments(services: Any) -> Any:
+    d = getattr(services, "deployments", None)
+    if d is None:
+        raise PlinthError(ErrorCode.UNSUPPORTED, "deployments are not available")
+    return d
+
+
+def _deployment_name(spec: dict[str, Any]) -> str:
+    name = spec.get("deployment")
+    if not isinstance(name, str) or not name:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "spec.deployment: the deployment's name", param="spec.deployment")
+    return name
+
+
+def _canary(spec: dict[str, Any], services: Any, call: ActionCall) -> dict[str, Any]:
+    name = _deployment_name(spec)
+    targets = spec.get("targets") or ([{"model": spec["model"]}] if isinstance(spec.get("model"), str) else None)
+    if not targets:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "canary needs spec.model (or spec.targets)", param="spec.model")
+    percent = spec.get("percent", 10)
+    dep = _deployments(services).canary(name, targets, percent=percent, actor=f"pipeline:{call.run_id}", note=f"pipeline run {call.run_id}")
+    return {"deployment": name, "revision": dep.canary_revision, "percent": dep.canary_percent}
+
+
+def _promote(spec: dict[str, Any], services: Any, call: ActionCall) -> dict[str, Any]:
+    name = _deployment_name(spec)
+    dep = _deployments(services).promote(name, actor=f"pipeline:{call.run_id}", note=f"pipeline run {call.run_id}")
+    return {"deployment": name, "stable_revision": dep.stable_revision}
+
+
+def _rollback(spec: dict[str, Any], services: Any, call: ActionCall) -> dict[str, Any]:
+    name = _deployment_name(spec)
+    dep = _deployments(services).rollback(
+        name, actor=f"pipeline:{call.run_id}", reason=str(spec.get("reason") or f"pipeline run {call.run_id}")
+    )
+    return {"deployment": name, "stable_revision": dep.stable_revision}
+
+
+def _watch(spec: dict[str, Any], services: Any, call: ActionCall) -> dict[str, Any]:
+    """Wait while the canary ``spec.revision`` of ``spec.deployment`` is on canary, at most
+    ``spec.for_s`` seconds: ``promoted`` or ``rolled_back`` when the rollout watcher (or a
+    person) decided, ``healthy`` when the time passed with the canary still on."""
+    name = _deployment_name(spec)
+    revision, for_s = spec.get("revision"), spec.get("for_s", 600)
+    if isinstance(for_s, bool) or not isinstance(for_s, (int, float)) or for_s < 0:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "spec.for_s: seconds to watch (a number of at least 0)", param="spec.for_s")
+    dep = _deployments(services).get(name)
+    if revision is not None and dep.canary_revision != revision:
+        outcome = "promoted" if dep.stable_revision == revision else "rolled_back"
+        return {"deployment": name, "revision": revision, "outcome": outcome, "stable_revision": dep.stable_revision}
+    if (call.now - call.started_at).total_seconds() >= float(for_s):
+        return {"deployment": name, "revision": revision, "outcome": "healthy", "stable_revision": dep.stable_revision}
+    raise NotYet()
+
+
 ACTIONS: dict[str, Action] = {
     "check": Action("check", _check, "gate: fail the step unless spec.that is true (e.g. ${steps.eval.outputs.passed})"),
     "set": Action("set", _set, "outputs are the resolved spec (name values for later steps)"),
     "alias": Action("alias", _alias, "promote a registered model version: point spec.alias of spec.model at spec.version", cacheable=False),
+    "canary": Action("canary", _canary, "put spec.model on canary of spec.deployment with spec.percent of traffic", cacheable=False),
+    "watch": Action(
+        "watch", _watch, "wait up to spec.for_s while spec.revision is on canary: promoted, rolled_back or healthy", cacheable=False
+    ),
+    "promote": Action("promote", _promote, "promote the canary of spec.deployment (its gate applies)", cacheable=False),
+    "rollback": Action("rollback", _rollback, "roll spec.deployment back (drop its canary)", cacheable=False),
 }
 
 
@@ -334,6 +411,8 @@ class PipelineService:
         step = steps[st.name]
         update = self.store.update_pipeline_step
         if step.state is StepState.RUNNING:
+            if st.action is not None:  # a waiting action (NotYet): call it again
+                return self._run_action(run, st, step, now, step.inputs, step.inputs_digest or "", step.attempt)
             return self._poll(run, st, step, now)
         if step.state is not StepState.PENDING:
             return step
@@ -377,25 +456,7 @@ class PipelineService:
                 )
         attempt = step.attempt + 1
         if st.action is not None:
-            try:
-                outputs = ACTIONS[st.action].run(inputs, self.services)
-            except PlinthError as e:
-                return self._failed(run, st, step, now, attempt=attempt, inputs=inputs, digest=digest, message=e.message)
-            except Exception as e:
-                log.exception("action %s of run %s failed", st.action, run.id)
-                return self._failed(run, st, step, now, attempt=attempt, inputs=inputs, digest=digest, message=f"{type(e).__name__}: {e}")
-            return update(
-                run.id,
-                st.name,
-                state=StepState.SUCCEEDED,
-                attempt=attempt,
-                inputs=inputs,
-                inputs_digest=digest,
-                outputs=dict(outputs),
-                started_at=now,
-                finished_at=now,
-                message="done",
-            )
+            return self._run_action(run, st, step, now, inputs, digest, attempt)
         assert st.job is not None
         try:
             job = self.jobs.submit(
@@ -429,6 +490,44 @@ class PipelineService:
             started_at=now,
             next_try_at=None,
             message=f"attempt {attempt}: job {job.id}",
+        )
+
+    def _run_action(
+        self, run: PipelineRun, st: StepSpec, step: PipelineStep, now: datetime, inputs: dict[str, Any], digest: str, attempt: int
+    ) -> PipelineStep:
+        assert st.action is not None
+        started = step.started_at if step.state is StepState.RUNNING and step.started_at is not None else now
+        try:
+            outputs = ACTIONS[st.action].run(inputs, self.services, ActionCall(run.id, st.name, started, now))
+        except NotYet:
+            if step.state is StepState.RUNNING:
+                return step
+            return self.store.update_pipeline_step(
+                run.id,
+                st.name,
+                state=StepState.RUNNING,
+                attempt=attempt,
+                inputs=inputs,
+                inputs_digest=digest,
+                started_at=now,
+                message="waiting",
+            )
+        except PlinthError as e:
+            return self._failed(run, st, step, now, attempt=attempt, inputs=inputs, digest=digest, message=e.message)
+        except Exception as e:
+            log.exception("action %s of run %s failed", st.action, run.id)
+            return self._failed(run, st, step, now, attempt=attempt, inputs=inputs, digest=digest, message=f"{type(e).__name__}: {e}")
+        return self.store.update_pipeline_step(
+            run.id,
+            st.name,
+            state=StepState.SUCCEEDED,
+            attempt=attempt,
+            inputs=inputs,
+            inputs_digest=digest,
+            outputs=dict(outputs),
+            started_at=started,
+            finished_at=now,
+            message="done",
         )
 
     def _poll(self, run: PipelineRun, st: StepSpec, step: PipelineStep, now: datetime) -> PipelineStep:

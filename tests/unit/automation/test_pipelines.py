@@ -336,3 +336,55 @@ def test_runs_are_project_scoped(services: Services, clock: Clock) -> None:
     _runner(services, clock).run_once(now=clock())  # the runner works in each run's project
     with project_scope("claims"):
         assert services.pipelines.run(run.id).state is RunState.SUCCEEDED
+
+
+BASE = "smollm2-135m-instruct"
+ROLLOUT = {
+    "name": "rollout",
+    "params": {"deployment": "acme-assistant"},
+    "steps": [
+        {"name": "canary", "action": "canary", "spec": {"deployment": "${params.deployment}", "model": BASE, "percent": 10}},
+        {
+            "name": "watch",
+            "action": "watch",
+            "spec": {"deployment": "${params.deployment}", "revision": "${steps.canary.outputs.revision}", "for_s": 60},
+        },
+        {
+            "name": "promote",
+            "action": "promote",
+            "spec": {"deployment": "${params.deployment}"},
+            "when": "${steps.watch.outputs.outcome} == 'healthy'",
+        },
+    ],
+}
+
+
+def test_canary_watch_promote_through_the_deployment_service(services: Services, clock: Clock) -> None:
+    """The built-in deployment actions on a real deployment of the embedded model: a canary,
+    a watch that waits on the injected clock, a promote when it stayed healthy; and a second
+    run whose canary is rolled back during the watch, so promote is skipped."""
+    assert services.pipelines is not None and services.deployments is not None
+    services.catalog.ensure_embedded()
+    services.deployments.create("acme-assistant", [{"model": BASE}], actor="test")
+    services.pipelines.apply(ROLLOUT)
+    runner = _runner(services, clock)
+    run = services.pipelines.start("rollout")
+    runner.run_once(now=clock())
+    assert _states(services, run.id) == {"canary": "succeeded", "watch": "running", "promote": "pending"}
+    dep = services.deployments.get("acme-assistant")
+    assert (dep.stable_revision, dep.canary_revision, dep.canary_percent) == (1, 2, 10.0)
+    runner.run_once(now=clock.step(30))
+    assert _states(services, run.id)["watch"] == "running"  # 30 s of 60
+    runner.run_once(now=clock.step(31))
+    assert services.pipelines.run(run.id).state is RunState.SUCCEEDED
+    assert services.deployments.get("acme-assistant").stable_revision == 2
+    watch = services.pipelines.steps(run.id)[1]
+    assert watch.outputs["outcome"] == "healthy"
+
+    second = services.pipelines.start("rollout")
+    runner.run_once(now=clock.step(1))
+    services.deployments.rollback("acme-assistant", actor="alice", reason="looks wrong")
+    runner.run_once(now=clock.step(1))
+    assert _states(services, second.id) == {"canary": "succeeded", "watch": "succeeded", "promote": "skipped"}
+    assert services.pipelines.steps(second.id)[1].outputs["outcome"] == "rolled_back"
+    assert services.deployments.get("acme-assistant").stable_revision == 2
