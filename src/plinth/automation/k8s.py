@@ -68,6 +68,8 @@ _SCHEMA_DIR = Path(__file__).with_name("k8s_schemas")
 #: settings never put in the settings ConfigMap: machine-local paths, the server's own address,
 #: the database URL and the secrets (those two travel as Secret references)
 _SETTINGS_KEPT_OUT = frozenset({"home", "config", "database_url", "secrets", "host", "port", "import_dirs"})
+#: a URL with user information (``scheme://user:password@host``)
+_URL_CREDENTIALS_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s\"]*:[^/@\s\"]*@")
 #: vLLM's default --max-lora-rank
 _VLLM_DEFAULT_MAX_LORA_RANK = 16
 
@@ -384,7 +386,11 @@ class K8sExporter:
             if name in _SETTINGS_KEPT_OUT or name not in dumped:
                 continue
             value = dumped[name]
-            data[f"PLINTH_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+            text = value if isinstance(value, str) else json.dumps(value)
+            if _URL_CREDENTIALS_RE.search(text):  # user:password@ in a URL is a secret: never written
+                out.warn(f"setting {name} holds credentials in a URL; it is left out of ConfigMap plinth-settings: set it from a Secret")
+                continue
+            data[f"PLINTH_{name.upper()}"] = text
         cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("plinth-settings", out.options.namespace), "data": data}
         out.manifests.append(Manifest("config/settings.yaml", cm))
 

@@ -314,3 +314,13 @@ def test_plinth_export_k8s_dispatches_to_the_kubernetes_export(services: Service
     report = json.loads(r.stdout)
     assert report["problems"] == {} and report["summary"]["HTTPRoute"] == 1
     assert (tmp_path / "out" / "kustomization.yaml").is_file()
+
+
+def test_a_setting_with_url_credentials_is_left_out(services: Services, home: Path) -> None:
+    settings = load_settings(home=home, alert_external_url="https://ops:hunter2-pw@plinth.example.com", kb_top_k=6)
+    e = K8sExporter(deployments=None, jobs=services.jobs, settings=settings).export()
+    assert "hunter2-pw" not in json.dumps(e.files())
+    data = next(o for o in _by_kind(e, "ConfigMap") if o["metadata"]["name"] == "plinth-settings")["data"]
+    assert data["PLINTH_KB_TOP_K"] == "6" and "PLINTH_ALERT_EXTERNAL_URL" not in data
+    assert any("alert_external_url" in w for w in e.warnings)
+    assert validate_export(e) == {}
