@@ -15,6 +15,7 @@ Skipped with the reason when ray is not installed (``pip install 'plinth[ray]'``
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,6 +111,7 @@ def ray_head() -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
         yield proc, address, tmp / "head.log"
     finally:
         _stop_head(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
