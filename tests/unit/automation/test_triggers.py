@@ -142,6 +142,20 @@ def test_a_new_dataset_version_fires_once(services: Services, clock: Clock, tmp_
     assert services.triggers.get("on-data").state["seen"] == 2
 
 
+def test_a_new_knowledge_base_version_fires(services: Services, clock: Clock) -> None:
+    """A knowledge base on the real MiniLM embedder: ingesting a document makes a new version."""
+    assert services.triggers is not None and services.knowledge is not None
+    services.knowledge.create("plans")
+    services.triggers.apply({"name": "on-kb", "pipeline": "retrain", "kind": "knowledge_base", "spec": {"name": "plans"}})
+    assert services.triggers.get("on-kb").state["seen"] == 0
+    assert services.triggers.run_once(clock()) == []
+    src = services.knowledge.source_from_bytes("gold.md", b"# Gold plan\n\nThe Gold deductible is $500 per member.\n")
+    services.knowledge.add_sources("plans", [src])
+    (event,) = services.triggers.run_once(clock.step(5))
+    assert event.fired and event.key == "knowledge_base:plans@1"
+    assert services.triggers.run_once(clock.step(5)) == []
+
+
 # -- manual and conditions -------------------------------------------------------------------------------
 def test_manual_disabled_and_condition(services: Services, clock: Clock) -> None:
     assert services.triggers is not None
