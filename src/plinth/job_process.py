@@ -36,8 +36,11 @@ EXIT_PARENT_GONE = 76
 
 
 def _watch_parent(stream: Any) -> None:
+    # os.read on the descriptor, not stream.read: a thread blocked inside a buffered reader
+    # holds its lock, and the interpreter's shutdown then aborts ("_enter_buffered_busy")
+    fd = stream.fileno()
     try:
-        while stream.read(4096):
+        while os.read(fd, 4096):
             pass
     except (OSError, ValueError):
         pass

@@ -9,6 +9,8 @@ from pathlib import Path
 from plinth.auth.accounts import AccountService
 from plinth.auth.audit import AuditLog
 from plinth.auth.service import AuthService
+from plinth.automation.pipelines import PipelineRunner, PipelineService
+from plinth.automation.triggers import TriggerService, data_versions
 from plinth.catalog.service import ModelCatalog
 from plinth.config import Settings
 from plinth.deployments.hook import ServingHook
@@ -77,8 +79,13 @@ class Services:
     explain: ExplainService | None = None
     drift: DriftService | None = None
     drift_scheduler: DriftScheduler | None = None
+    pipelines: PipelineService | None = None
+    triggers: TriggerService | None = None
+    pipeline_runner: PipelineRunner | None = None
 
     def close(self) -> None:
+        if self.pipeline_runner is not None:  # first: it submits jobs and changes runs
+            self.pipeline_runner.close()
         self.jobs.close()  # first: its worker hands running jobs back to the queue
         if self.alert_evaluator is not None:
             self.alert_evaluator.close()
@@ -158,6 +165,7 @@ def build_services(settings: Settings, *, migrate: bool = True, strict: bool = F
     _request_log(settings, services)
     _drift(settings, services)
     _alerts(settings, services, outbound)
+    _pipelines(settings, services)
     _bias(settings, services)
     # Stages are built last: they may use any service above (knowledge bases, guardrails).
     # Importing a stage module registers its stages, as a plugin's import would (ADR 0013).
@@ -295,6 +303,22 @@ def _alerts(settings: Settings, services: Services, outbound: Outbound) -> None:
         services.store, context, check_deployment=deployments.get if deployments is not None else None, metrics=services.metrics
     )
     services.alert_evaluator = AlertEvaluator(services.alerts, interval_s=settings.alert_interval_s)
+
+
+def _pipelines(settings: Settings, services: Services) -> None:
+    """Pipelines and triggers (ADR 0102, 0103): the services, the runner thread (started by
+    server processes only: it advances unfinished runs and checks schedule and new-data
+    triggers) and the alert action ``pipeline``'s starter."""
+    services.pipelines = PipelineService(services.store, services.jobs, services=services)
+    services.triggers = TriggerService(services.store, services.pipelines, version_of=data_versions(services))
+    services.pipeline_runner = PipelineRunner(
+        services.pipelines,
+        interval_s=settings.pipelines_interval_s,
+        lease_s=settings.pipelines_lease_s,
+        after_round=lambda now: services.triggers.run_once(now) if services.triggers is not None else None,
+    )
+    if services.alerts is not None:
+        services.alerts.actions.pipelines = services.triggers
 
 
 def _guardrails(settings: Settings, store: MetadataStore, metrics: Metrics) -> GuardrailService:

@@ -72,6 +72,12 @@ POSITIVE_400 = {
     "POST /api/v1/knowledge-bases/{name}/documents": "'documents', 'paths' or 'urls'; urls the outbound rules refuse",
     "POST /api/v1/knowledge-bases/{name}/eval": "question records",
     "POST /api/v1/models": "exactly one of 'path' and 'base_url'; a base_url the outbound rules refuse; api_key_env",
+    "POST /api/v1/pipelines": "a pipeline document (validated whole: kinds, actions, references, cycles)",
+    "POST /api/v1/pipelines/{name}/runs": "parameters the pipeline declares, required ones given",
+    "POST /api/v1/triggers": "a trigger definition (cron expression, its pipeline, a condition)",
+    "POST /api/v1/project/validate": "file paths that can all be written (none both a file and a folder)",
+    "POST /api/v1/project/plan": "project documents (validated whole: every problem listed); writable file paths",
+    "POST /api/v1/project/apply": "project documents (validated whole: every problem listed); writable file paths",
     "POST /v1/chat/completions": "message rules (content of a tool message), the context window",
     "POST /v1/completions": "n x prompts at most 32, the context window",
 }

@@ -317,6 +317,14 @@ def _build(server: LiveServer, root: str) -> World:
             json={"name": "claims-alert", "signal": "requests", "deployment": "claims-chat", "threshold": 0},
         )
     )
+    pipeline = {
+        "name": "claims-pipeline",
+        "params": {"n": 1},
+        "steps": [{"name": "prepare", "action": "set", "spec": {"n": "${params.n}"}}],
+    }
+    _ok(c.post("/api/v1/pipelines", headers=A, json=pipeline))
+    pipeline_run = _ok(c.post("/api/v1/pipelines/claims-pipeline/runs", headers=A, json={"reason": "claims-run"}))["id"]
+    _ok(c.post("/api/v1/triggers", headers=A, json={"name": "claims-trigger", "pipeline": "claims-pipeline", "kind": "manual"}))
     chat = _ok(c.post("/v1/chat/completions", headers=A, json={"model": "claims-chat", "messages": MESSAGES, "max_tokens": 2}))
     response_id = chat["id"]
     _ok(c.post("/api/v1/feedback", headers=A, json={"response_id": response_id, "rating": 1, "comment": "claims-feedback comment"}))
@@ -361,6 +369,9 @@ def _build(server: LiveServer, root: str) -> World:
         "drift_run": [drift_run],
         "bias_report": [bias_report],
         "alert_rule": ["claims-alert"],
+        "pipeline": ["claims-pipeline"],
+        "pipeline_run": [pipeline_run],
+        "trigger": ["claims-trigger"],
         "catalog_model": ["claims-remote"],
         "adapter": ["claims-lora"],
         "registered": ["claims-reg"],
@@ -408,6 +419,10 @@ PATH_PARAMS: dict[str, str] = {
     "/api/v1/runs/{run_id}": "run",
     "/api/v1/drift-runs/{run_id}": "drift_run",
     "/api/v1/alerts/rules/{name}": "alert_rule",
+    "/api/v1/pipelines/{name}": "pipeline",
+    "/api/v1/pipeline-runs/{run_id}": "pipeline_run",
+    "/api/v1/pipeline-runs/{run_id}/steps/{step}": "=prepare",  # the step of claims' run (a name, not a resource)
+    "/api/v1/triggers/{name}": "trigger",
     "/api/v1/bias/reports/{report_id}": "bias_report",
     "/api/v1/responses/{response_id}": "response",
     "/api/v1/registry/models/{name}": "registered",
@@ -445,6 +460,8 @@ QUERY_PARAMS: dict[str, str] = {
     "registry": "registered",
     "knowledge_base": "kb",
     "rule": "alert_rule",
+    "pipeline": "pipeline",
+    "trigger": "trigger",
 }
 #: The body each operation that needs one is walked with: valid, so that nothing but the
 #: lookup can refuse it. Values naming claims resources come from the path only.

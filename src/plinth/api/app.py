@@ -22,10 +22,13 @@ from plinth.api.routers import deployments as deployments_router
 from plinth.api.routers import embeddings as embeddings_router
 from plinth.api.routers import guardrails as guardrails_router
 from plinth.api.routers import jobs as jobs_router
+from plinth.api.routers import k8s as k8s_router
 from plinth.api.routers import keys as keys_router
 from plinth.api.routers import knowledge as knowledge_router
 from plinth.api.routers import models, openai_v1, system
 from plinth.api.routers import monitor as monitor_router
+from plinth.api.routers import pipelines as pipelines_router
+from plinth.api.routers import project as project_router
 from plinth.api.routers import projects as projects_router
 from plinth.api.routers import reports as reports_router
 from plinth.api.routers import requests as requests_router
@@ -49,6 +52,8 @@ def create_app(services: Services) -> FastAPI:
             services.alert_evaluator.start()
         if services.drift_scheduler is not None:  # drift gauges and scheduled runs: server processes only (ADR 0091)
             services.drift_scheduler.start()
+        if services.pipeline_runner is not None:  # pipeline runs and triggers: server processes only (ADR 0102)
+            services.pipeline_runner.start()
         try:
             yield
         finally:
@@ -85,8 +90,11 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(requests_router.router)
     app.include_router(bias_router.router)
     app.include_router(monitor_router.router)
+    app.include_router(pipelines_router.router)
     app.include_router(audit_router.router)
     app.include_router(projects_router.router)
+    app.include_router(k8s_router.router)
+    app.include_router(project_router.router)
     install_openapi(app, settings)
     # Added last = outermost: metrics see every answer, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

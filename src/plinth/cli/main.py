@@ -16,6 +16,7 @@ from plinth import __version__
 from plinth.cli import datasets as datasets_cli
 from plinth.cli import explain as explain_cli
 from plinth.cli import jobs as jobs_cli
+from plinth.cli import project as project_cli
 from plinth.cli import serve as serve_cli
 from plinth.cli import system as system_cli
 from plinth.cli import tuning as tuning_cli
@@ -26,10 +27,12 @@ from plinth.cli.bias import bias_app
 from plinth.cli.common import State, console, err_console
 from plinth.cli.deploy import deploy_app
 from plinth.cli.guardrails import guardrails_app
+from plinth.cli.k8s import k8s_app
 from plinth.cli.kb import kb_app
 from plinth.cli.keys import keys_app
 from plinth.cli.models import models_app
 from plinth.cli.monitor import monitor_app
+from plinth.cli.pipelines import pipelines_app, triggers_app
 from plinth.cli.projects import projects_app, users_app
 from plinth.cli.requests import requests_app
 from plinth.domain.projects import DEFAULT_PROJECT, StoreScope, current_scope
@@ -56,7 +59,12 @@ app.command("tune")(tuning_cli.tune)
 app.add_typer(tuning_cli.runs_app, name="runs")
 app.add_typer(tuning_cli.registry_app, name="registry")
 app.add_typer(tuning_cli.eval_app, name="eval")
-app.command("export")(tuning_cli.export)
+# `plinth export`: project files (DIR), Kubernetes (k8s DIR) or a model (NAME@VERSION), ADR 0100
+app.command("export", context_settings=project_cli.EXPORT_CONTEXT)(project_cli.export)
+app.command("validate")(project_cli.validate)
+app.command("plan")(project_cli.plan)
+app.command("apply")(project_cli.apply)
+app.command("sync")(project_cli.sync)
 app.add_typer(deploy_app, name="deploy")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(keys_app, name="keys")
@@ -65,12 +73,15 @@ app.add_typer(users_app, name="users")
 app.add_typer(requests_app, name="requests")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(bias_app, name="bias")
+app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(triggers_app, name="triggers")
 app.command("explain")(explain_cli.explain)
 app.command("usage")(usage_cli.usage)
 app.command("audit")(usage_cli.audit)
 app.command("up")(serve_cli.up)
 app.command("chat")(serve_cli.chat)
 app.command("doctor")(system_cli.doctor)
+app.add_typer(k8s_app, name="k8s")
 
 
 @app.callback()

@@ -254,6 +254,18 @@ class Settings(BaseSettings):
         None, ge=0, description="GPUs a worker offers (default: NVIDIA GPUs found, limited by CUDA_VISIBLE_DEVICES)."
     )
     worker_queues: list[str] = Field(default_factory=list, description="Queues a worker takes jobs from (JSON list); empty: every queue.")
+    # -- Ray: run some job kinds on a Ray cluster (ADR 0105) ----------------------------------
+    ray_address: str | None = Field(
+        None,
+        description="Ray Jobs API address (the dashboard, e.g. http://127.0.0.1:8265): workers submit the jobs of "
+        "ray_kinds they admit there; the cluster must share the store (database_url) and home with plinth.",
+    )
+    ray_kinds: list[str] = Field(
+        default_factory=lambda: ["tune", "eval"], description="Job kinds run on Ray when ray_address is set (JSON list)."
+    )
+    ray_python: str | None = Field(
+        None, description="Python on the Ray cluster that has plinth installed (default: the worker's own interpreter path)."
+    )
 
     # -- datasets ----------------------------------------------------------------------------
     dataset_max_bytes: int = Field(
@@ -349,6 +361,14 @@ class Settings(BaseSettings):
         "", max_length=2000, description="This server's URL as alert webhooks name it (Alertmanager's externalURL, generatorURL)."
     )
     alert_webhook_timeout_s: float = Field(10.0, gt=0, le=300, description="Deadline of one webhook delivery attempt.")
+
+    # -- automation: pipelines and triggers (ADR 0102, 0103) ---------------------------------------
+    pipelines_interval_s: float = Field(
+        2.0, ge=0, le=3600, description="How often each server process advances unfinished pipeline runs and checks triggers; 0 = never."
+    )
+    pipelines_lease_s: float = Field(
+        30.0, ge=1, le=3600, description="How long a server holds a pipeline run before another server may take it over."
+    )
 
     # -- monitoring: drift and anomaly scores (ADR 0091, 0092) -----------------------------------
     drift_schedule: dict[str, float] = Field(

@@ -24,6 +24,7 @@ from plinth.store.base_drift import DriftStore
 from plinth.store.base_guardrails import GuardrailsStore
 from plinth.store.base_jobs import JobsStore
 from plinth.store.base_knowledge import KnowledgeStore
+from plinth.store.base_pipelines import PipelinesStore
 from plinth.store.base_projects import ProjectsStore
 from plinth.store.base_requests import RequestLogStore
 from plinth.store.base_serving import ServingStore
@@ -46,6 +47,7 @@ class MetadataStore(
     DriftStore,
     AlertsStore,
     BiasStore,
+    PipelinesStore,
     abc.ABC,
 ):
     """Durable metadata of every area, behind one connection pool and one migration chain."""

@@ -10,6 +10,7 @@ area module, so ``Base.metadata`` holds every table.
 from __future__ import annotations
 
 from plinth.store.schema.auth import ApiKeyRow, ApiKeyWindowRow, AuditRow
+from plinth.store.schema.automation import PipelineRow, PipelineRunRow, PipelineStepRow, TriggerEventRow, TriggerRow
 from plinth.store.schema.base import NAMING_CONVENTION, Base, Scoped, UtcDateTime
 from plinth.store.schema.catalog import AdapterRow, ModelRow
 from plinth.store.schema.datasets import DatasetRow, DatasetVersionRow
@@ -63,6 +64,9 @@ __all__ = [
     "ModelAliasRow",
     "ModelRow",
     "ModelVersionRow",
+    "PipelineRow",
+    "PipelineRunRow",
+    "PipelineStepRow",
     "PriorityClassRow",
     "ProjectRow",
     "ProjectWindowRow",
@@ -74,6 +78,8 @@ __all__ = [
     "RunRow",
     "Scoped",
     "SessionRow",
+    "TriggerEventRow",
+    "TriggerRow",
     "UsageRow",
     "UserRow",
     "UtcDateTime",

@@ -38,6 +38,7 @@ from plinth.store.sql.engine import (
 from plinth.store.sql.guardrails import GuardrailsSql
 from plinth.store.sql.jobs import JobsSql
 from plinth.store.sql.knowledge import KnowledgeSql
+from plinth.store.sql.pipelines import PipelinesSql
 from plinth.store.sql.projects import ProjectsSql
 from plinth.store.sql.requests import RequestLogSql
 from plinth.store.sql.serving import ServingSql
@@ -73,6 +74,7 @@ class SqlStore(
     DriftSql,
     AlertsSql,
     BiasSql,
+    PipelinesSql,
     MetadataStore,
 ):
     """The metadata store on SQLite or Postgres: every area mixin plus the lifecycle."""
