@@ -686,3 +686,8 @@ class PipelineRunner:
             except Exception:
                 log.exception("the pipeline runner's round hook failed")
         return out
+
+
+# The closed retraining loop's actions (dataset_from_requests, gate_vs_production,
+# ingest_knowledge_base) register themselves into ACTIONS (ADR 0106).
+from plinth.automation import loop_actions as _loop_actions  # noqa: E402,F401  (registers on import)
