@@ -121,6 +121,11 @@ def test_drift_alert_retrains_and_the_candidate_reaches_canary_then_promote(serv
         lambda got: set(shifted_ids) <= got,
         60,
     )
+    # members rated two answers: the question of the negative one is left out of the dataset,
+    # the positive one keeps its (redacted) answer
+    for response_id, rating in ((shifted_ids[1], -1), (shifted_ids[2], 1)):
+        r = api.post("/api/v1/feedback", json={"response_id": response_id, "rating": rating})
+        assert r.status_code == 201, r.text
     rule = api.get("/api/v1/alerts/rules/acme-questions-drifted").json()
     assert rule["state"] != "firing", rule
 
@@ -154,9 +159,14 @@ def test_drift_alert_retrains_and_the_candidate_reaches_canary_then_promote(serv
     data = steps["data"]["outputs"]
     assert data["base"] == "acme-faq@1" and data["dataset"] == "acme-faq@2" and data["added"] >= 10, data
     assert data["added"] == data["from_kb"] + data["from_feedback"] and data["logged"] <= 30, data
-    rows = api.get("/api/v1/datasets/acme-faq/versions/2/rows", params={"split": "all", "limit": 1000}).json()
+    rows = api.get("/api/v1/datasets/acme-faq/versions/2/rows", params={"split": "all", "limit": 1000}).json()["rows"]
+    pairs = {r["messages"][0]["content"]: r["messages"][1]["content"] for r in rows}
     text = json.dumps(rows)
-    assert "jane.doe@example.com" not in text and "My question is:" in text
+    assert "jane.doe@example.com" not in text and "415-555-0134" not in text and len(rows) == data["rows"]
+    assert shifted[1] not in pairs and data["negative_feedback"] == 1, data
+    rated = api.get(f"/api/v1/requests/{shifted_ids[2]}").json()
+    if rated["response"]:  # kept as the member saw it (redacted)
+        assert data["from_feedback"] == 1 and pairs[rated["prompt"]] == rated["response"].strip(), data
 
     # the new registry version's lineage names the new dataset version
     registered = steps["tune"]["outputs"]["registered"]
