@@ -6,6 +6,8 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.plinth-installed
+# what only the tests need beyond the platform: Ray for the Ray job backend's tests (ADR 0105)
+TEST_STAMP := $(VENV)/.plinth-test-extras
 # torch must come first and pinned: the CPU wheel is what pip finds; anything else pulls CUDA.
 TORCH  := torch==2.13.0
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
@@ -16,10 +18,15 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/plinth up
 
-test: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 scripts/run-tests.sh
+test: $(STAMP) $(TEST_STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PLINTH_REQUIRE_RAY=1 scripts/run-tests.sh
 
 install: $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	@echo "Installing Ray for the Ray job backend's tests (about 80 MB of wheels, once)..."
+	$(BIN)/python -m pip install --quiet -e '.[ray]' $(TORCH)
+	@touch $(TEST_STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -98,7 +98,7 @@ def test_a_quiet_run_one_that_fires_the_series_and_one_run(live_server: LiveServ
     assert loud["results"]["anomalies"]["flagged"] >= 40
     assert live_server.metric("plinth_drift_score", deployment=DEP) == pytest.approx(loud["score"])
     assert live_server.metric("plinth_drift_detected", deployment=DEP) == 1.0
-    assert live_server.metric("plinth_drift_p_value", deployment=DEP, method="language") == pytest.approx(methods["language"]["p_value"])
+    assert live_server.metric("plinth_drift_p_value", deployment=DEP, test="language") == pytest.approx(methods["language"]["p_value"])
 
     series = httpx.get(f"{api}/deployments/{DEP}/drift", params={"since": "1h"}).json()
     assert series["deployment"] == DEP and [x["id"] for x in series["runs"]] == [quiet["id"], loud["id"]]  # oldest first

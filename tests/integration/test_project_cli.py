@@ -23,17 +23,17 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_validate_plan_apply_and_export_of_the_acme_project(home: Path, tmp_path: Path) -> None:
     r = plinth(home, "validate", str(EXAMPLE))
-    assert r.returncode == 0 and "valid: 9 resource(s) in 5 file(s)" in r.stdout, r.stderr
+    assert r.returncode == 0 and "valid: 11 resource(s) in 6 file(s)" in r.stdout, r.stderr
 
     saved = tmp_path / "plan.json"
     r = plinth(home, "plan", str(EXAMPLE), "-o", str(saved))
     assert r.returncode == 2, r.stderr
-    assert "+ Deployment acme-assistant" in r.stdout and "Plan: 9 to create, 0 to update, 0 to delete." in r.stdout
-    assert json.loads(saved.read_text())["summary"] == {"create": 9, "update": 0, "delete": 0}
+    assert "+ Deployment acme-assistant" in r.stdout and "Plan: 11 to create, 0 to update, 0 to delete." in r.stdout
+    assert json.loads(saved.read_text())["summary"] == {"create": 11, "update": 0, "delete": 0}
 
     r = plinth(home, "apply", str(saved))
     assert r.returncode == 0, r.stderr
-    assert "done KnowledgeBase acme-policies" in r.stdout and "Applied: 9 created, 0 updated, 0 deleted." in r.stdout
+    assert "done KnowledgeBase acme-policies" in r.stdout and "Applied: 11 created, 0 updated, 0 deleted." in r.stdout
     r = plinth(home, "plan", str(EXAMPLE))
     assert r.returncode == 0 and "No changes." in r.stdout, r.stdout
     r = plinth(home, "apply", str(saved))  # the plan was made against an empty project

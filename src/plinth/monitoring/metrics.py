@@ -192,7 +192,7 @@ class Metrics:
         self.drift_p_value = Gauge(
             "plinth_drift_p_value",
             "p-value of each drift method (embedding, length, language, oov, unanswerable) in the newest run",
-            ["deployment", "method"],
+            ["deployment", "test"],
             registry=r,
         )
 

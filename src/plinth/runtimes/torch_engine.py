@@ -38,6 +38,7 @@ is how much batching it costs. See docs/adr/0051.
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import logging
 import math
@@ -64,6 +65,11 @@ DECODE_SIZES = (1, 2, 4, 8, 16, 32)
 DECODE_GROUP = 32
 #: the token the calibration probe decodes (any id in the vocabulary would do)
 _PROBE_TOKEN = 1
+#: how many cached positions the probe attends over. More than one: with a single key the
+#: attention output is the value row exactly, so the query and key projections never reach
+#: the logits, and a size whose q/k columns differ (seen on an AVX-512 bf16 EPYC: every size
+#: above 1 agreed with the others but not with size 1) would pass unseen
+_PROBE_CONTEXT = 24
 
 
 @dataclass(frozen=True)
@@ -223,7 +229,10 @@ class TorchBatchEngine(BatchEngine):
             self.device = str(self.w.device)
             self.cache = tl.SlotCache(self.spec, rows=self.max_batch, capacity=self.n_ctx_per_seq, dtype=self.w.dtype, device=self.device)
             # the calibration probe's own cache: row 0 for the probe, row 1 for its neighbours
-            self._probe_cache = tl.SlotCache(self.spec, rows=2, capacity=1, dtype=self.w.dtype, device=self.device)
+            self._probe_cache = tl.SlotCache(self.spec, rows=2, capacity=_PROBE_CONTEXT, dtype=self.w.dtype, device=self.device)
+            gen = torch.Generator().manual_seed(0)
+            for t in self._probe_cache.k + self._probe_cache.v:  # a context to attend over
+                t.copy_(torch.randn(t.shape, generator=gen).to(t.dtype))
             if self._batch_invariant:
                 self.plan = self._calibrate()
         except BaseException as e:
@@ -431,12 +440,15 @@ class TorchBatchEngine(BatchEngine):
         use_lora = self._bank is not None and bool(slots.any())
         rows = [1] * size  # the neighbours share the probe cache's row 1 (what they read there does not matter)
         rows[at] = 0
+        # the probe attends over the whole context, its neighbours over random lengths
+        lengths = torch.randint(1, _PROBE_CONTEXT + 1, (size,), generator=gen).tolist()
+        lengths[at] = _PROBE_CONTEXT
         step = tl.Step(
             tokens=tokens.to(self.device),
-            positions=torch.zeros(size, dtype=torch.long, device=self.device),
+            positions=torch.tensor([n - 1 for n in lengths], dtype=torch.long, device=self.device),
             n_decode=size,
             decode_rows=rows,
-            decode_lengths=[1] * size,
+            decode_lengths=lengths,
             segments=[],
             logits_at=torch.arange(size, device=self.device),
             decode_slots=slots.to(self.device) if use_lora else None,
@@ -461,11 +473,36 @@ class TorchBatchEngine(BatchEngine):
                 seconds[size] = min(seconds.get(size, math.inf), time.perf_counter() - started)
         return probes, seconds
 
+    def _matmul_signatures(self, sizes: tuple[int, ...]) -> dict[int, torch.Tensor]:
+        """Per size, a digest of every weight matrix applied to the same random rows in
+        batches of that size. End-to-end probes see few rows: a kernel for one size may sum
+        in another order than the others' (bf16 matrix-vector against matrix-matrix) and
+        differ only where a float32 sum rounds to another bf16 value, rarely; this sees
+        hundreds of thousands of outputs per size."""
+        gen = torch.Generator().manual_seed(1)
+        weights = [self.w.lm_head] + [m for lw in self.w.layers for m in (lw.qkv, lw.o, lw.gate_up, lw.down)]
+        rows = max(sizes)
+        inputs = {m.shape[1]: torch.randn(rows, m.shape[1], generator=gen).to(self.w.dtype).to(self.device) for m in weights}
+        out: dict[int, torch.Tensor] = {}
+        with torch.inference_mode():
+            for size in sizes:
+                h = hashlib.sha256()
+                for m in weights:
+                    x = inputs[m.shape[1]]
+                    for i in range(0, rows, size):
+                        y = torch.nn.functional.linear(x[i : i + size], m).float().cpu()
+                        h.update(y.numpy().tobytes())
+                out[size] = torch.tensor(list(h.digest()), dtype=torch.float32)
+        return out
+
     def _calibrate(self) -> DecodePlan:
         """Measure which decode batch sizes give a row the same logits (see :func:`choose_plan`)."""
         started = time.monotonic()
         sizes = candidate_sizes(self.max_batch)
         probes, seconds = self._measure(sizes)
+        # a size joins another's group only if every matmul agrees too, row by row
+        signatures = self._matmul_signatures(sizes)
+        probes = {size: [torch.cat((p, signatures[size])) for p in ps] for size, ps in probes.items()}
         plan = choose_plan(probes, seconds, self.max_batch)
         level = logging.INFO if plan.invariant and len(plan.sizes) > 1 else logging.WARNING
         log.log(

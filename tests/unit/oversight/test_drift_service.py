@@ -184,7 +184,7 @@ def test_in_distribution_traffic_is_quiet_against_the_dataset_with_the_knowledge
     m = services.metrics
     assert m.registry.get_sample_value("plinth_drift_score", {"deployment": "acme-assistant"}) == run.score
     assert m.registry.get_sample_value("plinth_drift_detected", {"deployment": "acme-assistant"}) == 0.0
-    p = m.registry.get_sample_value("plinth_drift_p_value", {"deployment": "acme-assistant", "method": "embedding"})
+    p = m.registry.get_sample_value("plinth_drift_p_value", {"deployment": "acme-assistant", "test": "embedding"})
     assert p == run.results["methods"]["embedding"]["p_value"]
     # the window's prompts were scored; few in-distribution ones are flagged
     assert run.results["anomalies"]["scored"] == len(traffic["held"])
