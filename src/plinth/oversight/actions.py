@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlencode
 
 import httpx
 
@@ -50,6 +51,10 @@ class PipelineStarter(Protocol):
     ``pipeline`` because of ``trigger`` (the alert's labels and value); the started run's id."""
 
     def start_pipeline(self, pipeline: str, *, reason: str, trigger: dict[str, Any]) -> str: ...
+
+
+#: signals whose alerts link the flagged (anomalous) requests of the deployment
+FLAGGED_SIGNALS = frozenset({"anomaly_count", "drift_score", "drift_detected"})
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class Notice:
                 out["runbook_url"] = self.rule.runbook.strip()
         if self.value is not None:
             out["value"] = repr(self.value)
+        if self.rule.expr.signal in FLAGGED_SIGNALS:  # where the requests behind the value are listed
+            out["flagged_requests"] = "/api/v1/requests?" + urlencode({"deployment": self.rule.expr.deployment, "flagged": "true"})
         return out
 
     def trigger(self) -> dict[str, Any]:

@@ -522,3 +522,18 @@ def test_the_evaluator_thread_runs_until_closed(store: SqlStore, clock: Clock) -
     finally:
         evaluator.close()
     assert evaluator._thread is not None and not evaluator._thread.is_alive()
+
+
+def test_anomaly_and_drift_alerts_link_the_flagged_requests() -> None:
+    from datetime import UTC, datetime
+
+    from plinth.domain.alerts import AlertExpr, AlertRule, Comparison
+    from plinth.oversight.actions import Notice
+
+    def notice(signal: str) -> Notice:
+        expr = AlertExpr(signal=signal, deployment="acme assistant", comparison=Comparison.GT, threshold=0)
+        return Notice(AlertRule(name="r", expr=expr), "firing", 3.0, datetime.now(UTC), None, "default")
+
+    for signal in ("anomaly_count", "drift_detected", "drift_score"):
+        assert notice(signal).annotations()["flagged_requests"] == "/api/v1/requests?deployment=acme+assistant&flagged=true"
+    assert "flagged_requests" not in notice("error_rate").annotations()
