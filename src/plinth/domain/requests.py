@@ -67,6 +67,8 @@ class RequestLogEntry:
     size_bytes: int = 0
     project: str | None = None
     id: int | None = None
+    #: whether an embedding is stored, when it was not loaded (lists); None: ``embedding`` says
+    stored_embedding: bool | None = None
 
     def public_dict(self, *, with_embedding: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -104,7 +106,7 @@ class RequestLogEntry:
             "anomaly": self.anomaly,
             "feedback": self.feedback,
             "size_bytes": self.size_bytes,
-            "has_embedding": self.embedding is not None,
+            "has_embedding": self.embedding is not None if self.stored_embedding is None else self.stored_embedding,
         }
         if with_embedding:
             out["embedding"] = self.embedding

@@ -67,7 +67,8 @@ def test_entries_round_trip_and_each_project_sees_its_own(store: SqlStore) -> No
         one = store.get_request_log(entry(1).response_id)
         assert one is not None and one.embedding == vec and one.prompt_text == "my email is [EMAIL]"
         assert one.text_mode is TextMode.REDACTED and one.project == "claims" and one.adapter == "acme-lora"
-        assert got[-1].embedding is None  # listings leave the vectors out
+        assert got[-1].embedding is None  # listings leave the vectors out, but say whether one is stored
+        assert [e.public_dict()["has_embedding"] for e in got] == [False, False, True]
         assert store.get_request_log(entry(4).response_id) is None  # marketing's
         q = RequestQuery
         assert [e.revision for e in store.list_request_logs(q(revision=2))] == [2]

@@ -31,8 +31,13 @@ class RequestLogSql(SqlBase):
 
     def list_request_logs(self, query: RequestQuery, *, limit: int = 50, with_embedding: bool = False) -> list[RequestLogEntry]:
         q = self._filtered(query, with_embedding).order_by(_R.id.desc()).limit(max(1, min(limit, PAGE_MAX)))
+        if with_embedding:
+            with self._session() as s:
+                return [_entry(r, True) for r in s.scalars(q)]
+        # the embedding stays unloaded; whether one is stored comes with each row
+        q = q.add_columns(_R.embedding.is_not(None))
         with self._session() as s:
-            return [_entry(r, with_embedding) for r in s.scalars(q)]
+            return [replace(_entry(r, False), stored_embedding=bool(stored)) for r, stored in s.execute(q)]
 
     def iter_request_logs(self, query: RequestQuery, *, batch: int = 500, with_embedding: bool = False) -> Iterator[RequestLogEntry]:
         before = query.before_id
