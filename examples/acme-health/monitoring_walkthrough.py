@@ -420,12 +420,15 @@ def walk(api: Api, client: OpenAI, model: str, bias_questions: int | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
+    global MAX_TOKENS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--base-url", default=os.environ.get("PLINTH_URL", "http://127.0.0.1:8000"), help="the plinth server")
     ap.add_argument("--api-key", default=os.environ.get("PLINTH_API_KEY"), help="an API key (a server with auth)")
     ap.add_argument("--model", default="smollm2-135m-instruct", help="the model acme-assistant serves when it is created")
     ap.add_argument("--bias-questions", type=int, default=None, help="replay only the suite's first N questions (default: all)")
+    ap.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help=f"tokens per answer (default {MAX_TOKENS})")
     args = ap.parse_args(argv)
+    MAX_TOKENS = max(1, args.max_tokens)
     api = Api(args.base_url, args.api_key)
     client = OpenAI(base_url=args.base_url.rstrip("/") + "/v1", api_key=args.api_key or "x", max_retries=2, timeout=600)
     try:

@@ -70,7 +70,7 @@ def refused(home: Path) -> subprocess.CompletedProcess[str]:
 def walked(home: Path, refused: subprocess.CompletedProcess[str]) -> Iterator[tuple[LiveServer, subprocess.CompletedProcess[str]]]:
     server = start_server(home, PLINTH_OUTBOUND_ALLOW='["127.0.0.1"]')
     try:
-        yield server, _walk(server, "--bias-questions", "1")
+        yield server, _walk(server, "--bias-questions", "1", "--max-tokens", "6")
     finally:
         _stop(server)
 
