@@ -62,6 +62,7 @@ MANAGED_ACTION = "project.apply"  # the audit action of every change an apply ma
 KIND_MODULES: list[str] = [
     "plinth.automation.project.builtin",
     "plinth.automation.pipeline_kinds",  # Pipeline, Trigger
+    "plinth.automation.project.kinds_models",  # ModelImport, Adapter
 ]
 
 
