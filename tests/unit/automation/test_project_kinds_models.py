@@ -98,9 +98,8 @@ spec:
 ---
 apiVersion: plinth/v1
 kind: Adapter
-metadata: {{name: tone}}
+metadata: {{name: "acme-base:tone"}}
 spec:
-  base_model: acme-base
   file: weights/tone.gguf
 """,
         },
@@ -134,10 +133,14 @@ spec:
 ---
 apiVersion: plinth/v1
 kind: Adapter
-metadata: {name: orphan}
+metadata: {name: "no-such-model:orphan"}
 spec:
-  base_model: no-such-model
   file: nowhere.gguf
+---
+apiVersion: plinth/v1
+kind: Adapter
+metadata: {name: no-base}
+spec: {file: nowhere.gguf}
 """,
         },
     )
@@ -147,8 +150,9 @@ spec:
     assert "either 'path'" in found[("bad.yaml", 4)]  # the spec of "both"
     assert "colour" in found[("bad.yaml", 13)]
     assert "invalid digest" in found[("bad.yaml", 19)]
-    assert "no-such-model" in found[("bad.yaml", 25)] and "neither a ModelImport" in found[("bad.yaml", 25)]
-    assert "nowhere.gguf" in found[("bad.yaml", 26)]
+    assert "no-such-model" in found[("bad.yaml", 24)] and "neither a ModelImport" in found[("bad.yaml", 24)]
+    assert "nowhere.gguf" in found[("bad.yaml", 25)]
+    assert "BASE:ADAPTER" in found[("bad.yaml", 30)]
     assert services.catalog.list_adapters() == []  # nothing was imported
 
 
@@ -162,7 +166,7 @@ def test_models_and_adapters_plan_apply_idempotently_and_export_round_trips(
     assert [(c.action, c.kind, c.name) for c in first.changes] == [
         ("create", "ModelImport", "acme-base"),
         ("create", "ModelImport", "upstream"),
-        ("create", "Adapter", "tone"),
+        ("create", "Adapter", "acme-base:tone"),
     ]
     engine.apply(ctx, engine.project_files(root))
     base = services.catalog.get("acme-base")
@@ -177,7 +181,9 @@ def test_models_and_adapters_plan_apply_idempotently_and_export_round_trips(
     (root / "weights" / "tone.gguf").unlink()
     os.symlink(loras[1], root / "weights" / "tone.gguf")
     p = engine.plan(ctx, engine.project_files(root))
-    assert [(c.action, c.kind, c.name, [d["path"] for d in c.diff]) for c in p.changes] == [("update", "Adapter", "tone", ["digest"])]
+    assert [(c.action, c.kind, c.name, [d["path"] for d in c.diff]) for c in p.changes] == [
+        ("update", "Adapter", "acme-base:tone", ["digest"])
+    ]
     engine.apply(ctx, engine.project_files(root))
     assert services.catalog.get_adapter("acme-base", "tone").digest == content_digest(loras[1])
 

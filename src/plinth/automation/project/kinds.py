@@ -63,6 +63,7 @@ KIND_MODULES: list[str] = [
     "plinth.automation.project.builtin",
     "plinth.automation.pipeline_kinds",  # Pipeline, Trigger
     "plinth.automation.project.kinds_models",  # ModelImport, Adapter
+    "plinth.automation.project.kinds_queues",  # Queue, PriorityClass (server admins only)
 ]
 
 

@@ -8,9 +8,10 @@
   again, which apply refuses (409) while a deployment targets it or it has adapters. Export
   does not copy model weights: a local model is pinned by ``digest`` (like a knowledge base's
   documents); apply of a pinned model that is not live says its file is missing.
-- **Adapter**: a LoRA adapter (a llama.cpp LoRA GGUF or a PEFT folder, ``file``) attached to
-  ``base_model``; served as ``base_model:name``. Compared by digest; a changed file is removed
-  and imported again (refused while a deployment targets it). Exported pinned by digest.
+- **Adapter**: a LoRA adapter (a llama.cpp LoRA GGUF or a PEFT folder, ``file``) named by the
+  model id it is served as, ``metadata.name: BASE:ADAPTER``. Compared by digest; a changed file
+  is removed and imported again (refused while a deployment targets it). Exported pinned by
+  digest.
 """
 
 from __future__ import annotations
@@ -229,33 +230,36 @@ class ModelImportHandler(KindHandler):
 
 # -- Adapter ----------------------------------------------------------------------------------
 class AdapterSpec(_Spec):
-    base_model: str = Field(description="the catalog model it adapts")
     file: str | None = Field(default=None, description="a llama.cpp LoRA GGUF or a PEFT folder, relative to the project folder")
     digest: str | None = Field(default=None, description="the content digest the adapter is pinned to (what export writes)")
 
 
+def _split_id(name: str) -> tuple[str, str]:
+    base, _, adapter = name.partition(":")
+    return base, adapter
+
+
 class AdapterHandler(KindHandler):
-    """A LoRA adapter, named ``metadata.name`` and served as ``base_model:name``. An adapter
-    name is unique in a project's project files (two bases with an adapter of one name are
-    reported by validate)."""
+    """A LoRA adapter, named by the model id it is served as: ``metadata.name: BASE:ADAPTER``
+    (adapter names are unique per base model, so this is its identity)."""
 
     kind = "Adapter"
     spec_model = AdapterSpec
     order = 6
-    description = "a LoRA adapter file attached to a base model"
-
-    def _live(self, ctx: ProjectContext, name: str) -> list[Any]:
-        return [a for a in ctx.services.catalog.list_adapters() if a.name == name]
+    description = "a LoRA adapter file attached to a base model (name: BASE:ADAPTER)"
 
     def check(self, ctx: ProjectContext, name: str, spec: BaseModel) -> list[tuple[str, str]]:
         assert isinstance(spec, AdapterSpec)
         out: list[tuple[str, str]] = []
+        base, adapter = _split_id(name)
+        if not base or not adapter:
+            return [("", f"an Adapter is named by the model id it serves as, BASE:ADAPTER (got {name!r})")]
         try:
-            check_model_name(name)
+            check_model_name(adapter)
         except PlinthError as e:
             out.append(("", e.message))
-        if spec.base_model not in ctx.defined.get("ModelImport", set()) and ctx.services.store.find_model(spec.base_model) is None:
-            out.append(("base_model", f"model {spec.base_model!r} is neither a ModelImport in the folder nor in the catalog"))
+        if base not in ctx.defined.get("ModelImport", set()) and ctx.services.store.find_model(base) is None:
+            out.append(("", f"base model {base!r} is neither a ModelImport in the folder nor in the catalog"))
         if spec.file is None and spec.digest is None:
             out.append(("", "an Adapter needs 'file' (or a pinned 'digest')"))
         if spec.digest is not None:
@@ -269,25 +273,20 @@ class AdapterHandler(KindHandler):
                 out.append(("file", f"adapter file {spec.file!r} does not exist (relative to the project folder)"))
             elif spec.digest is not None and not out and content_digest(p) != spec.digest:
                 out.append(("digest", f"{spec.file!r} does not have the pinned digest {spec.digest}"))
-        others = sorted(a.base_model for a in self._live(ctx, name) if a.base_model != spec.base_model)
-        if others:
-            out.append(("base_model", f"an adapter {name!r} of {', '.join(others)} exists: adapter names are unique in project files"))
         return out
 
     def desired(self, ctx: ProjectContext, name: str, spec: BaseModel) -> dict[str, Any]:
         assert isinstance(spec, AdapterSpec)
         digest = content_digest(ctx.path(spec.file, param="spec.file")) if spec.file is not None else spec.digest
-        return {"base_model": spec.base_model, "digest": digest}
+        return {"digest": digest}
 
     def live_names(self, ctx: ProjectContext) -> list[str]:
-        return sorted({a.name for a in ctx.services.catalog.list_adapters()})
+        return [a.model_id for a in ctx.services.catalog.list_adapters()]
 
     def read(self, ctx: ProjectContext, name: str) -> dict[str, Any] | None:
-        found = self._live(ctx, name)
-        if not found:
-            return None
-        a = found[0]
-        return {"base_model": a.base_model, "digest": a.digest}
+        base, adapter = _split_id(name)
+        a = ctx.services.store.find_adapter(base, adapter) if base and adapter else None
+        return None if a is None else {"digest": a.digest}
 
     def create(self, ctx: ProjectContext, name: str, spec: BaseModel) -> None:
         assert isinstance(spec, AdapterSpec)
@@ -298,18 +297,17 @@ class AdapterHandler(KindHandler):
                 "add the file and name it in spec.file",
                 param="spec.file",
             )
-        ctx.services.catalog.add_adapter(spec.base_model, ctx.path(spec.file, param="spec.file"), name=name)
+        base, adapter = _split_id(name)
+        ctx.services.catalog.add_adapter(base, ctx.path(spec.file, param="spec.file"), name=adapter)
 
     def update(self, ctx: ProjectContext, name: str, spec: BaseModel, live: dict[str, Any]) -> None:
-        base = str(live["base_model"])
-        _refuse_if_used(ctx, self.kind, f"{base}:{name}")
-        ctx.services.catalog.remove_adapter(base, name)
+        _refuse_if_used(ctx, self.kind, name)
+        ctx.services.catalog.remove_adapter(*_split_id(name))
         self.create(ctx, name, spec)
 
     def delete(self, ctx: ProjectContext, name: str) -> None:
-        for a in self._live(ctx, name):
-            _refuse_if_used(ctx, self.kind, a.model_id)
-            ctx.services.catalog.remove_adapter(a.base_model, name)
+        _refuse_if_used(ctx, self.kind, name)
+        ctx.services.catalog.remove_adapter(*_split_id(name))
 
     def export(self, ctx: ProjectContext, name: str) -> tuple[dict[str, Any], dict[str, bytes]]:
         return self.read(ctx, name) or {}, {}
