@@ -64,6 +64,7 @@ KIND_MODULES: list[str] = [
     "plinth.automation.pipeline_kinds",  # Pipeline, Trigger
     "plinth.automation.project.kinds_models",  # ModelImport, Adapter
     "plinth.automation.project.kinds_queues",  # Queue, PriorityClass (server admins only)
+    "plinth.automation.project.kinds_eval",  # Evaluation
 ]
 
 
