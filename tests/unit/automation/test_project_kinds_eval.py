@@ -152,3 +152,45 @@ spec:
     assert "metrics" in found[("bad.yaml", 15)]
     assert "no-such-model" in found[("bad.yaml", 21)] and "no-such-dataset" in found[("bad.yaml", 22)]
     assert eval_jobs(services) == []
+
+
+TUNE = f"""\
+apiVersion: plinth/v1
+kind: Dataset
+metadata: {{name: faq}}
+spec: {{file: faq.jsonl}}
+---
+apiVersion: plinth/v1
+kind: TuningSpec
+metadata: {{name: faq-lora}}
+spec:
+  base_model: {MODEL}
+  dataset: faq
+  method: full
+  max_steps: 2
+"""
+
+
+def test_a_tuning_spec_is_one_tune_job_per_spec_digest(services: Services, project: str, tmp_path: Path) -> None:
+    root = write(tmp_path / "src", {"faq.jsonl": FAQ, "tune.yaml": TUNE})
+    ctx = ProjectContext(services, base_dir=root, actor="test")
+    p = engine.plan(ctx, engine.project_files(root))
+    assert [(c.action, c.kind, c.name) for c in p.changes] == [("create", "Dataset", "faq"), ("create", "TuningSpec", "faq-lora")]
+    after = {d["path"]: d["after"] for d in p.changes[1].diff}
+    assert after["learning_rate"] == 2e-5 and after["name"] == "faq"  # the tune kind's defaults for method full, shown in the plan
+    engine.apply(ctx, engine.project_files(root))
+    (job,) = services.jobs.list(kind="tune", labels={"plinth.tuning-spec": "faq-lora"})
+    assert job.spec["dataset"] == "faq@1" and job.spec["method"] == "full" and job.spec["learning_rate"] == 2e-5
+    assert engine.plan(ctx, engine.project_files(root)).changes == []
+    assert engine.apply(ctx, engine.project_files(root)).changes == []
+    write(root, {"tune.yaml": TUNE.replace("max_steps: 2", "max_steps: 3")})
+    p2 = engine.plan(ctx, engine.project_files(root))
+    assert [(c.kind, c.diff) for c in p2.changes] == [("TuningSpec", [{"path": "max_steps", "before": 2, "after": 3}])]
+    engine.apply(ctx, engine.project_files(root))
+    assert sorted(j.spec["max_steps"] for j in services.jobs.list(kind="tune")) == [2, 3]
+    out = tmp_path / "exported"
+    engine.write_files(out, engine.export(ProjectContext(services)))
+    exported = engine.plan(ProjectContext(services, base_dir=out, actor="test"), engine.project_files(out))
+    assert exported.changes == [], [c.as_dict() for c in exported.changes]
+    for j in services.jobs.list(kind="tune"):
+        services.jobs.cancel(j.id)
