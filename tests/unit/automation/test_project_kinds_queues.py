@@ -16,6 +16,7 @@ from plinth.automation.project import engine
 from plinth.automation.project.kinds import ProjectContext
 from plinth.config import load_settings
 from plinth.domain.auth import ApiKey, Principal, Scope
+from plinth.domain.jobs import Resources
 from plinth.domain.projects import Project, StoreScope, scope
 from plinth.errors import ErrorCode, PlinthError
 from plinth.services import Services, build_services
@@ -105,6 +106,8 @@ def test_queue_and_priority_class_plan_apply_update_and_export(services: Service
 def test_a_caller_who_is_not_a_server_admin_sees_the_plan_but_cannot_apply(services: Services, project: str, tmp_path: Path) -> None:
     root = write(tmp_path, FILES)
     ctx = ctx_for(services, root)
+    services.store.create_project(Project(name=project + "-x"))
+    services.jobs.create_queue("elsewhere", Resources(cpu=1, memory=1 << 30), project=project + "-x")
     member = Principal(actor="key:member", key=ApiKey(id="k1", name="member", scopes=frozenset({Scope.MANAGE})), project=project)
     token = current_call.set(CallInfo(principal=member))
     try:
@@ -113,8 +116,16 @@ def test_a_caller_who_is_not_a_server_admin_sees_the_plan_but_cannot_apply(servi
             engine.apply(ctx, engine.project_files(root))
         assert e.value.code == ErrorCode.PERMISSION_DENIED and "only a server admin may apply a PriorityClass" in e.value.message
         assert engine.export(ProjectContext(services)) == {}  # server-wide settings are not the project's to export
+        # a queue dedicated to another project reads as absent (as GET /queues/{name} is a 404)
+        write(
+            root, {"other.yaml": "apiVersion: plinth/v1\nkind: Queue\nmetadata: {name: elsewhere}\nspec: {quota: {cpu: 1, memory: 1GiB}}\n"}
+        )
+        changes = engine.plan(ctx, engine.project_files(root)).changes
+        assert [(c.action, c.name) for c in changes if c.name == "elsewhere"] == [("create", "elsewhere")]
     finally:
         current_call.reset(token)
+    (root / "other.yaml").unlink()
+    assert "resources/queue/elsewhere.yaml" not in engine.export(ProjectContext(services))  # not this project's, even for an admin
     assert "urgent" not in {p.name for p in services.jobs.list_priority_classes()}
     assert "tuning" not in {q.name for q in services.jobs.list_queues()}
     admin = Principal(actor="key:admin", key=ApiKey(id="k2", name="admin", scopes=frozenset({Scope.ADMIN})), project=project)

@@ -7,7 +7,9 @@ outside a request (the CLI, ``plinth sync``: the local operator) the caller is t
 admin. Plan shows their changes to anyone; apply of a change by a caller that is not a server
 admin is refused with 403 naming the kind and the resource, before anything of the apply runs
 (``check`` reports nothing: validation is about the files, not the caller). Export and
-``--prune`` see them only for a server admin.
+``--prune`` see them only for a server admin, and only the queues this project's jobs may use
+(those of every project and those dedicated to it); another project's queue reads as absent
+to a caller who is not a server admin, as ``GET /queues/{name}`` answers.
 
 A queue's ``project`` (the one project whose jobs it takes) is fixed when it is created: a
 changed ``project`` is refused (409; delete it first). A priority class has no update in the
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from plinth.auth.context import current_principal
 from plinth.automation.project.kinds import KindHandler, ProjectContext, register_kind
 from plinth.domain.jobs import BUILTIN_PRIORITY_CLASSES, DEFAULT_QUEUE, PreemptionPolicy, Resources
+from plinth.domain.projects import current_project
 from plinth.errors import ErrorCode, PlinthError
 from plinth.jobs.resources import parse_bytes
 from plinth.jobs.service import MAX_PRIORITY
@@ -101,13 +104,16 @@ class QueueHandler(KindHandler):
     def live_names(self, ctx: ProjectContext) -> list[str]:
         if not server_admin():
             return []
-        return [q.name for q in ctx.services.jobs.list_queues() if q.name != DEFAULT_QUEUE]
+        # the queues this project's jobs may use (as GET /queues shows them), not another project's
+        return [q.name for q in ctx.services.jobs.list_queues() if q.name != DEFAULT_QUEUE and q.project in ("", current_project())]
 
     def read(self, ctx: ProjectContext, name: str) -> dict[str, Any] | None:
         try:
             q = ctx.services.jobs.get_queue(name)
         except PlinthError:
             return None
+        if q.project not in ("", current_project()) and not server_admin():
+            return None  # another project's queue: as unknown to this caller as GET /queues/{name} says
         return {"quota": q.quota.as_dict(), "preemption": q.preemption.value, "description": q.description, "project": q.project}
 
     def create(self, ctx: ProjectContext, name: str, spec: BaseModel) -> None:
