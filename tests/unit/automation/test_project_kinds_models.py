@@ -232,3 +232,27 @@ def test_the_kinds_are_registered_before_what_uses_them() -> None:
     mi, ad, dep = kind_handler("ModelImport"), kind_handler("Adapter"), kind_handler("Deployment")
     assert mi is not None and ad is not None and dep is not None
     assert mi.order < ad.order < dep.order
+
+
+def test_a_deployment_may_serve_a_model_and_adapter_the_same_folder_imports(
+    services: Services, project: str, tmp_path: Path, loras: tuple[Path, Path]
+) -> None:
+    root = models_folder(tmp_path, loras[0], _closed_port())
+    write(
+        root,
+        {
+            "deployment.yaml": """\
+apiVersion: plinth/v1
+kind: Deployment
+metadata: {name: tone-chat}
+spec:
+  targets: [{model: "acme-base:tone"}]
+""",
+        },
+    )
+    ctx = ctx_for(services, root)
+    engine.validate(ctx, engine.project_files(root))  # no "does not exist" for the folder's own imports
+    root2 = write(tmp_path / "other", {"deployment.yaml": (root / "deployment.yaml").read_text()})
+    with pytest.raises(engine.ProjectInvalid) as e:  # without the imports it is still refused
+        engine.validate(ctx_for(services, root2), engine.project_files(root2))
+    assert any("acme-base:tone" in p.message for p in e.value.problems)

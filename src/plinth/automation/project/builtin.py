@@ -1,8 +1,9 @@
 """The built-in resource kinds of project files (ADR 0100): KnowledgeBase, Dataset,
 GuardrailPolicy, AlertRule and Deployment, each read and changed through its service.
 
-Not yet supported as project files (listed by ``plinth validate`` as unknown kinds): model
-imports and adapters, queues and priority classes, tuning specs and evaluations.
+The other kinds live beside them: ModelImport and Adapter (:mod:`.kinds_models`), Queue and
+PriorityClass (:mod:`.kinds_queues`), Evaluation and TuningSpec (:mod:`.kinds_eval`);
+Pipeline and Trigger in :mod:`plinth.automation.pipeline_kinds`.
 """
 
 from __future__ import annotations
@@ -373,7 +374,10 @@ class DeploymentHandler(KindHandler):
     def check(self, ctx: ProjectContext, name: str, spec: BaseModel) -> list[tuple[str, str]]:
         assert isinstance(spec, DeploymentSpec)
         out = []
+        imported = ctx.defined.get("ModelImport", set()) | ctx.defined.get("Adapter", set())
         for i, t in enumerate(spec.targets):
+            if t.model in imported or t.model.split(":")[0] in imported:
+                continue  # a model or adapter this folder imports (applied before deployments)
             if ctx.services.registry.resolve(t.model) is None:
                 try:
                     ctx.services.catalog.check_model_id(t.model)
