@@ -16,42 +16,6 @@ if TYPE_CHECKING:
     from plinth.store.sql import SqlStore
 
 # =============================================================================================
-# Order: the longest test files first. Two xdist workers take whole files (--dist loadfile) in
-# collection order; a long file collected last leaves one worker idle while the other runs it.
-# Longest first keeps both busy to the end (the durations come from `--durations` in CI runs).
-# =============================================================================================
-
-LONGEST_FIRST = (
-    "tests/integration/test_monitoring_walkthrough.py",
-    "tests/integration/test_closed_loop.py",
-    "tests/integration/test_openapi_fuzz.py",
-    "tests/integration/test_tuning_api.py",
-    "tests/unit/runtimes/test_torch_batching.py",
-    "tests/integration/test_projects_isolation.py",
-    "tests/unit/tuning/test_recipes.py",
-    "tests/integration/test_pipelines_api.py",
-    "tests/integration/test_ray_jobs.py",
-    "tests/integration/test_drift_api.py",
-    "tests/integration/test_openai_api.py",
-    "tests/integration/test_jobs_recovery.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    root = config.rootpath
-
-    def key(item: pytest.Item) -> int:
-        try:
-            rel = item.path.relative_to(root).as_posix()
-        except ValueError:
-            return len(rank)
-        return rank.get(rel, len(rank))
-
-    items.sort(key=key)  # stable: the order inside each file and among the others is kept
-
-
-# =============================================================================================
 # Stores
 #
 # ``store`` is a migrated SqlStore, run once on a fresh SQLite file and once on a fresh
