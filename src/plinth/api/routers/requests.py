@@ -8,14 +8,14 @@ import contextvars
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from plinth.api.auth import check_deployment_access
 from plinth.api.deps import services_of
 from plinth.api.openapi import errors
 from plinth.domain.numbers import API_INT_MAX, VERSION_MAX
-from plinth.domain.requests import PAGE_MAX
+from plinth.domain.requests import PAGE_MAX, RequestQuery
 from plinth.errors import ErrorCode, PlinthError
 from plinth.oversight.requests import OUTCOMES, RequestLogService
 
@@ -32,13 +32,45 @@ def _svc(request: Request) -> RequestLogService:
     return r
 
 
+def _query(
+    svc: RequestLogService,
+    *,
+    deployment: str | None,
+    revision: int | None,
+    model: str | None,
+    adapter: str | None,
+    key: str | None,
+    outcome: str | None,
+    flagged: bool | None,
+    has_findings: bool | None,
+    since: str | None,
+    until: str | None,
+    before_id: int | None,
+) -> RequestQuery:
+    return svc.query(
+        deployment=deployment,
+        revision=revision,
+        model=model,
+        adapter=adapter,
+        key=key,
+        outcome=outcome,
+        flagged=flagged,
+        has_findings=has_findings,
+        since=since,
+        until=until,
+        before=before_id,
+    )
+
+
 Outcome = Literal["ok", "error", "refused", "cancelled"]  # OUTCOMES
 _OUTCOME = Query(None, description=f"one of {', '.join(OUTCOMES)}")
 _FLAGGED = Query(None, description="true: only requests whose anomaly score is above the server's flag score")
 _FINDINGS = Query(None, description="true: only requests a guardrail found something in; false: only clean ones")
 
 
-def _filters(
+@router.get("/requests")
+def list_requests(
+    request: Request,
     deployment: str | None = Query(None, max_length=128),
     revision: int | None = Query(None, ge=1, le=VERSION_MAX),
     model: str | None = Query(None, max_length=300, description="the model as requested, the model that served it or its version"),
@@ -49,33 +81,26 @@ def _filters(
     has_findings: bool | None = _FINDINGS,
     since: str | None = Query(None, description=_TIME),
     until: str | None = Query(None, description=_TIME),
-) -> dict[str, Any]:
-    """The filters the listing and the export share, as ``RequestLogService.query`` takes them."""
-    return {
-        "deployment": deployment,
-        "revision": revision,
-        "model": model,
-        "adapter": adapter,
-        "key": key,
-        "outcome": outcome,
-        "flagged": flagged,
-        "has_findings": has_findings,
-        "since": since,
-        "until": until,
-    }
-
-
-@router.get("/requests")
-def list_requests(
-    request: Request,
-    filters: dict[str, Any] = Depends(_filters),
     before_id: int | None = Query(None, ge=1, le=API_INT_MAX, description="page back: entries older than this id"),
     limit: int = Query(50, ge=1, le=PAGE_MAX),
 ) -> dict[str, Any]:
     """Logged ``/v1`` requests, newest first; ``next_before_id`` pages on (null at the end). Texts
     are only what the attached guardrail policy's redaction left (null without a policy)."""
     svc = _svc(request)
-    q = svc.query(**filters, before=before_id)
+    q = _query(
+        svc,
+        deployment=deployment,
+        revision=revision,
+        model=model,
+        adapter=adapter,
+        key=key,
+        outcome=outcome,
+        flagged=flagged,
+        has_findings=has_findings,
+        since=since,
+        until=until,
+        before_id=before_id,
+    )
     page = svc.list(q, limit=limit)
     return {"requests": page["requests"], "next_before_id": page["next_before"], "enabled": svc.enabled}
 
@@ -96,11 +121,33 @@ def list_requests(
 def export_requests(
     request: Request,
     format: Literal["jsonl", "parquet"] = Query("jsonl", description="jsonl or parquet"),
-    filters: dict[str, Any] = Depends(_filters),
+    deployment: str | None = Query(None, max_length=128),
+    revision: int | None = Query(None, ge=1, le=VERSION_MAX),
+    model: str | None = Query(None, max_length=300),
+    adapter: str | None = Query(None, max_length=300),
+    key: str | None = Query(None, max_length=16, description="a key id"),
+    outcome: Outcome | None = _OUTCOME,
+    flagged: bool | None = _FLAGGED,
+    has_findings: bool | None = _FINDINGS,
+    since: str | None = Query(None, description=_TIME),
+    until: str | None = Query(None, description=_TIME),
 ) -> StreamingResponse:
     """The request log for an audit, streamed as it is read (the same filters as the listing)."""
     svc = _svc(request)
-    q = svc.query(**filters, before=None)
+    q = _query(
+        svc,
+        deployment=deployment,
+        revision=revision,
+        model=model,
+        adapter=adapter,
+        key=key,
+        outcome=outcome,
+        flagged=flagged,
+        has_findings=has_findings,
+        since=since,
+        until=until,
+        before_id=None,
+    )
     chunks = svc.export(q, format)  # a bad format or no pyarrow is refused here, before any byte
     filename = f"requests.{format}"
     return StreamingResponse(
