@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,7 +448,11 @@ def export(ctx: ProjectContext) -> dict[str, bytes]:
         for name in sorted(handler.live_names(ctx)):
             spec, extra = handler.export(ctx, name)
             doc = {"apiVersion": API_VERSION, "kind": handler.kind, "metadata": {"name": name}, "spec": spec}
-            out[f"{_folder(handler)}/{name}.yaml"] = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode("utf-8")
+            # a file name the API's path rule accepts (an adapter is named BASE:ADAPTER); the
+            # document's metadata, not its file name, names the resource
+            out[f"{_folder(handler)}/{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.yaml"] = yaml.safe_dump(
+                doc, sort_keys=False, allow_unicode=True
+            ).encode("utf-8")
             out.update(extra)
     return out
 
