@@ -19,7 +19,8 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/plinth up
 
 test: $(STAMP) $(TEST_STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PLINTH_REQUIRE_RAY=1 scripts/run-tests.sh
+	@scripts/install-browser.sh  # Debian's Chromium and ChromeDriver for the console's browser tests (ADR 0110)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PLINTH_REQUIRE_RAY=1 PLINTH_REQUIRE_BROWSER=1 scripts/run-tests.sh
 
 install: $(STAMP)
 

@@ -41,3 +41,11 @@ def client(live_server: LiveServer):  # type: ignore[no-untyped-def]
     from openai import OpenAI
 
     return OpenAI(base_url=live_server.v1, api_key="x", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """A real headless Chromium (Debian's), shared by the session (tests/support/browser.py)."""
+    from tests.support.browser import browser_fixture
+
+    yield from browser_fixture()

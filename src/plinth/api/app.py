@@ -34,6 +34,7 @@ from plinth.api.routers import reports as reports_router
 from plinth.api.routers import requests as requests_router
 from plinth.api.routers import tracking as tracking_router
 from plinth.api.routers import usage as usage_router
+from plinth.console.app import install_console
 from plinth.errors import PlinthError
 from plinth.services import Services
 
@@ -95,6 +96,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(projects_router.router)
     app.include_router(k8s_router.router)
     app.include_router(project_router.router)
+    install_console(app)  # the web console at /console (ADR 0110); not in the OpenAPI document
     install_openapi(app, settings)
     # Added last = outermost: metrics see every answer, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

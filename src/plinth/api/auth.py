@@ -47,10 +47,12 @@ from typing import Any
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plinth.api.errors import error_response
+from plinth.api.errors import error_response, is_console_path
 from plinth.auth.accounts import CSRF_HEADER, SESSION_COOKIE, AccountService
 from plinth.auth.context import ANONYMOUS, CallInfo, current_call
 from plinth.auth.service import AuthService
+from plinth.console.app import login_redirect
+from plinth.console.render import PROJECT_COOKIE
 from plinth.domain.auth import AuditEntry, Principal
 from plinth.domain.auth import Scope as KeyScope
 from plinth.domain.projects import DEFAULT_PROJECT, StoreScope, current_scope, in_context
@@ -59,6 +61,8 @@ from plinth.errors import ErrorCode, PlinthError, not_found
 log = logging.getLogger("plinth.api")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/auth/login"})
+#: the console's assets and sign-in page (every other console page needs the read scope)
+CONSOLE_OPEN = ("/console/static/", "/console/login")
 #: paths any authenticated caller may call; the services decide what each may do there
 _ANY_CALLER = ("/api/v1/projects", "/api/v1/users", "/api/v1/auth/")
 PROJECT_HEADER = b"x-plinth-project"
@@ -69,7 +73,7 @@ _NOT_AUDITED = ("/api/v1/feedback",)
 
 def required_scopes(method: str, path: str) -> tuple[KeyScope, ...]:
     """The scopes of which a key needs one for ``method path`` (empty: none, an open path)."""
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path.startswith(CONSOLE_OPEN):
         return ()
     if path == "/v1" or path.startswith("/v1/"):
         return (KeyScope.INFERENCE,)
@@ -181,6 +185,8 @@ class AuthMiddleware:
     async def _principal(self, scope: Scope, method: str, needed: tuple[KeyScope, ...]) -> Principal:
         """Who calls, in which project (see the module's docstring); PlinthError to refuse."""
         named = _header(scope, PROJECT_HEADER)
+        if named is None and is_console_path(scope.get("path", "")) and scope.get("path") != "/console/project":
+            named = _cookie(scope, PROJECT_COOKIE)  # a page load cannot send a header (the switch itself ignores it)
         if named is not None:
             named = named.strip()
         loop = asyncio.get_running_loop()
@@ -237,7 +243,12 @@ class AuthMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, err: PlinthError) -> None:
         self.services.metrics.errors.labels(err.code.value).inc()
-        response = error_response(scope.get("path", ""), err)
+        path = scope.get("path", "")
+        if err.code is ErrorCode.UNAUTHENTICATED and is_console_path(path) and scope.get("method") in _READ_METHODS:
+            query = bytes(scope.get("query_string", b"")).decode("latin-1")
+            await login_redirect(path, query)(scope, receive, send)  # a person, not a client: to the sign-in page
+            return
+        response = error_response(path, err)
         if err.code is ErrorCode.UNAUTHENTICATED:
             response.headers["WWW-Authenticate"] = 'Bearer realm="plinth"'
         await response(scope, receive, send)

@@ -13,12 +13,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plinth.api.server_paths import hide_paths
+from plinth.console.render import error_page
 from plinth.errors import ErrorCode, PlinthError
 
 log = logging.getLogger("plinth.api")
@@ -39,11 +40,17 @@ class CanonicalError(BaseModel):
     error: CanonicalErrorBody
 
 
+def is_console_path(path: str) -> bool:
+    return (path == "/console" or path.startswith("/console/")) and not path.startswith("/console/static/")
+
+
 def is_openai_path(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
 
 
-def error_response(path: str, err: PlinthError) -> JSONResponse:
+def error_response(path: str, err: PlinthError) -> Response:
+    if is_console_path(path):  # a page: the same error as a page, not as JSON
+        return error_page(err)
     body = err.to_openai() if is_openai_path(path) else err.to_canonical()
     headers = {}
     if err.retry_after is not None:
@@ -93,18 +100,18 @@ def _shown_input(value: object) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlinthError)
-    async def _plinth(request: Request, exc: PlinthError) -> JSONResponse:
+    async def _plinth(request: Request, exc: PlinthError) -> Response:
         _count(request, exc)
         return error_response(request.url.path, hide_paths(request, exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         err = _validation_error(exc)
         _count(request, err)
         return error_response(request.url.path, err)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             err = PlinthError(ErrorCode.NOT_FOUND, f"no route {request.method} {request.url.path}")
         elif exc.status_code == 405:
@@ -127,7 +134,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return resp
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         # not inside an except block: the traceback comes from exc, not from the current exception
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         err = PlinthError(ErrorCode.INTERNAL, "internal error; the server log has the details")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from plinth import __version__
 from plinth.api.auth import principal_of
@@ -15,13 +15,17 @@ from plinth.errors import ErrorCode, PlinthError
 router = APIRouter(tags=["system"])
 
 
-@router.get("/")
-def root() -> dict[str, Any]:
+@router.get("/", response_model=dict[str, Any], responses={303: {"description": "a browser (Accept: text/html) goes to the console"}})
+def root(request: Request) -> Any:
+    """Where things are; a browser is sent to the web console at ``/console/``."""
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/console/", status_code=303)
     return {
         "name": "plinth",
         "version": __version__,
         "openai_base_url": "/v1",
         "management_api": "/api/v1",
+        "console": "/console/",
         "docs": "/docs",
         "openapi": "/openapi.json",
         "metrics": "/metrics",
