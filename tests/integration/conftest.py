@@ -29,6 +29,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         # Remote engines in these tests are fakes (and the server itself) on 127.0.0.1: allowed
         # explicitly, as an operator would; without it they are refused (test_outbound.py, ADR 0080).
         PLINTH_OUTBOUND_ALLOW='["127.0.0.1"]',
+        # a browser app on another origin may call the API (test_request_headers.py)
+        PLINTH_CORS_ALLOW_ORIGINS='["http://app.example"]',
     )
     yield server
     stop_server(server)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from plinth import __version__
 from plinth.api.auth import AuthMiddleware
 from plinth.api.errors import install_error_handlers
-from plinth.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from plinth.api.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
 from plinth.api.openapi import install_openapi
 from plinth.api.routers import alerts as alerts_router
 from plinth.api.routers import audit as audit_router
@@ -103,6 +103,20 @@ def create_app(services: Services) -> FastAPI:
     # Outside the body limit: a caller without a valid key is refused before its body is read.
     app.add_middleware(AuthMiddleware, services=services)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
+    if settings.cors_allow_origins:
+        # Outside auth: a browser's preflight carries no credentials and is answered here.
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Plinth-Project", "X-Request-Id", "X-CSRF-Token"],
+            expose_headers=["X-Request-Id", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries x-request-id, refusals too
     return app
 
 

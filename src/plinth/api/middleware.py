@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -135,3 +137,34 @@ def _route_template(scope: MutableMapping[str, Any]) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "<unmatched>"
+
+
+#: a request id a client may choose: what tracing systems send (uuids, W3C/B3 ids, ``req_...``)
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+class RequestIdMiddleware:
+    """Every answer carries ``x-request-id``: the client's own (when it sent a well-formed one,
+    up to 128 characters of ``[A-Za-z0-9._:-]``) or a new ``req_<32 hex>``. The id is in
+    ``scope["state"]["request_id"]`` for the handlers and the log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((bytes(v).decode("latin-1") for k, v in scope.get("headers", []) if k == REQUEST_ID_HEADER), None)
+        request_id = given if given is not None and _REQUEST_ID_RE.match(given) else f"req_{uuid.uuid4().hex}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        encoded = request_id.encode("latin-1")
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
+                message = {**message, "headers": [*headers, (REQUEST_ID_HEADER, encoded)]}
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

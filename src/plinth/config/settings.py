@@ -87,6 +87,17 @@ class Settings(BaseSettings):
         "(or just closes it when nothing was sent).",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    cors_allow_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins whose browser pages may call the API directly (CORS), e.g. "
+        '["https://app.example.com"]; ["*"] allows any origin (then never with credentials). Empty: no CORS '
+        "headers, browsers allow same-origin calls only (the console is same-origin).",
+    )
+    cors_allow_credentials: bool = Field(
+        False,
+        description="Let those origins send cookies (a plinth session) with their calls. Off: browser apps "
+        "authenticate with an API key in Authorization, which a page of another origin cannot take from the user.",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="IP addresses or CIDRs of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto headers are "
@@ -418,6 +429,20 @@ class Settings(BaseSettings):
                 )
             out[str(name)] = {"value": entry} if isinstance(entry, (str, SecretStr)) else entry
         return out
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            if origin != "*" and not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+$", origin):
+                raise ValueError(f"a CORS origin is '*' or scheme://host[:port] without a path (got {origin!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _cors_credentials(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_allow_origins:
+            raise ValueError("PLINTH_CORS_ALLOW_CREDENTIALS needs named origins, not '*'")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod
