@@ -48,7 +48,7 @@ def _no_hostile_elements(browser: Any) -> None:
 def kb(live_server: LiveServer) -> str:
     """A knowledge base with one document (hostile markup inside), made through the API."""
     name = _name("console-kb")
-    r = httpx.post(f"{live_server.url}/api/v1/knowledge-bases", json={"name": name, "description": f"desc {HOSTILE}"})
+    r = httpx.post(f"{live_server.url}/api/v1/knowledge-bases", json={"name": name, "description": f"desc {HOSTILE}"}, timeout=120)
     assert r.status_code == 201, r.text
     r = httpx.post(
         f"{live_server.url}/api/v1/knowledge-bases/{name}/documents",
@@ -76,14 +76,14 @@ def policy(live_server: LiveServer) -> str:
 def attached(live_server: LiveServer, kb: str, policy: str) -> Iterator[None]:
     """The knowledge base and the policy attached to the embedded model; the old attachments back afterwards."""
     url = f"{live_server.url}/api/v1/models/{MODEL}/attachments"
-    before = httpx.get(url).json()
-    r = httpx.patch(url, json={"knowledge_base": kb, "guardrail_policy": policy})
+    before = httpx.get(url, timeout=60).json()
+    r = httpx.patch(url, json={"knowledge_base": kb, "guardrail_policy": policy}, timeout=60)
     assert r.status_code == 200, r.text
     try:
         yield
     finally:
         restore = {k: before.get(k) or "" for k in ("knowledge_base", "guardrail_policy")}
-        assert httpx.patch(url, json=restore).status_code == 200
+        assert httpx.patch(url, json=restore, timeout=60).status_code == 200
 
 
 def test_pages_answer_and_unknown_names_are_404_pages(live_server: LiveServer, kb: str, policy: str) -> None:
@@ -101,9 +101,9 @@ def test_pages_answer_and_unknown_names_are_404_pages(live_server: LiveServer, k
         assert r.status_code == 200, (path, r.text[:500])
         assert r.headers["content-type"].startswith("text/html") and expect in r.text, path
         assert HOSTILE not in r.text  # escaped wherever it appears (the KB's description)
-    assert "&lt;img src=x onerror=alert(1)&gt;" in httpx.get(base + "/knowledge").text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in httpx.get(base + "/knowledge", timeout=30).text
     for path in ("/knowledge/no-such-kb", "/guardrails/no-such-policy", f"/knowledge/{kb}?version=99"):
-        r = httpx.get(base + path)
+        r = httpx.get(base + path, timeout=30)
         assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), path
         assert "not_found" in r.text
 
@@ -118,21 +118,23 @@ def test_create_upload_search_and_remove_through_the_console(live_server: LiveSe
     browser.find_element(by.CSS_SELECTOR, "#kb-create button[type=submit]").click()
     wait_for(lambda: browser.current_url.endswith(f"/console/knowledge/{name}"), what="the new knowledge base's page")
     wait_for(lambda: browser.execute_script("return document.readyState") == "complete")
-    assert httpx.get(f"{live_server.url}/api/v1/knowledge-bases/{name}").json()["description"] == "made by the browser test"
+    assert httpx.get(f"{live_server.url}/api/v1/knowledge-bases/{name}", timeout=30).json()["description"] == "made by the browser test"
     assert console_errors(browser) == []
 
     # pasted text
     browser.find_element(by.ID, "doc-name").send_keys("gold-plan.md")
     browser.find_element(by.ID, "doc-text").send_keys(GOLD)
     browser.find_element(by.CSS_SELECTOR, "#kb-upload button[type=submit]").click()
-    wait_for(lambda: "gold-plan.md" in browser.find_element(by.TAG_NAME, "table").text, 120, "the uploaded document in the table")
+    wait_for(lambda: "gold-plan.md" in browser.find_element(by.ID, "kb-documents").text, 120, "the uploaded document in the table")
+    wait_for(lambda: browser.execute_script("return document.readyState") == "complete")
     # a file
     notes = tmp_path / "claims.txt"
     notes.write_text("Claims must be appealed within 180 days of the denial letter.\n")
     browser.find_element(by.ID, "doc-file").send_keys(str(notes))
     browser.find_element(by.CSS_SELECTOR, "#kb-upload button[type=submit]").click()
-    wait_for(lambda: "claims.txt" in browser.find_element(by.TAG_NAME, "table").text, 120, "the uploaded file in the table")
-    shown = httpx.get(f"{live_server.url}/api/v1/knowledge-bases/{name}").json()
+    wait_for(lambda: "claims.txt" in browser.find_element(by.ID, "kb-documents").text, 120, "the uploaded file in the table")
+    wait_for(lambda: browser.execute_script("return document.readyState") == "complete")
+    shown = httpx.get(f"{live_server.url}/api/v1/knowledge-bases/{name}", timeout=30).json()
     assert {d["name"] for d in shown["documents"]} == {"gold-plan.md", "claims.txt"} and shown["version"] == 2
     assert console_errors(browser) == []
 
@@ -147,11 +149,12 @@ def test_create_upload_search_and_remove_through_the_console(live_server: LiveSe
     assert console_errors(browser) == []
 
     # remove a document (the button asks first)
-    row = next(r for r in browser.find_elements(by.CSS_SELECTOR, "table tbody tr") if "claims.txt" in r.text)
+    row = next(r for r in browser.find_elements(by.CSS_SELECTOR, "#kb-documents tbody tr") if "claims.txt" in r.text)
     row.find_element(by.TAG_NAME, "button").click()
     browser.switch_to.alert.accept()
-    wait_for(lambda: "claims.txt" not in browser.find_element(by.TAG_NAME, "table").text, 60, "the document to go")
-    shown = httpx.get(f"{live_server.url}/api/v1/knowledge-bases/{name}").json()
+    wait_for(lambda: "claims.txt" not in browser.find_element(by.ID, "kb-documents").text, 60, "the document to go")
+    wait_for(lambda: browser.execute_script("return document.readyState") == "complete")
+    shown = httpx.get(f"{live_server.url}/api/v1/knowledge-bases/{name}", timeout=30).json()
     assert [d["name"] for d in shown["documents"]] == ["gold-plan.md"] and shown["version"] == 3
     assert console_errors(browser) == []
 
@@ -254,7 +257,11 @@ def test_chat_with_an_attached_knowledge_base_shows_citations_and_findings(
     assert console_errors(browser) == []
 
     # the finding was recorded: the guardrails page charts and lists it
-    wait_for(lambda: httpx.get(f"{live_server.url}/api/v1/guardrails/events", params={"policy": policy}).json()["events"], 30, "the event")
+    wait_for(
+        lambda: httpx.get(f"{live_server.url}/api/v1/guardrails/events", params={"policy": policy}, timeout=30).json()["events"],
+        30,
+        "the event",
+    )
     open_page(browser, live_server.url + "/console/guardrails")
     wait_for(lambda: browser.find_elements(by.CSS_SELECTOR, ".chart canvas"), 20, "the findings chart")
     assert "US_SSN" in browser.find_element(by.TAG_NAME, "main").text
