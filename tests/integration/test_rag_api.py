@@ -183,10 +183,10 @@ def test_embeddings_through_the_openai_client(client: Any) -> None:
     assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
     assert float(np.array(one.data[0].embedding) @ v[0]) > float(np.array(one.data[0].embedding) @ v[1])
     for bad, kind in (
-        ({"input": [[1, 2, 3]]}, openai.BadRequestError),
+        ({"input": [[100256]]}, openai.BadRequestError),  # not a cl100k_base token (token arrays: test_embeddings_inputs.py)
         ({"input": ""}, openai.BadRequestError),
         ({"input": []}, openai.BadRequestError),
-        ({"input": "x", "dimensions": 128}, openai.BadRequestError),
+        ({"input": "x", "dimensions": 385}, openai.BadRequestError),
         ({"input": "word " * 400}, openai.BadRequestError),
     ):
         with pytest.raises(kind) as e:

@@ -1,99 +1,66 @@
 """``POST /v1/embeddings``, OpenAI-compatible (OpenAI error shape, as every ``/v1`` path).
 
-``input`` is a string or a list of strings (up to 2048, each non-empty and within the
-model's input limit); token arrays are refused with 400. ``encoding_format`` is ``float``
-or ``base64`` (little-endian float32, what the official client asks for by default).
-``dimensions`` is accepted only when it equals the model's dimension. The model is the
-configured embedder, named by its backend name or by its model name.
+``input`` is a string, a list of strings, an array of token ids or a list of token-id arrays
+(OpenAI's ``cl100k_base`` ids, as LangChain's ``OpenAIEmbeddings`` sends them; decoded to
+text, ADR 0113). ``encoding_format`` is ``float`` or ``base64`` (little-endian float32, what
+the official client asks for by default). ``dimensions`` keeps the first N components,
+rescaled to unit length. The model is the configured embedder, named by its backend name or
+by its model name. The rules and limits live in :mod:`plinth.rag.embedding_requests`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from plinth.api.deps import services_of
 from plinth.domain.numbers import API_INT_MAX
 from plinth.domain.projects import in_context
-from plinth.errors import ErrorCode, PlinthError
+from plinth.rag.embedding_requests import MAX_IDS_PER_INPUT, MAX_INPUTS, MAX_TOKEN_ID, create_embeddings
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-MAX_INPUTS = 2048
+_TOKEN_ID = {"type": "integer", "minimum": 0, "maximum": MAX_TOKEN_ID}
+_TOKEN_ARRAY = {"type": "array", "items": _TOKEN_ID, "minItems": 1, "maxItems": MAX_IDS_PER_INPUT}
+#: what ``input`` may be, described exactly (checked by the service, which names the bad item)
+INPUT_SCHEMA = {
+    "description": (
+        "a string, a list of strings, an array of token ids, or a list of token-id arrays; token ids are OpenAI's "
+        f"cl100k_base ids (0..{MAX_TOKEN_ID}), decoded to text before embedding"
+    ),
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": MAX_INPUTS},
+        _TOKEN_ARRAY,
+        {"type": "array", "items": _TOKEN_ARRAY, "minItems": 1, "maxItems": MAX_INPUTS},
+    ],
+}
 
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str = Field(..., min_length=1, max_length=300)
-    input: Any = Field(..., description="a string or a list of strings")
+    input: Annotated[Any, WithJsonSchema(INPUT_SCHEMA)] = Field(...)
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1, le=API_INT_MAX)
+    dimensions: int | None = Field(None, ge=1, le=API_INT_MAX, description="keep the first N components (at most the model's)")
     user: str | None = None
 
 
-def _inputs(value: Any) -> list[str]:
-    if isinstance(value, str):
-        texts = [value]
-    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        texts = value
-    elif (
-        isinstance(value, list)
-        and value
-        and all(isinstance(v, int) or (isinstance(v, list) and all(isinstance(t, int) for t in v)) for v in value)
-    ):
-        raise PlinthError(ErrorCode.INVALID_REQUEST, "token arrays are not accepted here; send the text as strings", param="input")
-    elif isinstance(value, list) and not value:
-        raise PlinthError(ErrorCode.INVALID_REQUEST, "input must not be an empty list", param="input")
-    else:
-        raise PlinthError(ErrorCode.INVALID_REQUEST, "input must be a string or a list of strings", param="input")
-    if len(texts) > MAX_INPUTS:
-        raise PlinthError(ErrorCode.INVALID_REQUEST, f"input has {len(texts)} items; at most {MAX_INPUTS} are allowed", param="input")
-    for i, t in enumerate(texts):
-        if not t.strip():
-            raise PlinthError(ErrorCode.INVALID_REQUEST, f"input[{i}] is empty", param="input")
-    return texts
-
-
-def _embedder_for(request: Request, model: str) -> Any:
+@router.post("/embeddings")
+async def create_embeddings_route(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
     knowledge = services_of(request).knowledge
     assert knowledge is not None  # build_services always builds it
-    emb = knowledge.default_embedder()
-    names = {emb.name.lower(), emb.model_id.lower(), emb.model_id.split("@")[0].lower(), emb.model_id.split("@")[0].split("/")[-1].lower()}
-    if model.lower() not in names:
-        raise PlinthError(
-            ErrorCode.MODEL_NOT_FOUND,
-            f"embedding model {model!r} does not exist here; use {emb.name!r} ({emb.model_id.split('@')[0]})",
-            param="model",
-        )
-    return emb
-
-
-@router.post("/embeddings")
-async def create_embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
-    texts = _inputs(body.input)
     loop = asyncio.get_running_loop()
-    emb = await loop.run_in_executor(None, in_context(lambda: _embedder_for(request, body.model)))
-    if body.dimensions is not None and body.dimensions != emb.dim:
-        raise PlinthError(
-            ErrorCode.INVALID_REQUEST, f"dimensions={body.dimensions} is not supported: {body.model} has {emb.dim}", param="dimensions"
-        )
-    counts = await loop.run_in_executor(None, in_context(lambda: emb.count_tokens_many(texts)))
-    for i, n in enumerate(counts):
-        if n > emb.max_tokens:
-            raise PlinthError(
-                ErrorCode.CONTEXT_LENGTH_EXCEEDED,
-                f"input[{i}] has {n} tokens; {body.model} embeds at most {emb.max_tokens}",
-                param="input",
+    answer, emb, n = await loop.run_in_executor(
+        None,
+        in_context(
+            lambda: create_embeddings(
+                knowledge, model=body.model, input=body.input, encoding_format=body.encoding_format, dimensions=body.dimensions
             )
-    vectors = await loop.run_in_executor(None, in_context(lambda: emb.embed(texts)))
-    services_of(request).metrics.embedding_inputs.labels(emb.name).inc(len(texts))
-    data = []
-    for i, v in enumerate(vectors):
-        value: Any = base64.b64encode(v.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" else v.tolist()
-        data.append({"object": "embedding", "index": i, "embedding": value})
-    tokens = sum(counts)
-    return {"object": "list", "data": data, "model": body.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        ),
+    )
+    services_of(request).metrics.embedding_inputs.labels(emb.name).inc(n)
+    return answer
