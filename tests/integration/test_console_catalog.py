@@ -9,18 +9,22 @@ note and rows, a feedback comment, a request path the audit log records) and mus
 from __future__ import annotations
 
 import json
-import uuid
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.browser import console_errors, open_page, wait_for
-from tests.support.live_server import MODEL, LiveServer
+from tests.support.live_server import MODEL, LiveServer, start_server, stop_server
 
 IMG = "<img src=x onerror=alert(1)>"
 SCRIPT = "<script>alert(1)</script>"
-TAG = uuid.uuid4().hex[:8]
+TAG = "cc1"  # fixed: parametrized ids must be the same in every pytest-xdist worker
 DATASET = f"console-ds-{TAG}"
 
 
@@ -30,7 +34,7 @@ def _rows(n: int, extra: str = "") -> bytes:
 
 
 @pytest.fixture(scope="module")
-def data(live_server: LiveServer, client: Any) -> dict[str, Any]:
+def data(live_server: LiveServer, client: Any) -> Iterator[dict[str, Any]]:
     """A dataset with two versions (a hostile note and row), a rated response with a hostile
     comment, and an audited request whose path holds a hostile string."""
     api = live_server.url + "/api/v1"
@@ -49,14 +53,35 @@ def data(live_server: LiveServer, client: Any) -> dict[str, Any]:
     other = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say bye"}], max_tokens=4)
     r = httpx.post(f"{api}/feedback", json={"response_id": other.id, "rating": 1, "comment": "fine"}, timeout=30)
     assert r.status_code == 201, r.text
+    dep = f"console-dep-{TAG}"
+    r = httpx.post(f"{api}/deployments", json={"name": dep, "model": MODEL, "description": IMG}, timeout=30)
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{api}/deployments/{dep}/canary", json={"model": MODEL, "system_prompt": "Be brief.", "percent": 25}, timeout=30)
+    assert r.status_code == 201, r.text
     # refused (not a dataset name) but audited, with the path as its target
     r = httpx.post(f"{api}/datasets/{IMG}/versions", content=b"{}", timeout=30)
     assert r.status_code == 400
-    return {"api": api, "response_id": answer.id}
+    wait_for(
+        lambda: any(IMG in e["target"] for e in httpx.get(f"{api}/audit", params={"target_type": "http"}, timeout=30).json()["entries"]),
+        what="the audit entry of the refused request",
+    )
+    yield {"api": api, "response_id": answer.id}
+    # what other tests of the shared server list stays as they expect it
+    httpx.delete(f"{api}/deployments/{dep}", timeout=30)
+    httpx.delete(f"{api}/datasets/{DATASET}", timeout=30)
 
 
 PAGES = {
-    "/console/": ["Overview", "Traffic, last hour", "Models loaded", MODEL, "Latest jobs"],
+    "/console/": [
+        "Overview",
+        "Traffic, last hour",
+        "Models loaded",
+        MODEL,
+        "Latest jobs",
+        f"console-dep-{TAG}",
+        "r1 stable 75%",
+        "r2 canary 25%",
+    ],
     "/console/models": ["Models", MODEL, "Runtimes", "llamacpp", "Import or register a model"],
     f"/console/models/{MODEL}": [MODEL, "Metadata", "Attachments", "Adapters", "gguf"],
     "/console/datasets": ["Datasets", DATASET],
@@ -64,7 +89,7 @@ PAGES = {
     f"/console/datasets/{DATASET}?from=1&to=2": ["Samples added", "Moved split"],
     f"/console/datasets/{DATASET}?diff=1..2": ["Samples added"],
     f"/console/datasets/{DATASET}?version=1&split=train&offset=20": ["Rows 21 to 27 of 27"],
-    "/console/usage": ["Usage", "Requests per 1h", "By model", "By API key", "By day", "Feedback", MODEL],
+    "/console/usage": ["Usage", "Requests per 1h", "By model", "By API key", "By day", "Feedback", "negative", "fine"],
     "/console/usage?since=7d": ["Requests per 1d", "last 7d"],
     "/console/usage?since=30d&feedback_limit=1": ["Show more"],
     "/console/keys": ["API keys", "Create a key"],
@@ -84,6 +109,28 @@ def test_pages_answer_with_their_content(live_server: LiveServer, data: dict[str
     assert IMG not in r.text and SCRIPT not in r.text
 
 
+@pytest.mark.parametrize("since", ["24h", "7d", "30d"])
+def test_the_usage_tables_and_series(live_server: LiveServer, data: dict[str, Any], since: str) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    for by, text in (("model", MODEL), ("key", "no key"), ("day", today)):
+        r = httpx.get(live_server.url + "/console/usage/table", params={"by": by, "since": since}, timeout=30)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert f'data-usage="{by}"' in r.text and text in r.text, (by, r.text)
+    spec = httpx.get(live_server.url + "/console/usage/series.json", params={"since": since}, timeout=30).json()
+    assert spec["time"] is True and len(spec["x"]) >= 1 and sum(spec["series"][0]["values"]) >= 2
+    assert httpx.get(live_server.url + "/console/usage/table", params={"by": "nope"}, timeout=30).status_code == 400
+
+
+def test_the_overview_draws_the_traffic_split(live_server: LiveServer, data: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, live_server.url + "/console/")
+    bar = browser.find_element(By.CSS_SELECTOR, f".split[aria-label^='traffic split of console-dep-{TAG}']")
+    widths = [s.size["width"] for s in bar.find_elements(By.TAG_NAME, "span")]
+    assert len(widths) == 2 and widths[0] > 2 * widths[1] > 0  # 75% and 25%
+    assert console_errors(browser) == []
+
+
 def test_hostile_strings_are_escaped_in_the_html(live_server: LiveServer, data: dict[str, Any]) -> None:
     escaped = "&lt;img src=x onerror=alert(1)&gt;"
     for path in (f"/console/datasets/{DATASET}", "/console/usage", "/console/audit"):
@@ -94,8 +141,11 @@ def test_hostile_strings_are_escaped_in_the_html(live_server: LiveServer, data: 
 def test_filters_and_paging_of_the_audit_log(live_server: LiveServer, data: dict[str, Any]) -> None:
     for i in range(3):
         httpx.post(f"{data['api']}/datasets/bad%20name-{TAG}-{i}/versions", content=b"{}", timeout=30)
-    r = httpx.get(live_server.url + "/console/audit", params={"action": "http POST"}, timeout=30)
-    assert r.status_code == 200 and f"bad name-{TAG}-2" in r.text
+    # the HTTP side of the audit log is written just after the answer: wait for it to land
+    wait_for(
+        lambda: f"bad name-{TAG}-2" in httpx.get(live_server.url + "/console/audit", params={"action": "http POST"}, timeout=30).text,
+        what="the audit entry",
+    )
     target = f"/api/v1/datasets/bad name-{TAG}-1/versions"
     only = httpx.get(live_server.url + "/console/audit", params={"target": target}, timeout=30).text
     assert f"bad name-{TAG}-1" in only and f"bad name-{TAG}-2" not in only
@@ -126,6 +176,12 @@ def test_every_page_renders_in_the_browser_without_errors(live_server: LiveServe
         open_page(browser, live_server.url + path)
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".chart canvas"), what=f"the chart on {path}")
         assert console_errors(browser) == [], path
+    # the usage tables came in (htmx)
+    for by in ("model", "key", "day"):
+        css = f"#usage-by-{by} table[data-usage='{by}']"
+        wait_for(lambda css=css: browser.find_elements(By.CSS_SELECTOR, css), what=f"the {by} table")
+    assert MODEL in browser.find_element(By.ID, "usage-by-model").text
+    assert console_errors(browser) == []
 
 
 def test_hostile_strings_show_as_text_in_the_browser(live_server: LiveServer, data: dict[str, Any], browser: Any) -> None:
@@ -162,6 +218,26 @@ def test_unload_and_load_buttons(live_server: LiveServer, data: dict[str, Any], 
     finally:
         if not _loaded(api, MODEL):  # later tests need the default model
             httpx.post(f"{api}/models/{MODEL}/load", timeout=120)
+
+
+def test_the_import_form_registers_a_remote_model(live_server: LiveServer, data: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    api, name = data["api"], f"console-remote-{TAG}"
+    open_page(browser, live_server.url + "/console/models")
+    browser.find_element(By.ID, "imp-name").send_keys(name)
+    browser.find_element(By.ID, "imp-base").send_keys(live_server.v1)
+    browser.find_element(By.ID, "imp-upstream").send_keys(MODEL)
+    browser.find_element(By.CSS_SELECTOR, "form[data-api='POST /api/v1/models'] button[type=submit]").click()
+    try:
+        wait_for(lambda: browser.current_url.endswith(f"/console/models/{name}"), what="the new model's page")
+        wait_for(lambda: browser.find_element(By.TAG_NAME, "h1").text == name, what="the page to load")
+        assert "openai" in browser.find_element(By.CSS_SELECTOR, "dl.kv").text
+        assert console_errors(browser) == []
+        model = httpx.get(f"{api}/models/{name}", timeout=30).json()
+        assert model["format"] == "remote" and model["parameters"]["upstream_model"] == MODEL
+    finally:
+        httpx.delete(f"{api}/models/{name}", timeout=30)
 
 
 def test_create_a_key_shows_its_secret_once_and_revoke(live_server: LiveServer, data: dict[str, Any], browser: Any) -> None:
@@ -212,3 +288,45 @@ def test_the_key_create_form_shows_the_apis_refusal(live_server: LiveServer, bro
     wait_for(lambda: "invalid key name" in browser.find_element(By.ID, "key-error").text, what="the API's error")
     assert not browser.find_element(By.ID, "new-key").is_displayed()
     console_errors(browser)  # the refused fetch is logged as a failed load; that is expected here
+
+
+# -- with sign-in on: the keys and the audit log are the admin scope's, as in the API -----------------
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
+    home = tmp_path_factory.mktemp("console-catalog-auth")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
+    env.update({"PLINTH_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    out = subprocess.run(
+        [sys.executable, "-m", "plinth", "keys", "create", "root", "--scope", "admin", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    srv = start_server(home, PLINTH_AUTH="true", PLINTH_PRELOAD_DEFAULT_MODEL="false", PLINTH_JOBS_LOCAL_WORKER="false")
+    try:
+        yield srv, str(json.loads(out.stdout)["key"])
+    finally:
+        stop_server(srv)
+
+
+def test_a_read_key_sees_the_catalog_but_not_the_keys_or_the_audit_log(auth_server: tuple[LiveServer, str]) -> None:
+    srv, root = auth_server
+    admin = {"Authorization": f"Bearer {root}"}
+    made = httpx.post(srv.url + "/api/v1/keys", headers=admin, json={"name": f"reader-{TAG}", "scopes": ["read"]}, timeout=30)
+    assert made.status_code == 201, made.text
+    reader = {"Authorization": f"Bearer {made.json()['key']}"}
+    for path in ("/console/", "/console/models", f"/console/models/{MODEL}", "/console/datasets", "/console/usage"):
+        r = httpx.get(srv.url + path, headers=reader, timeout=30)
+        assert r.status_code == 200, (path, r.text[:500])
+    for path in ("/console/keys", "/console/audit"):
+        r = httpx.get(srv.url + path, headers=reader, timeout=30)
+        assert r.status_code == 403 and r.headers["content-type"].startswith("text/html"), path
+        assert "admin scope" in r.text and f"reader-{TAG}" not in r.text
+        ok = httpx.get(srv.url + path, headers=admin, timeout=30)
+        assert ok.status_code == 200, path
+    assert f"reader-{TAG}" in httpx.get(srv.url + "/console/keys", headers=admin, timeout=30).text
+    # no credentials: a person is sent to the sign-in page
+    anon = httpx.get(srv.url + "/console/models", timeout=30)
+    assert anon.status_code == 303 and anon.headers["location"].startswith("/console/login")

@@ -9,19 +9,19 @@ are made by the pages' buttons and forms calling the JSON API (``/api/v1``).
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from plinth.console.render import page, principal_of
+from plinth.console.render import fragment, page, principal_of
 from plinth.domain.auth import Scope
 from plinth.domain.numbers import API_INT_MAX
 from plinth.errors import ErrorCode, PlinthError
 from plinth.services import Services, runtime_status
-from plinth.usage.service import parse_time
+from plinth.usage.service import UsageService, parse_time
 
 router = APIRouter()
 
@@ -33,7 +33,8 @@ FEEDBACK_MAX = 1000
 USAGE_ROWS_MAX = 200
 #: the windows the usage page offers (duration back from now -> the bucket of its chart)
 USAGE_WINDOWS = {"24h": "1h", "7d": "1d", "30d": "1d"}
-_COUNTS = ("requests", "errors", "blocked", "prompt_tokens", "completion_tokens", "total_tokens")
+_WINDOW = "^(24h|7d|30d)$"
+USAGE_TABLES = {"model": "By model", "key": "By API key", "day": "By day (UTC)"}
 
 
 def _services(request: Request) -> Services:
@@ -146,44 +147,18 @@ def dataset(
 
 
 # -- usage and feedback ------------------------------------------------------------------------
+# The page answers at once with the window's totals and the feedback; its chart and its three
+# tables each come in their own request (one grouped query each, run in parallel by the
+# browser), so a week of 100,000 usage records never makes one slow answer.
 @router.get("/usage")
 def usage(
     request: Request,
-    since: str = Query("24h", pattern="^(24h|7d|30d)$", description="the window (a longer one scans more usage records)"),
+    since: str = Query("24h", pattern=_WINDOW, description="the window: 24h, 7d or 30d"),
     feedback_limit: int = Query(FEEDBACK_PAGE, ge=1, le=FEEDBACK_MAX),
 ) -> HTMLResponse:
-    s = _services(request)
-    if s.usage is None:  # pragma: no cover - always built by build_services
-        raise PlinthError(ErrorCode.UNSUPPORTED, "usage accounting is not enabled on this server")
-    bucket = USAGE_WINDOWS[since]
-    # Two grouped queries over the window (each at most models x buckets or keys rows back);
-    # the chart, the per-model and the per-day tables are sums of the first.
-    by_bucket_model = s.usage.summary(group_by=("model",), since=since, bucket=bucket)
-    by_key = s.usage.summary(group_by=("key",), since=since)
-    rows = by_bucket_model["rows"]
-    per_bucket: dict[str, dict[str, int]] = defaultdict(Counter)
-    per_model: dict[str, dict[str, int]] = defaultdict(Counter)
-    per_day: dict[str, dict[str, int]] = defaultdict(Counter)
-    per_day_model: dict[tuple[str, str], dict[str, int]] = defaultdict(Counter)
-    for r in rows:
-        counts = {k: int(r[k]) for k in _COUNTS}
-        day, model = r["bucket"][:10], r["model"] or ""
-        for acc in (per_bucket[r["bucket"]], per_model[model], per_day[day], per_day_model[(day, model)]):
-            for k, v in counts.items():
-                acc[k] += v
-    buckets = sorted(per_bucket)
-    chart = {
-        "x": [int(datetime.fromisoformat(b).timestamp()) for b in buckets],
-        "series": [
-            {"label": "requests", "values": [per_bucket[b]["requests"] for b in buckets], "points": True},
-            {"label": "errors", "values": [per_bucket[b]["errors"] for b in buckets], "points": True},
-        ],
-        "time": True,
-        "ylabel": f"requests per {bucket}",
-        "height": 220,
-        "ymin": 0,
-    }
-    feedback = s.usage.list_feedback(limit=feedback_limit + 1)
+    u = _usage(request)
+    totals = u.summary(group_by=(), since=since)["totals"]
+    feedback = u.list_feedback(limit=feedback_limit + 1)
     return page(
         request,
         "catalog/usage.html",
@@ -191,21 +166,52 @@ def usage(
         section="usage",
         since=since,
         windows=list(USAGE_WINDOWS),
-        bucket=bucket,
-        totals=by_bucket_model["totals"],
-        chart=chart,
-        by_model=_top([{"model": m, **c} for m, c in per_model.items()]),
-        by_key=_top(by_key["rows"]),
-        by_day=sorted(per_day.items(), reverse=True),
-        by_day_model=[{"day": d, "model": m, **c} for (d, m), c in sorted(per_day_model.items(), reverse=True)][:USAGE_ROWS_MAX],
+        bucket=USAGE_WINDOWS[since],
+        totals=totals,
+        tables=USAGE_TABLES,
         feedback=feedback[:feedback_limit],
         feedback_more=len(feedback) > feedback_limit and feedback_limit < FEEDBACK_MAX,
         feedback_next=min(FEEDBACK_MAX, feedback_limit + FEEDBACK_PAGE),
     )
 
 
-def _top(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(rows, key=lambda r: r["requests"], reverse=True)[:USAGE_ROWS_MAX]
+@router.get("/usage/series.json")
+def usage_series(request: Request, since: str = Query("24h", pattern=_WINDOW)) -> dict[str, Any]:
+    """The usage chart's spec: requests and errors per bucket of the window."""
+    bucket = USAGE_WINDOWS[since]
+    rows = _usage(request).summary(group_by=(), since=since, bucket=bucket)["rows"]
+    return {
+        "x": [int(datetime.fromisoformat(r["bucket"]).timestamp()) for r in rows],
+        "series": [
+            {"label": "requests", "values": [r["requests"] for r in rows], "points": True},
+            {"label": "errors", "values": [r["errors"] for r in rows], "points": True},
+        ],
+        "time": True,
+        "ylabel": f"requests per {bucket}",
+        "height": 220,
+        "ymin": 0,
+    }
+
+
+@router.get("/usage/table")
+def usage_table(
+    request: Request, by: str = Query("model", pattern="^(model|key|day)$"), since: str = Query("24h", pattern=_WINDOW)
+) -> HTMLResponse:
+    """One of the usage page's tables (an htmx fragment): by model, by key or by day."""
+    u = _usage(request)
+    if by == "day":
+        rows = [{**r, "day": r["bucket"][:10]} for r in u.summary(group_by=(), since=since, bucket="1d")["rows"]]
+        rows.reverse()  # newest day first
+    else:
+        rows = sorted(u.summary(group_by=(by,), since=since)["rows"], key=lambda r: r["requests"], reverse=True)
+    return fragment("catalog/usage_table.html", by=by, label=USAGE_TABLES[by], rows=rows[:USAGE_ROWS_MAX], more=len(rows) > USAGE_ROWS_MAX)
+
+
+def _usage(request: Request) -> UsageService:
+    u = _services(request).usage
+    if u is None:  # pragma: no cover - always built by build_services
+        raise PlinthError(ErrorCode.UNSUPPORTED, "usage accounting is not enabled on this server")
+    return u
 
 
 # -- API keys ----------------------------------------------------------------------------------
