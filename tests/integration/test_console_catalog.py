@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -58,6 +59,15 @@ def data(live_server: LiveServer, client: Any) -> Iterator[dict[str, Any]]:
     assert r.status_code == 201, r.text
     r = httpx.post(f"{api}/deployments/{dep}/canary", json={"model": MODEL, "system_prompt": "Be brief.", "percent": 25}, timeout=30)
     assert r.status_code == 201, r.text
+    rule = {"name": f"console-alert-{TAG}", "signal": "requests", "deployment": dep, "comparison": ">", "threshold": 0, "window": "5m"}
+    r = httpx.post(f"{api}/alerts/rules", json=rule, timeout=30)
+    assert r.status_code == 201, r.text
+    client.chat.completions.create(model=dep, messages=[{"role": "user", "content": "Hello"}], max_tokens=1)
+    wait_for(  # the usage record is written off the request's path
+        lambda: httpx.post(f"{api}/alerts/rules/{rule['name']}/evaluate", timeout=30).json()["rule"]["state"] == "firing",
+        timeout=30,
+        what="the alert rule to fire",
+    )
     # refused (not a dataset name) but audited, with the path as its target
     r = httpx.post(f"{api}/datasets/{IMG}/versions", content=b"{}", timeout=30)
     assert r.status_code == 400
@@ -67,6 +77,7 @@ def data(live_server: LiveServer, client: Any) -> Iterator[dict[str, Any]]:
     )
     yield {"api": api, "response_id": answer.id}
     # what other tests of the shared server list stays as they expect it
+    httpx.delete(f"{api}/alerts/rules/{rule['name']}", timeout=30)
     httpx.delete(f"{api}/deployments/{dep}", timeout=30)
     httpx.delete(f"{api}/datasets/{DATASET}", timeout=30)
 
@@ -80,6 +91,8 @@ PAGES = {
         "Latest jobs",
         f"console-dep-{TAG}",
         "r1 stable 75%",
+        f"console-alert-{TAG}",
+        "Latest alert changes",
         "r2 canary 25%",
     ],
     "/console/models": ["Models", MODEL, "Runtimes", "llamacpp", "Import or register a model"],
@@ -124,6 +137,11 @@ def test_the_usage_tables_and_series(live_server: LiveServer, data: dict[str, An
 def test_the_overview_draws_the_traffic_split(live_server: LiveServer, data: dict[str, Any], browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
+    html = httpx.get(live_server.url + "/console/", timeout=30).text
+    block = re.search(r'<script type="application/json" id="traffic-data">(.*?)</script>', html, re.S)
+    assert block is not None
+    traffic = json.loads(block.group(1))
+    assert len(traffic["x"]) == 60 and sum(traffic["series"][0]["values"]) >= 3  # this module's requests of the last hour
     open_page(browser, live_server.url + "/console/")
     bar = browser.find_element(By.CSS_SELECTOR, f".split[aria-label^='traffic split of console-dep-{TAG}']")
     widths = [s.size["width"] for s in bar.find_elements(By.TAG_NAME, "span")]

@@ -20,6 +20,7 @@ router = APIRouter()
 #: the traffic chart: the last hour in one-minute buckets
 TRAFFIC_MINUTES = 60
 LATEST_JOBS = 5
+LATEST_ALERT_EVENTS = 5
 MAX_DEPLOYMENTS = 10
 
 
@@ -38,6 +39,7 @@ def overview(request: Request) -> HTMLResponse:
         traffic=traffic,
         traffic_total=traffic_total,
         firing=_firing(request, s),
+        alert_events=_alert_events(request, s),
         jobs=s.jobs.list(limit=LATEST_JOBS),
         deployments=_deployments(request, s),
         sections=[(key, label, href) for key, label, href in NAV if key != "overview"],
@@ -113,6 +115,15 @@ def _firing(request: Request, s: Services) -> list[Any]:
     p = principal_of(request)
     rules = [r for r in s.alerts.list() if r.enabled and r.state in (AlertState.FIRING, AlertState.PENDING)]
     return [r for r in rules if p.allows_model(r.expr.deployment)]
+
+
+def _alert_events(request: Request, s: Services) -> list[Any]:
+    """The latest changes of alert rules' states (one bounded query), of rules the caller may see."""
+    if s.alerts is None:
+        return []
+    p = principal_of(request)
+    visible = {r.name for r in s.alerts.list() if p.allows_model(r.expr.deployment)}
+    return [e for e in s.alerts.events(limit=LATEST_ALERT_EVENTS) if e.rule in visible]
 
 
 def _deployments(request: Request, s: Services) -> list[dict[str, Any]]:
