@@ -195,9 +195,8 @@ def test_every_page_renders_in_the_browser_without_errors(live_server: LiveServe
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".chart canvas"), what=f"the chart on {path}")
         assert console_errors(browser) == [], path
     # the usage tables came in (htmx)
-    for by in ("model", "key", "day"):
-        css = f"#usage-by-{by} table[data-usage='{by}']"
-        wait_for(lambda css=css: browser.find_elements(By.CSS_SELECTOR, css), what=f"the {by} table")
+    tables = ", ".join(f"#usage-by-{by} table[data-usage='{by}']" for by in ("model", "key", "day"))
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, tables)) == 3, what="the three usage tables")
     assert MODEL in browser.find_element(By.ID, "usage-by-model").text
     assert console_errors(browser) == []
 
