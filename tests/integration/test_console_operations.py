@@ -435,21 +435,36 @@ def test_cancel_and_resume_a_run(live_server: LiveServer, in_project: Any, api: 
     from selenium.webdriver.common.by import By
 
     b = in_project
-    slow = {"name": "ops-slow", "steps": [{"name": "wait", "job": "selftest", "spec": {"steps": 600, "sleep_s": 0.1}}]}
+    slow = {"name": "ops-slow", "steps": [{"name": "wait", "job": "selftest", "spec": {"steps": 150, "sleep_s": 0.1}}]}
     _ok(api.post("/pipelines", json=slow), 201)
     run_id = _ok(api.post("/pipelines/ops-slow/runs", json={}), 201)["id"]
+    url = f"{live_server.url}/console/pipelines/runs/{run_id}"
     console_errors(b)
-    open_page(b, f"{live_server.url}/console/pipelines/runs/{run_id}")
+
+    # an unfinished run's page follows it: cancelled through the API, the page shows it by itself
+    open_page(b, url)
+    assert b.find_elements(By.ID, "cancel") and not b.find_elements(By.ID, "resume")
+    _ok(api.post(f"/pipeline-runs/{run_id}/cancel"))
+    wait_for(lambda: b.find_elements(By.ID, "resume"), timeout=15, what="the page refreshed by htmx")
+    assert b.find_element(By.ID, "run-state").text == "cancelled"
+    assert b.find_element(By.CSS_SELECTOR, ".dag g.step").get_attribute("data-state") == "cancelled"
+
+    # resume and cancel with the buttons
+    b.find_element(By.ID, "resume").click()
+    wait_for(lambda: b.find_elements(By.ID, "cancel"), what="the run resumed and the page reloaded")
+    assert _ok(api.get(f"/pipeline-runs/{run_id}"))["run"]["state"] in ("pending", "running")
     b.find_element(By.ID, "cancel").click()
     wait_for(lambda: b.switch_to.alert, what="the confirmation").accept()
     wait_for(lambda: b.find_elements(By.ID, "resume"), what="the run cancelled and the page reloaded")
     assert _ok(api.get(f"/pipeline-runs/{run_id}"))["run"]["state"] == "cancelled"
-    assert b.find_element(By.CSS_SELECTOR, ".dag g.step").get_attribute("data-state") == "cancelled"
-
     b.find_element(By.ID, "resume").click()
-    wait_for(lambda: b.find_elements(By.ID, "cancel"), what="the run resumed and the page reloaded")
-    assert _ok(api.get(f"/pipeline-runs/{run_id}"))["run"]["state"] in ("pending", "running")
-    _ok(api.post(f"/pipeline-runs/{run_id}/cancel"))  # not left running for the other tests
+    wait_for(lambda: b.find_elements(By.ID, "cancel"), what="the run resumed again")
+
+    # the step's log page follows the running step until its job ends
+    open_page(b, f"{live_server.url}/console/pipelines/runs/{run_id}/steps/wait/logs")
+    wait_for(lambda: "counted 150 steps" in b.find_element(By.ID, "step-log").text, timeout=90, what="the log refreshed to the end")
+    assert "succeeded" in b.find_element(By.ID, "step-log").text
+    assert _wait_run(api, run_id)["run"]["state"] == "succeeded"
     assert console_errors(b) == []
 
 

@@ -366,7 +366,8 @@ def pipeline_run_page(request: Request, run_id: str) -> HTMLResponse:
 def step_logs_page(request: Request, run_id: str, step: str) -> HTMLResponse:
     pipelines = _need(_services(request).pipelines, "pipelines")
     run = pipelines.run(run_id[:32])
-    lines = pipelines.step_logs(run.id, step[:63], tail=500)
+    lines = pipelines.step_logs(run.id, step[:63], tail=500)  # not_found for a step the run lacks
+    state = next((s.state.value for s in pipelines.steps(run.id) if s.name == step), "")
     return page(
         request,
         "operations/step_logs.html",
@@ -375,6 +376,8 @@ def step_logs_page(request: Request, run_id: str, step: str) -> HTMLResponse:
         run=run.public_dict(),
         step=step,
         lines=lines,
+        state=state,
+        running=state in ("pending", "running") and not run.state.terminal,
     )
 
 
