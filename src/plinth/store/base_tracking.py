@@ -23,9 +23,15 @@ class TrackingStore(abc.ABC):
 
     @abc.abstractmethod
     def list_runs(
-        self, *, kind: str | None = None, status: RunStatus | None = None, base_model: str | None = None, limit: int = 100
+        self,
+        *,
+        kind: str | None = None,
+        status: RunStatus | None = None,
+        base_model: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[Run]:
-        """Newest first."""
+        """Newest first; ``offset`` skips that many (paging)."""
 
     @abc.abstractmethod
     def update_run(
@@ -50,6 +56,22 @@ class TrackingStore(abc.ABC):
     @abc.abstractmethod
     def get_metrics(self, run_id: str, keys: list[str] | None = None) -> dict[str, list[MetricPoint]]:
         """Every metric of the run (or the named ones), each ordered by step."""
+
+    @abc.abstractmethod
+    def downsample_metrics(self, run_id: str, keys: list[str] | None = None, max_points: int = 1000) -> dict[str, list[MetricPoint]]:
+        """Every metric of the run (or the named ones), each ordered by step, in at most about
+        ``max_points`` points: a series that long or shorter whole, a longer one cut into
+        ``max_points / 2`` equal step ranges of which the lowest and the highest point are kept,
+        with the series' first and last point (so a spike of one step survives). Computed by the
+        database, never by reading every point; the points carry no time (``at`` is None)."""
+
+    @abc.abstractmethod
+    def metric_keys(self, run_id: str) -> dict[str, int]:
+        """The run's metric keys, each with how many points it has (sorted by key)."""
+
+    @abc.abstractmethod
+    def count_runs(self, *, kind: str | None = None, status: RunStatus | None = None) -> int:
+        """How many runs :meth:`list_runs` would page through with these filters."""
 
     @abc.abstractmethod
     def add_run_artifact(self, artifact: RunArtifact) -> RunArtifact:

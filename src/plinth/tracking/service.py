@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from plinth.domain.tracking import ArtifactKind, MetricPoint, Run, RunArtifact, RunStatus
+from plinth.domain.tracking import ArtifactKind, EvalReport, MetricPoint, Run, RunArtifact, RunStatus
 from plinth.errors import ErrorCode, PlinthError
 from plinth.store import ArtifactStore, MetadataStore
 from plinth.tracking.plots import line_chart_svg
@@ -89,6 +89,35 @@ class TrackingService:
     def metrics(self, run_id: str, keys: builtins.list[str] | None = None) -> dict[str, builtins.list[MetricPoint]]:
         self.store.get_run(run_id)
         return self.store.get_metrics(run_id, keys)
+
+    def downsampled(
+        self, run_id: str, keys: builtins.list[str] | None = None, max_points: int = 1000
+    ) -> dict[str, builtins.list[MetricPoint]]:
+        """The run's metrics (or the named ones) in at most about ``max_points`` points each,
+        spikes kept (see :meth:`plinth.store.base_tracking.TrackingStore.downsample_metrics`):
+        what a chart draws, however long the run."""
+        self.store.get_run(run_id)
+        return self.store.downsample_metrics(run_id, keys, max_points)
+
+    def metric_keys(self, run_id: str) -> dict[str, int]:
+        """The run's metric keys with their number of points (no point is read)."""
+        self.store.get_run(run_id)
+        return self.store.metric_keys(run_id)
+
+    def run_of_job(self, job_id: str) -> Run | None:
+        """The run a job records (None until the job started it)."""
+        return self.store.find_run_by_job(job_id)
+
+    def page(
+        self, *, kind: str | None = None, status: RunStatus | None = None, offset: int = 0, limit: int = 50
+    ) -> tuple[builtins.list[Run], int]:
+        """One page of runs, newest first, and how many there are in all."""
+        runs = self.store.list_runs(kind=kind, status=status, limit=limit, offset=offset)
+        return runs, self.store.count_runs(kind=kind, status=status)
+
+    def eval_reports(self, *, model: str | None = None) -> builtins.list[EvalReport]:
+        """Evaluation reports, newest first (of one evaluated model id, or all)."""
+        return self.store.list_eval_reports(model=model)
 
     @contextmanager
     def system_metrics(self, run_id: str, every_s: float = 5.0) -> Iterator[None]:
