@@ -53,12 +53,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     )
     try:
         with httpx.Client(base_url=srv.url, timeout=60, headers={"Authorization": f"Bearer {root}"}) as c:
-            for body in ({"name": "care"}, {"name": "sales"}):
+            for body in ({"name": "care"}, {"name": "sales"}, {"name": "labs"}):
                 assert c.post("/api/v1/projects", json=body).status_code == 201
             for user in ("cora", "sid"):
                 assert c.post("/api/v1/users", json={"name": user, "password": PASSWORD}).status_code == 201
             assert c.put("/api/v1/projects/care/members/cora", json={"role": "owner"}).status_code == 200
             assert c.put("/api/v1/projects/sales/members/sid", json={"role": "owner"}).status_code == 200
+            assert c.put("/api/v1/projects/labs/members/cora", json={"role": "viewer"}).status_code == 200
         yield srv
     finally:
         stop_server(srv)
@@ -90,8 +91,8 @@ def test_an_unauthenticated_page_load_goes_to_sign_in_and_assets_stay_open(serve
         api = c.get("/api/v1/runs")
         assert api.status_code == 401 and api.json()["error"]["code"] == "unauthenticated"
         # a browser opening / is sent to the console; a client still gets the JSON index
-        assert c.get("/", headers={"Accept": "text/html"}).headers["location"] == "/console/"
-        assert c.get("/").json()["console"] == "/console/"
+        assert c.get("/", headers={"Accept": "text/html"}).headers["location"] == "/console/login?next=%2Fconsole%2F"
+        assert c.get("/").status_code == 401
 
 
 def test_the_sign_in_form_sets_the_session_and_csrf_cookies(server: LiveServer) -> None:
@@ -142,9 +143,17 @@ def test_the_project_cookie_cannot_open_another_teams_project(server: LiveServer
         hidden = c.get("/console/")
         assert hidden.status_code == 404 and "text/html" in hidden.headers["content-type"]
         assert "sales" in hidden.text and "<script" not in hidden.text.split("</head>")[1]
-        switched = c.get("/console/project", params={"name": "care"})
+        assert c.get("/api/v1/auth/me").status_code == 404  # the browser's API calls follow the cookie too
+        c.cookies.delete("plinth_project")  # (set by hand above; the server's own cookies follow)
+        switched = c.get("/console/project", params={"name": "labs"})
         assert switched.status_code == 303
         assert c.get("/console/").status_code == 200
+        # an EventSource or a page's fetch sends no X-Plinth-Project: the cookie names the project
+        me = c.get("/api/v1/auth/me").json()
+        assert (me["project"], me["role"]) == ("labs", "viewer")
+        assert c.get("/api/v1/auth/me", headers={"X-Plinth-Project": "care"}).json()["project"] == "care"  # the header wins
+        c.get("/console/project")  # no name: back to the default
+        assert c.get("/api/v1/auth/me").json()["project"] == "care"
 
 
 def test_a_real_browser_signs_in_and_out(server: LiveServer, browser: Any) -> None:

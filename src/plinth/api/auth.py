@@ -11,8 +11,10 @@ caller, found in this order:
 3. a user named by a trusted single-sign-on proxy (``PLINTH_SSO_USER_HEADER``, believed only
    from ``PLINTH_TRUSTED_PROXIES``).
 
-A user works in the project ``X-Plinth-Project`` names (default: their only project, else
-``default``); a project the caller may not see answers 404 like one that does not exist.
+A user works in the project ``X-Plinth-Project`` names (or, for a browser without the header,
+the console's ``plinth_project`` cookie; default: their only project, else ``default`` if they
+may see it, else the first of their projects by name); a project the caller may not see
+answers 404 like one that does not exist.
 401 ``unauthenticated`` (with ``WWW-Authenticate: Bearer``) for no valid caller, 403
 ``permission_denied`` for a caller without the scope the route needs:
 
@@ -185,8 +187,12 @@ class AuthMiddleware:
     async def _principal(self, scope: Scope, method: str, needed: tuple[KeyScope, ...]) -> Principal:
         """Who calls, in which project (see the module's docstring); PlinthError to refuse."""
         named = _header(scope, PROJECT_HEADER)
-        if named is None and is_console_path(scope.get("path", "")) and scope.get("path") != "/console/project":
-            named = _cookie(scope, PROJECT_COOKIE)  # a page load cannot send a header (the switch itself ignores it)
+        if named is None and scope.get("path") != "/console/project":
+            # A browser's page load or EventSource cannot send a header: the console's project
+            # cookie names the project instead (never for an API key, which has its own).
+            from_cookie = _cookie(scope, PROJECT_COOKIE)
+            if from_cookie is not None and (is_console_path(scope.get("path", "")) or _token(scope) is None):
+                named = from_cookie
         if named is not None:
             named = named.strip()
         loop = asyncio.get_running_loop()
@@ -244,10 +250,13 @@ class AuthMiddleware:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, err: PlinthError) -> None:
         self.services.metrics.errors.labels(err.code.value).inc()
         path = scope.get("path", "")
-        if err.code is ErrorCode.UNAUTHENTICATED and is_console_path(path) and scope.get("method") in _READ_METHODS:
-            query = bytes(scope.get("query_string", b"")).decode("latin-1")
-            await login_redirect(path, query)(scope, receive, send)  # a person, not a client: to the sign-in page
-            return
+        if err.code is ErrorCode.UNAUTHENTICATED and scope.get("method") in _READ_METHODS:
+            if is_console_path(path):  # a person, not a client: to the sign-in page and back
+                await login_redirect(path, bytes(scope.get("query_string", b"")).decode("latin-1"))(scope, receive, send)
+                return
+            if path == "/" and "text/html" in (_header(scope, b"accept") or ""):  # a browser opening the server
+                await login_redirect("/console/")(scope, receive, send)
+                return
         response = error_response(path, err)
         if err.code is ErrorCode.UNAUTHENTICATED:
             response.headers["WWW-Authenticate"] = 'Bearer realm="plinth"'

@@ -186,13 +186,19 @@ class AccountService:
 
     def user_principal(self, name: str, project: str | None, *, session: str | None = None) -> Principal:
         """The principal of a logged-in (or proxy-named) user working in ``project`` (None: the
-        user's only project, or the default one)."""
+        user's only project; else the default project when the user may see it, else the first of
+        the user's projects by name)."""
         user = self.user(name)
         if user is None or user.disabled:
             raise PlinthError(ErrorCode.UNAUTHENTICATED, "the user is unknown or disabled")
         if project is None:
-            mine = [m.project for m in self.memberships_of(name)]
-            project = mine[0] if len(mine) == 1 else DEFAULT_PROJECT
+            mine = sorted(m.project for m in self.memberships_of(name))
+            if len(mine) == 1:
+                project = mine[0]
+            elif not mine or user.is_admin or DEFAULT_PROJECT in mine:
+                project = DEFAULT_PROJECT
+            else:  # several projects, not the default one: the first (the console's selector switches)
+                project = mine[0]
         self.check_project_visible(user.name, user.is_admin, project)
         return Principal(
             actor=f"user:{user.name}",
