@@ -192,3 +192,17 @@ def test_unknown_model_is_404(client: Any) -> None:
     with pytest.raises(openai.NotFoundError) as e:
         client.embeddings.create(model="text-embedding-3-small", input=[[15339]])
     assert cast(dict[str, Any], e.value.body)["param"] == "model"
+
+
+def test_langchain_long_documents_with_a_smaller_ctx_length(live_server: LiveServer, cl100k: Any) -> None:
+    """LangChain splits by cl100k tokens (8,191 by default); MiniLM takes 254 of its own: the
+    default refuses a long document with the hint, ``embedding_ctx_length=128`` embeds it."""
+    from langchain_openai import OpenAIEmbeddings
+
+    long_doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text(encoding="utf-8")[:12_000]
+    where: dict[str, Any] = {"base_url": live_server.v1, "api_key": "x"}
+    with pytest.raises(openai.BadRequestError) as e:
+        OpenAIEmbeddings(model="minilm", max_retries=0, **where).embed_documents([long_doc])
+    assert "embedding_ctx_length" in cast(dict[str, Any], e.value.body)["message"]
+    [v] = OpenAIEmbeddings(model="minilm", max_retries=0, embedding_ctx_length=128, **where).embed_documents([long_doc])
+    assert len(v) == 384 and abs(float(np.linalg.norm(v)) - 1) < 1e-4

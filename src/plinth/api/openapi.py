@@ -210,7 +210,6 @@ def _pattern(regex: re.Pattern[str]) -> str:
 
 def _name_limits(doc: dict[str, Any], schemas: dict[str, Any]) -> None:
     """The name patterns and enums the services check, declared where names enter."""
-    from plinth.api.routers.embeddings import MAX_INPUTS
     from plinth.auth.service import MODEL_PATTERN_RE
     from plinth.domain.auth import KEY_NAME_RE, BudgetPeriod, Scope
     from plinth.domain.datasets import DATASET_NAME_RE
@@ -273,16 +272,6 @@ def _name_limits(doc: dict[str, Any], schemas: dict[str, Any]) -> None:
             "UpdateKey",
             "scopes",
             {"anyOf": [{"type": "array", "minItems": 1, "items": {"type": "string", "enum": [s.value for s in Scope]}}, {"type": "null"}]},
-        ),
-        (
-            "EmbeddingRequest",
-            "input",
-            {
-                "anyOf": [
-                    {"type": "string", "pattern": "\\S"},
-                    {"type": "array", "items": {"type": "string", "pattern": "\\S"}, "minItems": 1, "maxItems": MAX_INPUTS},
-                ]
-            },
         ),
         ("LimitsBody", "budget_period", {"enum": [p.value for p in BudgetPeriod]}),
     ]

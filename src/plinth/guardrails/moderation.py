@@ -204,9 +204,9 @@ def moderate(guardrails: GuardrailService, model: str | None, input: Any) -> dic
         try:
             pv = guardrails.get(model)
         except PlinthError as e:
-            if e.code is ErrorCode.NOT_FOUND:
+            if e.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_REQUEST):  # no such policy, or not a policy reference
                 raise unknown from None
-            raise PlinthError(e.code, e.message, param="model") from None
+            raise
         results = [_result(_by_policy(guardrails, pv.ref, t)) for t in texts]
         shown = pv.ref
     return {"id": "modr-" + secrets.token_hex(12), "model": shown, "results": results}

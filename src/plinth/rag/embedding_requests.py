@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from plinth.embeddings.base import Embedder
-from plinth.embeddings.openai_tokens import N_VOCAB, token_decoder
+from plinth.embeddings.openai_tokens import N_VOCAB, SPECIAL_TOKENS, token_decoder
 from plinth.errors import ErrorCode, PlinthError
 
 if TYPE_CHECKING:
@@ -36,6 +36,9 @@ MAX_IDS_PER_INPUT = 8192
 MAX_TOTAL_TOKENS = 300_000
 #: the largest token id: cl100k_base has ids 0..100276 (some unassigned, refused too)
 MAX_TOKEN_ID = N_VOCAB - 1
+#: the ordinary tokens are 0..MAX_RANK_ID; the rest up to MAX_TOKEN_ID are these special ones
+MAX_RANK_ID = min(SPECIAL_TOKENS) - 2
+SPECIAL_TOKEN_IDS = frozenset(SPECIAL_TOKENS)
 TOKEN_ENCODING = "cl100k_base"
 
 
@@ -144,8 +147,8 @@ def create_embeddings(
     dimensions: int | None = None,
 ) -> tuple[dict[str, Any], Embedder, int]:
     """The OpenAI answer for one request, the embedder used and the number of inputs."""
-    inputs = parse_input(input)
     emb = embedder_named(knowledge, model)
+    inputs = parse_input(input)
     if dimensions is not None and not 1 <= dimensions <= emb.dim:
         raise PlinthError(
             ErrorCode.INVALID_REQUEST,
@@ -158,7 +161,7 @@ def create_embeddings(
         if n > emb.max_tokens:
             hint = (
                 f"; the text came as {TOKEN_ENCODING} token ids (LangChain's OpenAIEmbeddings): give it a smaller "
-                "embedding_ctx_length, e.g. 200, so it splits long texts into pieces the model can take"
+                "embedding_ctx_length, e.g. 128, so it splits long texts into pieces the model can take"
                 if inputs.from_tokens
                 else ""
             )
@@ -183,4 +186,13 @@ def create_embeddings(
     return answer, emb, len(texts)
 
 
-__all__ = ["MAX_IDS_PER_INPUT", "MAX_INPUTS", "MAX_TOKEN_ID", "MAX_TOTAL_TOKENS", "create_embeddings", "parse_input"]
+__all__ = [
+    "MAX_IDS_PER_INPUT",
+    "MAX_INPUTS",
+    "MAX_RANK_ID",
+    "MAX_TOKEN_ID",
+    "MAX_TOTAL_TOKENS",
+    "SPECIAL_TOKEN_IDS",
+    "create_embeddings",
+    "parse_input",
+]

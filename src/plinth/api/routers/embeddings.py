@@ -19,21 +19,27 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from plinth.api.deps import services_of
 from plinth.domain.numbers import API_INT_MAX
 from plinth.domain.projects import in_context
-from plinth.rag.embedding_requests import MAX_IDS_PER_INPUT, MAX_INPUTS, MAX_TOKEN_ID, create_embeddings
+from plinth.rag.embedding_requests import MAX_IDS_PER_INPUT, MAX_INPUTS, MAX_RANK_ID, MAX_TOKEN_ID, SPECIAL_TOKEN_IDS, create_embeddings
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-_TOKEN_ID = {"type": "integer", "minimum": 0, "maximum": MAX_TOKEN_ID}
+#: the ids of cl100k_base exactly: the ranks 0..100255 and the five special tokens
+_TOKEN_ID = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_RANK_ID},
+        {"type": "integer", "enum": sorted(SPECIAL_TOKEN_IDS)},
+    ]
+}
 _TOKEN_ARRAY = {"type": "array", "items": _TOKEN_ID, "minItems": 1, "maxItems": MAX_IDS_PER_INPUT}
 #: what ``input`` may be, described exactly (checked by the service, which names the bad item)
 INPUT_SCHEMA = {
     "description": (
         "a string, a list of strings, an array of token ids, or a list of token-id arrays; token ids are OpenAI's "
-        f"cl100k_base ids (0..{MAX_TOKEN_ID}), decoded to text before embedding"
+        f"cl100k_base ids (0..{MAX_RANK_ID} and the special tokens up to {MAX_TOKEN_ID}), decoded to text before embedding"
     ),
     "anyOf": [
-        {"type": "string", "minLength": 1},
-        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": MAX_INPUTS},
+        {"type": "string", "pattern": "\\S"},
+        {"type": "array", "items": {"type": "string", "pattern": "\\S"}, "minItems": 1, "maxItems": MAX_INPUTS},
         _TOKEN_ARRAY,
         {"type": "array", "items": _TOKEN_ARRAY, "minItems": 1, "maxItems": MAX_INPUTS},
     ],

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from plinth.api.deps import services_of
+from plinth.api.openapi import errors
 from plinth.domain.projects import in_context
 from plinth.errors import ErrorCode, PlinthError
 from plinth.guardrails.moderation import ALIASES, CATEGORIES, DEFAULT_MODEL, MAX_CHARS, MAX_INPUTS, moderate
@@ -101,7 +102,7 @@ class ModerationResponse(BaseModel):
     results: list[ModerationResult]
 
 
-@router.post("/moderations", response_model=ModerationResponse)
+@router.post("/moderations", response_model=ModerationResponse, responses=errors(404))
 async def create_moderation(body: ModerationRequest, request: Request) -> dict[str, Any]:
     guardrails = services_of(request).guardrails
     if guardrails is None:  # pragma: no cover - always built by build_services
