@@ -33,6 +33,7 @@ def up(
     base = settings.base_url
     console.print(f"[bold green]plinth {__version__}[/] serving with data in [cyan]{settings.home}[/]")
     console.print(f"  OpenAI-compatible API  [cyan]{base}/v1[/]   (model: {settings.default_model})")
+    console.print(f"  Web console            [cyan]{base}/[/]")
     console.print(f"  Management API         [cyan]{base}/api/v1[/]")
     console.print(f"  Metrics                [cyan]{base}/metrics[/]")
     console.print(f"  Docs                   [cyan]{base}/docs[/]  (OpenAPI: {base}/openapi.json)")
