@@ -243,6 +243,15 @@ def test_job_pages_cancel_and_retry(live_server: LiveServer, browser) -> None:
     assert SCRIPT in browser.find_element(By.ID, "jobs-table").text
     assert browser.find_elements(By.CSS_SELECTOR, "#tune-form select[name=base_model]")
     assert console_errors(browser) == []
+    # a refused fine-tune shows the API's message by the form, and creates no job
+    dataset = browser.find_element(By.CSS_SELECTOR, "#tune-form input[name=dataset]")
+    dataset.clear()
+    dataset.send_keys("no-such-dataset@1")
+    browser.find_element(By.CSS_SELECTOR, "#tune-form button[type=submit]").click()
+    box = browser.find_element(By.ID, "tune-error")
+    wait_for(lambda: box.is_displayed() and "no-such-dataset" in box.text, 20, "the error by the form")
+    assert "/console/jobs" in browser.current_url
+    assert all("status of 400" in e for e in console_errors(browser))  # the refused request, logged by the browser
 
     # the running job streams its log; Cancel stops it
     open_page(browser, f"{live_server.url}/console/jobs/{slow['id']}")

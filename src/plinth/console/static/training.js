@@ -20,3 +20,15 @@
     if (cancel) cancel.remove();
   });
 })();
+
+/* a form's error box (data-error="#id", hidden while empty) shows once console.js writes the API's message into it */
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form[data-error]").forEach(function (form) {
+      const box = document.querySelector(form.getAttribute("data-error"));
+      if (!box) return;
+      new MutationObserver(function () { box.hidden = !box.textContent; }).observe(box, { childList: true, characterData: true, subtree: true });
+    });
+  });
+})();

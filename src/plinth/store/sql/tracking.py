@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import delete, func, select, tuple_, union_all
+from sqlalchemy import Float, cast, delete, func, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from plinth.domain.tracking import (
     ArtifactKind,
@@ -209,16 +211,11 @@ class TrackingSql(SqlBase):
             ).all()
             for key, lo, hi, count in ranges:
                 if count <= max_points:
-                    q = select(RunMetricRow.step, RunMetricRow.value)
-                    rows = s.execute(q.where(RunMetricRow.run_id == run_id, RunMetricRow.key == key).order_by(RunMetricRow.step)).all()
+                    q = select(RunMetricRow.step, RunMetricRow.value).where(RunMetricRow.run_id == run_id, RunMetricRow.key == key)
+                    rows = [(int(st), float(v)) for st, v in s.execute(q.order_by(RunMetricRow.step))]
                 else:
-                    kept = _extremes_per_bucket(self.dialect_name, run_id, key, int(lo), int(hi), (max_points - 2) // 2)
-                    rows = s.execute(select(kept.c.step, kept.c.value).distinct().order_by(kept.c.step)).all()
-                points: list[MetricPoint] = []
-                for step, value in rows:
-                    if not points or points[-1].step != step:  # the same point as a bucket's low and high
-                        points.append(MetricPoint(key, int(step), float(value)))
-                out[key] = points
+                    rows = _extremes_per_bucket(s, self.dialect_name, run_id, key, int(lo), int(hi), (max_points - 2) // 2)
+                out[key] = [MetricPoint(key, step, value) for step, value in rows]
         return out
 
     def add_run_artifact(self, artifact: RunArtifact) -> RunArtifact:
@@ -463,36 +460,34 @@ class TrackingSql(SqlBase):
             return [_report(r) for r in s.scalars(q.order_by(EvalReportRow.created_at.desc(), EvalReportRow.id))]
 
 
-def _extremes_per_bucket(dialect: str, run_id: str, key: str, lo: int, hi: int, buckets: int) -> Any:
-    """The points of one metric that keep its shape: its steps cut into ``buckets`` equal
-    ranges, the lowest and the highest point of each range, and the series' first and last
-    point (min/max downsampling: a spike of one step survives). The bucket number is integer
-    division on both databases, without overflow (no product of a step with anything).
+def _extremes_per_bucket(s: Session, dialect: str, run_id: str, key: str, lo: int, hi: int, buckets: int) -> list[tuple[int, float]]:
+    """The points of one metric that keep its shape, by step: its steps cut into ``buckets``
+    equal ranges, the lowest and the highest point of each range, and the series' first and
+    last point (min/max downsampling: a spike of one step survives). The bucket number is
+    integer division on both databases, without overflow (no product of a step with anything).
 
     SQLite returns the row of the ``min()``/``max()`` of a group with its bare columns (one
-    pass over the index each, about 25 ms per 100k points); Postgres ranks rows with window
-    functions instead, which it runs as fast."""
+    pass over the index each, about 25 ms per 100k points); Postgres has no bare columns but
+    compares arrays, so ``min([value, step])`` is the lowest point with its first step (one
+    pass for both, about 35 ms)."""
     width = max(1, -(-(hi - lo + 1) // buckets))
     bucket = (RunMetricRow.step - lo) // width
     of_key = (RunMetricRow.run_id == run_id, RunMetricRow.key == key)
     cols = (RunMetricRow.step, RunMetricRow.value)
-    ends = select(*cols).where(*of_key, RunMetricRow.step.in_((lo, hi)))
+    ends = s.execute(select(*cols).where(*of_key, RunMetricRow.step.in_((lo, hi))))
+    kept: set[tuple[int, float]] = {(int(st), float(v)) for st, v in ends}
     if dialect == "sqlite":
-        low = select(*cols).add_columns(func.min(RunMetricRow.value)).where(*of_key).group_by(bucket)
-        high = select(*cols).add_columns(func.max(RunMetricRow.value)).where(*of_key).group_by(bucket)
-        parts = [select(*(c for c in sq.subquery().c if c.name in ("step", "value"))) for sq in (low, high)]
-        return union_all(*parts, ends).subquery()
-    ranked = (
-        select(
-            *cols,
-            func.row_number().over(partition_by=bucket, order_by=(RunMetricRow.value, RunMetricRow.step)).label("low"),
-            func.row_number().over(partition_by=bucket, order_by=(RunMetricRow.value.desc(), RunMetricRow.step)).label("high"),
-        )
-        .where(*of_key)
-        .subquery()
-    )
-    kept = select(ranked.c.step, ranked.c.value).where((ranked.c.low == 1) | (ranked.c.high == 1))
-    return union_all(kept, ends).subquery()
+        for extreme in (func.min, func.max):
+            rows = s.execute(select(*cols).add_columns(extreme(RunMetricRow.value)).where(*of_key).group_by(bucket))
+            kept.update((int(st), float(v)) for st, v, _ in rows)
+    else:
+        pair = array([RunMetricRow.value, cast(RunMetricRow.step, Float)])
+        negated = array([RunMetricRow.value, -cast(RunMetricRow.step, Float)])  # max(): the highest value, its first step
+        q = select(func.min(pair, type_=ARRAY(Float)), func.max(negated, type_=ARRAY(Float))).where(*of_key).group_by(bucket)
+        for low, high in s.execute(q):
+            kept.add((int(low[1]), float(low[0])))
+            kept.add((-int(high[1]), float(high[0])))
+    return sorted(kept)
 
 
 def _run(row: RunRow) -> Run:
