@@ -469,6 +469,7 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/v1/chat/completions"): lambda w: {"model": MODEL, "messages": MESSAGES, "max_tokens": 1},
     ("POST", "/v1/completions"): lambda w: {"model": MODEL, "prompt": "Claims are", "max_tokens": 1},
     ("POST", "/v1/embeddings"): lambda w: {"model": "minilm", "input": "claims"},
+    ("POST", "/v1/moderations"): lambda w: {"input": "claims"},
     ("POST", "/api/v1/models"): lambda w: {"name": "mkt-remote", "base_url": "http://127.0.0.1:9/v1"},
     ("POST", "/api/v1/models/{name}/adapters"): lambda w: {"path": str(w.adapter_file), "name": "mkt-lora"},
     ("PATCH", "/api/v1/models/{model_id}/attachments"): lambda w: {"system_prompt": "marketing"},
