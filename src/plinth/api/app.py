@@ -26,6 +26,7 @@ from plinth.api.routers import k8s as k8s_router
 from plinth.api.routers import keys as keys_router
 from plinth.api.routers import knowledge as knowledge_router
 from plinth.api.routers import models, openai_v1, system
+from plinth.api.routers import moderations as moderations_router
 from plinth.api.routers import monitor as monitor_router
 from plinth.api.routers import pipelines as pipelines_router
 from plinth.api.routers import project as project_router
@@ -78,6 +79,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(openai_v1.router)
     app.include_router(models.router)
     app.include_router(embeddings_router.router)
+    app.include_router(moderations_router.router)
     app.include_router(knowledge_router.router)
     app.include_router(jobs_router.router)
     app.include_router(datasets_router.router)
