@@ -371,13 +371,16 @@ def _comparison(s: Any, refs: list[str]) -> dict[str, Any]:
             delta = v - base if i > 0 and isinstance(v, int | float) and isinstance(base, int | float) else None
             cells.append({"value": v, "delta": delta})
         rows.append({"model": m["model"], "version": m["version"], "report": m["report"], "cells": cells})
-    chart = {
-        "x": list(range(len(keys))),
-        "series": [
-            {"label": r["model"], "values": [c["value"] if isinstance(c["value"], int | float) else None for c in r["cells"]]} for r in rows
-        ],
-        "bars": True,
-        "xlabel": "metric (see the table)",
-        "height": 240,
-    }
+    # grouped bars: metric k's bar of model m at x = k * (models + 1) + m (a gap between groups);
+    # each model is a series with values at its own positions only
+    width = len(rows) + 1
+    xs = list(range(len(keys) * width))
+    series = []
+    for mi, r in enumerate(rows):
+        values: list[float | None] = [None] * len(xs)
+        for ki, c in enumerate(r["cells"]):
+            if isinstance(c["value"], int | float):
+                values[ki * width + mi] = float(c["value"])
+        series.append({"label": r["model"], "values": values})
+    chart = {"x": xs, "series": series, "bars": True, "xlabel": "metrics, in the table's order", "height": 240, "ymin": 0}
     return {"metric_keys": keys, "rows": rows, "chart": chart}
