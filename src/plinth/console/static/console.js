@@ -227,7 +227,11 @@
       });
       source.addEventListener("job", function (e) {
         const job = JSON.parse(e.data);
-        if (status) status.textContent = job.status || "";
+        const state = job.state || job.status || "";  /* a job's public dict names it "state" */
+        if (status) {
+          status.textContent = state;
+          if (status.classList.contains("badge")) status.className = "badge " + state;
+        }
         if (progress && job.progress) {
           const p = job.progress;
           const frac = p.total ? p.done / p.total : (p.fraction || 0);
