@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from uuid import uuid4
 
 from plinth.domain.tracking import MetricPoint, Run, RunStatus
@@ -27,11 +26,7 @@ def test_a_long_series_keeps_its_shape_its_spikes_and_its_ends(store: SqlStore) 
     store.log_metrics(run.id, [MetricPoint("train/loss", s, v) for s, v in enumerate(values)])
     store.log_metrics(run.id, [MetricPoint("val/loss", s, 2.0 - s / 1e5) for s in range(0, n, 2_500)])  # 40 points
 
-    best = math.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        series = store.downsample_metrics(run.id, max_points=1000)
-        best = min(best, time.perf_counter() - t0)
+    series = store.downsample_metrics(run.id, max_points=1000)  # its speed: bench/console.py, not a timed assertion
 
     loss = series["train/loss"]
     assert 500 <= len(loss) <= 1000
@@ -45,8 +40,6 @@ def test_a_long_series_keeps_its_shape_its_spikes_and_its_ends(store: SqlStore) 
     assert max(b - a for a, b in itertools.pairwise(steps)) <= 2 * n / 490
     # the short series is whole
     assert [p.step for p in series["val/loss"]] == list(range(0, n, 2_500))
-    if store.dialect_name == "sqlite":  # the target; a shared Postgres in CI has its own timing
-        assert best < 0.25, f"downsampling 100k points took {best * 1000:.0f} ms"
 
 
 def test_named_keys_short_series_and_the_service(store: SqlStore, artifact_store) -> None:
