@@ -6,7 +6,6 @@ aliases and lineage, evaluations; hostile strings stay text; unknown ids are 404
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from uuid import uuid4
 
@@ -139,20 +138,15 @@ def test_runs_pages_draw_a_downsampled_100k_curve_and_escape(live_server: LiveSe
     html = _page(live_server, "/console/runs")
     assert "long &lt;script&gt;alert(1)&lt;/script&gt;" in html and "short run" in html and SCRIPT not in html
 
-    t0 = time.perf_counter()
+    # (how fast: bench/console.py measures every page; no timed assertions here)
     series = httpx.get(f"{live_server.url}/console/runs/{runs['long']}/series.json", params={"key": "train/loss"}, timeout=30)
-    elapsed = time.perf_counter() - t0
     assert series.status_code == 200, series.text
     spec = series.json()
     (loss,) = spec["series"]
     assert loss["label"] == "train/loss" and 500 <= len(spec["x"]) <= 1000 and len(loss["values"]) == len(spec["x"])
     assert max(v for v in loss["values"] if v is not None) == 50.0  # the one-step spike survives
     assert spec["x"][0] == 0 and spec["x"][-1] == 99_999
-    assert elapsed < 2.0, f"the downsampled series took {elapsed:.2f} s"
-
-    t0 = time.perf_counter()
     _page(live_server, f"/console/runs/{runs['long']}")
-    assert time.perf_counter() - t0 < 2.0
     open_page(browser, f"{live_server.url}/console/runs/{runs['long']}")
     h1 = browser.find_element(By.TAG_NAME, "h1").text
     assert SCRIPT in h1
