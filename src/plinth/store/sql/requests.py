@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, null, or_, select, update
 from sqlalchemy.orm import defer
 
+from plinth.domain.numbers import INT64_MAX
 from plinth.domain.requests import PAGE_MAX, PromptSample, RequestLogEntry, RequestQuery, SignalRow, TextMode
 from plinth.store.schema.monitoring import RequestLogRow
 from plinth.store.sql.common import SqlBase
@@ -172,8 +173,10 @@ class RequestLogSql(SqlBase):
             q = q.where(_R.anomaly_score > query.flagged_above)
         if query.feedback is not None:
             q = q.where(_R.feedback == query.feedback)
-        if query.before_id is not None:
-            q = q.where(_R.id < query.before_id)
+        # Always a bound on id, so the planner walks the primary key newest first and stops at
+        # the page's end: with only "project IN (...)" SQLite chose the project index and sorted
+        # every row of the project (580 ms for a first page of 100,000 entries, 0.3 ms so).
+        q = q.where(_R.id < (query.before_id if query.before_id is not None else INT64_MAX))
         return q
 
 
