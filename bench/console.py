@@ -568,8 +568,11 @@ PAGE_QUERIES = {
 #: query strings a route is measured with besides the plain page (longer windows, other tabs, filters)
 EXTRA_QUERIES = {
     "/console/usage": ["since=7d", "since=30d"],
+    "/console/usage/series.json": ["since=7d", "since=30d"],
+    "/console/usage/table": ["by=key", "by=day", "since=30d", "by=key&since=30d", "by=day&since=30d"],
     "/console/monitoring": ["tab=drift", "tab=anomalies", "tab=bias", "tab=alerts", "deployment=acme-assistant", "outcome=error"],
     "/console/runs": ["page=10", "status=failed"],
+    "/console/evaluations": ["models=acme-faq-model@1,acme-faq-model@2"],
     "/console/runs/{run_id}/series.json": ["key=train/loss&key=val/loss"],
 }
 
