@@ -133,8 +133,7 @@ def models_attach(
     services = get_services(get_settings())
     try:
         if kb is None and guardrails is None and system_prompt is None:
-            a = services.store.get_attachments(model_id)
-            services.catalog.check_model_id(model_id)
+            a = services.attachments.show(model_id)
         else:
             a = services.attachments.update(model_id, knowledge_base=kb, guardrail_policy=guardrails, system_prompt=system_prompt)
         _print_attachments(model_id, a)

@@ -119,6 +119,12 @@ class Guard:
         return GuardFilter(self, on_findings, ctx or DetectContext(direction=Direction.OUTPUT))
 
 
+def holds_answer(rule: CompiledRule) -> bool:
+    """Whether a rule judges the complete answer rather than each sentence as it streams:
+    groundedness (each answer sentence against the passages retrieved for the request)."""
+    return rule.detector.kind == "groundedness"
+
+
 def merge_spans(findings: list[Finding]) -> list[tuple[int, int, str]]:
     """Overlapping spans joined; the label of the longest part names the whole."""
     spans = [(f.start, f.end, f.label) for f in findings if f.start is not None and f.end is not None]  # f.is_span
@@ -148,8 +154,11 @@ class GuardFilter:
     still be growing (each detector's :meth:`~plinth.guardrails.base.Detector.pending`), with
     finished entities redacted. Whole-text rules that block (toxicity) are checked on each
     sentence as it completes, so the current sentence is held until it ends; a block halts
-    the stream with the safe answer. Findings are reported with offsets in the choice's raw
-    text.
+    the stream with the safe answer. Rules that judge the whole answer and can block
+    (groundedness: each sentence against the passages) hold the entire answer: nothing is
+    released until :meth:`flush`, which checks the whole text and then releases it
+    (redacted) or halts with the safe answer (ADR 0114). Findings are reported with offsets
+    in the choice's raw text.
     """
 
     halt: str | None = None
@@ -162,9 +171,9 @@ class GuardFilter:
         rules = guard.rules_for(Direction.OUTPUT)
         self.span_rules = [r for r in rules if r.detector.spans]
         # whole-text rules that act while streaming; flag-only ones wait for the end
-        self.sentence_rules = [
-            r for r in rules if not r.detector.spans and r.spec.action is Action.BLOCK and r.detector.kind != "groundedness"
-        ]
+        self.sentence_rules = [r for r in rules if not r.detector.spans and r.spec.blocks and not holds_answer(r)]
+        # whole-answer rules that can block: the answer is held until they have seen all of it
+        self.answer_rules = [r for r in rules if r.spec.blocks and holds_answer(r)]
         self.sent_raw = ""  # raw text already released (only the tail is kept)
         self.sent_offset = 0  # raw offset of sent_raw[0]
         self.buf = ""  # raw text not yet released
@@ -176,9 +185,22 @@ class GuardFilter:
 
     def feed(self, text: str) -> str:
         self.buf += text
+        if self.answer_rules:
+            return ""
         return self._release(final=False)
 
     def flush(self) -> str:
+        if self.answer_rules and self.halt is None and self.buf:
+            t0 = time.perf_counter()
+            found = [f for r in self.answer_rules for f in r.run(self.buf, self.ctx)]
+            self.elapsed += time.perf_counter() - t0
+            if any(f.action is Action.BLOCK for f in found):
+                self.halt = self.guard.safe_answer_for(found)
+                self.on_findings([f.shifted(self.released) for f in found])
+                self.buf = ""
+                return ""
+            if found:
+                self.on_findings([f.shifted(self.released) for f in found])
         return self._release(final=True)
 
     def _release(self, final: bool) -> str:

@@ -68,6 +68,11 @@ class RuleSpec(BaseModel):
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def blocks(self) -> bool:
+        """True when some finding of this rule can block: its action, or one label's."""
+        return self.action is Action.BLOCK or Action.BLOCK in self.actions.values()
+
 
 class PolicySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")

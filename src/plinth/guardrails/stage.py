@@ -5,8 +5,12 @@
 sends them again), whole-text rules (toxicity, injection, topic) judge the last user
 message; a ``block`` answers with the rule's safe answer and ``finish_reason
 "content_filter"`` in place of the model. Its output filter redacts the answer as it
-streams (see :class:`plinth.guardrails.engine.GuardFilter`) and halts on a block; ``after``
-runs groundedness and the flag-only whole-text rules on the complete answer.
+streams (see :class:`plinth.guardrails.engine.GuardFilter`) and halts on a block: the
+member gets the safe answer, never the blocked text, with ``finish_reason
+"content_filter"``, streamed or not. Every output rule that can block (its action or one
+label's) acts in the filter: span rules as entities complete, classifiers sentence by
+sentence, groundedness on the whole answer, which the filter then holds back until it has
+been checked (ADR 0114). ``after`` runs the rules that only flag on the complete answer.
 
 ``guardrails_retrieved`` (order 60, after retrieval) checks each retrieved passage with
 the ``retrieved`` rules: a passage that a ``block`` rule fires on (an instruction planted
@@ -111,8 +115,9 @@ class GuardrailStage(ChatStage):
         if not state.blocked and state.guard.uses(Direction.OUTPUT):
             t0 = time.perf_counter()
             dctx = DetectContext(direction=Direction.OUTPUT, passages=ctx.passages, question=ctx.last_user_text())
+            halted = {c for d, c, f in state.findings if d is Direction.OUTPUT and f.action is Action.BLOCK}
             for choice, text in enumerate(texts):
-                if not text:
+                if not text or choice in halted:  # what was sent is the safe answer
                     continue
                 result = state.guard.check(text, Direction.OUTPUT, dctx, only=_whole_text_after_rule)
                 state.add(Direction.OUTPUT, choice, result.findings)
@@ -192,10 +197,8 @@ def _span_rule(rule: Any) -> bool:
 
 
 def _whole_text_after_rule(rule: Any) -> bool:
-    """Rules the stream filter did not already apply: groundedness and flag-only classifiers."""
-    if rule.detector.spans:
-        return False
-    return rule.detector.kind == "groundedness" or rule.spec.action is not Action.BLOCK
+    """Rules the stream filter did not already apply: whole-text rules that cannot block."""
+    return not rule.detector.spans and not rule.spec.blocks
 
 
 def _factory(services: Any) -> ChatStage | None:

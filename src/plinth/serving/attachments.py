@@ -48,6 +48,13 @@ class AttachmentService:
             self._cache[model_id] = (now, value)
         return value
 
+    def show(self, model_id: str) -> Attachments:
+        """What is attached to ``model_id``, read from the store (not the cache); the id is
+        checked as :meth:`set` checks it (a catalog model, ``base:adapter`` or a registry id
+        such as ``acme-faq@1``): PlinthError(MODEL_NOT_FOUND) when it names nothing."""
+        self._model_exists(model_id)
+        return self.store.get_attachments(model_id) or Attachments()
+
     def set(self, model_id: str, attachments: Attachments) -> Attachments:
         """Validate and store; fields left None are detached."""
         self._model_exists(model_id)

@@ -196,12 +196,8 @@ def _attachments_view(model_id: str, a: Any) -> dict[str, Any]:
 
 @router.get("/models/{model_id}/attachments")
 def get_attachments(model_id: str, request: Request) -> dict[str, Any]:
-    """What is attached to a model name or ``base:adapter``."""
-    from plinth.domain.serving import Attachments
-
-    s = services_of(request)
-    s.catalog.check_model_id(model_id)
-    return _attachments_view(model_id, s.store.get_attachments(model_id) or Attachments())
+    """What is attached to a model name, ``base:adapter`` or registry id (``acme-faq@1``)."""
+    return _attachments_view(model_id, services_of(request).attachments.show(model_id))
 
 
 @router.patch("/models/{model_id}/attachments")
