@@ -20,6 +20,7 @@ class Action(str, enum.Enum):
     BLOCK = "block"  # answer with the policy's safe answer (finish_reason content_filter)
     REDACT = "redact"  # replace the span with a typed placeholder such as <MEMBER_ID>
     FLAG = "flag"  # record the event and count it, change nothing
+    ALLOW = "allow"  # the match is on the policy's allow list of public values: recorded, changes nothing
 
 
 class Direction(str, enum.Enum):

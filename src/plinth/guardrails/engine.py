@@ -4,7 +4,9 @@
 weights) and used by every request on it; it holds no per-request state. Checking applies
 each rule's threshold and action: ``block`` findings make the result blocked with the
 rule's (or the policy's) safe answer, ``redact`` findings are replaced by typed
-placeholders, ``flag`` findings only ride along.
+placeholders, ``flag`` findings only ride along. A span finding whose text is on the
+policy's allow list (its own public phone numbers, service names) becomes an ``allow``
+finding, recorded and acting on nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from plinth.domain.guardrails import Action, CheckResult, Direction, Finding, PolicyVersion
 from plinth.guardrails.base import DetectContext, Detector, Resources, detector_kind
-from plinth.guardrails.policy import PolicySpec, RuleSpec
+from plinth.guardrails.policy import AllowList, PolicySpec, RuleSpec
 from plinth.guardrails.text import sentences
 
 
@@ -23,6 +25,8 @@ from plinth.guardrails.text import sentences
 class CompiledRule:
     spec: RuleSpec
     detector: Detector
+    #: the policy's allow list (span rules only): matching findings become ``allow`` findings
+    allow: AllowList | None = None
 
     @property
     def id(self) -> str:
@@ -37,6 +41,8 @@ class CompiledRule:
             if f.score < self.spec.threshold:
                 continue
             out.append(replace(f, action=self.spec.actions.get(f.label, self.spec.action)))
+        if self.allow and out:
+            out = self.allow.apply(out, text)
         return out
 
 
@@ -49,9 +55,10 @@ class Guard:
     @classmethod
     def build(cls, policy: PolicyVersion, spec: PolicySpec, resources: Resources) -> Guard:
         rules = []
+        allow = AllowList(spec.allow)
         for r in spec.rules:
             kind = detector_kind(r.detector)
-            rules.append(CompiledRule(r, kind(r.id, kind.Options(**r.options), resources)))
+            rules.append(CompiledRule(r, kind(r.id, kind.Options(**r.options), resources), allow if kind.spans and allow else None))
         return cls(policy, spec, rules)
 
     def warm_up(self) -> None:
