@@ -107,6 +107,14 @@ def test_an_unsupported_figure_blocks_and_the_finding_points_into_the_raw_answer
     assert blocking and all(x.start is not None and "$900" in answer[x.start : x.end] for x in blocking)
 
 
+def test_without_passages_a_groundedness_block_holds_nothing() -> None:
+    doc = {"name": "grounded-nokb", "rules": [{"detector": "groundedness", "action": "block", "semantic": False}]}
+    f = build_guard(doc).stream_filter(lambda fs: None, DetectContext(direction=Direction.OUTPUT, passages=[]))
+    assert f is not None and not f.answer_rules
+    assert f.feed("The Platinum plan pays 90% of implants. ") == "The Platinum plan pays 90% of implants. "
+    assert f.flush() == "" and f.halt is None
+
+
 def test_a_flag_only_groundedness_rule_streams_as_before() -> None:
     doc = {"name": "grounded-flag", "rules": [{"detector": "groundedness", "action": "flag", "semantic": False}]}
     guard = build_guard(doc)

@@ -180,7 +180,8 @@ class GuardFilter:
         # whole-text rules that act while streaming; flag-only ones wait for the end
         self.sentence_rules = [r for r in rules if not r.detector.spans and r.spec.blocks and not holds_answer(r)]
         # whole-answer rules that can block: the answer is held until they have seen all of it
-        self.answer_rules = [r for r in rules if r.spec.blocks and holds_answer(r)]
+        # (groundedness judges against the passages: with none retrieved it finds nothing)
+        self.answer_rules = [r for r in rules if r.spec.blocks and holds_answer(r)] if ctx.passages else []
         self.sent_raw = ""  # raw text already released (only the tail is kept)
         self.sent_offset = 0  # raw offset of sent_raw[0]
         self.buf = ""  # raw text not yet released
