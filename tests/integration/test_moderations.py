@@ -158,7 +158,7 @@ def test_a_policy_is_looked_up_in_the_callers_project(live_server: LiveServer) -
     policy = {"name": "claims-mod", "rules": [{"detector": "toxicity", "on": ["input"], "action": "flag", "threshold": 0.9}]}
     r = httpx.post(api + "/guardrails/policies", json=policy, headers=claims, timeout=60)
     assert r.status_code == 201, r.text
-    body = {"model": "claims-mod", "input": ["shut up you stupid bot", "I will find you and kill you"]}
+    body = {"model": "claims-mod", "input": ["shut up you stupid bot", "I will hurt you"]}
     r = httpx.post(live_server.v1 + "/moderations", json=body, headers=claims, timeout=60)
     assert r.status_code == 200 and r.json()["model"] == "claims-mod@1", r.text
     # the rule's own threshold (0.9) decides the flags; the scores are the detector's

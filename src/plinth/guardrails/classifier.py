@@ -218,3 +218,74 @@ def read_training(path: Path, positive: str, *, all_benign: bool = False) -> lis
             raise ValueError(f"{path.name} line {n}: label must be {positive!r} or 'benign'")
         out.append((obj["text"], 1 if obj["label"] == positive else 0))
     return out
+
+
+# -- semantic head -------------------------------------------------------------------------------
+@dataclass
+class EmbeddingHead:
+    """Logistic regression on sentence embeddings (the shared MiniLM's 384-d, L2-normalised
+    vectors): the semantic half of a classifier, for wordings no n-gram or rule of the linear
+    model has seen. ``embedder`` names the model the vectors must come from."""
+
+    weights: list[float]
+    bias: float
+    embedder: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def score(self, vector: Any) -> float:
+        import numpy as np
+
+        z = float(np.dot(np.asarray(vector, dtype=np.float64), np.asarray(self.weights))) + self.bias
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "plinth-embedding-head/1",
+            "embedder": self.embedder,
+            "bias": round(self.bias, 6),
+            "meta": self.meta,
+            "weights": [round(w, 5) for w in self.weights],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EmbeddingHead:
+        if data.get("format") != "plinth-embedding-head/1":
+            raise ValueError(f"not a plinth embedding head file (format {data.get('format')!r})")
+        return cls([float(w) for w in data["weights"]], float(data["bias"]), str(data["embedder"]), dict(data.get("meta", {})))
+
+    @classmethod
+    def load_packaged(cls, name: str) -> EmbeddingHead | None:
+        path = resources.files("plinth.guardrails").joinpath("data").joinpath(name)
+        if not path.is_file():
+            return None
+        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def train_head(
+    vectors: Any, labels: Sequence[int], *, embedder: str, l2: float = 1e-4, epochs: int = 1500, lr: float = 0.05
+) -> EmbeddingHead:
+    """Logistic regression by full-batch Adam on embedding rows (deterministic)."""
+    import numpy as np
+
+    x = np.asarray(vectors, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    w = np.zeros(x.shape[1])
+    b = 0.0
+    m_w = np.zeros_like(w)
+    v_w = np.zeros_like(w)
+    m_b = v_b = 0.0
+    for step in range(1, epochs + 1):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w + b, -30, 30)))
+        err = (p - y) / len(y)
+        g_w = x.T @ err + l2 * w
+        g_b = float(err.sum())
+        m_w = 0.9 * m_w + 0.1 * g_w
+        v_w = 0.999 * v_w + 0.001 * g_w * g_w
+        m_b = 0.9 * m_b + 0.1 * g_b
+        v_b = 0.999 * v_b + 0.001 * g_b * g_b
+        lr_t = lr * math.sqrt(1 - 0.999**step) / (1 - 0.9**step)
+        w -= lr_t * m_w / (np.sqrt(v_w) + 1e-8)
+        b -= lr_t * m_b / (math.sqrt(v_b) + 1e-8)
+    acc = float((((x @ w + b) > 0) == (y > 0)).mean())
+    meta = {"examples": len(y), "positives": int(y.sum()), "train_accuracy": round(acc, 4)}
+    return EmbeddingHead([float(v) for v in w], float(b), embedder, meta)

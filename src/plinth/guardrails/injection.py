@@ -185,7 +185,16 @@ _PATTERNS = {
     r"oublie(?:z)?\s+(?:toutes?\s+)?(?:tes|vos|les)\s+(?:instructions|règles|consignes)"
     r"|(?:révèle|montre|affiche|donne)(?:-moi)?\s+(?:ton|votre|le|tes|vos|les)\s+(?:prompt|instructions|"
     r"règles|message système)|tu es maintenant|sans (?:règles|restrictions|filtres)"
-    r"|ignora\s+(?:tutte\s+)?(?:le\s+)?istruzioni|dimentica (?:le|tutte le) istruzioni|"
+    r"|ignora\s+(?:tutte\s+)?(?:le\s+)?(?:istruzioni|regole)|dimentica (?:le|tutte le|le tue) (?:istruzioni|regole)|"
+    r"(?:rivela|mostra|dimmi)(?:mi)?\s+(?:il tuo |il |le tue |le )(?:prompt|istruzioni|regole)|prompt di sistema|"
+    r"(?:da ora in poi|d'ora in poi|adesso|ora) sei|senza (?:regole|limiti|restrizioni|filtri)|"
+    r"negeer\s+(?:alle\s+)?(?:vorige\s+|eerdere\s+)?(?:instructies|regels)|vergeet\s+(?:alle\s+|je\s+)?(?:instructies|regels)|"
+    r"systeemprompt|systeem-?instructies|(?:vanaf nu|voortaan|nu) ben je|zonder (?:regels|beperkingen|filters)|"
+    r"(?:a partir de agora|agora) (?:você é|voce e|és)|sem (?:regras|restrições|restricoes|limites|filtros)|"
+    r"prompt do sistema|mostre (?:o|as) (?:prompt|instruções)|ignore (?:as|todas as) (?:regras|instruções)|"
+    r"(?:a partir de ahora|desde ahora|ahora) eres|olvida tus (?:instrucciones|reglas)|mensaje del sistema|"
+    r"(?:ab jetzt|von nun an|ab sofort) bist du|systemprompt|"
+    r"(?:désormais|dorénavant|à partir de maintenant) tu es|prompt système|"
     r"ignore\s+(?:todas\s+)?as\s+instruções|esqueça (?:as|todas as) instruções|você agora é"
     r"|忽略|无视|忘记(?:你的|之前的|所有)|不要遵守|系统提示|提示词|你现在是|扮演|没有(?:任何)?限制|不受限制|越狱|开发者模式"
     r"|以前の指示|指示を無視|システムプロンプト|制限なし|脱獄"
@@ -242,7 +251,9 @@ _TRIGGERS: dict[str, dict[str, object]] = {
     "foreign": {
         "triggers": "ignora ignorar olvida olvidar omite descarta instrucciones reglas revela revelame ahora actúa actua sin "
         "ignoriere ignorieren vergiss zeig zeige nenn nenne verrate gib du ohne ignore ignorez oublie oubliez révèle revele "
-        "montre affiche donne tu sans dimentica esqueça esqueca você voce",
+        "montre affiche donne tu sans dimentica esqueça esqueca você voce rivela mostra dimmi prompt da d ora adesso "
+        "senza negeer vergeet systeemprompt systeem vanaf voortaan nu zonder a agora sem mostre desde mensaje ab von "
+        "systemprompt désormais dorénavant à",
         "scripts": True,
     },
 }
@@ -321,6 +332,12 @@ def rule_features(text: str, folded: str) -> Iterable[str]:
 class InjectionOptions(DetectorOptions):
     model: str = Field("injection.json", description="weights file shipped in plinth.guardrails/data")
     max_chars: int = Field(4000, ge=100, le=100_000, description="longer texts are checked in pieces of this size")
+    semantic: bool = Field(
+        True, description="also judge by meaning (a head on the MiniLM sentence embedding), when the embedder is available"
+    )
+    semantic_gate: float = Field(
+        0.15, ge=0, le=1, description="the semantic head runs only when the linear model's score is at least this (it costs an embedding)"
+    )
 
 
 @register_detector

@@ -80,7 +80,8 @@ def category_scores(detector: ToxicityDetector, text: str) -> dict[str, float]:
     if not text.strip():
         return scores
     for piece in detector.pieces(text):
-        p, _ = detector.model.score(piece, detector.rules)
+        # the detector's own score: linear model, decoded variants, and the semantic head where it has the embedder
+        p, _ = detector.combined_score(piece)
         feats = set(rule_features(piece, fold(piece)))
         group = bool(feats & _GROUP)
         threat = bool(feats & _THREAT)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from plinth.domain.guardrails import Finding
 from plinth.guardrails.base import DetectContext, Detector, DetectorOptions, register_detector
 from plinth.guardrails.names import NameRecognizer
+from plinth.guardrails.normalize import normalize
 
 ENTITY_TYPES = (
     "PERSON",
@@ -205,7 +206,10 @@ def _has(words: re.Pattern[str], s: str) -> bool:
 
 _PHONE_CTX = re.compile(
     r"\b(?:phone|ph|tel|tele?phone|cell|cellphone|mobile|mob|call(?:ed)?|calling|text|sms|whatsapp|fax|reach|number|no\.?|"
-    r"contact|line|telefon|teléfono|telefono|número|numero|tél|portable|handy|电话|手机|callback|dial|ring)\b|#|电话|手机"
+    r"contact|line|telefon|teléfono|telefono|número|numero|tél|portable|handy|电话|手机|callback|dial|ring|"
+    r"unter|erreichbar|anrufen|rufen|mobil|mobilnummer|joindre|appeler|appelez|au|téléphone|telephone|portable|"
+    r"telefoon|bellen|bel|mobiel|nummer|chiamare|chiamami|cellulare|telefonare|ligar|ligue|telemóvel|telemovel|"
+    r"celular|móvil|movil|llamar|llámame|llameme|llame)\b|#|电话|手机|号码|致电"
 )
 _NOT_PHONE_CTX = re.compile(
     r"\b(?:claim|ref|reference|ticket|case|confirmation|conf|order|tracking|invoice|group|grp|account|acct|routing|"
@@ -251,9 +255,14 @@ _EMAIL = re.compile(
 )
 _PHONE_US = re.compile(r"(?<![\w+\-/.$])(?:(?:\+?1)[\s.\-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.\-]?)\d{3}[\s.\-]?\d{4}(?![\w\-/]|\.\d)")
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[\s.\-]?\(?\d{1,5}\)?){2,6}(?![\w\-]|\.\d)")
+# national formats without a country code (France 06 12 34 56 78, Germany 030 1234567 /
+# 0151 23456789, UK 020 7946 0958, Spain 612 345 678, Italy 347 1234567, the Netherlands
+# 06-12345678, Portugal 912 345 678, China 138 0013 8000): 9-12 digits in groups
+_PHONE_NATIONAL = re.compile(r"(?<![\w+\-/.$])(?:\(0\d{1,4}\)|0\d{1,4}|1[3-9]\d|[6-9]\d{2}|3\d{2})(?:[ \-./]?\d{2,8}){1,4}(?![\w\-/]|\.\d)")
+_PHONE_NATIONAL_STRONG = re.compile(r"0[1-9](?:([ .\-])\d\d)(?:\1\d\d){3}|1[3-9]\d([ \-])\d{4}\2\d{4}|0[1-9]\d{0,3}[ /\-]\d{5,8}")
 _PHONE_SHORT = re.compile(r"(?<![\w\-/.$])\d{3}[\-.]\d{4}(?![\w\-/]|\.\d)")
 _SSN = re.compile(r"(?<![\w\-/.$])(\d{3})([\- ]?)(\d{2})\2(\d{4})(?![\w\-/]|\.\d)")
-_CARD = re.compile(r"(?<![\w\-])\d(?:[ \-]?\d){11,18}(?![\w\-]|\.\d)")
+_CARD = re.compile(r"(?<![\w\-.])\d(?:[ \-.]?\d){11,18}(?![\w\-]|\.\d)")
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2}\d{2})(?=[ ]?[A-Z0-9])")
 _IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})(?:%\w+)?(?![\w:])")
@@ -342,7 +351,7 @@ def find_emails(text: str, lower: str) -> Iterable[Hit]:
 
 def find_phones(text: str, lower: str) -> Iterable[Hit]:
     seen: list[tuple[int, int]] = []
-    for pattern, kind in ((_PHONE_INTL, "intl"), (_PHONE_US, "nanp"), (_PHONE_SHORT, "short")):
+    for pattern, kind in ((_PHONE_INTL, "intl"), (_PHONE_US, "nanp"), (_PHONE_NATIONAL, "national"), (_PHONE_SHORT, "short")):
         for m in pattern.finditer(text):
             s, e = m.start(), m.end()
             while e > s and not text[e - 1].isdigit():
@@ -369,6 +378,13 @@ def find_phones(text: str, lower: str) -> Iterable[Hit]:
                 if not separated and not ctx:
                     continue
                 score = 0.9 if (separated or ctx) else 0.6
+            elif kind == "national":
+                if not 9 <= len(digits) <= 12 or len(set(digits)) <= 2:
+                    continue
+                strong = _PHONE_NATIONAL_STRONG.fullmatch(raw) is not None
+                if not (ctx or strong):
+                    continue
+                score = 0.85 if ctx else 0.8
             else:
                 if not ctx or digits[0] in "01":
                     continue
@@ -394,7 +410,7 @@ def find_ssns(text: str, lower: str) -> Iterable[Hit]:
 def find_cards(text: str, lower: str) -> Iterable[Hit]:
     for m in _CARD.finditer(text):
         raw = m.group(0)
-        seps = set(re.findall(r"[ \-]", raw))
+        seps = set(re.findall(r"[ \-.]", raw))
         if len(seps) > 1:
             continue
         digits = re.sub(r"\D", "", raw)
@@ -626,6 +642,20 @@ class PiiDetector(Detector):
         return result
 
     def _hits(self, text: str) -> list[Hit]:
+        hits = self._raw_hits(text)
+        norm = normalize(text)
+        if norm.changed:
+            # values written with full-width or zero-width characters, confusable letters,
+            # "[at]"/"[dot]" or spaced-out characters: found in the normalised text, reported
+            # on the stretch of the original they came from
+            for h in self._raw_hits(norm.text):
+                s, e = norm.original_span(h.start, h.end)
+                if e > s and not any(o.start == s and o.end == e for o in hits):
+                    hits.append(Hit(s, e, h.label, h.score, h.reason + " (normalised)"))
+            hits = _dedupe(hits)
+        return hits
+
+    def _raw_hits(self, text: str) -> list[Hit]:
         lower = text.lower()
         hits: list[Hit] = []
         has_digit = _ANY_DIGIT.search(text) is not None

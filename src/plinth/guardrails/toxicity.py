@@ -19,8 +19,10 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from plinth.domain.guardrails import Finding
+from plinth.errors import PlinthError
 from plinth.guardrails.base import DetectContext, Detector, DetectorOptions, register_detector
-from plinth.guardrails.classifier import LinearModel
+from plinth.guardrails.classifier import EmbeddingHead, LinearModel
+from plinth.guardrails.deobfuscate import decoded_variants
 from plinth.guardrails.text import Gated, word_set
 
 _INSULT = (
@@ -42,20 +44,27 @@ _INSULT = (
     r"dummk[oö]pfe?|bl[oö]de?r?|unf[aä]hige?n?|wichser|hurensohn|versager|penner|"
     r"connards?|connasses?|cr[eé]tins?|d[eé]biles?|abrutis?|imb[eé]ciles?|salauds?|nuls?|"
     r"stronz[oi]|cretin[oi]|burr[oa]s?|ot[aá]ri[oa]s?|"
-    r"傻逼|傻b|白痴|笨蛋|废物|垃圾|混蛋|蠢货|蠢|脑残|人渣|王八蛋|"
+    r"incapables?|voleurs?|escrocs?|minables?|ordures?|bouffons?|enfoirés?|"
+    r"idioti|incompetenti|inutili|imbecilli|deficienti|ladri|truffatori|coglion[ei]|"
+    r"idioot|idioten|sukkels?|klootzakken|klootzak|oplichters?|waardeloze?|nutteloze?|debielen?|eikels?|"
+    r"idiotas?|in[uú]teis|ladr[oõ]es|ladr[aã]o|lixo|imbecis|burros?|desgraçad[oa]s?|vigaristas?|"
+    r"骗子|废物|蠢猪|混账|"
+    r"傻逼|傻b|白痴|笨蛋|废物|垃圾|混蛋|蠢货|蠢|脑残|人渣|王八蛋|骗子|"
     r"идиоты?|дураки?|тупые?|тупой|урод(?:ы)?|сука|мразь"
 )
 _PROFANITY = (
     r"f+u+c+k+\w*|f\*+k\w*|f\*+\w*|fck\w*|fuk\w*|motherf\w+|sh[i1]t+\w*|bullsh[i1]t|crap(?:py)?|damn(?:ed|it)?|goddamn\w*|"
     r"piss(?:ed)?|bloody|bollocks|wtf|stfu|gtfo|mierda|joder|carajo|puta|puto|coño|verdammt|schei(?:ß|ss)e?\w*|merde|putain|"
-    r"vaffanculo|cazzo|porra|caralho|他妈的|他媽的|妈的|操你|卧槽|блять|бля|хуй"
+    r"vaffanculo|cazzo|porra|caralho|merda|foda-se|kut|godverdomme|tering|kanker|"
+    r"他妈的|他媽的|妈的|操你|卧槽|блять|бля|хуй"
 )
 _TARGET = (
     r"you|u|ya|ur|your|youre|you're|yours|yourself|yourselves|y'all|yall|you guys|you people|you lot|"
     r"your (?:staff|agents?|reps?|people|company|team|employees|bosses|ceo|managers?|doctors?|nurses?|app|bot|ai|service)|"
     r"this (?:company|bot|ai|assistant|chatbot|place|agent|rep)|acme|the (?:agent|rep|representative|assistant|bot|staff|ceo|"
     r"company|insurer|adjuster)|whoever|everyone (?:there|at)|all of you|"
-    r"eres|sois|tú|tu|usted|ustedes|du|ihr|sie|dich|dir|euch|tu es|vous|t'es|你|你们|您|ты|вы"
+    r"eres|sois|tú|tu|usted|ustedes|du|ihr|sie|dich|dir|euch|tu es|vous|t'es|"
+    r"sei|siete|voi|je|jij|jullie|u|você|vocês|voce|voces|tu és|你|你们|您|ты|вы"
 )
 _GROUP = (
     r"immigrants?|foreigners?|migrants?|refugees?|women|woman|men|girls|muslims?|jews?|jewish people|christians?|catholics?|"
@@ -104,7 +113,9 @@ _HARM_WISH = (
     r"\bdrop dead\b|\bgo to hell\b|\bburn in hell\b|\brot in hell\b|\bwipe (?:them|you|all of them|them all) out\b|"
     r"\bget rid of (?:all|every|them|those|these)\b|\bexterminat\w+|\bwiped off the (?:face|map)\b|"
     r"\bno (?:place|room) for (?:them|their kind)\b"
-    r"|ojalá te mueras|ojala te mueras|que te mueras|verreck|crève|muori|去死|死吧"
+    r"|ojalá te mueras|ojala te mueras|que te mueras|verreck|crève|muori|morra|morram|vai morrer|"
+    r"krijg de (?:kanker|tering|pest)|"
+    r"去死|死吧|都该死|该死的|不得好死"
 )
 _DISMISS = (
     r"\b(?:shove (?:it|this|that|your [\w ]{1,30}?) up your (?:ass|arse|butt)|up your (?:ass|arse)|"
@@ -169,7 +180,13 @@ _RX: dict[str, Gated] = {
         + _INSULT
         + r")|(?:du|ihr) (?:bist|seid)? ?(?:ein |eine |so )?(?:"
         + _INSULT
-        + r")|(?:t'es|tu es|vous êtes|vous etes) (?:un |une |des )?(?:"
+        + r")|(?:sei|siete|tu sei|voi siete) (?:un |una |uno |un'|dei |degli |delle |solo |proprio )*(?:"
+        + _INSULT
+        + r")|(?:je bent|jij bent|jullie zijn|u bent) (?:een |echt |zo |allemaal |gewoon )*(?:"
+        + _INSULT
+        + r")|(?:você é|voce e|vocês são|voces sao|tu és|és) (?:um |uma |uns |umas |mesmo |muito )*(?:"
+        + _INSULT
+        + r")|(?:t'es|tu es|vous êtes|vous etes) (?:un |une |des |vraiment |une bande d'|une bande de |bande d'|bande de )*(?:"
         + _INSULT
         + r")|你(?:是|真|这个|个)?(?:傻逼|白痴|笨蛋|废物|垃圾|混蛋|蠢货|脑残|人渣)"
     ),
@@ -240,10 +257,19 @@ def rule_features(text: str, folded: str) -> Iterable[str]:
 class ToxicityOptions(DetectorOptions):
     model: str = Field("toxicity.json", description="weights file shipped in plinth.guardrails/data")
     max_chars: int = Field(4000, ge=100, le=100_000, description="longer texts are checked in pieces of this size")
+    semantic: bool = Field(
+        True, description="also judge by meaning (a head on the MiniLM sentence embedding), when the embedder is available"
+    )
+    semantic_gate: float = Field(
+        0.15, ge=0, le=1, description="the semantic head runs only when the linear model's score is at least this (it costs an embedding)"
+    )
 
 
 _MODELS: dict[str, LinearModel] = {}
+_HEADS: dict[str, EmbeddingHead | None] = {}
 _MODELS_LOCK = threading.Lock()
+#: characters of a text the semantic head looks at (MiniLM reads 256 tokens at most)
+SEMANTIC_CHARS = 1000
 
 
 def packaged_model(name: str) -> LinearModel:
@@ -251,6 +277,16 @@ def packaged_model(name: str) -> LinearModel:
         if name not in _MODELS:
             _MODELS[name] = LinearModel.load_packaged(name)
         return _MODELS[name]
+
+
+def packaged_head(model_name: str) -> EmbeddingHead | None:
+    """The semantic head shipped beside a linear model (``toxicity.json`` ->
+    ``toxicity-semantic.json``), or None when there is none."""
+    name = model_name.removesuffix(".json") + "-semantic.json"
+    with _MODELS_LOCK:
+        if name not in _HEADS:
+            _HEADS[name] = EmbeddingHead.load_packaged(name)
+        return _HEADS[name]
 
 
 class LinearTextDetector(Detector):
@@ -285,21 +321,60 @@ class LinearTextDetector(Detector):
         return [text[i : i + n] for i in range(0, len(text) - n // 4, step)]
 
     def score_text(self, text: str) -> tuple[float, list[tuple[str, float]]]:
-        best: tuple[float, list[tuple[str, float]]] = (0.0, [])
+        """The linear model's highest score over the text's pieces and what they hide."""
+        score, top, _ = self._best_variant(text)
+        return score, top
+
+    def _best_variant(self, text: str) -> tuple[float, list[tuple[str, float]], str]:
+        """The highest linear score of the text's pieces and of what they hide (base64, hex,
+        ROT13, reversed: :mod:`plinth.guardrails.deobfuscate`), with that piece or variant."""
+        best: tuple[float, list[tuple[str, float]], str] = (0.0, [], text)
         for piece in self.pieces(text):
-            s = self.model.score(piece, self.rules)
-            if s[0] > best[0]:
-                best = s
+            for variant in (piece, *decoded_variants(piece)):
+                p, top = self.model.score(variant, self.rules)
+                if variant is not piece:
+                    top = [("@decoded", 1.0), *top]
+                if p > best[0]:
+                    best = (p, top, variant)
         return best
 
+    def semantic_score(self, text: str) -> float | None:
+        """The semantic head's probability for ``text`` (its first SEMANTIC_CHARS characters),
+        or None without a head, without the embedder, or with another embedder than the
+        head was trained on."""
+        head = packaged_head(self.options.model)  # type: ignore[attr-defined]
+        if head is None or self.resources is None:
+            return None
+        try:
+            embedder = self.resources.embedder()
+        except PlinthError:
+            return None
+        if getattr(embedder, "model_id", None) != head.embedder:
+            return None
+        return head.score(embedder.embed([text[:SEMANTIC_CHARS]])[0])
+
+    def combined_score(self, text: str) -> tuple[float, list[tuple[str, float]]]:
+        """The linear score; where it is at least ``semantic_gate``, the mean of it and the
+        semantic head's (on the same piece or decoded variant)."""
+        score, top, variant = self._best_variant(text)
+        o = self.options
+        if getattr(o, "semantic", False) and score >= getattr(o, "semantic_gate", 1.0):
+            sem = self.semantic_score(variant)
+            if sem is not None:
+                score = (score + sem) / 2
+                top = [("@semantic", sem - 0.5), *top]
+        return score, top
+
     def detect(self, text: str, ctx: DetectContext) -> list[Finding]:
-        score, top = self.score_text(text)
+        score, top = self.combined_score(text)
         signals = ", ".join(_describe(f) for f, w in top if w > 0) or "overall wording"
         return [self.finding(self.positive, score, f"{self.noun} (signals: {signals})")]
 
 
 def _describe(feature: str) -> str:
     """A feature named without quoting the text: rule features by name, n-grams by kind."""
+    if feature == "@semantic":
+        return "meaning (sentence embedding)"
     if feature.startswith("@"):
         return feature[1:]
     return {"w": "a word", "b": "a phrase", "c": "word parts", "h": "characters"}.get(feature[:1], "wording")

@@ -4,8 +4,15 @@
     python -m plinth.guardrails.training --check    # exit 1 if the shipped weights differ
 
 The training data is ``examples/guardrails/training/{toxicity,injection}.jsonl`` in the
-repository (written for plinth; the shared evaluation sets are never trained on). Training
-is deterministic and takes a few seconds on a CPU.
+repository (written for plinth), ``generated-{toxicity,injection}.jsonl`` beside them
+(generated from templates and transformations by ``scripts/guardrails_training_data.py``) and
+the reference application's member questions (``examples/acme-health/faq.jsonl``, all
+benign); the shared evaluation sets and plinth's held-out sets are never trained on.
+
+Each task gets two files: ``<task>.json``, the linear n-gram + rule model, and
+``<task>-semantic.json``, a logistic head on the MiniLM sentence embeddings of the same
+texts (ADR 0116). Training is deterministic and takes about half a minute on a CPU (most of
+it embedding the texts).
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from plinth.guardrails.classifier import LinearModel, read_training, train
+from plinth.guardrails.classifier import EmbeddingHead, LinearModel, data_digest, read_training, train, train_head
 
 REPO = Path(__file__).resolve().parents[3]
 DATA_DIR = REPO / "examples" / "guardrails" / "training"
+FAQ = REPO / "examples" / "acme-health" / "faq.jsonl"
 OUT_DIR = Path(__file__).resolve().parent / "data"
 
 #: task -> (positive label, training settings, other tasks' files used as negatives)
@@ -27,6 +35,8 @@ TASKS = {
     "toxicity": ("toxic", {"l2": 5e-4, "epochs": 400, "lr": 0.3, "positive_weight": 2.5}, ("injection",)),
     "injection": ("injection", {"l2": 2e-3, "epochs": 400, "lr": 0.3, "rule_l2_scale": 0.1, "positive_weight": 2.0}, ("toxicity",)),
 }
+#: weights of a head trained on another CPU differ in the last digits (the embeddings do)
+HEAD_TOLERANCE = 2e-3
 
 
 def rules_for(task: str) -> Callable[[str, str], Iterable[str]]:
@@ -37,35 +47,85 @@ def rules_for(task: str) -> Callable[[str, str], Iterable[str]]:
     return rule_features
 
 
-def build(task: str, data_dir: Path = DATA_DIR) -> LinearModel:
-    positive, settings, negatives = TASKS[task]
+def examples_for(task: str, data_dir: Path = DATA_DIR) -> list[tuple[str, int]]:
+    positive, _settings, negatives = TASKS[task]
     examples = read_training(data_dir / f"{task}.jsonl", positive)
+    generated = data_dir / f"generated-{task}.jsonl"
+    if generated.is_file():
+        # templates x slots x transformations x languages (scripts/guardrails_training_data.py)
+        examples += read_training(generated, positive)
+    if FAQ.is_file():
+        # the reference application's member questions: none is abuse or an injection
+        for line in FAQ.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                examples.append((json.loads(line)["messages"][0]["content"], 0))
     for other in negatives:
         # ordinary member messages (and abuse) of the other task: none is an injection
         examples += read_training(data_dir / f"{other}.jsonl", "", all_benign=True)
-    model = train(examples, rules_for(task), **settings)  # type: ignore[arg-type]
+    return examples
+
+
+def build(task: str, data_dir: Path = DATA_DIR) -> LinearModel:
+    _positive, settings, _negatives = TASKS[task]
+    model = train(examples_for(task, data_dir), rules_for(task), **settings)  # type: ignore[arg-type]
     model.meta["task"] = task
     return model
+
+
+def build_head(task: str, embedder: object, data_dir: Path = DATA_DIR) -> EmbeddingHead:
+    examples = examples_for(task, data_dir)
+    vectors = embedder.embed([t for t, _ in examples])  # type: ignore[attr-defined]
+    head = train_head(vectors, [y for _, y in examples], embedder=embedder.model_id)  # type: ignore[attr-defined]
+    head.meta["task"] = task
+    head.meta["data"] = data_digest(examples)
+    return head
+
+
+def _embedder() -> object:
+    from plinth.embeddings.minilm import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+    embedder.load()
+    return embedder
+
+
+def _same_head(shipped: dict[str, object], head: EmbeddingHead) -> bool:
+    fresh = head.to_json()
+    if shipped.get("embedder") != fresh["embedder"] or shipped["meta"].get("data") != fresh["meta"]["data"]:  # type: ignore[attr-defined]
+        return False
+    pairs = zip(shipped["weights"], fresh["weights"], strict=True)  # type: ignore[call-overload]
+    return abs(float(shipped["bias"]) - fresh["bias"]) <= HEAD_TOLERANCE and all(abs(a - b) <= HEAD_TOLERANCE for a, b in pairs)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compare with the shipped weights instead of writing")
+    ap.add_argument("--no-semantic", action="store_true", help="only the linear models (no embedder needed)")
     ap.add_argument("tasks", nargs="*", default=list(TASKS))
     args = ap.parse_args(argv)
     status = 0
+    embedder = None if args.no_semantic else _embedder()
     for task in args.tasks:
         model = build(task)
         path = OUT_DIR / f"{task}.json"
         text = json.dumps(model.to_json(), ensure_ascii=False, indent=0, sort_keys=False) + "\n"
+        head = build_head(task, embedder) if embedder is not None else None
+        head_path = OUT_DIR / f"{task}-semantic.json"
         if args.check:
             shipped = json.loads(path.read_text(encoding="utf-8"))
             same = shipped["meta"].get("data") == model.meta["data"] and shipped["weights"] == model.to_json()["weights"]
             print(f"{task}: {'up to date' if same else 'DIFFERS from a fresh training run'}")
             status |= 0 if same else 1
+            if head is not None:
+                same_head = head_path.is_file() and _same_head(json.loads(head_path.read_text(encoding="utf-8")), head)
+                print(f"{task} semantic head: {'up to date' if same_head else 'DIFFERS from a fresh training run'}")
+                status |= 0 if same_head else 1
         else:
             path.write_text(text, encoding="utf-8")
             print(f"{task}: {len(model.weights)} weights, train accuracy {model.meta['train_accuracy']}, wrote {path}")
+            if head is not None:
+                head_path.write_text(json.dumps(head.to_json(), ensure_ascii=False) + "\n", encoding="utf-8")
+                print(f"{task} semantic head: train accuracy {head.meta['train_accuracy']}, wrote {head_path}")
     return status
 
 
