@@ -28,6 +28,8 @@ from plinth.rag.evaluation import evaluate as evaluate_retrieval
 from plinth.rag.index import KnowledgeIndex, open_index
 from plinth.rag.ingest import Source, bytes_source, collect_paths, expand_archives, url_source
 from plinth.rag.parsing import parse
+from plinth.rag.plans import PlanQuery, plan_query
+from plinth.rag.plans import apply as apply_plans
 from plinth.store.base_knowledge import DocumentChange
 
 log = logging.getLogger("plinth.rag")
@@ -104,6 +106,8 @@ class KnowledgeService:
         self.metrics = metrics
         self._index = index
         self.outbound = outbound or Outbound.from_settings(settings)
+        self._plans: dict[tuple[int, int, int], builtins.list[str]] = {}
+        self._phones: dict[tuple[int, int, int], str | None] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -453,3 +457,46 @@ class KnowledgeService:
         if rec is None:
             raise not_found("citations of response", response_id)
         return rec
+
+    # -- plan-aware retrieval and grounded answers (ADR 0115) ---------------------------------
+    def plans(self, kb: KnowledgeBase, version: int) -> builtins.list[str]:
+        """The ``plan`` values of the version's documents' front matter (sorted, lower case)."""
+        assert kb.id is not None
+        key = (kb.id, version, kb.seq)
+        if key not in self._plans:
+            found = {str(d.metadata["plan"]).lower() for d in self.store.list_documents(kb.id, version) if d.metadata.get("plan")}
+            self._plans = {k: v for k, v in self._plans.items() if k[0] != kb.id} | {key: sorted(found)}
+        return self._plans[key]
+
+    def retrieve(
+        self, ref: str | KbRef, question: str, *, context: builtins.list[str] | None = None, k: int | None = None, plan_aware: bool = True
+    ) -> tuple[SearchResult, PlanQuery]:
+        """:meth:`search`, aware of the plans the question (or ``context``, earlier user turns)
+        names: other plans' passages are dropped, the named plan's moved up; a comparison gets
+        a table naming every plan compared (the overview table)."""
+        from plinth.rag.grounding import expand
+
+        question = expand(question)
+        kb, version = self.resolve(ref)
+        k = k or self.settings.kb_top_k
+        plans = self.plans(kb, version) if plan_aware else []
+        pq = plan_query(question, plans, context or []) if plans else PlanQuery()
+        if not pq.plans and not pq.comparison:
+            return self.search(ref, question, k=k), pq
+        wide = self.search(ref, question, k=min(100, max(3 * k, 12)))
+        pinned = f"{kb.name}@{version}"
+        extra = lambda: self.search(pinned, f"compare the plans: {question}", k=min(100, max(3 * k, 12))).passages  # noqa: E731
+        wide.passages = apply_plans(wide.passages, pq, plans, k, extra)
+        return wide, pq
+
+    def contact_phone(self, ref: str | KbRef, near: str = "member services") -> str | None:
+        """The phone number the knowledge base gives for ``near`` (for refusals), or None."""
+        from plinth.rag.grounding import find_phone
+
+        kb, version = self.resolve(ref)
+        assert kb.id is not None
+        key = (kb.id, version, kb.seq)
+        if key not in self._phones:
+            texts = [d.text for d in self.store.list_documents(kb.id, version, with_text=True)]
+            self._phones = {k: v for k, v in self._phones.items() if k[0] != kb.id} | {key: find_phone(texts, near)}
+        return self._phones[key]

@@ -7,6 +7,15 @@ under a fixed template; the response carries them as ``citations`` (also kept fo
 ``GET /api/v1/citations/{response_id}``), and ``ctx.passages`` feeds the groundedness check.
 When nothing relevant is found the stage answers itself that it does not know, without
 calling the model.
+
+Retrieval is plan-aware (:mod:`plinth.rag.plans`): a question naming one plan (or following
+an earlier user turn that did) is not served other plans' summaries.
+
+With ``grounding: strict`` on the attachment (a deployment target's ``grounding``), the model
+is not asked at all: :mod:`plinth.rag.grounding` quotes the passage sentence(s) or table
+row(s) that answer, with their citation numbers, or answers "I don't know" with the member
+services number the knowledge base gives. The whole answer is decided before the first byte
+is streamed; it streams like any stage answer (ADR 0115).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from plinth.domain.knowledge import CitationRecord, KbRef
 from plinth.domain.projects import in_context
 from plinth.domain.serving import Attachments
 from plinth.errors import ErrorCode, PlinthError
+from plinth.rag import grounding
 from plinth.serving.pipeline import ChatContext, ChatStage, StageAnswer, register_stage
 
 TEMPLATE = (
@@ -46,6 +56,11 @@ class KnowledgeStage(ChatStage):
             except ValueError as e:
                 raise PlinthError(ErrorCode.INVALID_REQUEST, str(e), param="knowledge_base") from None
             self.service.resolve(attachments.knowledge_base)
+        mode = getattr(attachments, "grounding", None)
+        if mode is not None and mode not in grounding.MODES:
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST, f"grounding={mode!r} is not one of {', '.join(grounding.MODES)}", param="grounding"
+            )
 
     async def before(self, ctx: ChatContext) -> StageAnswer | None:
         ref = ctx.attachments.knowledge_base
@@ -55,17 +70,44 @@ class KnowledgeStage(ChatStage):
         if not query:
             return None
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(None, in_context(lambda: self.service.search(ref, query)))
-        relevant = result.relevant
+        earlier = [str(m.get("content") or "") for m in ctx.messages if m.get("role") == "user"][:-1]
+        result, pq = await loop.run_in_executor(None, in_context(lambda: self.service.retrieve(ref, query, context=earlier)))
+        strict = getattr(ctx.attachments, "grounding", None) == "strict"
+        relevant = result.passages if strict else result.relevant
         citations = [
             {"index": n, **{k: v for k, v in p.as_dict().items() if k not in ("vector_rank", "keyword_rank")}}
             for n, p in enumerate(relevant, start=1)
         ]
         ctx.passages = [c | {"text": p.text} for c, p in zip(citations, relevant, strict=True)]
         ctx.extras["citations"] = citations
-        ctx.events.append(
-            {"stage": self.name, "knowledge_base": result.knowledge_base, "version": result.version, "passages": len(citations)}
-        )
+        event: dict[str, Any] = {
+            "stage": self.name,
+            "knowledge_base": result.knowledge_base,
+            "version": result.version,
+            "passages": len(citations),
+        }
+        if pq.plans or pq.comparison:
+            event["plans"] = pq.as_dict()
+        grounded = None
+        if strict:
+            pinned = f"{result.knowledge_base}@{result.version}"
+            passages = [c | {"plan": p.metadata.get("plan")} for c, p in zip(ctx.passages, relevant, strict=True)]
+
+            def ground() -> grounding.GroundedAnswer:
+                kb = self.service.get(result.knowledge_base)
+                return grounding.answer(
+                    query,
+                    passages,
+                    self.service.embedder_for(kb),
+                    plans=self.service.plans(kb, result.version),
+                    plan_query=pq,
+                    phone=self.service.contact_phone(pinned),
+                )
+
+            grounded = await loop.run_in_executor(None, in_context(ground))
+            event["grounding"] = grounded.as_event()
+            ctx.extras["grounding"] = grounded.as_event()
+        ctx.events.append(event)
         record = CitationRecord(
             response_id=("chatcmpl-" + ctx.request_id),
             knowledge_base=result.knowledge_base,
@@ -76,6 +118,8 @@ class KnowledgeStage(ChatStage):
             created_at=datetime.now(UTC),
         )
         await loop.run_in_executor(None, in_context(lambda: self.service.record_citations(record)))
+        if grounded is not None:
+            return StageAnswer(grounded.text, stage=self.name)
         if not relevant:
             return StageAnswer(NO_ANSWER.format(kb=result.knowledge_base), stage=self.name)
         block = "\n\n".join(

@@ -1,0 +1,492 @@
+"""Grounded answers: select the passage sentence or table row that answers, quote it, cite it.
+
+With ``grounding: strict`` on a knowledge-base attachment the answer is not generated: the
+served passages are cut into *units* (sentences, list items, table rows phrased with their
+column headers), each unit is scored against the question — word overlap of the question's
+key terms (IDF-weighted over the units, light stemming, a small synonym table) plus MiniLM
+cosine similarity — and the best unit (and a second one when it scores close) is quoted with
+its citation number. Every figure in such an answer is, by construction, a figure of a cited
+passage.
+
+The answer is "I don't know" (pointing to member services, with the phone number the
+knowledge base gives for them) when
+
+- too little of the question's key terms appears in the served passages (``min_coverage``):
+  the documents do not talk about it (acupuncture, banana bread), or
+- the best unit scores below ``min_score`` (calibrated on the development questions,
+  ``bench/grounding.py``).
+
+Nothing here calls the model, so the whole answer exists before the first byte is streamed;
+the serving layer streams it like any stage answer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from plinth.rag.plans import PlanQuery, plans_named
+
+#: grounding modes of a knowledge-base attachment
+MODES = ("strict", "off")
+
+_WORD = re.compile(r"\$?\d[\d,.]*%?|[^\W\d_]+(?:-[^\W\d_]+)*", re.UNICODE)
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“$])")
+_PHONE = re.compile(r"(?<![\d-])(?:\+?1[-. ])?(?:\(\d{3}\)\s?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\d-])")
+
+_STOP = frozenset(
+    """a an the and or but if then than so to of in on at by for with from as is are was were be been being am do does did
+    have has had having it its this that these those there here which who whom whose what when where why how i you he she we
+    they me him her us them my your his our their mine yours not no yes can could will would shall should may might must also
+    just only very more most less least some any all each every other such own same both either neither into about over under
+    again further once up down out off too s t don doesn didn isn aren wasn weren won wouldn shouldn please thank thanks hope
+    help let know sure okay ok well get got like ask per via i'm im ive i've id i'd dont does much many long soon often quickly
+    fast tell want need say said go going anything something someone way kind happen happens happened getting myself yourself
+    now right one ones whether still even really actually currently able there's what's whats it's thing things use using
+    before after during while since until""".split()
+)
+#: words every insurance question uses: they say nothing about *what* is asked
+_GENERIC = frozenset(
+    """plan plans cover covers covered coverage pay pays paid paying cost costs price charge charged acme health insurance
+    insurer member members policy year yearly annual annually time number much give gives money amount person people single
+    individual deadline cheaper cheapest lower save saving option options""".split()
+)
+#: a small domain synonym table: each word maps to the canonical terms it stands for
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "c-section": ("cesarean",),
+    "csection": ("cesarean",),
+    "caesarean": ("cesarean",),
+    "caesarian": ("cesarean",),
+    "cesarian": ("cesarean",),
+    "physio": ("physical", "therapy"),
+    "physiotherapy": ("physical", "therapy"),
+    "physiotherapist": ("physical", "therapy"),
+    "pt": ("physical", "therapy"),
+    "chiropractor": ("chiropractic",),
+    "pills": ("drug",),
+    "pill": ("drug",),
+    "medication": ("drug",),
+    "medications": ("drug",),
+    "medicine": ("drug",),
+    "medicines": ("drug",),
+    "meds": ("drug",),
+    "prescription": ("drug",),
+    "prescriptions": ("drug",),
+    "er": ("emergency",),
+    "a&e": ("emergency",),
+    "approval": ("approval", "authorization"),
+    "preauthorization": ("prior", "authorization"),
+    "pre-authorization": ("prior", "authorization"),
+    "preauth": ("prior", "authorization"),
+    "pre-approval": ("prior", "authorization"),
+    "preapproval": ("prior", "authorization"),
+    "gp": ("primary", "care"),
+    "pcp": ("primary", "care"),
+    "shot": ("vaccine",),
+    "shots": ("vaccine",),
+    "jab": ("vaccine",),
+    "jabs": ("vaccine",),
+    "vaccination": ("vaccine",),
+    "spectacles": ("glasses",),
+    "eyeglasses": ("glasses",),
+    "optometrist": ("eye",),
+    "ivf": ("vitro", "fertilization"),
+    "rehab": ("rehabilitation",),
+    "oop": ("out-of-pocket",),
+    "baby": ("newborn",),
+    "psychiatrist": ("mental",),
+    "therapist": ("therapy",),
+    "counselling": ("counseling",),
+    "video": ("telehealth",),
+    "virtual": ("telehealth",),
+    "abroad": ("outside",),
+    "overseas": ("outside",),
+    "copayment": ("copay",),
+    "co-pay": ("copay",),
+}
+#: what kind of figure a question asks for, and the figures a unit must hold to answer it
+_ASKS_MONEY = re.compile(
+    r"\b(how much|cost|costs|price|pay|copay|co-pay|coinsurance|premium|deductible|fee|fees|charge|allowance"
+    r"|reimburse[ds]?|maximum|limit)\b",
+    re.IGNORECASE,
+)
+_ASKS_NUMBER = re.compile(
+    r"\b(how long|how many|how soon|how often|how quickly|how fast|when|deadline|within|limit"
+    r"|days?|weeks?|months?|hours?|visits?|sessions?|cycles?)\b",
+    re.IGNORECASE,
+)
+_MONEY = re.compile(r"\$\d|\d%|\bno cost\b|\bfree\b|\bnot covered\b", re.IGNORECASE)
+_NUMBER = re.compile(r"\d")
+_MAX_UNIT_CHARS = 600
+
+
+def _stem(w: str) -> str:
+    for suffix in ("ations", "ation", "ings", "ing", "ies", "ed", "es", "s", "ly"):
+        if len(w) > len(suffix) + 3 and w.endswith(suffix):
+            w = w[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            break
+    return w[:7]
+
+
+def terms(text: str) -> set[str]:
+    """Content terms of ``text``: lower-cased words without stop words, synonyms expanded,
+    stemmed; numbers kept as they are (without ``$``, ``,`` and a trailing ``.``)."""
+    out: set[str] = set()
+    for tok in _WORD.findall(text.lower()):
+        if tok[0].isdigit() or tok[0] == "$":
+            out.add(tok.strip("$.,").replace(",", ""))
+            continue
+        if tok in _STOP or len(tok) < 2:
+            continue
+        for w in SYNONYMS.get(tok, (tok,)):
+            for part in w.split("-") if "-" in w and w not in SYNONYMS else (w,):
+                if part not in _STOP and len(part) > 1:
+                    out.add(_stem(part))
+        if "-" in tok:
+            for part in tok.split("-"):
+                if part not in _STOP and len(part) > 1:
+                    out.add(_stem(part))
+    return out
+
+
+def matches(term: str, pool: set[str]) -> bool:
+    """``term`` is in ``pool``, or one of them starts with the other and they share at least
+    five letters (married / marriage, chiropractor / chiropractic)."""
+    if term in pool:
+        return True
+    if len(term) < 5 or term[0].isdigit():
+        return False
+    return any(len(p) >= 5 and (p.startswith(term[:5]) and (p.startswith(term) or term.startswith(p))) for p in pool)
+
+
+def expand(question: str) -> str:
+    """``question`` with the canonical words of its synonyms appended (for keyword search:
+    "physio" also searches "physical therapy")."""
+    extra: list[str] = []
+    for tok in _WORD.findall(question.lower()):
+        for w in SYNONYMS.get(tok, ()):
+            if w not in extra and w not in question.lower():
+                extra.append(w)
+    return f"{question} ({' '.join(extra)})" if extra else question
+
+
+def key_terms(question: str, plans: Sequence[str]) -> set[str]:
+    """The terms of ``question`` that say what is asked: no plan names, no generic words."""
+    drop = {_stem(w) for w in _GENERIC} | {_stem(p.lower()) for p in plans}
+    return {t for t in terms(question) if t not in drop}
+
+
+def surface_words(text: str) -> dict[str, str]:
+    """Each content term of ``text`` -> a word of ``text`` it comes from (for embedding)."""
+    out: dict[str, str] = {}
+    for tok in _WORD.findall(text.lower()):
+        if tok[0].isdigit() or tok[0] == "$" or tok in _STOP:
+            continue
+        for t in terms(tok):
+            out.setdefault(t, tok)
+    return out
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A quotable piece of a served passage."""
+
+    text: str  # as quoted in the answer
+    index: int  # the passage's citation number
+    document: str
+    heading: str
+    kind: str  # sentence | row
+    plan: str | None = None  # the plan it is about, when it is about one
+
+
+@dataclass
+class GroundedAnswer:
+    text: str
+    refused: bool
+    reason: str  # answered | low-coverage | low-score | no-passages
+    units: list[Unit] = field(default_factory=list)
+    score: float = 0.0
+    coverage: float = 0.0
+    missing: list[str] = field(default_factory=list)
+
+    def as_event(self) -> dict[str, Any]:
+        return {
+            "refused": self.refused,
+            "reason": self.reason,
+            "score": round(self.score, 4),
+            "coverage": round(self.coverage, 4),
+            "missing_terms": self.missing,
+            "quoted": [u.index for u in self.units],
+        }
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def split_units(passage: dict[str, Any], index: int, plans: Sequence[str]) -> list[Unit]:
+    """Sentences, list items and table rows of one served passage (``{"text", "document",
+    "heading", "metadata"?}``)."""
+    text = str(passage.get("text") or "")
+    document = str(passage.get("document") or "")
+    heading = str(passage.get("heading") or "")
+    section = heading.split(" > ")[-1] if heading else ""
+    doc_plan = passage.get("plan")
+    units: list[Unit] = []
+    lowered = [p.lower() for p in plans]
+
+    def plan_of(s: str) -> str | None:
+        named = plans_named(s, lowered)
+        if len(named) == 1:
+            return named[0]
+        return str(doc_plan).lower() if doc_plan else None
+
+    header: list[str] | None = None
+    prose: list[str] = []
+
+    def flush_prose() -> None:
+        block = _flat(" ".join(prose))
+        prose.clear()
+        for s in _SENT.split(block):
+            s = s.strip()
+            if len(s) > 3:
+                units.append(Unit(s[:_MAX_UNIT_CHARS], index, document, heading, "sentence", plan_of(s)))
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("|"):
+            flush_prose()
+            cells = _cells(line)
+            if all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c):
+                continue
+            if header is None:
+                header = cells
+                continue
+            units.append(_row_unit(header, cells, section, index, document, heading, doc_plan, lowered))
+            continue
+        header = None
+        if not line or line.startswith("#"):
+            flush_prose()
+            continue
+        if re.match(r"^([-*•]|\d+[.)])\s+", line):
+            flush_prose()
+            item = _flat(re.sub(r"^([-*•]|\d+[.)])\s+", "", line))
+            # a list item alone ("MRI, CT and PET scans") means little: say which list it is in
+            text_ = f"{section}: {item}" if section else item
+            units.append(Unit(text_[:_MAX_UNIT_CHARS], index, document, heading, "item", plan_of(item)))
+            continue
+        if units and units[-1].kind == "item" and not prose and raw.startswith((" ", "\t")):
+            last = units.pop()  # the item goes on on an indented line
+            text_ = _flat(f"{last.text} {line}")
+            units.append(Unit(text_[:_MAX_UNIT_CHARS], index, document, heading, "item", plan_of(text_)))
+            continue
+        prose.append(line)
+    flush_prose()
+    # a list item continued on the next line was split in two: that is fine for quoting
+    return units
+
+
+def _row_unit(
+    header: list[str], cells: list[str], section: str, index: int, document: str, heading: str, doc_plan: Any, plans: list[str]
+) -> Unit:
+    name = cells[0] if cells else ""
+    values = list(zip(header[1:], cells[1:], strict=False))
+    row_plan = name.lower() if name.lower() in plans else None
+    if len(values) == 1:
+        _, val = values[0]
+        lead = f"{section} — " if section and section.lower() not in name.lower() else ""
+        text = f"{lead}{name}: {val}"
+    else:
+        text = (
+            f"{section} — {name}: " + "; ".join(f"{h or '?'}: {v}" for h, v in values)
+            if section
+            else f"{name}: " + "; ".join(f"{h}: {v}" for h, v in values)
+        )
+    plan = row_plan or (str(doc_plan).lower() if doc_plan else None)
+    return Unit(text[:_MAX_UNIT_CHARS], index, document, heading, "row", plan)
+
+
+def restrict_row(unit: Unit, plan: str, plans: Sequence[str]) -> Unit:
+    """A row of a table with one column per plan, cut to the column of ``plan``."""
+    if unit.kind != "row" or unit.plan is not None:
+        return unit
+    head, sep, rest = unit.text.partition(": ")
+    keep = [p for p in rest.split("; ") if p.lower().startswith(plan.lower() + ":")]
+    if not sep or not keep or len(plans_named(rest, plans)) < 2:
+        return unit
+    return Unit(f"{head}: {'; '.join(keep)}", unit.index, unit.document, unit.heading, unit.kind, plan.lower())
+
+
+class _VectorCache:
+    """Unit embeddings by text (the same passages are served again and again)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._d: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed(self, embedder: Any, texts: list[str]) -> np.ndarray:
+        key = getattr(embedder, "model_id", "")
+        out: list[Any] = [None] * len(texts)
+        todo: list[int] = []
+        with self._lock:
+            for i, t in enumerate(texts):
+                v = self._d.get((key, t))
+                if v is None:
+                    todo.append(i)
+                else:
+                    self._d.move_to_end((key, t))
+                    out[i] = v
+        if todo:
+            vecs = embedder.embed([texts[i] for i in todo])
+            with self._lock:
+                for i, v in zip(todo, vecs, strict=True):
+                    out[i] = np.asarray(v, dtype=np.float32)
+                    self._d[(key, texts[i])] = out[i]
+                while len(self._d) > self.size:
+                    self._d.popitem(last=False)
+        return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+_CACHE = _VectorCache()
+
+
+@dataclass
+class GroundingConfig:
+    """The calibrated knobs (``bench/grounding.py`` calibrates them on the development
+    questions; see ADR 0115)."""
+
+    min_coverage: float = 0.5  # share (IDF-weighted) of the question's key terms the passages must contain
+    #: a key term absent from the passages counts in part when a passage word is close to it in
+    #: MiniLM (cosine ``soft_from`` counts nothing, ``soft_from + soft_span`` and above counts fully)
+    soft_from: float = 0.55
+    soft_span: float = 0.25
+    min_score: float = 0.32  # the best unit's score below which the answer is "I don't know"
+    lexical_weight: float = 0.5  # score = w * word overlap + (1 - w) * cosine similarity
+    second_within: float = 0.9  # a second unit is quoted when it scores at least this share of the best
+    max_units: int = 2
+    figure_bonus: float = 0.08  # added when the unit holds the kind of figure the question asks for
+    other_plan_factor: float = 0.3  # a unit about another plan than the one asked about
+
+
+def _soft_credit(
+    question: str, missing: list[str], passages: Sequence[dict[str, Any]], embedder: Any, cfg: GroundingConfig
+) -> dict[str, float]:
+    """Partial credit for key terms no passage contains, by the closest passage word in MiniLM
+    (pills ~ medication, married ~ marriage); unrelated words (acupuncture) stay near 0."""
+    words = surface_words(question)
+    asked = [words.get(t, t) for t in missing]
+    pool = sorted({w for p in passages for w in re.findall(r"[a-z][a-z-]{3,}", str(p.get("text") or "").lower()) if w not in _STOP})
+    if not pool:
+        return {}
+    vecs = _CACHE.embed(embedder, asked + pool)
+    sims = vecs[: len(asked)] @ vecs[len(asked) :].T
+    out = {}
+    for t, row in zip(missing, sims, strict=True):
+        out[t] = float(min(1.0, max(0.0, (float(row.max()) - cfg.soft_from) / cfg.soft_span)))
+    return out
+
+
+def refusal(phone: str | None) -> str:
+    where = f"Member Services at {phone}" if phone else "Member Services"
+    return f"I don't know — the policy documents I can search do not answer this. Please contact {where}."
+
+
+def find_phone(texts: Sequence[str], near: str = "member services") -> str | None:
+    """The phone number written closest after ``near`` in ``texts`` (the knowledge base's own
+    contact number), else None."""
+    for text in texts:
+        for m in re.finditer(re.escape(near), text, re.IGNORECASE):
+            phone = _PHONE.search(text, m.end(), m.end() + 120)
+            if phone:
+                return phone.group(0)
+    return None
+
+
+def answer(
+    question: str,
+    passages: Sequence[dict[str, Any]],
+    embedder: Any,
+    *,
+    plans: Sequence[str] = (),
+    plan_query: PlanQuery | None = None,
+    phone: str | None = None,
+    config: GroundingConfig | None = None,
+) -> GroundedAnswer:
+    """The grounded answer to ``question`` from the served ``passages`` (each with ``index``,
+    ``text``, ``document``, ``heading`` and optionally ``plan``)."""
+    cfg = config or GroundingConfig()
+    pq = plan_query or PlanQuery()
+    if not passages:
+        return GroundedAnswer(refusal(phone), True, "no-passages")
+    units: list[Unit] = []
+    for n, p in enumerate(passages, start=1):
+        units.extend(split_units(p, int(p.get("index", n)), plans))
+    if pq.single:
+        units = [restrict_row(u, pq.single, plans) for u in units]
+    if not units:
+        return GroundedAnswer(refusal(phone), True, "no-passages")
+    unit_terms = [terms(u.text + " " + u.heading.split(" > ")[-1]) for u in units]
+    # IDF over the served units: a term in every unit (copay) tells little
+    n = len(units)
+    df: dict[str, int] = {}
+    for ts in unit_terms:
+        for t in ts:
+            df[t] = df.get(t, 0) + 1
+    keys = key_terms(question, plans)
+
+    def w(t: str) -> float:
+        return math.log(1.0 + (n + 1) / (1 + df.get(t, 0)))
+
+    everywhere = set().union(*unit_terms) | terms(" ".join(str(p.get("heading") or "") for p in passages))
+    total = sum(w(t) for t in keys)
+    missing = sorted(t for t in keys if not matches(t, everywhere))
+    credit = {t: 1.0 for t in keys if t not in missing}
+    if missing and cfg.soft_span > 0:
+        credit |= _soft_credit(question, missing, passages, embedder, cfg)
+    found = sum(w(t) * credit.get(t, 0.0) for t in keys)
+    coverage = found / total if total else 1.0
+    if coverage < cfg.min_coverage:
+        return GroundedAnswer(refusal(phone), True, "low-coverage", coverage=coverage, missing=missing)
+    qv = np.asarray(embedder.embed([question])[0], dtype=np.float32)
+    uv = _CACHE.embed(embedder, [f"{u.heading.split(' > ')[-1]}: {u.text}" for u in units])
+    sims = uv @ qv
+    wants = _MONEY if _ASKS_MONEY.search(question) else _NUMBER if _ASKS_NUMBER.search(question) else None
+    scores: list[float] = []
+    for i, u in enumerate(units):
+        lexical = sum(w(t) for t in keys if matches(t, unit_terms[i])) / total if total else 0.0
+        s = cfg.lexical_weight * lexical + (1 - cfg.lexical_weight) * float(sims[i])
+        if wants is not None and wants.search(u.text):
+            s += cfg.figure_bonus
+        if pq.single and u.plan is not None and u.plan != pq.single.lower():
+            s *= cfg.other_plan_factor
+        scores.append(s)
+    order = sorted(range(n), key=lambda i: -scores[i])
+    best = scores[order[0]]
+    if best < cfg.min_score:
+        return GroundedAnswer(refusal(phone), True, "low-score", score=best, coverage=coverage, missing=missing)
+    chosen = [units[order[0]]]
+    for i in order[1 : cfg.max_units]:
+        if scores[i] >= cfg.second_within * best and units[i].text != chosen[0].text:
+            chosen.append(units[i])
+    return GroundedAnswer(phrase(chosen), False, "answered", chosen, best, coverage, missing)
+
+
+def phrase(units: Sequence[Unit]) -> str:
+    """The quoted units with their citations, one line each."""
+    lines = []
+    for u in units:
+        where = u.heading.split(" > ")[-1] if u.heading else u.document
+        lines.append(f"“{u.text}” [{u.index}] ({u.document}, {where})")
+    return "According to the policy documents:" + ("\n" if len(units) > 1 else " ") + "\n".join(lines)

@@ -1,0 +1,190 @@
+"""Grounded answers (ADR 0115): units of passages, selection with citations, refusals, and the
+retrieval stage with ``grounding: strict`` — on the Acme Health corpus with the real MiniLM."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+
+from plinth.domain.serving import Attachments
+from plinth.errors import PlinthError
+from plinth.rag import grounding as g
+from plinth.rag.plans import PlanQuery
+from plinth.rag.stage import KnowledgeStage
+from plinth.serving.pipeline import ChatContext, StageAnswer
+from tests.unit.rag.conftest import ACME, make_knowledge
+
+PLANS = ["bronze", "gold", "silver"]
+#: the stage reads the mode from the attachments' ``grounding`` field (domain/serving.py, ADR 0115)
+needs_grounding_field = pytest.mark.skipif(
+    "grounding" not in Attachments.__dataclass_fields__, reason="Attachments has no grounding field in this checkout"
+)
+PHONE = "1-800-555-0142"
+TABLE = """| service | you pay (in network) |
+|---|---|
+| Primary care visit | $15 copay |
+| Specialist visit | $35 copay |
+
+You do not need a referral to see a specialist in the network."""
+OVERVIEW = """| | Bronze | Silver | Gold |
+|---|---|---|---|
+| Deductible (member / family) | $6,500 / $13,000 | $3,000 / $6,000 | $500 / $1,000 |
+| Emergency room | $500 | $350 | $150 |"""
+MATERNITY = """You may stay in the hospital at least 48 hours after a vaginal delivery and 96 hours after a
+cesarean section. Let Acme Health know about a planned admission for delivery by the 30th week of
+pregnancy; no other prior authorization is needed for the delivery."""
+LIST = """- planned (non-emergency) hospital admissions
+- MRI, CT and PET scans
+- genetic testing"""
+
+
+def _p(index: int, text: str, document: str, heading: str, plan: str | None = None) -> dict[str, Any]:
+    return {"index": index, "text": text, "document": document, "heading": heading, "plan": plan}
+
+
+@pytest.fixture(scope="module")
+def acme(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    home = tmp_path_factory.mktemp("acme-grounding")
+    k = make_knowledge(home, f"sqlite:///{home / 'plinth.db'}", "embedded")
+    k.create("acme-policies")
+    k.add_paths("acme-policies", [ACME / "policies"])
+    yield k
+    k.store.close()
+
+
+@pytest.fixture(scope="module")
+def embedder(acme: Any) -> Any:
+    return acme.embedder_for(acme.get("acme-policies"))
+
+
+def test_passages_are_cut_into_sentences_rows_and_items() -> None:
+    units = g.split_units(_p(1, TABLE, "gold-plan.md", "Gold > Copays", "gold"), 1, PLANS)
+    assert [u.kind for u in units] == ["row", "row", "sentence"]
+    assert units[1].text == "Copays — Specialist visit: $35 copay" and units[1].plan == "gold"
+    rows = g.split_units(_p(2, OVERVIEW, "plans-overview.md", "Overview > Comparing the plans"), 2, PLANS)
+    assert (
+        rows[0].text
+        == "Comparing the plans — Deductible (member / family): Bronze: $6,500 / $13,000; Silver: $3,000 / $6,000; Gold: $500 / $1,000"
+    )
+    # a question about one plan quotes only that plan's column
+    assert g.restrict_row(rows[1], "silver", PLANS).text == "Comparing the plans — Emergency room: Silver: $350"
+    sentences = g.split_units(_p(3, MATERNITY, "maternity.md", "Maternity > Delivery"), 3, PLANS)
+    assert len(sentences) == 2 and sentences[0].text.endswith("cesarean section.")  # line breaks inside a sentence joined
+    items = g.split_units(_p(4, LIST, "prior-authorization.md", "Prior Authorization > Services that need prior authorization"), 4, PLANS)
+    assert items[1].text == "Services that need prior authorization: MRI, CT and PET scans"
+
+
+def test_terms_synonyms_and_the_phone_number() -> None:
+    assert g.terms("after a C-section") & g.terms("a cesarean") and g.terms("caesarean") == g.terms("cesarean")
+    assert g.terms("physical therapy") <= g.terms("physio sessions")
+    assert g.key_terms("Does the Gold plan cover acupuncture?", PLANS) == {"acupunc"}
+    assert g.matches("marri", {"marriag"}) and not g.matches("allergy", {"all"})
+    assert g.find_phone(["Contact\n\nMember services: 1-800-555-0142, Monday to Friday. Nurse line: 1-800-555-0177."]) == PHONE
+    assert g.find_phone(["no number here"]) is None
+    assert PHONE in g.refusal(PHONE) and g.refusal(None).startswith("I don't know")
+    assert g.expand("What do I pay for physio?") == "What do I pay for physio? (physical therapy)"
+
+
+def test_a_supported_answer_quotes_the_row_with_its_citation(embedder: Any) -> None:
+    passages = [
+        _p(
+            1,
+            "The Gold plan's in-network deductible is $500 per member and $1,000 per family.",
+            "gold-plan.md",
+            "Gold > Deductible",
+            "gold",
+        ),
+        _p(2, TABLE, "gold-plan.md", "Gold > Copays", "gold"),
+    ]
+    a = g.answer(
+        "What does a specialist visit cost on Gold?", passages, embedder, plans=PLANS, plan_query=PlanQuery(("gold",)), phone=PHONE
+    )
+    assert not a.refused and a.reason == "answered"
+    assert "“Copays — Specialist visit: $35 copay” [2]" in a.text
+    assert a.units[0].document == "gold-plan.md"
+    # every figure of the answer is in a cited passage: the answer is made of the passages
+    cited = " ".join(passages[u.index - 1]["text"] for u in a.units)
+    assert all(f in cited for f in re.findall(r"\$[\d,]+", a.text))
+
+
+def test_synonyms_find_the_answer(embedder: Any) -> None:
+    passages = [_p(1, MATERNITY, "maternity-and-newborn.md", "Maternity > Delivery and the hospital stay")]
+    a = g.answer("How many days can I stay in hospital after a C-section?", passages, embedder, plans=PLANS, phone=PHONE)
+    assert not a.refused and "96 hours" in a.text and "[1]" in a.text
+
+
+def test_the_plan_asked_about_wins_over_another_plans_figure(embedder: Any) -> None:
+    passages = [_p(1, OVERVIEW, "plans-overview.md", "Overview > Comparing the plans")]
+    a = g.answer("What is the Silver emergency room copay?", passages, embedder, plans=PLANS, plan_query=PlanQuery(("silver",)))
+    assert "Silver: $350" in a.text and "$150" not in a.text and "$500" not in a.text
+
+
+def test_key_terms_in_no_passage_give_i_dont_know(embedder: Any) -> None:
+    passages = [_p(1, TABLE, "gold-plan.md", "Gold > Copays", "gold")]
+    a = g.answer("Does the Gold plan cover acupuncture?", passages, embedder, plans=PLANS, plan_query=PlanQuery(("gold",)), phone=PHONE)
+    assert a.refused and a.reason == "low-coverage" and a.missing == ["acupunc"]
+    assert a.text.startswith("I don't know") and PHONE in a.text and "$" not in a.text
+    off = g.answer("What's a good recipe for banana bread?", passages, embedder, plans=PLANS, phone=PHONE)
+    assert off.refused and "$" not in off.text
+    assert g.answer("anything", [], embedder, phone=PHONE).reason == "no-passages"
+
+
+def test_the_refusal_threshold(embedder: Any) -> None:
+    passages = [_p(1, TABLE, "gold-plan.md", "Gold > Copays", "gold")]
+    q = "What does a specialist visit cost on Gold?"
+    kept = g.answer(q, passages, embedder, plans=PLANS, config=g.GroundingConfig(min_score=0.3))
+    assert not kept.refused and kept.score >= 0.3
+    strict = g.answer(q, passages, embedder, plans=PLANS, config=g.GroundingConfig(min_score=kept.score + 0.01))
+    assert strict.refused and strict.reason == "low-score" and strict.score == pytest.approx(kept.score)
+
+
+def _ctx(question: str, grounding: str | None = "strict") -> ChatContext:
+    return ChatContext(
+        kind="chat",
+        model_id="m",
+        served_model="m",
+        attachments=Attachments(knowledge_base="acme-policies", grounding=grounding),  # type: ignore[call-arg,unused-ignore]
+        messages=[{"role": "user", "content": question}],
+    )
+
+
+@needs_grounding_field
+def test_the_stage_answers_in_strict_mode_without_the_model(acme: Any) -> None:
+    stage = KnowledgeStage(acme)
+    ctx = _ctx("How many physical therapy visits does the Gold plan cover each year?")
+    answer = asyncio.run(stage.before(ctx))
+    assert isinstance(answer, StageAnswer) and answer.stage == "knowledge" and answer.finish_reason == "stop"
+    assert "20 visits" in answer.text
+    n = int(re.search(r"\[(\d)\]", answer.text).group(1))  # type: ignore[union-attr]
+    cited = ctx.extras["citations"][n - 1]
+    assert cited["document"] == "gold-plan.md" and "20 visits" in ctx.passages[n - 1]["text"]
+    assert ctx.extras["grounding"]["refused"] is False and ctx.extras["grounding"]["quoted"][0] == n
+    assert {c["document"] for c in ctx.extras["citations"]}.isdisjoint({"bronze-plan.md", "silver-plan.md"})
+    assert ctx.messages == [{"role": "user", "content": "How many physical therapy visits does the Gold plan cover each year?"}]
+    # citations are kept for GET /api/v1/citations/{id}
+    assert acme.citations("chatcmpl-" + ctx.request_id).citations == ctx.extras["citations"]
+
+
+@needs_grounding_field
+def test_the_stage_refuses_with_the_member_services_number(acme: Any) -> None:
+    stage = KnowledgeStage(acme)
+    for question in ("Does the Gold plan cover acupuncture?", "Who won the 2018 World Cup?"):
+        ctx = _ctx(question)
+        answer = asyncio.run(stage.before(ctx))
+        assert answer is not None and answer.text.startswith("I don't know") and PHONE in answer.text, answer
+        assert ctx.extras["grounding"]["refused"] is True
+
+
+@needs_grounding_field
+def test_grounding_off_keeps_the_model_path_and_bad_modes_are_refused(acme: Any) -> None:
+    stage = KnowledgeStage(acme)
+    ctx = _ctx("How much is the Gold deductible?", grounding="off")
+    assert asyncio.run(stage.before(ctx)) is None
+    assert ctx.messages[0]["role"] == "system" and "grounding" not in ctx.extras
+    stage.check_attachments(Attachments(knowledge_base="acme-policies", grounding="strict"))  # type: ignore[call-arg,unused-ignore]
+    with pytest.raises(PlinthError) as e:
+        stage.check_attachments(Attachments(knowledge_base="acme-policies", grounding="loose"))  # type: ignore[call-arg,unused-ignore]
+    assert e.value.param == "grounding" and "'loose'" in e.value.message
