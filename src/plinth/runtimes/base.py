@@ -10,6 +10,7 @@ event and the engine stops between two tokens. Runtimes register by name (see
 from __future__ import annotations
 
 import abc
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from plinth.domain import ModelRecord
+from plinth.errors import ErrorCode, PlinthError
 
 if TYPE_CHECKING:
     from plinth.outbound import Outbound
@@ -50,6 +52,27 @@ class AdapterRef:
 
 
 @dataclass
+class OutputConstraint:
+    """What the answer must be, enforced while decoding (constrained decoding).
+
+    ``kind`` is ``json_object`` (any JSON object) or ``json_schema`` (a JSON value valid
+    against ``schema``). ``response_format`` is the request's field as the client sent it,
+    for remote engines that enforce it themselves. A local runtime compiles the constraint
+    once in :meth:`InferenceRuntime.check_constraint` and keeps what it compiled in
+    ``compiled``; its engine makes a fresh matcher from that for each sequence.
+    """
+
+    kind: str
+    schema: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    compiled: Any = None
+
+    def key(self) -> str:
+        """A stable key for caches of compiled constraints."""
+        return self.kind + ":" + json.dumps(self.schema, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
 class SamplingParams:
     max_tokens: int
     temperature: float = 1.0
@@ -58,6 +81,8 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     stop: list[str] = field(default_factory=list)
+    #: the answer's grammar (structured outputs); None leaves decoding unconstrained
+    constraint: OutputConstraint | None = None
 
 
 @dataclass
@@ -126,6 +151,9 @@ class InferenceRuntime(abc.ABC):
     @abc.abstractmethod
     def prepare_text(self, text: str) -> Prompt: ...
 
+    #: whether a remote engine enforces ``response_format`` itself (it gets the field as sent)
+    remote_structured_outputs: ClassVar[bool] = False
+
     #: whether ``generate`` accepts LoRA adapters, and in which form (see AdapterRef)
     adapter_format: ClassVar[str | None] = None
 
@@ -144,6 +172,12 @@ class InferenceRuntime(abc.ABC):
 
     def loaded_adapters(self) -> list[str]:
         return []
+
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        """Make ready to enforce ``constraint`` (compile it into ``constraint.compiled``), or
+        raise PlinthError naming ``response_format`` when this runtime cannot. Called before
+        the request is admitted, off the event loop."""
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"runtime {self.name!r} does not support structured outputs", param="response_format")
 
     def stats(self) -> dict[str, Any]:
         """Engine counters for /api/v1 and benchmarks (steps, tokens, adapter loads...)."""

@@ -8,10 +8,12 @@ per decode step (see :mod:`plinth.runtimes.llamacpp_engine`).
 
 from __future__ import annotations
 
+import collections
+import threading
 from typing import Any
 
 from plinth.errors import ErrorCode, PlinthError
-from plinth.runtimes.base import InferenceRuntime, Prompt, RuntimeHealth
+from plinth.runtimes.base import InferenceRuntime, OutputConstraint, Prompt, RuntimeHealth
 from plinth.runtimes.batching import EngineRuntimeMixin
 from plinth.runtimes.llamacpp_engine import LlamaBatchEngine
 from plinth.runtimes.text import ChatTemplate
@@ -42,6 +44,8 @@ class LlamaCppRuntime(EngineRuntimeMixin, InferenceRuntime):
             adapter_budget_bytes=self.options.adapter_cache_bytes,
             extra_buffers=self.options.llamacpp_extra_buffers,
         )
+        self._grammars: collections.OrderedDict[str, str] = collections.OrderedDict()  # compiled constraints, LRU
+        self._grammars_lock = threading.Lock()
         params = self.model.parameters or {}
         self._template = ChatTemplate(
             self.model.chat_template,
@@ -73,6 +77,21 @@ class LlamaCppRuntime(EngineRuntimeMixin, InferenceRuntime):
 
     def count_tokens(self, text: str) -> int | None:
         return len(self._eng().tokenize(text, add_bos=False)) if text else 0
+
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        """Compile the constraint into a GBNF grammar (cached by schema)."""
+        key = constraint.key()
+        with self._grammars_lock:
+            gbnf = self._grammars.get(key)
+            if gbnf is not None:
+                self._grammars.move_to_end(key)
+        if gbnf is None:
+            gbnf = self._eng().compile_constraint(constraint)
+            with self._grammars_lock:
+                self._grammars[key] = gbnf
+                while len(self._grammars) > 64:
+                    self._grammars.popitem(last=False)
+        constraint.compiled = gbnf
 
     def loaded_adapters(self) -> list[str]:
         return self._engine.loaded_adapters() if self._engine is not None else []

@@ -14,6 +14,13 @@ One engine thread owns one ``llama_context`` whose KV cache is shared by up to
    reproducibility hold inside a batch;
 4. retires finished, cancelled or failed sequences and frees their KV cells at once.
 
+Structured outputs: a sequence with an :class:`~plinth.runtimes.base.OutputConstraint` also
+gets a llama.cpp grammar sampler (the JSON schema converted to GBNF). It is sampled as
+llama.cpp's own ``common_sampler`` does: the chain picks a token from the raw logits, the
+grammar checks that one token, and only if the grammar rejects it are the logits masked by
+the grammar and the chain applied again; end-of-generation tokens are allowed only where
+the grammar accepts. Sequences without a constraint are sampled exactly as before.
+
 LoRA adapters apply to a whole llama.cpp context, so sequences are grouped by adapter and a
 step decodes one group; groups take turns (round-robin). Requests for the same adapter
 share a batch; requests for different adapters share the base weights and the engine.
@@ -24,8 +31,11 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import json
 import logging
+import math
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,9 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
+from llama_cpp import llama_grammar
 
 from plinth.errors import ErrorCode, PlinthError
-from plinth.runtimes.base import SamplingParams
+from plinth.runtimes.base import OutputConstraint, SamplingParams
 from plinth.runtimes.batching import BASE, AdapterSpec, BatchEngine, Sequence, Sink
 from plinth.runtimes.text import IncrementalDecoder
 
@@ -48,7 +60,39 @@ __all__ = ["BASE", "AdapterSpec", "LlamaBatchEngine", "Sink"]
 class _Seq(Sequence):
     seq_id: int = -1
     sampler: object = None
+    grammar: object = None  # a llama.cpp grammar sampler (structured outputs)
     decoder: IncrementalDecoder = field(default_factory=IncrementalDecoder)
+
+
+_SCHEMA_PARAM = "response_format.json_schema.schema"
+#: greedy rows whose pick the grammar rejects look for the best allowed token among the top
+#: 64 logits, then the next 960, before masking the whole vocabulary
+_TOP_K = (64, 1024)
+#: sampled rows whose draw the grammar rejects draw again this many times before a full mask
+_REDRAWS = 8
+#: ``llama_token_data`` as a numpy record, so a logits row is copied in without a Python loop
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+#: JSON strings may not hold raw control characters; the converter's ``char`` rule lets them through
+_CHAR_RULE = re.compile(r'^char ::= \[\^"\\\\\] \|', re.MULTILINE)
+_SAFE_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
+class _SchemaConverter(llama_grammar.SchemaConverter):
+    """llama-cpp-python's converter, with literals escaped for GBNF (it escapes quotes and
+    newlines but not backslashes, so a name or enum value holding a quote, a backslash or
+    a control character became a broken or wrong literal)."""
+
+    def _format_literal(self, literal: str) -> str:
+        escaped = literal.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r").replace("\n", "\\n")
+        return f'"{escaped}"'
+
+
+def schema_to_gbnf(schema: dict[str, Any]) -> str:
+    """A JSON schema (already checked by plinth.serving.structured) as a GBNF grammar."""
+    conv = _SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    resolved = conv.resolve_refs(json.loads(json.dumps(schema)), "input")
+    conv.visit(resolved, "")
+    return _CHAR_RULE.sub(lambda _: _SAFE_CHAR, conv.format_grammar())
 
 
 def _quiet_llama_logs() -> None:
@@ -122,6 +166,14 @@ class LlamaBatchEngine(BatchEngine):
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self._piece = ctypes.create_string_buffer(256)
+        # candidates of one logits row, for sequences sampled under a grammar (engine thread only)
+        self._cand = np.zeros(self.n_vocab, dtype=_TOKEN_DATA)
+        self._ids = np.arange(self.n_vocab, dtype=np.int32)
+        self._cur = llama_cpp.llama_token_data_array()
+        self._one = np.zeros(1, dtype=_TOKEN_DATA)
+        self._one_arr = llama_cpp.llama_token_data_array()
+        self._top = np.zeros(_TOP_K[-1], dtype=_TOKEN_DATA)
+        self._top_arr = llama_cpp.llama_token_data_array()
 
         self._active: dict[int, _Seq] = {}
         self._free_ids = list(range(max_batch - 1, -1, -1))
@@ -141,6 +193,20 @@ class LlamaBatchEngine(BatchEngine):
             if n >= 0:
                 return list(buf[:n])
             cap = -n
+
+    def compile_constraint(self, constraint: OutputConstraint) -> str:
+        """The GBNF grammar that enforces ``constraint``, checked to parse (any thread)."""
+        try:
+            gbnf = llama_grammar.JSON_GBNF if constraint.kind == "json_object" else schema_to_gbnf(constraint.schema or {})
+        except Exception as e:  # the converter asserts on what it cannot convert
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST, f"the schema cannot be made into a grammar: {e}"[:300], param=_SCHEMA_PARAM
+            ) from None
+        sampler = llama_cpp.llama_sampler_init_grammar(self._vocab, gbnf.encode(), b"root")
+        if not sampler:
+            raise PlinthError(ErrorCode.INVALID_REQUEST, "the schema gave a grammar llama.cpp cannot parse", param=_SCHEMA_PARAM)
+        llama_cpp.llama_sampler_free(sampler)
+        return gbnf
 
     def _new_sequence(self, tokens: list[int], params: SamplingParams, cancel: threading.Event, out: Sink) -> _Seq:
         return _Seq(tokens=tokens, params=params, cancel=cancel, out=out)
@@ -174,6 +240,12 @@ class LlamaBatchEngine(BatchEngine):
 
     def _admit_one(self, seq: Sequence) -> None:
         assert isinstance(seq, _Seq)
+        c = seq.params.constraint
+        if c is not None:
+            gbnf = c.compiled if isinstance(c.compiled, str) else self.compile_constraint(c)
+            seq.grammar = llama_cpp.llama_sampler_init_grammar(self._vocab, gbnf.encode(), b"root")
+            if not seq.grammar:
+                raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, "llama.cpp could not start the grammar sampler")
         if seq.adapter_spec is not None:
             self._ensure_adapter(seq.adapter_spec)
         seq.sampler = self._make_sampler(seq.params)
@@ -297,10 +369,107 @@ class LlamaBatchEngine(BatchEngine):
             return
         self._note_batch(len(outputs))
         for idx, seq in outputs:
-            token = llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, idx)
+            if seq.grammar is not None:
+                token = self._sample_constrained(seq, idx)
+                if token is None:
+                    continue
+            else:
+                token = llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, idx)
             self._accept(seq, token)
         if grouped:
             self.stats["steps_with_adapter_groups"] += 1
+
+    def _candidates(self, idx: int) -> Any:
+        """The logits of output ``idx`` as a fresh candidate array (all tokens, unsorted)."""
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, idx), shape=(self.n_vocab,))
+        cand = self._cand
+        cand["id"] = self._ids
+        cand["logit"] = row
+        cand["p"] = 0.0
+        cur = self._cur
+        cur.data = cand.ctypes.data_as(llama_cpp.llama_token_data_p)  # type: ignore[assignment]
+        cur.size = self.n_vocab
+        cur.selected = -1
+        cur.sorted = False
+        return cur
+
+    def _sample_constrained(self, seq: _Seq, idx: int) -> int | None:
+        """Sample under the sequence's grammar, as llama.cpp's common_sampler does: the chain
+        picks from the raw logits and the grammar checks that one token. Only if the grammar
+        rejects it is more work done: greedy rows take the best token the grammar allows
+        among the top logits (the same token a full mask would give, found without
+        matching the whole vocabulary), sampled rows draw again from the chain (rejection
+        sampling: the chain's distribution restricted to what the grammar allows), and
+        only when that fails too are all logits masked by the grammar before the chain picks.
+        None when the sequence was failed instead."""
+        cur = self._candidates(idx)
+        llama_cpp.llama_sampler_apply(seq.sampler, ctypes.byref(cur))
+        token: int | None = int(cur.data[cur.selected].id)
+        if not self._grammar_allows(seq, token):  # type: ignore[arg-type]
+            self.stats["grammar_resamples"] += 1
+            p = seq.params
+            if p.temperature <= 0 and not (p.presence_penalty or p.frequency_penalty):
+                token = self._greedy_in_grammar(seq, idx)
+            else:
+                token = None
+                for _ in range(_REDRAWS):
+                    cur = self._candidates(idx)
+                    llama_cpp.llama_sampler_apply(seq.sampler, ctypes.byref(cur))
+                    drawn = int(cur.data[cur.selected].id)
+                    if self._grammar_allows(seq, drawn):
+                        token = drawn
+                        break
+            if token is None:
+                self.stats["grammar_full_masks"] += 1
+                cur = self._candidates(idx)
+                llama_cpp.llama_sampler_apply(seq.grammar, ctypes.byref(cur))
+                llama_cpp.llama_sampler_apply(seq.sampler, ctypes.byref(cur))
+                picked = cur.data[cur.selected]
+                token = int(picked.id)
+                if math.isinf(picked.logit):  # the grammar allows no token at all: never accept one it refuses
+                    err = PlinthError(ErrorCode.INTERNAL, "the grammar of this response_format allows no next token")
+                    self._finish(seq, None, error=err)
+                    return None
+        if not llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            llama_cpp.llama_sampler_accept(seq.grammar, token)
+        llama_cpp.llama_sampler_accept(seq.sampler, token)
+        self.stats["constrained_tokens"] += 1
+        return token
+
+    def _grammar_allows(self, seq: _Seq, token: int) -> bool:
+        one = self._one
+        one[0] = (token, 1.0, 0.0)
+        arr = self._one_arr
+        arr.data = one.ctypes.data_as(llama_cpp.llama_token_data_p)  # type: ignore[assignment]
+        arr.size, arr.selected, arr.sorted = 1, -1, False
+        llama_cpp.llama_sampler_apply(seq.grammar, ctypes.byref(arr))
+        return not math.isinf(float(one[0]["logit"]))
+
+    def _greedy_in_grammar(self, seq: _Seq, idx: int) -> int | None:
+        """The highest-logit token the grammar allows among the top ``_TOP_K[-1]``, looked for
+        in windows of growing size (None: none is)."""
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, idx), shape=(self.n_vocab,))
+        k = min(_TOP_K[-1], self.n_vocab)
+        top = np.argpartition(row, -k)[-k:]
+        top = top[np.argsort(-row[top], kind="stable")]
+        done = 0
+        for size in _TOP_K:
+            size = min(size, k)
+            if size <= done:
+                break
+            window = self._top[: size - done]
+            window["id"] = top[done:size]
+            window["logit"] = row[top[done:size]]
+            window["p"] = 0.0
+            arr = self._top_arr
+            arr.data = window.ctypes.data_as(llama_cpp.llama_token_data_p)  # type: ignore[assignment]
+            arr.size, arr.selected, arr.sorted = size - done, -1, False
+            llama_cpp.llama_sampler_apply(seq.grammar, ctypes.byref(arr))
+            allowed = np.flatnonzero(np.isfinite(window["logit"]))
+            if allowed.size:
+                return int(window["id"][allowed[0]])
+            done = size
+        return None
 
     def _accept(self, seq: _Seq, token: int) -> None:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -325,6 +494,9 @@ class LlamaBatchEngine(BatchEngine):
         if seq.sampler is not None:
             llama_cpp.llama_sampler_free(seq.sampler)
             seq.sampler = None
+        if seq.grammar is not None:
+            llama_cpp.llama_sampler_free(seq.grammar)
+            seq.grammar = None
 
     def _tail(self, seq: Sequence) -> str:
         assert isinstance(seq, _Seq)

@@ -33,7 +33,7 @@ import httpx
 
 from plinth.errors import ErrorCode, PlinthError
 from plinth.outbound import Outbound, OutboundLimit, OutboundRefused, check_url
-from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
+from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, OutputConstraint, Prompt, RuntimeHealth, SamplingParams
 
 log = logging.getLogger("plinth.runtimes.openai")
 
@@ -45,6 +45,7 @@ _TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 class OpenAIUpstreamRuntime(InferenceRuntime):
     name = "openai"
     max_concurrent = 64  # the remote engine does its own batching
+    remote_structured_outputs = True
 
     _client: httpx.Client | None = None
 
@@ -87,6 +88,9 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
     def prepare_chat(self, messages: list[dict[str, Any]]) -> Prompt:
         return Prompt(messages=messages, n_tokens=None, is_chat=True)
 
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        """The remote engine enforces ``response_format`` itself: it is passed on as sent."""
+
     def prepare_text(self, text: str) -> Prompt:
         return Prompt(text=text, n_tokens=None, is_chat=False)
 
@@ -112,6 +116,8 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
             body["presence_penalty"] = params.presence_penalty
         if params.frequency_penalty:
             body["frequency_penalty"] = params.frequency_penalty
+        if params.constraint is not None and params.constraint.response_format is not None:
+            body["response_format"] = params.constraint.response_format
         if prompt.is_chat:
             path, body["messages"] = "/chat/completions", prompt.messages
         else:

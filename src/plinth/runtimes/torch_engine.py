@@ -17,6 +17,12 @@ bank of loaded LoRA adapters. Every step it
    sampling is reproducible inside a batch;
 4. retires finished or cancelled sequences; their rows are reused as they are.
 
+Structured outputs: a sequence with an :class:`~plinth.runtimes.base.OutputConstraint` has
+its own llguidance matcher (made from the one its runtime compiled, see docs/adr/0111); before
+sampling, that row's logits outside the grammar's allowed tokens are set to -inf (end of
+sequence only where the grammar accepts), and each accepted token advances the matcher.
+Rows without a constraint are not touched, so their answers stay batch-invariant.
+
 LoRA adapters are applied per token: every decode row may use another adapter (batched
 matmuls over the rows' gathered adapter slots), a prompt chunk uses its request's adapter.
 Adapters load on first use from PEFT directories (safetensors only) and are evicted
@@ -50,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from plinth.errors import ErrorCode, PlinthError
@@ -165,6 +172,8 @@ class _TSeq(Sequence):
     generator: torch.Generator | None = None
     counts: dict[int, int] = field(default_factory=dict)
     decoder: Any = None  # tokenizers.decoders.DecodeStream
+    matcher: Any = None  # llguidance.LLMatcher (structured outputs)
+    failed: PlinthError | None = None  # the matcher failed: the sequence ends with this error
 
 
 @dataclass
@@ -299,6 +308,8 @@ class TorchBatchEngine(BatchEngine):
             # torch.seed() would reseed the process-wide generator: draw from the OS instead.
             seq.generator.manual_seed(seq.params.seed if seq.params.seed is not None else secrets.randbits(63))
         seq.decoder = DecodeStream(skip_special_tokens=True)
+        if seq.params.constraint is not None:
+            seq.matcher = new_matcher(seq.params.constraint)
         seq.row = self._free_rows.pop()
         self._active[seq.row] = seq
 
@@ -389,6 +400,13 @@ class TorchBatchEngine(BatchEngine):
         """One token per row: greedy rows take the argmax; sampled rows draw one uniform
         number from their own seeded generator and take the token where it falls in the
         cumulative distribution (after temperature, penalties and top-p)."""
+        for i, seq in enumerate(seqs):
+            if seq.matcher is not None:
+                try:
+                    mask_logits(seq.matcher, logits[i])
+                except PlinthError as e:
+                    seq.failed = e
+                self.stats["constrained_tokens"] += 1
         picks = torch.argmax(logits, dim=-1).tolist()
         sampled: list[int] = []
         for i, seq in enumerate(seqs):
@@ -420,8 +438,15 @@ class TorchBatchEngine(BatchEngine):
         return picks
 
     def _accept(self, seq: _TSeq, token: int) -> None:
+        if seq.failed is not None:
+            self._finish(seq, None, error=seq.failed)
+            return
         if token in self.eos_ids:
             self._finish(seq, "stop")
+            return
+        if seq.matcher is not None and not seq.matcher.consume_token(token):
+            err = seq.matcher.get_error() or "the token is outside the grammar"
+            self._finish(seq, None, error=PlinthError(ErrorCode.INTERNAL, f"structured output failed: {err}"))
             return
         seq.last_token = token
         if seq.params.presence_penalty or seq.params.frequency_penalty:
@@ -577,6 +602,24 @@ class TorchBatchEngine(BatchEngine):
             total -= ad.size_bytes
             self.stats["adapter_evictions"] += 1
             log.info("evicted LoRA adapter %s (budget %d bytes)", key, self._adapter_budget)
+
+
+def new_matcher(constraint: Any) -> Any:
+    """A fresh matcher for one sequence from the runtime's compiled one (an llguidance.LLMatcher)."""
+    if constraint.compiled is None:
+        raise PlinthError(ErrorCode.INTERNAL, "the constraint was not compiled for this runtime")
+    return constraint.compiled.deep_copy()
+
+
+def mask_logits(matcher: Any, row: torch.Tensor) -> None:
+    """Set the logits of tokens the matcher does not allow now to -inf (one row, in place)."""
+    words = (row.shape[0] + 31) // 32
+    bits = np.zeros(words, dtype=np.int32)
+    matcher.unsafe_compute_mask_ptr(bits.ctypes.data, bits.nbytes)
+    allowed = np.unpackbits(bits.view(np.uint8), bitorder="little")[: row.shape[0]]
+    if not allowed.any():  # the matcher is in an error state
+        raise PlinthError(ErrorCode.INTERNAL, f"structured output failed: {matcher.get_error() or 'no token is allowed'}")
+    row.masked_fill_(torch.from_numpy(allowed == 0), float("-inf"))
 
 
 def read_peft_adapter(

@@ -27,9 +27,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from plinth.errors import ErrorCode, PlinthError
 from plinth.runtimes import torch_llama as tl
-from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, Prompt, RuntimeHealth, SamplingParams
+from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, OutputConstraint, Prompt, RuntimeHealth, SamplingParams
 from plinth.runtimes.batching import EngineRuntimeMixin
-from plinth.runtimes.torch_engine import TorchBatchEngine
+from plinth.runtimes.torch_engine import TorchBatchEngine, mask_logits, new_matcher
+
+_SCHEMA_PARAM = "response_format.json_schema.schema"
 
 
 def _on_short_thread(fn: Any) -> Any:
@@ -94,6 +96,9 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
         self._ctx = min(cfg_ctx, self.options.context_length)
         self._eos_ids = self._eos_from(cfg, model_dir)
         self._lock = threading.Lock()
+        self._constraints_lock = threading.Lock()
+        self._matchers: collections.OrderedDict[str, Any] = collections.OrderedDict()  # compiled constraints, LRU
+        self._ll_tokenizer: Any = None
         self._adapters: collections.OrderedDict[str, int] = collections.OrderedDict()  # name -> bytes
         self._stats: collections.Counter[str] = collections.Counter()
         if spec is not None:
@@ -174,6 +179,45 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
 
     def count_tokens(self, text: str) -> int | None:
         return len(self._tok(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+    def check_constraint(self, constraint: OutputConstraint) -> None:
+        """Compile the constraint with llguidance (docs/adr/0111) into a matcher that each
+        sequence copies; compiled matchers are kept per schema (LRU)."""
+        if self._engine is None and self._model is None:
+            raise PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"model {self.model.name!r} is not loaded")
+        try:
+            import llguidance
+            import llguidance.hf
+        except ImportError:
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST,
+                "structured outputs on the torch runtime need llguidance: pip install llguidance",
+                param="response_format",
+            ) from None
+        key = constraint.key()
+        with self._constraints_lock:
+            found = self._matchers.get(key)
+            if found is not None:
+                self._matchers.move_to_end(key)
+                constraint.compiled = found
+                return
+            if self._ll_tokenizer is None:
+                n_vocab = self._engine.spec.vocab if self._engine is not None else int(self._model.config.vocab_size)
+                self._ll_tokenizer = llguidance.hf.from_tokenizer(self._tok, n_vocab=n_vocab, eos_token=sorted(self._eos_ids))
+            tok = self._ll_tokenizer
+        schema = constraint.schema if constraint.kind == "json_schema" and constraint.schema else {"type": "object"}
+        try:
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults={"whitespace_flexible": False})
+            matcher = llguidance.LLMatcher(tok, grammar, log_level=0)
+        except Exception as e:  # ValueError and the like for what llguidance cannot compile
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"the schema cannot be compiled: {e}"[:300], param=_SCHEMA_PARAM) from None
+        if matcher.is_error():
+            raise PlinthError(ErrorCode.INVALID_REQUEST, f"the schema cannot be compiled: {matcher.get_error()}"[:300], param=_SCHEMA_PARAM)
+        with self._constraints_lock:
+            self._matchers[key] = matcher
+            while len(self._matchers) > 64:
+                self._matchers.popitem(last=False)
+        constraint.compiled = matcher
 
     def score(self, pairs: list[tuple[list[int], list[int] | str]]) -> list[list[float]]:
         """Teacher-forced scoring: for each (context ids, continuation ids or text) the natural-log
@@ -304,6 +348,7 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
         emitted = ""
         finish = "length"
         counts: dict[int, int] = {}
+        matcher = new_matcher(params.constraint) if params.constraint is not None else None
         for _ in range(params.max_tokens):
             if cancel.is_set():
                 finish = "cancelled"
@@ -315,10 +360,14 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
                 idx = torch.tensor(list(counts), device=logits.device)
                 freq = torch.tensor(list(counts.values()), device=logits.device, dtype=logits.dtype)
                 logits[idx] -= params.presence_penalty + params.frequency_penalty * freq
+            if matcher is not None:
+                mask_logits(matcher, logits)
             token = self._sample(logits, params, gen)
             if token in self._eos_ids:
                 finish = "stop"
                 break
+            if matcher is not None and not matcher.consume_token(token):
+                raise PlinthError(ErrorCode.INTERNAL, f"structured output failed: {matcher.get_error()}")
             out_ids.append(token)
             counts[token] = counts.get(token, 0) + 1
             text = self._tok.decode(out_ids, skip_special_tokens=True)

@@ -1,8 +1,9 @@
 """OpenAI protocol models for ``/v1`` (requests validated here, responses documented here).
 
 Unknown request fields are ignored, as OpenAI clients send fields a server may not know;
-fields plinth cannot honour (tools, logprobs, response_format other than text) are refused
-with a 400 naming the field instead of being silently ignored.
+fields plinth cannot honour (tools, logprobs) are refused with a 400 naming the field
+instead of being silently ignored. ``response_format`` (structured outputs) is checked here
+for its shape and in :mod:`plinth.serving.structured` for its schema.
 """
 
 from __future__ import annotations
@@ -45,6 +46,34 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
     include_usage: bool = False
+
+
+class JSONSchemaFormat(BaseModel):
+    """``response_format.json_schema``: the schema the answer must validate against."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="a name for the schema")
+    description: str | None = Field(None, max_length=4096)
+    schema_: dict[str, Any] | None = Field(
+        None,
+        alias="schema",
+        description="a JSON schema (the subset constrained decoding enforces: see docs/adr/0111); absent: any JSON value",
+    )
+    strict: bool | None = Field(None, description="accepted; the schema is always enforced by constrained decoding")
+
+
+class ResponseFormat(BaseModel):
+    """``text`` (the default), ``json_object`` (any JSON object) or ``json_schema``."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = Field(None, description="required when type is json_schema")
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("json_schema is required when type is 'json_schema'")
+        return self
 
 
 class _SamplingFields(BaseModel):
@@ -99,14 +128,12 @@ class ChatCompletionRequest(_SamplingFields):
     knowledge_base: str | None = Field(None, min_length=1, max_length=160)
     tools: list[Any] | None = None
     tool_choice: Any = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
     def _chat_checks(self) -> ChatCompletionRequest:
         if self.tools:
             raise ValueError("tools / function calling are not supported by this server")
-        if self.response_format and self.response_format.get("type") not in (None, "text"):
-            raise ValueError("only response_format type 'text' is supported")
         if self.max_completion_tokens is not None and self.max_tokens is None:
             self.max_tokens = self.max_completion_tokens
         return self

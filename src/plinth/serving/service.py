@@ -22,11 +22,12 @@ from plinth.domain.projects import in_context
 from plinth.domain.serving import Attachments
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
-from plinth.runtimes import AdapterRef, Prompt, SamplingParams
+from plinth.runtimes import AdapterRef, OutputConstraint, Prompt, SamplingParams
 from plinth.serving.engine import LoadedModel, ModelManager
 from plinth.serving.pipeline import ChainedFilter, ChatContext, ChatStage, OutputFilter, StageAnswer
 from plinth.serving.protocol import ChatCompletionRequest, CompletionRequest, _SamplingFields
 from plinth.serving.stops import StopMatcher
+from plinth.serving.structured import constraint_from
 
 _STANDARD_FIELDS = frozenset({"id", "object", "created", "model", "choices", "usage", "system_fingerprint"})
 
@@ -400,6 +401,10 @@ class CompletionService:
             self._check_limits(req)
             r = await self.manager.resolve(ctx.served_model)
             lm, adapter = r.lm, r.adapter
+            # a remote engine enforces the schema itself: only JSON Schema's own rules are checked here
+            constraint = constraint_from(req.response_format, enforced_here=not lm.runtime.remote_structured_outputs)
+            if constraint is not None:
+                await self._prepare(lm, lambda: lm.runtime.check_constraint(constraint))
             messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
             pinned = Attachments(knowledge_base=req.knowledge_base) if req.knowledge_base else None
             attachments = self._route_attachments(ctx, r.served_id).overlay(pinned)
@@ -410,7 +415,7 @@ class CompletionService:
             if answer is not None:
                 return self._answered(lm, "chat", req, ctx, answer, n_prompts=1)
             prompt = await self._prepare(lm, lambda: lm.runtime.prepare_chat(ctx.messages))
-            return await self._admit(lm, "chat", req, [prompt], param="messages", adapter=adapter, ctx=ctx)
+            return await self._admit(lm, "chat", req, [prompt], param="messages", adapter=adapter, ctx=ctx, constraint=constraint)
         except BaseException as e:
             self._report(ctx, None, e)
             raise
@@ -527,7 +532,7 @@ class CompletionService:
                 param="max_tokens",
             )
 
-    async def _prepare(self, lm: LoadedModel, fn: Any) -> Prompt:
+    async def _prepare(self, lm: LoadedModel, fn: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.manager.executor, in_context(fn))
 
@@ -542,6 +547,7 @@ class CompletionService:
         echo: bool = False,
         adapter: AdapterRef | None = None,
         ctx: ChatContext | None = None,
+        constraint: OutputConstraint | None = None,
     ) -> GenerationJob:
         window = lm.runtime.context_length()
         max_tokens_by_prompt = []
@@ -581,6 +587,7 @@ class CompletionService:
                         presence_penalty=req.presence_penalty,
                         frequency_penalty=req.frequency_penalty,
                         stop=req.stops(),
+                        constraint=constraint,
                     )
                 )
                 choice_prompt.append(pi)
