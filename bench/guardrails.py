@@ -16,8 +16,15 @@ Latency is measured in process, on what a request pays:
 - ``output``: the stream filter over a 1 KB answer fed in 4-character pieces (a token is
   about that) plus the whole-answer checks, per answer.
 
-Quality is ``plinth guardrails eval acme-health`` on ../shared/datasets/guardrails (PII
-spans, toxicity, injection, topic). Nothing here is asserted: the numbers are written down.
+Quality is ``plinth guardrails eval acme-health`` on the development sets
+(../shared/datasets/guardrails) and on plinth's two held-out sets (bench/data/guardrails-heldout
+and -heldout2: written once, never tuned on), side by side (PII spans, toxicity, injection,
+topic). ``--before JSON`` adds the numbers of an earlier run (e.g. one made with ``--src`` on
+an older checkout's ``src``) as "before" columns. Nothing here is asserted: the numbers are
+written down.
+
+    python bench/guardrails.py --src /tmp/old/src --quality-only --results-dir /tmp/before   # an older checkout
+    python bench/guardrails.py --before /tmp/before/guardrails-<cpu>.json
 """
 
 from __future__ import annotations
@@ -36,9 +43,16 @@ from typing import Any
 from machine import add_results_args, describe, machine_line, results_dir_of, title, write_index, write_results
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+_SRC = sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv[:-1] else str(REPO / "src")
+sys.path.insert(0, _SRC)
 RESULTS = REPO / "bench" / "results"
 SETS = REPO.parent / "shared" / "datasets" / "guardrails"
+#: split name -> folder of the four files
+SPLITS = {
+    "dev": SETS,
+    "held-out": REPO / "bench" / "data" / "guardrails-heldout",
+    "held-out-2": REPO / "bench" / "data" / "guardrails-heldout2",
+}
 
 MESSAGE_PII = (
     "Hello, this is Teodora Vasquez writing on behalf of my father, Emil Vasquez, born 02/14/1949, member ACM-4471920. "
@@ -122,37 +136,66 @@ def bench_latency(services: Any, iterations: int) -> dict[str, Any]:
     return out
 
 
-def bench_quality(services: Any) -> dict[str, Any]:
+def bench_quality(services: Any, policy: Path) -> dict[str, Any]:
+    """{task: {split: report}} (the development split's report also at the task's top level,
+    as earlier result files have it)."""
     from plinth.guardrails.evaluation import read_jsonl
 
     if not SETS.is_dir():
         return {"error": f"{SETS} is missing"}
-    services.guardrails.apply_file(REPO / "examples" / "guardrails" / "acme-health.yaml")
-    out = {}
+    services.guardrails.apply_file(policy)
+    out: dict[str, Any] = {}
     for task in ("pii", "toxicity", "injection", "topic"):
-        t0 = time.perf_counter()
-        report = services.guardrails.evaluate("acme-health", read_jsonl(SETS / f"{task}.jsonl")).as_dict()
-        report["seconds"] = round(time.perf_counter() - t0, 2)
-        out[task] = {k: report[k] for k in ("items", "overall", "by_label", "seconds")}
-        out[task]["false_positives"] = len(report["false_positives"])
-        out[task]["false_negatives"] = len(report["false_negatives"])
+        out[task] = {}
+        for split, folder in SPLITS.items():
+            if not (folder / f"{task}.jsonl").is_file():
+                continue
+            t0 = time.perf_counter()
+            report = services.guardrails.evaluate("acme-health", read_jsonl(folder / f"{task}.jsonl")).as_dict()
+            report["seconds"] = round(time.perf_counter() - t0, 2)
+            r = {k: report[k] for k in ("items", "overall", "by_label", "seconds")}
+            r["false_positives"] = len(report["false_positives"])
+            r["false_negatives"] = len(report["false_negatives"])
+            out[task][split] = r
+        out[task].update(out[task].get("dev", {}))
     return out
 
 
-def write_md(result: dict[str, Any]) -> str:
-    lat, q, m = result["latency"], result["quality"], result["machine"]
-    lines = [
-        title("Guardrail benchmark", m),
-        "",
-        machine_line(m),
-        "",
-        f"Measured {result['date']} by `python bench/guardrails.py`.",
-        "",
-        "## Added latency per request, built-in `default` policy (PII + secrets redaction, toxicity and injection classifiers)",
-        "",
-        "| what | message | p50 | p99 | mean | runs |",
-        "|---|---|---|---|---|---|",
-    ]
+def _quality_rows(q: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
+    """Dev and held-out side by side, one row per task and split (with "before" columns)."""
+    head = "| detector | split | items | precision | recall | benign flagged | accuracy |"
+    sep = "|---|---|---|---|---|---|---|"
+    if before:
+        head += " before: precision | recall | benign flagged | accuracy |"
+        sep += "---|---|---|---|"
+    lines = [head + " target |", sep + "---|"]
+    targets = {
+        "pii": "recall >= 0.95, precision >= 0.90 (exact span)",
+        "toxicity": "recall >= 0.85, benign flagged <= 3%",
+        "injection": "recall >= 0.85, benign flagged <= 5%",
+        "topic": "accuracy >= 0.90 (off_topic positive)",
+    }
+
+    def cells(o: dict[str, Any], task: str) -> str:
+        if task == "pii":
+            return f" {o['precision']:.3f} | {o['recall']:.3f} | - | - |"
+        return f" {o['precision']:.3f} | {o['recall']:.3f} | {o.get('false_positive_rate', 0):.3f} | {o.get('accuracy', 0):.3f} |"
+
+    for task in ("pii", "toxicity", "injection", "topic"):
+        for split in SPLITS:
+            r = q[task].get(split) if isinstance(q[task].get(split), dict) else None
+            if r is None:
+                continue
+            row = f"| {task} | {split} | {r['items']} |" + cells(r["overall"], task)
+            if before:
+                b = (before.get(task) or {}).get(split)
+                row += cells(b["overall"], task) if b else " - | - | - | - |"
+            lines.append(row + f" {targets[task]} |")
+    return lines
+
+
+def _latency_rows(lat: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     for key, label in (
         ("input_with_pii", "input check, 1 KB message with 7 PII entities"),
         ("input_without_pii", "input check, 1 KB message without PII"),
@@ -172,40 +215,60 @@ def write_md(result: dict[str, Any]) -> str:
         "Target: p50 <= 10 ms added for a 1 KB message. For reference, ENVIRONMENT-NOTES measured Presidio's pattern",
         "recognizers (no NLP model, no names or addresses) at about 10 ms per 1 KB message on this machine.",
         "",
-        "## Quality on the development sets (`acme-health` policy; ../shared/datasets/guardrails)",
+    ]
+    return lines
+
+
+def write_md(result: dict[str, Any]) -> str:
+    lat, q, m = result["latency"], result["quality"], result["machine"]
+    lines = [
+        title("Guardrail benchmark", m),
+        "",
+        machine_line(m),
+        "",
+        f"Measured {result['date']} by `python bench/guardrails.py`.",
+        "",
+        "## Added latency per request, built-in `default` policy (PII + secrets redaction, toxicity and injection classifiers)",
+        "",
+        "| what | message | p50 | p99 | mean | runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    if not lat:
+        lines = [*lines[:-2], "not measured in this run (--quality-only)", ""]
+    else:
+        lines += _latency_rows(lat)
+    lines += [
+        "## Quality on the development and held-out sets (`acme-health` policy)",
         "",
     ]
     if "error" in q:
         lines.append(f"not measured: {q['error']}")
     else:
-        p = q["pii"]["overall"]
-        lines += [
-            "| detector | items | precision | recall | F1 | benign flagged | accuracy | target |",
-            "|---|---|---|---|---|---|---|---|",
-            (
-                f"| PII (exact span, all types) | {q['pii']['items']} | {p['precision']:.3f} |"
-                f" {p['recall']:.3f} | {p['f1']:.3f} | - | - | recall >= 0.95, precision >= 0.90 |"
-            ),
-        ]
-        for task, target in (
-            ("toxicity", "recall >= 0.85, benign flagged <= 3%"),
-            ("injection", "recall >= 0.85, benign flagged <= 5%"),
-            ("topic", "accuracy >= 0.90"),
-        ):
-            o = q[task]["overall"]
-            lines.append(
-                f"| {task}{' (off_topic positive)' if task == 'topic' else ''} | {q[task]['items']} |"
-                f" {o['precision']:.3f} | {o['recall']:.3f} | {o['f1']:.3f} | "
-                f"{o.get('false_positive_rate', 0):.3f} | {o.get('accuracy', 0):.3f} | {target} |"
-            )
-        lines += ["", "PII per entity type:", "", "| type | tp | fp | fn | precision | recall |", "|---|---|---|---|---|---|"]
-        for label, c in q["pii"]["by_label"].items():
-            lines.append(f"| {label} | {c['tp']} | {c['fp']} | {c['fn']} | {c['precision']:.3f} | {c['recall']:.3f} |")
+        before = result.get("before_quality")
+        if before:
+            lines += [f"Before: {result.get('before_label', 'an earlier run')}.", ""]
+        lines += _quality_rows(q, before)
         lines += [
             "",
-            "These sets were used while building the detectors (the README of the sets allows it), so these numbers are",
-            "optimistic; the classifiers were trained only on plinth's own examples (examples/guardrails/training/), never",
-            "on these texts. The held-out split is expected to score lower.",
+            "PII per entity type (dev / held-out / held-out-2: tp, fp, fn):",
+            "",
+            "| type | dev | held-out | held-out-2 |",
+            "|---|---|---|---|",
+        ]
+        labels = sorted({label for split in SPLITS for label in (q["pii"].get(split) or {}).get("by_label", {})})
+        for label in labels:
+            row = f"| {label} |"
+            for split in SPLITS:
+                c = (q["pii"].get(split) or {}).get("by_label", {}).get(label)
+                row += f" {c['tp']}, {c['fp']}, {c['fn']} |" if c else " - |"
+            lines.append(row)
+        lines += [
+            "",
+            "The development sets were used while building the detectors (their README allows it), so those numbers are",
+            "optimistic. The held-out sets (bench/data/guardrails-heldout*/, README there) were written once and never",
+            "trained or tuned on; the first one's failures were looked at during development (it is less clean), the",
+            "second one's never (only its totals were printed). The classifiers train on plinth's own examples and",
+            "generated texts (examples/guardrails/training/, scripts/guardrails_training_data.py).",
         ]
     return "\n".join(lines) + "\n"
 
@@ -218,6 +281,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer iterations; do not write results")
     ap.add_argument("--iterations", type=int, default=500)
+    ap.add_argument("--src", metavar="DIR", help="import plinth from this src folder (an older checkout's) instead of the repository's")
+    ap.add_argument(
+        "--policy",
+        default=str(REPO / "examples" / "guardrails" / "acme-health.yaml"),
+        help="the acme-health policy file (an older one with --src)",
+    )
+    ap.add_argument("--quality-only", action="store_true", help="skip the latency measurement")
+    ap.add_argument("--before", metavar="JSON", help="an earlier run's result file: its quality numbers become 'before' columns")
     ap.add_argument(
         "--render",
         nargs="?",
@@ -250,9 +321,15 @@ def main() -> int:
             result = {
                 "date": time.strftime("%Y-%m-%d"),
                 "machine": facts,
-                "latency": bench_latency(services, iterations),
-                "quality": bench_quality(services),
+                "latency": {} if args.quality_only else bench_latency(services, iterations),
+                "quality": bench_quality(services, Path(args.policy)),
             }
+            if args.before:
+                earlier = json.loads(Path(args.before).read_text())
+                result["before_quality"] = earlier["quality"]
+                result["before_label"] = earlier.get("label") or f"the run of {earlier.get('date')} ({args.before})"
+            if args.src:
+                result["label"] = f"plinth imported from {args.src}"
         finally:
             services.close()
     print(json.dumps(result["latency"], indent=2))

@@ -336,7 +336,7 @@ class InjectionOptions(DetectorOptions):
         True, description="also judge by meaning (a head on the MiniLM sentence embedding), when the embedder is available"
     )
     semantic_gate: float = Field(
-        0.15, ge=0, le=1, description="the semantic head runs only when the linear model's score is at least this (it costs an embedding)"
+        0.25, ge=0, le=1, description="the semantic head runs only when the linear model's score is at least this (it costs an embedding)"
     )
 
 

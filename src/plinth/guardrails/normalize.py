@@ -63,6 +63,8 @@ class Normalized:
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """The span of the original text that ``text[start:end]`` came from."""
+        if not self.starts:  # unchanged: the identity
+            return start, end
         if end <= start:
             i = self.starts[start] if start < len(self.starts) else len(self.original)
             return i, i
@@ -128,16 +130,39 @@ def _wordy_email(m: re.Match[str]) -> list[tuple[str, int | None]]:
     return [(m.group(1) + "@" + m.group(3) + dots + "." + m.group(6), None)]
 
 
+def _identity(text: str) -> _Builder:
+    b = _Builder()
+    b.chars = list(text)
+    b.starts = list(range(len(text)))
+    b.ends = list(range(1, len(text) + 1))
+    return b
+
+
+def _needs_characters(text: str) -> bool:
+    if text.isascii():
+        return False
+    return (
+        not unicodedata.is_normalized("NFKC", text)
+        or not ZERO_WIDTH.isdisjoint(text)
+        or (not _CONFUSABLE_CHARS.isdisjoint(text) and _LATIN.search(text) is not None)
+    )
+
+
 def normalize(text: str) -> Normalized:
-    b = _characters(text)
-    t = "".join(b.chars)
-    if "at" in t.lower() or "@" in t or "arroba" in t.lower():
-        b = _rewrite(b, _AT, "@")
+    # the common case (nothing to undo) builds no offset tables: a few scans of the text
+    b = _characters(text) if _needs_characters(text) else None
+    t = "".join(b.chars) if b is not None else text
+    if _AT.search(t) or _DOT.search(t):
+        b = _rewrite(b or _identity(text), _AT, "@")
         b = _rewrite(b, _DOT, ".")
         t = "".join(b.chars)
-        if " at " in t.lower() and " dot " in t.lower():
-            b = _rewrite(b, _WORDY_EMAIL, _wordy_email)
-    b = _rewrite_spaced(b)
+    if _WORDY_EMAIL.search(t):
+        b = _rewrite(b or _identity(text), _WORDY_EMAIL, _wordy_email)
+        t = "".join(b.chars)
+    if any(_VALUE_CHARS.search(m.group(0)) for m in _SPACED.finditer(t)):
+        b = _rewrite_spaced(b or _identity(text))
+    if b is None:
+        return Normalized(text, text, (), ())
     return Normalized(text, "".join(b.chars), tuple(b.starts), tuple(b.ends))
 
 
