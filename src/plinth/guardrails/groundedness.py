@@ -10,8 +10,11 @@ Each sentence of the answer is compared with every passage retrieved for the req
 
 A sentence's support is the best over passages of the larger of the two; one below the
 threshold gives an ``unsupported`` finding whose score is ``1 - support``. Sentences with
-fewer than ``min_words`` content words (greetings, "I hope this helps") are skipped. With
-no passages (no knowledge base attached) the detector finds nothing.
+fewer than ``min_words`` content words (greetings, "I hope this helps") are skipped, and so
+are abstentions ("I don't know ...", "Please contact Member Services at 1-800-...": an answer
+that declines states nothing the passages must support; a figure other than a phone number
+in such a sentence still gets it checked). With no passages (no knowledge base attached) the
+detector finds nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +36,16 @@ _STOP = frozenset(
     about over under again further once up down out off too s t don doesn didn isn aren wasn weren won wouldn shouldn
     please thank thanks hope help helps let know sure yes okay ok well get got like one ask also per via each""".split()
 )
+_ABSTAIN = re.compile(
+    r"^\W*(i (?:do not|don't|don’t) know\b|i (?:can ?not|can't|can’t) (?:find|answer)\b|please (?:contact|call)\b)", re.IGNORECASE
+)
+_PHONE = re.compile(r"(?:\+?\d[-. ]?)?(?:\(\d{3}\)\s?|\d{3}[-. ])\d{3}[-. ]\d{4}")
 _TOKEN = re.compile(r"\$?\d[\d,.]*%?|[^\W\d_]+", re.UNICODE)
+
+
+def is_abstention(sentence: str) -> bool:
+    """A sentence that declines or refers the member elsewhere, with no figure but a phone number."""
+    return bool(_ABSTAIN.search(sentence)) and not re.search(r"\d", _PHONE.sub("", sentence))
 
 
 def _stem(w: str) -> str:
@@ -91,7 +103,9 @@ class GroundednessDetector(Detector):
         if not passages or not text.strip():
             return []
         o: GroundednessOptions = self.options  # type: ignore[assignment]
-        spans = [s for s in sentences(text) if len(content_terms(text[s[0] : s[1]])[0]) >= o.min_words][: o.max_sentences]
+        spans = [
+            s for s in sentences(text) if len(content_terms(text[s[0] : s[1]])[0]) >= o.min_words and not is_abstention(text[s[0] : s[1]])
+        ][: o.max_sentences]
         if not spans:
             return []
         pv = sv = None

@@ -206,6 +206,16 @@ class Unit:
     plan: str | None = None  # the plan it is about, when it is about one
 
 
+def _core(u: Unit) -> str:
+    """A unit's own words, without the section name a row or list item is prefixed with."""
+    section = u.heading.split(" > ")[-1] if u.heading else ""
+    if u.kind == "row" and " — " in u.text:
+        return u.text.split(" — ", 1)[1]
+    if u.kind == "item" and section and u.text.startswith(section + ": "):
+        return u.text[len(section) + 2 :]
+    return u.text
+
+
 @dataclass
 class GroundedAnswer:
     text: str
@@ -477,16 +487,24 @@ def answer(
     if best < cfg.min_score:
         return GroundedAnswer(refusal(phone), True, "low-score", score=best, coverage=coverage, missing=missing)
     chosen = [units[order[0]]]
+
+    def own(i: int) -> float:  # the share of the key terms in the unit's own words (not its section's)
+        ts = terms(_core(units[i]))
+        return sum(w(t) for t in keys if matches(t, ts)) / total if total else 0.0
+
     for i in order[1 : cfg.max_units]:
-        if scores[i] >= cfg.second_within * best and units[i].text != chosen[0].text:
+        # a second unit must score close AND name what was asked in its own words (not the next row of the table)
+        close = scores[i] >= cfg.second_within * best and own(i) > 0 and own(i) >= 0.5 * own(order[0])
+        if close and units[i].text != chosen[0].text:
             chosen.append(units[i])
     return GroundedAnswer(phrase(chosen), False, "answered", chosen, best, coverage, missing)
 
 
 def phrase(units: Sequence[Unit]) -> str:
-    """The quoted units with their citations, one line each."""
+    """The quoted units with their citations, one line each (no preamble: every sentence of
+    the answer is a quote, so the groundedness check finds each in its passage)."""
     lines = []
     for u in units:
         where = u.heading.split(" > ")[-1] if u.heading else u.document
         lines.append(f"“{u.text}” [{u.index}] ({u.document}, {where})")
-    return "According to the policy documents:" + ("\n" if len(units) > 1 else " ") + "\n".join(lines)
+    return "\n".join(lines)

@@ -188,3 +188,21 @@ def test_grounding_off_keeps_the_model_path_and_bad_modes_are_refused(acme: Any)
     with pytest.raises(PlinthError) as e:
         stage.check_attachments(Attachments(knowledge_base="acme-policies", grounding="loose"))  # type: ignore[call-arg,unused-ignore]
     assert e.value.param == "grounding" and "'loose'" in e.value.message
+
+
+def test_the_groundedness_check_accepts_grounded_answers_and_skips_refusals(acme: Any, embedder: Any) -> None:
+    from plinth.guardrails.base import DetectContext, Resources
+    from plinth.guardrails.groundedness import GroundednessDetector, GroundednessOptions, is_abstention
+
+    d = GroundednessDetector("groundedness", GroundednessOptions(), Resources(lambda: embedder))
+    passages = [_p(1, TABLE, "gold-plan.md", "Gold > Copays", "gold"), _p(2, MATERNITY, "maternity-and-newborn.md", "Maternity > Delivery")]
+    quoted = g.answer("How long can I stay in hospital after a C-section?", passages, embedder, plans=PLANS, phone=PHONE)
+    assert not quoted.refused
+    findings = d.detect(quoted.text, DetectContext(passages=passages))
+    assert all(f.score < 0.5 for f in findings), findings  # every sentence is a quote of a passage
+    refused = g.refusal(PHONE)
+    assert d.detect(refused, DetectContext(passages=passages)) == []
+    assert is_abstention("Please contact Member Services at 1-800-555-0142.")
+    # a figure in a "refusal" is still a claim to check
+    assert not is_abstention("I don't know, but the copay is $40.")
+    assert d.detect("I don't know, but the specialist copay is $40 on Gold.", DetectContext(passages=passages))
