@@ -10,6 +10,7 @@ the nearest allowed example is far (``min_similarity``). Very short messages (gr
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic import Field, model_validator
 
 from plinth.domain.guardrails import Direction, Finding
 from plinth.guardrails.base import DetectContext, Detector, DetectorOptions, register_detector
+from plinth.guardrails.gloss import gloss
 from plinth.guardrails.text import words
 
 
@@ -29,6 +31,8 @@ class TopicOptions(DetectorOptions):
     min_similarity: float = Field(0.25, ge=-1, le=1, description="below this similarity to every allowed example a message is off topic")
     min_words: int = Field(3, ge=0, le=50, description="shorter messages are never off topic")
     max_chars: int = Field(1000, ge=50, le=20000, description="only this much of a message is embedded")
+    gloss: bool = Field(True, description="embed a message in another language beside its English gloss (ADR 0116)")
+    gloss_ascii: bool = Field(True, description="gloss messages written without accents too (German, Dutch, Spanish...)")
 
     @model_validator(mode="after")
     def _texts(self) -> TopicOptions:
@@ -36,6 +40,16 @@ class TopicOptions(DetectorOptions):
             if any(not isinstance(t, str) or not t.strip() or len(t) > 2000 for t in getattr(self, name)):
                 raise ValueError(f"{name}: every entry must be a non-empty string of at most 2000 characters")
         return self
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+def _word_count(text: str) -> int:
+    """Words of a message; Chinese and Japanese run words together, so two of their characters
+    count as one word (Korean hangul syllables likewise)."""
+    cjk = len(_CJK.findall(text))
+    return len(words(_CJK.sub(" ", text))) + (cjk + 1) // 2
 
 
 @register_detector
@@ -76,7 +90,7 @@ class TopicDetector(Detector):
 
         o: TopicOptions = self.options  # type: ignore[assignment]
         vectors, labels = self.index()
-        q = self.resources.embedder().embed([text[: o.max_chars]])[0]
+        q = self._query_vector(text[: o.max_chars])
         sims = vectors @ q
         allowed = sims[labels == 0]
         best_allowed = float(allowed.max()) if allowed.size else -1.0
@@ -88,9 +102,20 @@ class TopicDetector(Detector):
             vote = max(vote, 0.5 + (o.min_similarity - best_allowed))
         return min(1.0, vote), best_allowed
 
+    def _query_vector(self, text: str) -> Any:
+        """The message's embedding; for a message in another language, the mean with the
+        embedding of its English gloss (:mod:`plinth.guardrails.gloss`), since the embedder
+        reads English best."""
+        glossed = gloss(text) if not text.isascii() or self.options.gloss_ascii else ""  # type: ignore[attr-defined]
+        if not glossed or not self.options.gloss:  # type: ignore[attr-defined]
+            return self.resources.embedder().embed([text])[0]
+        both = self.resources.embedder().embed([text, glossed])
+        q = both[0] + both[1]
+        return q / (float((q * q).sum()) ** 0.5 or 1.0)
+
     def detect(self, text: str, ctx: DetectContext) -> list[Finding]:
         o: TopicOptions = self.options  # type: ignore[assignment]
-        if len(words(text)) < o.min_words:
+        if _word_count(text) < o.min_words:
             return [self.finding("off_topic", 0.0, "short message")]
         score, best = self.off_topic_score(text)
         return [self.finding("off_topic", score, f"nearest allowed topic at similarity {best:.2f}")]

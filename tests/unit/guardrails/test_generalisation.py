@@ -154,3 +154,44 @@ def test_injection_on_development_and_held_out_sets(guard: Any) -> None:
         assert c.recall >= 0.85 and c.fp / (c.fp + c.tn) <= 0.05, c
     # below the target (0.85) on the second held-out set: measured 0.65 (ADR 0116)
     assert held_out2.recall >= 0.6 and held_out2.fp / (held_out2.fp + held_out2.tn) <= 0.05, held_out2
+
+
+def test_gloss_puts_known_words_into_english() -> None:
+    from plinth.guardrails.gloss import gloss
+
+    assert "glasses" in gloss("Wird meine Brille bezahlt?")
+    assert "dentist" in gloss("Sind Zahnarztbehandlungen abgedeckt?")  # a compound, by its first part
+    assert "stocks" in gloss("Quelles actions acheter ?")
+    assert "insurance" in gloss("我的保险包括什么？")
+    assert gloss("Is my knee surgery covered?") == ""
+
+
+def test_a_chinese_question_is_not_too_short_to_judge(guard: Any) -> None:
+    from plinth.guardrails.topic import _word_count
+
+    assert _word_count("帮我写一段代码") >= 3 and _word_count("谢谢") < 3 and _word_count("thanks a lot") == 3
+    rule = next(r for r in guard.rules if r.detector.kind == "topic")
+    finding = rule.detector.detect("帮我写一个网站的代码", DetectContext())[0]
+    assert finding.reason != "short message"
+
+
+@pytest.mark.parametrize(
+    ("text", "off_topic"),
+    [
+        ("Wird meine neue Brille von der Versicherung bezahlt?", False),
+        ("Est-ce que ma mutuelle rembourse le dentiste ?", False),
+        ("¿Mi seguro cubre la fisioterapia después de la cirugía?", False),
+        ("Welche Aktien soll ich dieses Jahr kaufen?", True),
+        pytest.param(
+            "Donne-moi une recette de gâteau au chocolat.",
+            True,
+            marks=pytest.mark.xfail(
+                reason="scores 0.40: the gloss knows 'recette' but MiniLM still reads the French (ADR 0116)", strict=True
+            ),
+        ),
+        ("¿Quién ganó el partido de fútbol ayer?", True),
+    ],
+)
+def test_topic_in_other_languages(guard: Any, text: str, off_topic: bool) -> None:
+    rule = next(r for r in guard.rules if r.detector.kind == "topic")
+    assert (rule.detector.detect(text, DetectContext())[0].score >= 0.5) is off_topic
