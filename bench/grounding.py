@@ -4,7 +4,7 @@
 Two question sets, side by side:
   - dev: ``examples/acme-health/questions.jsonl`` (61 answerable questions; the expected answer
     is the figures of the first expected passage's ``contains``, or its words when it has no
-    figure) plus ``examples/acme-health/grounding-dev.jsonl`` (12 unanswerable on topic, 10
+    figure) plus ``examples/acme-health/grounding-dev.jsonl`` (27 unanswerable on topic, 10
     off-topic). The refusal thresholds are calibrated on this set.
   - held-out: ``examples/acme-health/heldout-questions.jsonl`` (45 answerable with expected
     figures and citable documents, 15 unanswerable, 10 off-topic), written once before the code

@@ -382,7 +382,7 @@ class GroundingConfig:
     #: MiniLM (cosine ``soft_from`` counts nothing, ``soft_from + soft_span`` and above counts fully)
     soft_from: float = 0.55
     soft_span: float = 0.25
-    min_score: float = 0.32  # the best unit's score below which the answer is "I don't know"
+    min_score: float = 0.40  # the best unit's score below which the answer is "I don't know"
     lexical_weight: float = 0.5  # score = w * word overlap + (1 - w) * cosine similarity
     second_within: float = 0.9  # a second unit is quoted when it scores at least this share of the best
     max_units: int = 2
