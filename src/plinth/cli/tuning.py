@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from plinth.cli.common import console, err_console, get_services, get_settings
 from plinth.domain.numbers import VERSION_MAX, whole_number
@@ -23,7 +26,23 @@ from plinth.errors import ErrorCode, PlinthError
 
 runs_app = typer.Typer(help="Tracked runs: list, show (with the loss curve), compare, metrics.", no_args_is_help=True)
 registry_app = typer.Typer(help="The model registry: registered models, versions with lineage, aliases, model cards.", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate a model on a dataset version; compare versions.", invoke_without_command=True)
+
+
+class _EvalGroup(TyperGroup):
+    """``plinth eval MODEL --dataset D`` (options after the model) beside ``plinth eval compare A B``:
+    a first word that names a subcommand goes to it; otherwise the words are the evaluation's
+    own arguments and options, in any order."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Any: typer's own click Context
+        if args and args[0] in self.commands:
+            super(TyperGroup, self).parse_args(ctx, [])  # the group's own parameters at their defaults (Command's parsing)
+            ctx._protected_args, ctx.args = args[:1], args[1:]
+            return ctx.args
+        ctx.allow_interspersed_args = True
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(help="Evaluate a model on a dataset version; compare versions.", invoke_without_command=True, cls=_EvalGroup)
 
 
 @contextlib.contextmanager
@@ -399,10 +418,24 @@ def evaluate(
     max_tokens: int = typer.Option(128, "--max-tokens"),
     detach: bool = typer.Option(False, "--detach", help="Submit and return."),
     local_worker: bool = typer.Option(True, "--local-worker/--no-local-worker", help="Run the job here when no worker is alive."),
+    suite: str = typer.Option("generation", "--suite", help="generation (loss, ROUGE...) or assistant (the answer-key suite)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="A suite file (JSONL) added as a dataset version first (named by --dataset, else the file's name)."
+    ),
 ) -> None:
     """Evaluate MODEL on a dataset: loss, perplexity, exact match, token F1, ROUGE-L. The
-    report is stored on the registry version. `plinth eval compare A B` compares versions."""
+    report is stored on the registry version. `plinth eval compare A B` compares versions.
+
+    With --suite assistant, MODEL (a model id, BASE:ADAPTER, NAME@VERSION or a deployment)
+    answers the suite's questions through the serving path, with its knowledge base and
+    guardrails: answer, citation and refusal accuracy, off-topic declines, groundedness and
+    PII leaks (`plinth eval MODEL --suite assistant --data examples/acme-health/assistant-eval.jsonl`)."""
     if context.invoked_subcommand is not None:
+        return
+    if suite not in ("generation", "assistant"):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"--suite must be generation or assistant; got {suite!r}", param="suite")
+    if suite == "assistant":
+        _assistant_eval(model, dataset, data, max_samples, max_tokens, detach=detach, local_worker=local_worker)
         return
     if model is None or dataset is None:
         raise PlinthError(ErrorCode.INVALID_REQUEST, "usage: plinth eval MODEL --dataset NAME@VERSION (or plinth eval compare A B)")
@@ -418,6 +451,38 @@ def evaluate(
                     f"[dim]answer:[/] {escape(s['prediction'][:200])}\n",
                     highlight=False,
                 )
+
+
+def _assistant_eval(
+    model: str | None, dataset: str | None, data: Path | None, max_samples: int, max_tokens: int, *, detach: bool, local_worker: bool
+) -> None:
+    if model is None or (dataset is None and data is None):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "usage: plinth eval MODEL --suite assistant --data FILE (or --dataset NAME@VERSION)")
+    with _session() as services:
+        if data is not None:
+            name = dataset or re.sub(r"[^A-Za-z0-9._-]+", "-", data.stem).strip(".-_") or "assistant-eval"
+            version, created = services.datasets.add(data, name, validation_fraction=0.0)
+            console.print(f"suite {version.ref} ({'added' if created else 'unchanged'}, {version.rows} questions)", highlight=False)
+            dataset = version.ref
+        assert dataset is not None
+        spec: dict[str, Any] = {"model": model, "dataset": dataset, "max_tokens": max_tokens}
+        if max_samples != 200:  # the generation suite's default; the assistant suite asks every question by default
+            spec["max_samples"] = max_samples
+        job = _run_job(services, "assistant-eval", spec, detach=detach, local_worker=local_worker, name=f"assistant eval {model}")
+        if not detach and job.result:
+            report = services.store.get_eval_report(job.result["report"])
+            _summary_table(f"{model} on {report.dataset} (assistant suite)", dict(report.metrics.items()))
+            failed = [s for s in report.samples if not _assistant_passed(s)]
+            for s in failed[:5]:
+                console.print(
+                    f"[dim]{s['kind']} {escape(s['id'])}:[/] {escape(s['question'][:160])}\n[dim]answer:[/] {escape(s['answer'][:200])}\n",
+                    highlight=False,
+                )
+
+
+def _assistant_passed(s: dict[str, Any]) -> bool:
+    key = {"answerable": "correct_with_citation", "unanswerable": "refusal_correct", "off_topic": "declined"}.get(s.get("kind", ""), "")
+    return bool(s.get(key)) and not s.get("pii_leaks")
 
 
 @eval_app.command("compare")

@@ -62,6 +62,8 @@ def validate(spec: dict[str, Any], services: Any) -> dict[str, Any]:
     )
     out = parsed.model_dump()
     out["dataset"] = version.ref  # pin the version the job trains on
+    if parsed.rag_dataset is not None:
+        out["rag_dataset"]["knowledge_base"] = _pin_kb(services, parsed.rag_dataset.knowledge_base)
     if not out.get("name"):
         out["name"] = ref.name
     from plinth.tracking.registry import check_registry_name
@@ -74,6 +76,44 @@ def validate(spec: dict[str, Any], services: Any) -> dict[str, Any]:
             param="spec.name",
         )
     return out
+
+
+def _pin_kb(services: Any, ref: str) -> str:
+    if getattr(services, "knowledge", None) is None:
+        raise PlinthError(ErrorCode.INVALID_REQUEST, "invalid tuning spec: rag_dataset: knowledge bases are not available here")
+    try:
+        kb, number = services.knowledge.resolve(ref)
+    except PlinthError as e:
+        raise PlinthError(
+            ErrorCode.INVALID_REQUEST,
+            f"invalid tuning spec: rag_dataset.knowledge_base: {e.message}",
+            param="spec.rag_dataset.knowledge_base",
+        ) from None
+    return f"{kb.name}@{number}"
+
+
+def _rag_version(ctx: Any, spec: Any, version: Any) -> Any:
+    """The retrieval-augmented version built from ``version`` (the same one again after a preemption)."""
+    from plinth.tuning.rag_dataset import REFUSAL, build_rag_dataset
+
+    rag = spec.rag_dataset
+    built, stats = build_rag_dataset(
+        ctx.services,
+        version.ref,
+        rag.knowledge_base,
+        name=rag.name,
+        unanswerable_share=rag.unanswerable_share,
+        distractors=rag.distractors,
+        passages=rag.passages,
+        seed=spec.seed,
+        refusal=rag.refusal or REFUSAL,
+        progress=lambda d, t: ctx.progress(d, t, "retrieving passages for the training questions"),
+    )
+    ctx.log(
+        f"retrieval-augmented dataset {built.ref} from {version.ref} and {rag.knowledge_base}: {stats.answerable} answerable, "
+        f"{stats.unanswerable} unanswerable, {stats.dropped_unsupported} pairs dropped (no retrieved passage supports the answer)"
+    )
+    return built
 
 
 def base_dir_for(services: Any, model_name: str) -> Path:
@@ -115,6 +155,8 @@ def run(ctx: Any) -> dict[str, Any]:
     ctx.log(f"preparing {spec.method} on {spec.base_model} with {spec.dataset} ({threads} threads, {device})")
     base_dir = base_dir_for(services, spec.base_model)
     version = services.datasets.get(spec.dataset)
+    if spec.rag_dataset is not None:
+        version = _rag_version(ctx, spec, version)
     mod = recipe(spec.method)
     trainable = mod.setup(base_dir, spec, device)
     train_ex, dropped = tdata.encode_all(trainable.tokenizer, services.datasets.load_messages(version, "train"), spec.max_seq_len)

@@ -1,4 +1,4 @@
-"""The job kinds of fine-tuning: ``tune``, ``eval`` and ``export``.
+"""The job kinds of fine-tuning: ``tune``, ``eval``, ``assistant-eval`` and ``export``.
 
 They reach the job queue through the ``plinth.executors`` entry-point group (pyproject.toml),
 the extension point a third-party package uses too, so :mod:`plinth.jobs` names no module of
@@ -24,6 +24,14 @@ EXECUTORS: tuple[ExecutorEntry, ...] = (
         run="plinth.tuning.eval_executor:run",
         validate="plinth.tuning.eval_executor:validate",
         description="Evaluate a served model id on a dataset version: loss, perplexity, exact match, token F1, ROUGE-L.",
+        default_resources=Resources(cpu=2, memory=3 << 30, gpus=0),
+    ),
+    ExecutorEntry(
+        "assistant-eval",
+        run="plinth.tuning.assistant_eval_executor:run",
+        validate="plinth.tuning.assistant_eval_executor:validate",
+        description="The assistant evaluation suite on a model id or a deployment, through the serving path: answer, citation "
+        "and refusal accuracy, off-topic declines, groundedness, PII leaks.",
         default_resources=Resources(cpu=2, memory=3 << 30, gpus=0),
     ),
     ExecutorEntry(

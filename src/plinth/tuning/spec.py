@@ -39,6 +39,19 @@ class PromptTuningSpec(BaseModel):
     )
 
 
+class RagDatasetSpec(BaseModel):
+    """Train on retrieval-augmented examples built from ``dataset`` and a knowledge base
+    (:mod:`plinth.tuning.rag_dataset`); the built version is what the job trains on."""
+
+    model_config = ConfigDict(extra="forbid")
+    knowledge_base: str = Field(min_length=1, max_length=160, description="NAME or NAME@VERSION (pinned when the job is submitted)")
+    unanswerable_share: float = Field(0.2, ge=0.0, le=0.5, description="share of pairs taught to refuse (their answer's passages withheld)")
+    distractors: int = Field(2, ge=0, le=8, description="passages retrieved for other questions added to each answerable prompt")
+    passages: int = Field(3, ge=1, le=10, description="passages retrieved per question (the serving path's top k)")
+    name: str | None = Field(None, max_length=128, description="the built dataset's name (default: <dataset>-rag)")
+    refusal: str | None = Field(None, min_length=1, max_length=500, description="the target of unanswerable examples")
+
+
 class TuneSpec(BaseModel):
     """What ``plinth tune`` / ``POST /api/v1/tuning/jobs`` accepts."""
 
@@ -71,6 +84,9 @@ class TuneSpec(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     lora: LoraSpec = Field(default_factory=LoraSpec)
     prompt_tuning: PromptTuningSpec = Field(default_factory=PromptTuningSpec)
+    rag_dataset: RagDatasetSpec | None = Field(
+        None, description="build retrieval-augmented examples from the dataset and a knowledge base, and train on them"
+    )
 
     @model_validator(mode="after")
     def _method_fields(self) -> TuneSpec:

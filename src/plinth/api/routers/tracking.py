@@ -50,8 +50,14 @@ async def submit_tuning(body: dict[str, Any], request: Request) -> dict[str, Any
 
 @router.post("/evaluations", status_code=202)
 async def submit_evaluation(body: dict[str, Any], request: Request) -> dict[str, Any]:
-    """Evaluate: ``{"model", "dataset", "split", "max_samples", "max_tokens"}``."""
-    return await run_in_threadpool(_submit, request, "eval", body)
+    """Evaluate: ``{"model", "dataset", "split", "max_samples", "max_tokens"}``; with
+    ``"kind": "assistant"`` the assistant suite (an ``assistant-eval`` job: the model id or a
+    deployment answers the suite's questions through the serving path)."""
+    spec = dict(body)
+    kind = spec.pop("kind", "generation")
+    if kind not in ("generation", "assistant"):
+        raise PlinthError(ErrorCode.INVALID_REQUEST, f"kind must be generation or assistant; got {kind!r}", param="kind")
+    return await run_in_threadpool(_submit, request, "assistant-eval" if kind == "assistant" else "eval", spec)
 
 
 @router.get("/evaluations")
