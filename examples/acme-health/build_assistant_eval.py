@@ -171,8 +171,9 @@ def development() -> list[dict[str, Any]]:
     ans(
         "Is IVF covered?",
         "In vitro fertilization (IVF) is covered only on the Gold plan, up to 2 cycles per lifetime.",
-        ["Gold"],
+        [["only on gold", "only on the gold", "covered on gold", "covered on the gold", "gold plan covers", "gold covers"]],
         ["exclusions.md", "gold-plan.md"],
+        ["gold plan does not cover", "gold does not cover", "not covered on gold", "not covered on the gold"],
     )
     start, end = F.OPEN_ENROLLMENT.split(" to ")
     ans(
@@ -299,8 +300,9 @@ def heldout() -> list[dict[str, Any]]:
     ans(
         "Can Gold get me flown back home if I'm badly hurt abroad?",
         "Yes, the Gold plan covers medical evacuation.",
-        [["evacuation", "flown", "fly you"]],
+        [["covers medical evacuation", "medical evacuation is covered", "yes"]],
         ["travel-coverage.md", "gold-plan.md"],
+        ["not cover medical evacuation", "does not cover", "doesn't cover", "not covered"],
     )
     ans(
         "My son was just born. What's the deadline to put him on my policy?",
