@@ -215,6 +215,7 @@ class DeploymentService:
                 guardrail_policy=spec.get("guardrail_policy") or None,
                 system_prompt=spec.get("system_prompt") or None,
                 defaults=defaults,
+                grounding=spec.get("grounding") or None,
             )
             if target.system_prompt is not None and len(target.system_prompt) > 32_000:
                 raise PlinthError(ErrorCode.INVALID_REQUEST, f"target {i}: system_prompt is over 32000 characters", param=param)

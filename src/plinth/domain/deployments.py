@@ -56,17 +56,23 @@ class Target:
     guardrail_policy: str | None = None
     system_prompt: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    grounding: str | None = None  # "strict" | "off" (ADR 0115)
 
     @property
     def served(self) -> str:
         return self.pinned or self.model
 
     def attachments(self) -> Attachments:
-        return Attachments(knowledge_base=self.knowledge_base, guardrail_policy=self.guardrail_policy, system_prompt=self.system_prompt)
+        return Attachments(
+            knowledge_base=self.knowledge_base,
+            guardrail_policy=self.guardrail_policy,
+            system_prompt=self.system_prompt,
+            grounding=self.grounding,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "weight": self.weight, "pinned": self.served, "version": self.version or self.served}
-        for key in ("knowledge_base", "guardrail_policy", "system_prompt"):
+        for key in ("knowledge_base", "guardrail_policy", "system_prompt", "grounding"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -85,6 +91,7 @@ class Target:
             guardrail_policy=d.get("guardrail_policy"),
             system_prompt=d.get("system_prompt"),
             defaults=dict(d.get("defaults") or {}),
+            grounding=d.get("grounding"),
         )
 
 

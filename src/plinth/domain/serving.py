@@ -17,6 +17,10 @@ class Attachments:
     guardrail_policy: str | None = None
     system_prompt: str | None = None
     updated_at: datetime | None = None
+    #: grounded answering with the knowledge base (ADR 0115): "strict" answers by quoting the
+    #: passage sentences that answer, or "I don't know"; "off" (or None) lets the model answer.
+    #: Set on deployment targets; model attachments do not store it yet.
+    grounding: str | None = None
 
     def overlay(self, other: Attachments | None) -> Attachments:
         """These attachments with every field ``other`` sets taking precedence."""
@@ -26,4 +30,4 @@ class Attachments:
         return replace(self, **changes)
 
     def is_empty(self) -> bool:
-        return self.knowledge_base is None and self.guardrail_policy is None and self.system_prompt is None
+        return self.knowledge_base is None and self.guardrail_policy is None and self.system_prompt is None and self.grounding is None

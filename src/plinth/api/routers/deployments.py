@@ -4,7 +4,7 @@ status (traffic split and rule windows) and history."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
@@ -31,6 +31,7 @@ class TargetBody(BaseModel):
     defaults: dict[str, float] = Field(
         default_factory=dict, description="temperature, top_p, max_tokens, presence_penalty, frequency_penalty"
     )
+    grounding: Literal["strict", "off"] | None = Field(None, description="grounded answering with the knowledge base (ADR 0115)")
 
 
 class _Targets(BaseModel):
@@ -43,6 +44,7 @@ class _Targets(BaseModel):
     guardrail_policy: str | None = Field(None, max_length=160)
     system_prompt: str | None = Field(None, max_length=32_000)
     defaults: dict[str, float] = Field(default_factory=dict)
+    grounding: Literal["strict", "off"] | None = None
     note: str = Field("", max_length=2000)
 
     def target_specs(self, required: bool = True) -> list[dict[str, Any]] | None:
@@ -59,6 +61,7 @@ class _Targets(BaseModel):
                         "guardrail_policy": self.guardrail_policy,
                         "system_prompt": self.system_prompt,
                         "defaults": self.defaults,
+                        "grounding": self.grounding,
                     }
                 )
             ]

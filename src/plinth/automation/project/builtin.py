@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -342,6 +342,7 @@ class TargetSpec(_Spec):
     guardrail_policy: str | None = None
     system_prompt: str | None = None
     defaults: dict[str, Any] = Field(default_factory=dict)
+    grounding: Literal["strict", "off"] | None = None  # grounded answering with the knowledge base (ADR 0115)
 
 
 class DeploymentSpec(_Spec):
@@ -399,7 +400,7 @@ class DeploymentHandler(KindHandler):
         targets = []
         for t in spec.targets:
             d: dict[str, Any] = {"model": t.model, "weight": t.weight}
-            for key in ("knowledge_base", "guardrail_policy", "system_prompt"):
+            for key in ("knowledge_base", "guardrail_policy", "system_prompt", "grounding"):
                 if getattr(t, key):
                     d[key] = getattr(t, key)
             if t.defaults:
