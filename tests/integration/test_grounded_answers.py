@@ -13,14 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from plinth.domain.serving import Attachments
 from tests.support import cli
 from tests.support.live_server import MODEL, LiveServer
-
-# deployment targets carry ``grounding`` through domain/deployments.py and domain/serving.py (ADR 0115)
-pytestmark = pytest.mark.skipif(
-    "grounding" not in Attachments.__dataclass_fields__, reason="deployment targets have no grounding field in this checkout"
-)
 
 ACME = Path(__file__).resolve().parents[2] / "examples" / "acme-health"
 KB = "acme-grounded"

@@ -18,10 +18,6 @@ from plinth.serving.pipeline import ChatContext, StageAnswer
 from tests.unit.rag.conftest import ACME, make_knowledge
 
 PLANS = ["bronze", "gold", "silver"]
-#: the stage reads the mode from the attachments' ``grounding`` field (domain/serving.py, ADR 0115)
-needs_grounding_field = pytest.mark.skipif(
-    "grounding" not in Attachments.__dataclass_fields__, reason="Attachments has no grounding field in this checkout"
-)
 PHONE = "1-800-555-0142"
 TABLE = """| service | you pay (in network) |
 |---|---|
@@ -151,7 +147,6 @@ def _ctx(question: str, grounding: str | None = "strict") -> ChatContext:
     )
 
 
-@needs_grounding_field
 def test_the_stage_answers_in_strict_mode_without_the_model(acme: Any) -> None:
     stage = KnowledgeStage(acme)
     ctx = _ctx("How many physical therapy visits does the Gold plan cover each year?")
@@ -168,7 +163,6 @@ def test_the_stage_answers_in_strict_mode_without_the_model(acme: Any) -> None:
     assert acme.citations("chatcmpl-" + ctx.request_id).citations == ctx.extras["citations"]
 
 
-@needs_grounding_field
 def test_the_stage_refuses_with_the_member_services_number(acme: Any) -> None:
     stage = KnowledgeStage(acme)
     for question in ("Does the Gold plan cover acupuncture?", "Who won the 2018 World Cup?"):
@@ -178,7 +172,6 @@ def test_the_stage_refuses_with_the_member_services_number(acme: Any) -> None:
         assert ctx.extras["grounding"]["refused"] is True
 
 
-@needs_grounding_field
 def test_grounding_off_keeps_the_model_path_and_bad_modes_are_refused(acme: Any) -> None:
     stage = KnowledgeStage(acme)
     ctx = _ctx("How much is the Gold deductible?", grounding="off")
