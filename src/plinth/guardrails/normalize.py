@@ -166,6 +166,19 @@ def normalize(text: str) -> Normalized:
     return Normalized(text, "".join(b.chars), tuple(b.starts), tuple(b.ends))
 
 
+def _between_digit_and_letter(text: str, k: int) -> bool:
+    """A space between a digit and a letter separates a number from a word ("7 7 8 9 on")."""
+    i, j = k, k
+    while i > 0 and text[i - 1].isspace():
+        i -= 1
+    while j < len(text) and text[j].isspace():
+        j += 1
+    if i == 0 or j >= len(text):
+        return False
+    a, c = text[i - 1], text[j]
+    return (a.isdigit() and c.isalpha()) or (a.isalpha() and c.isdigit())
+
+
 def _rewrite_spaced(b: _Builder) -> _Builder:
     text = "".join(b.chars)
     if _SPACED.search(text) is None:
@@ -177,7 +190,7 @@ def _rewrite_spaced(b: _Builder) -> _Builder:
             out.add(b.chars[k], b.starts[k], b.ends[k])
         keep_spaces = not _VALUE_CHARS.search(m.group(0))
         for k in range(m.start(), m.end()):
-            if keep_spaces or not text[k].isspace():
+            if keep_spaces or not text[k].isspace() or _between_digit_and_letter(text, k):
                 out.add(b.chars[k], b.starts[k], b.ends[k])
         pos = m.end()
     for k in range(pos, len(text)):

@@ -327,6 +327,16 @@ _POLICY_LABELLED = re.compile(
 )
 
 _TRAILING_TOKEN = re.compile(r"\S+$")
+# the end of a text that may be an e-mail address in progress, written with [at]/(at)/[dot]:
+# a local part with a dot, underscore, plus or digit ("rosa.diaz "), then possibly the marker
+# and the domain so far ("rosa.diaz [at] example [do")
+_OBFUSCATED_EMAIL_TAIL = re.compile(
+    r"(?<!\S)\w[\w+\-]*[._+]\w[\w.+\-]*\s*$"
+    r"|(?<!\S)[\w.+\-]+\s*[\[({<]\s*(?:at|@)\s*[\])}>]\s*(?:[\w\-]+\s*(?:[\[({<]\s*(?:dot|\.)\s*[\])}>]\s*)?)*"
+    r"(?:[\[({<]\s*\w*)?$"
+    r"|(?<!\S)[\w.+\-]+\s*[\[({<]\s*\w*$",
+    re.IGNORECASE,
+)
 _ANY_DIGIT = re.compile(r"\d")
 _DIGITISH = re.compile(r"[\w()+\-./,:#]*\d[\w()+\-./,:#]*|[A-Z]{4}|[()+\-./]+|(?i:apt|unit|suite|ste|#)\.?")
 
@@ -730,6 +740,12 @@ class PiiDetector(Detector):
                 i -= 1
         if self._names is not None:
             hold = min(hold, self._names.pending(text))
+        # an e-mail address written with [at]/[dot] (or its local part, just before the "[at]")
+        # may still be arriving: hold it from its local part
+        tail_start = max(0, n - 160)
+        m = _OBFUSCATED_EMAIL_TAIL.search(text, tail_start)
+        if m is not None:
+            hold = min(hold, m.start())
         # a street address may go on with its city, state and ZIP
         if "ADDRESS" in self.entities:
             for am in re.finditer(

@@ -127,3 +127,25 @@ def test_redaction_cuts_the_original_span() -> None:
     for s, e in reversed(spans):
         redacted = redacted[:s] + "<X>" + redacted[e:]
     assert redacted == "Hi, reach me at <X> or <X> (SSN)."
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Write to rosa.diaz [at] example [dot] com today.",
+        "Her SSN is 5 3 4 - 1 2 - 7 7 8 9 on file.",
+        "Mail ａｎａ．ｂｅｌｌｏ＠ｅｘａｍｐｌｅ．ｏｒｇ now.",
+        "Email te\u200bo@example.com now.",
+        "Call 06 12 34 56 78 today.",
+    ],
+)
+def test_streamed_obfuscated_values_are_redacted_at_every_split_point(answer: str) -> None:
+    from plinth.domain.guardrails import Direction
+
+    guard = build_guard({"name": "pii-only", "rules": [{"detector": "pii", "on": ["output"], "action": "redact"}]})
+    expected = guard.check(answer, Direction.OUTPUT).text
+    assert "<" in expected
+    for cut in range(1, len(answer)):
+        f = guard.stream_filter(lambda fs: None)
+        assert f is not None
+        assert f.feed(answer[:cut]) + f.feed(answer[cut:]) + f.flush() == expected, cut
