@@ -386,11 +386,12 @@ def _published(services: Any, answers: list[Answer]) -> str:
         return ""
     texts = []
     for ref in refs:
-        _, _, docs = services.knowledge.documents(ref)
-        texts += [d.text for d in docs]
+        _, _, docs = services.knowledge.documents(ref)  # listed without their text
+        texts += [services.knowledge.document(ref, d.name).text for d in docs]
     return normalise("\n".join(texts))
 
 
 def _passed(v: dict[str, Any]) -> bool:
-    ok = {"answerable": v.get("correct_with_citation"), "unanswerable": v.get("refusal_correct"), "off_topic": v.get("declined")}[v["kind"]]
+    answered = bool(v.get("correct") and v.get("citation_correct"))
+    ok = {"answerable": answered, "unanswerable": v.get("refusal_correct"), "off_topic": v.get("declined")}[v["kind"]]
     return bool(ok) and not v.get("pii_leaks")

@@ -220,3 +220,23 @@ def test_the_job_spec() -> None:
     assert e.value.param == "spec.max_tokens"
     with pytest.raises(PlinthError):
         parse({"model": "m", "dataset": "suite@1", "temperature": 1})
+
+
+def test_published_values_come_from_the_cited_knowledge_bases_documents(tmp_path: Path) -> None:
+    from plinth.config import load_settings
+    from plinth.services import build_services
+    from plinth.tuning.assistant_eval import _published
+
+    svc = build_services(load_settings(home=tmp_path / "home"))
+    try:
+        assert svc.knowledge is not None
+        svc.knowledge.create("pub-kb")
+        text = "# Contact\n\nCall Member Services at 1-800-555-0142, Monday to Friday."
+        svc.knowledge.add_sources("pub-kb", [svc.knowledge.source_from_bytes("contact.md", text.encode())])
+        cites = [Answer("x", citations=[{"index": 1, "knowledge_base": "pub-kb", "version": 1, "text": "unrelated"}])]
+        published = _published(svc, cites)
+        assert "1-800-555-0142" in published  # the whole document, not only the cited passage
+        refusal = judge(case("unanswerable"), Answer("I don't know. Call 1-800-555-0142."), PiiCheck(), published)
+        assert refusal["pii_leaks"] == [] and _published(svc, [Answer("no citations")]) == ""
+    finally:
+        svc.close()
