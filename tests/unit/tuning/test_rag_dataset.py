@@ -146,3 +146,25 @@ def test_the_tune_job_validation_pins_the_knowledge_base(services: Any) -> None:
     with pytest.raises(PlinthError) as e:
         validate({**spec, "rag_dataset": {"knowledge_base": "no-such-kb"}}, services)
     assert e.value.code is ErrorCode.INVALID_REQUEST and e.value.param == "spec.rag_dataset.knowledge_base"
+
+
+def test_the_tune_job_trains_on_the_built_version(services: Any) -> None:
+    """What ``run`` does before training when the spec has ``rag_dataset`` (the training itself
+    is the recipes' tests): the built version, its progress and log lines."""
+    from types import SimpleNamespace
+
+    from plinth.config import EMBEDDED_MODEL_NAME
+    from plinth.tuning.executor import _rag_version, validate
+    from plinth.tuning.spec import parse_spec
+
+    faq, _ = services.datasets.add(ACME / "faq.jsonl", "acme-faq")
+    raw = {"base_model": EMBEDDED_MODEL_NAME, "dataset": "acme-faq", "seed": 1}
+    raw["rag_dataset"] = {"knowledge_base": "acme-policies", "name": "faq-rag-job", "distractors": 1, "unanswerable_share": 0.1}
+    spec = parse_spec(validate(raw, services))
+    logs: list[str] = []
+    progress: list[tuple[float, float, str]] = []
+    ctx = SimpleNamespace(services=services, log=logs.append, progress=lambda d, t, m: progress.append((d, t, m)))
+    built = _rag_version(ctx, spec, faq)
+    assert built.ref == "faq-rag-job@1" and built.source_name == "rag: acme-policies@1 + acme-faq@1"
+    assert json.loads(built.note)["distractors"] == 1 and json.loads(built.note)["seed"] == 1
+    assert progress[-1][0] == progress[-1][1] and "faq-rag-job@1" in logs[0]
