@@ -143,6 +143,10 @@ def test_the_tune_job_validation_pins_the_knowledge_base(services: Any) -> None:
     spec = {"base_model": EMBEDDED_MODEL_NAME, "dataset": "acme-faq", "rag_dataset": {"knowledge_base": "acme-policies"}}
     out = validate(spec, services)
     assert out["rag_dataset"]["knowledge_base"] == "acme-policies@1"
+    assert out["max_seq_len"] == 1000  # 3 passages + 2 distractors: the default 512 would cut most answers off
+    with pytest.raises(PlinthError) as short:
+        validate({**spec, "max_seq_len": 512}, services)
+    assert short.value.param == "spec.max_seq_len" and "distractors" in short.value.message
     with pytest.raises(PlinthError) as e:
         validate({**spec, "rag_dataset": {"knowledge_base": "no-such-kb"}}, services)
     assert e.value.code is ErrorCode.INVALID_REQUEST and e.value.param == "spec.rag_dataset.knowledge_base"
