@@ -172,3 +172,44 @@ def test_the_tune_job_trains_on_the_built_version(services: Any) -> None:
     assert built.ref == "faq-rag-job@1" and built.source_name == "rag: acme-policies@1 + acme-faq@1"
     assert json.loads(built.note)["distractors"] == 1 and json.loads(built.note)["seed"] == 1
     assert progress[-1][0] == progress[-1][1] and "faq-rag-job@1" in logs[0]
+
+
+def test_built_rows_train_the_answer_and_its_citation_only(tmp_path: Path) -> None:
+    """Two LoRA steps on a tiny random llama (seconds): the rows encode with the chat
+    template, only the target (answer + citation, or the refusal) is labelled, and training runs."""
+    import torch
+
+    from plinth.tuning import data as tdata
+    from plinth.tuning.loop import Hooks, LoopConfig, train
+    from plinth.tuning.recipes import recipe
+    from plinth.tuning.spec import parse_spec
+    from tests.support.tiny_hf import make_tiny_llama
+
+    rows, _ = build(share=0.4)
+    model_dir = make_tiny_llama(tmp_path / "tiny")
+    spec = parse_spec({"base_model": "m", "dataset": "d", "batch_size": 2, "lora": {"rank": 4, "alpha": 8, "dropout": 0.0}})
+    t = recipe("lora").setup(model_dir, spec, "cpu")
+    examples, dropped = tdata.encode_all(t.tokenizer, [r["messages"] for r in rows], 1024)
+    assert dropped == 0 and len(examples) == len(rows)
+    for ex, row in zip(examples, rows, strict=True):
+        labelled = t.tokenizer.decode([i for i in ex.labels if i != tdata.IGNORE])
+        assert row["messages"][-1]["content"] in labelled and "numbered passages" not in labelled
+    cfg = LoopConfig(
+        total_steps=2,
+        batch_size=2,
+        grad_accum=1,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        warmup_steps=0,
+        lr_scheduler="constant",
+        max_grad_norm=1.0,
+        eval_every=1000,
+        checkpoint_every=1000,
+        early_stopping_patience=None,
+        seed=0,
+        batching="length_grouped",
+        autocast_dtype=None,
+        device="cpu",
+    )
+    result = train(t, examples, [], cfg, Hooks())
+    assert result.state.step == 2 and torch.isfinite(torch.tensor(result.state.last_train_loss))
