@@ -73,7 +73,7 @@ _REFUSAL = re.compile(
     r"|\b(?:cannot|can't|can\s+not|unable\s+to|not\s+able\s+to)\s+(?:find|answer|help|respond|tell|say|provide)\b"
     r"|\bno\s+(?:relevant\s+)?information\s+(?:about|on|in|for)\b"
     r"|\bnot\s+(?:mentioned|stated|specified)\s+in\b"
-    r"|\bi\s+can\s+only\s+help\b|\bi\s+can\s+help\s+with\s+your\s+acme\b",
+    r"|\bi\s+can\s+only\s+help\b",  # a guardrail's own answer is recognised by finish_reason content_filter
     re.IGNORECASE,
 )
 

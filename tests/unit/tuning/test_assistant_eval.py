@@ -134,6 +134,7 @@ def test_off_topic_declined_by_words_or_by_the_guardrails() -> None:
     c = case("off_topic", question="What is the capital of France?")
     assert not judge(c, Answer("Paris is the capital of France."), None)["declined"]
     assert judge(c, Answer("I can help with your Acme Health plan: coverage...", finish_reason="content_filter"), None)["declined"]
+    assert not judge(c, Answer("I can help with your Acme Health plan: coverage..."), None)["declined"]  # words alone: not a refusal
     assert judge(c, Answer("I'm sorry, I can't help with that."), None)["declined"]
 
 
