@@ -9,6 +9,7 @@ from plinth.runtimes.base import (
     RuntimeHealth,
     RuntimeOptions,
     SamplingParams,
+    TokenLogprob,
 )
 from plinth.runtimes.registry import load_runtime_class, missing_requirements, runtime_entry, runtime_names
 
@@ -21,6 +22,7 @@ __all__ = [
     "RuntimeHealth",
     "RuntimeOptions",
     "SamplingParams",
+    "TokenLogprob",
     "load_runtime_class",
     "missing_requirements",
     "runtime_entry",

@@ -83,6 +83,8 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     #: the answer's grammar (structured outputs); None leaves decoding unconstrained
     constraint: OutputConstraint | None = None
+    #: None: no log-probabilities; N >= 0: each sampled token's, with the N most likely alternatives
+    logprobs: int | None = None
 
 
 @dataclass
@@ -102,6 +104,18 @@ class Prompt:
 
 
 @dataclass
+class TokenLogprob:
+    """One sampled token's natural-log probability under the model (before temperature,
+    penalties and constraints), with the ``top`` most likely tokens at that position as
+    (text, bytes, logprob)."""
+
+    token: str
+    bytes: list[int]
+    logprob: float
+    top: list[tuple[str, list[int], float]] = field(default_factory=list)
+
+
+@dataclass
 class Delta:
     """A piece of generated text. ``n_tokens`` tokens were produced to make it.
 
@@ -114,6 +128,7 @@ class Delta:
     n_tokens: int = 1
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
+    logprobs: list[TokenLogprob] | None = None  # one per token behind this delta, when asked for
 
 
 @dataclass
@@ -153,6 +168,8 @@ class InferenceRuntime(abc.ABC):
 
     #: whether a remote engine enforces ``response_format`` itself (it gets the field as sent)
     remote_structured_outputs: ClassVar[bool] = False
+    #: whether deltas carry token log-probabilities when ``SamplingParams.logprobs`` asks
+    logprobs_supported: ClassVar[bool] = True
 
     #: whether ``generate`` accepts LoRA adapters, and in which form (see AdapterRef)
     adapter_format: ClassVar[str | None] = None

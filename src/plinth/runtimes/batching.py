@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from plinth.errors import ErrorCode, PlinthError
-from plinth.runtimes.base import Delta, SamplingParams
+from plinth.runtimes.base import Delta, SamplingParams, TokenLogprob
 
 log = logging.getLogger("plinth.runtimes")
 
@@ -59,6 +59,7 @@ class Sequence:
     generated: int = 0
     last_token: int = -1
     pending_tokens: int = 0  # tokens sampled since the last delta carried text
+    pending_logprobs: list[TokenLogprob] = field(default_factory=list)  # their log-probabilities, when asked for
     enqueued_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -200,13 +201,15 @@ class BatchEngine(abc.ABC):
             except PlinthError as e:
                 seq.out.put(e)
 
-    def _deliver(self, seq: Sequence, text: str | None) -> None:
+    def _deliver(self, seq: Sequence, text: str | None, logprob: TokenLogprob | None = None) -> None:
         """One more token was sampled for ``seq``; send the text it completed, if any."""
         seq.generated += 1
         seq.pending_tokens += 1
         self.stats["tokens"] += 1
+        if logprob is not None:
+            seq.pending_logprobs.append(logprob)
         if text:
-            seq.out.put(Delta(text=text, n_tokens=seq.pending_tokens))
+            seq.out.put(Delta(text=text, n_tokens=seq.pending_tokens, logprobs=self._take_logprobs(seq)))
             seq.pending_tokens = 0
         if seq.generated >= seq.params.max_tokens:
             self._finish(seq, "length")
@@ -218,7 +221,14 @@ class BatchEngine(abc.ABC):
         if error is not None:
             seq.out.put(error)
         else:
-            seq.out.put(Delta(text=self._tail(seq), n_tokens=seq.pending_tokens, finish_reason=reason))
+            seq.out.put(Delta(text=self._tail(seq), n_tokens=seq.pending_tokens, finish_reason=reason, logprobs=self._take_logprobs(seq)))
+
+    @staticmethod
+    def _take_logprobs(seq: Sequence) -> list[TokenLogprob] | None:
+        if not seq.pending_logprobs:
+            return None
+        taken, seq.pending_logprobs = seq.pending_logprobs, []
+        return taken
 
     def _tail(self, seq: Sequence) -> str:
         """Text still held by the sequence's decoder when it ends."""

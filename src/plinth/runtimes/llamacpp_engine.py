@@ -47,7 +47,7 @@ import numpy as np
 from llama_cpp import llama_grammar
 
 from plinth.errors import ErrorCode, PlinthError
-from plinth.runtimes.base import OutputConstraint, SamplingParams
+from plinth.runtimes.base import OutputConstraint, SamplingParams, TokenLogprob
 from plinth.runtimes.batching import BASE, AdapterSpec, BatchEngine, Sequence, Sink
 from plinth.runtimes.text import IncrementalDecoder
 
@@ -375,7 +375,7 @@ class LlamaBatchEngine(BatchEngine):
                     continue
             else:
                 token = llama_cpp.llama_sampler_sample(seq.sampler, self._ctx, idx)
-            self._accept(seq, token)
+            self._accept(seq, token, idx)
         if grouped:
             self.stats["steps_with_adapter_groups"] += 1
 
@@ -471,12 +471,28 @@ class LlamaBatchEngine(BatchEngine):
             done = size
         return None
 
-    def _accept(self, seq: _Seq, token: int) -> None:
+    def _accept(self, seq: _Seq, token: int, idx: int = -1) -> None:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             self._finish(seq, "stop")
             return
         seq.last_token = token
-        self._deliver(seq, seq.decoder.feed(self._token_bytes(token)))
+        piece = self._token_bytes(token)
+        logprob = self._logprob(idx, token, piece, seq.params.logprobs) if seq.params.logprobs is not None else None
+        self._deliver(seq, seq.decoder.feed(piece), logprob)
+
+    def _logprob(self, idx: int, token: int, piece: bytes, top: int) -> TokenLogprob:
+        """The sampled token's log-probability under the model's logits at output ``idx``
+        (log-softmax in numpy, only for rows that asked), with the ``top`` most likely tokens."""
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, idx), shape=(self.n_vocab,)).astype(np.float64)
+        peak = row.max()
+        logp = row - (peak + math.log(float(np.exp(row - peak).sum())))
+        alternatives: list[tuple[str, list[int], float]] = []
+        if top > 0:
+            best = np.argpartition(-logp, top)[:top]
+            for t in best[np.argsort(-logp[best], kind="stable")]:
+                b = self._token_bytes(int(t))
+                alternatives.append((b.decode("utf-8", errors="replace"), list(b), float(logp[t])))
+        return TokenLogprob(token=piece.decode("utf-8", errors="replace"), bytes=list(piece), logprob=float(logp[token]), top=alternatives)
 
     def _token_bytes(self, token: int) -> bytes:
         n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)

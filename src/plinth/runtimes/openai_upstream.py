@@ -46,6 +46,7 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
     name = "openai"
     max_concurrent = 64  # the remote engine does its own batching
     remote_structured_outputs = True
+    logprobs_supported = False  # not parsed from the engine's stream (yet)
 
     _client: httpx.Client | None = None
 

@@ -61,7 +61,7 @@ import torch
 
 from plinth.errors import ErrorCode, PlinthError
 from plinth.runtimes import torch_llama as tl
-from plinth.runtimes.base import SamplingParams
+from plinth.runtimes.base import SamplingParams, TokenLogprob
 from plinth.runtimes.batching import BASE, AdapterSpec, BatchEngine, Sequence, Sink
 
 log = logging.getLogger("plinth.runtimes.torch")
@@ -174,6 +174,7 @@ class _TSeq(Sequence):
     decoder: Any = None  # tokenizers.decoders.DecodeStream
     matcher: Any = None  # llguidance.LLMatcher (structured outputs)
     failed: PlinthError | None = None  # the matcher failed: the sequence ends with this error
+    logp: torch.Tensor | None = None  # the log-softmax of the row just sampled (logprobs asked for)
 
 
 @dataclass
@@ -401,6 +402,9 @@ class TorchBatchEngine(BatchEngine):
         number from their own seeded generator and take the token where it falls in the
         cumulative distribution (after temperature, penalties and top-p)."""
         for i, seq in enumerate(seqs):
+            if seq.params.logprobs is not None:  # the model's distribution, before constraints and penalties
+                seq.logp = torch.log_softmax(logits[i].float(), dim=-1)
+        for i, seq in enumerate(seqs):
             if seq.matcher is not None:
                 try:
                     mask_logits(seq.matcher, logits[i])
@@ -451,7 +455,11 @@ class TorchBatchEngine(BatchEngine):
         seq.last_token = token
         if seq.params.presence_penalty or seq.params.frequency_penalty:
             seq.counts[token] = seq.counts.get(token, 0) + 1
-        self._deliver(seq, seq.decoder.step(self.tokenizer, token))
+        logprob = None
+        if seq.logp is not None and seq.params.logprobs is not None:
+            logprob = token_logprob(self.tokenizer, seq.logp, token, seq.params.logprobs)
+            seq.logp = None
+        self._deliver(seq, seq.decoder.step(self.tokenizer, token), logprob)
 
     # -- batch invariance --------------------------------------------------------------------
     def _probe(self, size: int, at: int, seed: int, slot: int = 0, neighbour_slots: tuple[int, ...] = (0,)) -> torch.Tensor:
@@ -602,6 +610,22 @@ class TorchBatchEngine(BatchEngine):
             total -= ad.size_bytes
             self.stats["adapter_evictions"] += 1
             log.info("evicted LoRA adapter %s (budget %d bytes)", key, self._adapter_budget)
+
+
+def token_logprob(tokenizer: Any, logp: torch.Tensor, token: int, top: int) -> TokenLogprob:
+    """``token``'s entry from a log-softmax row, with the ``top`` most likely tokens."""
+
+    def text(t: int) -> str:
+        return str(tokenizer.decode([t], skip_special_tokens=False))
+
+    alternatives: list[tuple[str, list[int], float]] = []
+    if top > 0:
+        values, ids = torch.topk(logp, top)
+        for v, t in zip(values.tolist(), ids.tolist(), strict=True):
+            piece = text(int(t))
+            alternatives.append((piece, list(piece.encode()), float(v)))
+    piece = text(token)
+    return TokenLogprob(token=piece, bytes=list(piece.encode()), logprob=float(logp[token]), top=alternatives)
 
 
 def new_matcher(constraint: Any) -> Any:

@@ -29,7 +29,7 @@ from plinth.errors import ErrorCode, PlinthError
 from plinth.runtimes import torch_llama as tl
 from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, OutputConstraint, Prompt, RuntimeHealth, SamplingParams
 from plinth.runtimes.batching import EngineRuntimeMixin
-from plinth.runtimes.torch_engine import TorchBatchEngine, mask_logits, new_matcher
+from plinth.runtimes.torch_engine import TorchBatchEngine, mask_logits, new_matcher, token_logprob
 
 _SCHEMA_PARAM = "response_format.json_schema.schema"
 
@@ -360,6 +360,7 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
                 idx = torch.tensor(list(counts), device=logits.device)
                 freq = torch.tensor(list(counts.values()), device=logits.device, dtype=logits.dtype)
                 logits[idx] -= params.presence_penalty + params.frequency_penalty * freq
+            logp = torch.log_softmax(logits, dim=-1) if params.logprobs is not None else None
             if matcher is not None:
                 mask_logits(matcher, logits)
             token = self._sample(logits, params, gen)
@@ -371,12 +372,15 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
             out_ids.append(token)
             counts[token] = counts.get(token, 0) + 1
             text = self._tok.decode(out_ids, skip_special_tokens=True)
+            lps = None
+            if logp is not None and params.logprobs is not None:
+                lps = [token_logprob(self._tok.backend_tokenizer, logp, token, params.logprobs)]
             # Emit only text that is stable (a trailing U+FFFD may be half a character).
             if not text.endswith("\ufffd") and len(text) > len(emitted):
-                yield Delta(text=text[len(emitted) :], n_tokens=1)
+                yield Delta(text=text[len(emitted) :], n_tokens=1, logprobs=lps)
                 emitted = text
             else:
-                yield Delta(text="", n_tokens=1)
+                yield Delta(text="", n_tokens=1, logprobs=lps)
             input_ids = torch.tensor([[token]], device=self.device)
         text = self._tok.decode(out_ids, skip_special_tokens=True) if out_ids else ""
         yield Delta(text=text[len(emitted) :], n_tokens=0, finish_reason=finish)

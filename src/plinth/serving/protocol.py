@@ -1,14 +1,14 @@
 """OpenAI protocol models for ``/v1`` (requests validated here, responses documented here).
 
 Unknown request fields are ignored, as OpenAI clients send fields a server may not know;
-fields plinth cannot honour (tools, logprobs) are refused with a 400 naming the field
+fields plinth cannot honour (tools) are refused with a 400 naming the field
 instead of being silently ignored. ``response_format`` (structured outputs) is checked here
 for its shape and in :mod:`plinth.serving.structured` for its schema.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -91,7 +91,6 @@ class _SamplingFields(BaseModel):
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     user: str | None = Field(None, max_length=256)
-    logprobs: bool | Annotated[int, Field(ge=0, le=API_INT_MAX)] | None = None  # refused below unless false or 0
     logit_bias: dict[str, float] | None = None
 
     @field_validator("stop")
@@ -110,14 +109,16 @@ class _SamplingFields(BaseModel):
 
     @model_validator(mode="after")
     def _unsupported(self) -> _SamplingFields:
-        if self.logprobs:
-            raise ValueError("logprobs are not supported by this server")
         if self.logit_bias:
             raise ValueError("logit_bias is not supported by this server")
         return self
 
     def stops(self) -> list[str]:
         return list(self.stop or [])
+
+    def top_logprobs_wanted(self) -> int | None:
+        """None: no log-probabilities; N: each token's, with N alternatives."""
+        return None
 
 
 class ChatCompletionRequest(_SamplingFields):
@@ -129,11 +130,18 @@ class ChatCompletionRequest(_SamplingFields):
     tools: list[Any] | None = None
     tool_choice: Any = None
     response_format: ResponseFormat | None = None
+    logprobs: bool | None = Field(None, description="return each output token's log-probability")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="with logprobs: this many most likely tokens at each position")
+
+    def top_logprobs_wanted(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @model_validator(mode="after")
     def _chat_checks(self) -> ChatCompletionRequest:
         if self.tools:
             raise ValueError("tools / function calling are not supported by this server")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
         if self.max_completion_tokens is not None and self.max_tokens is None:
             self.max_tokens = self.max_completion_tokens
         return self
@@ -144,6 +152,10 @@ class CompletionRequest(_SamplingFields):
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1, le=1, description="only 1 (the default) is supported")
+    logprobs: int | None = Field(None, ge=0, le=5, description="return each token's log-probability and this many most likely tokens")
+
+    def top_logprobs_wanted(self) -> int | None:
+        return self.logprobs
 
     @field_validator("prompt")
     @classmethod
@@ -174,6 +186,27 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprobEntry(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprobEntry] | None
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
+
+
 class ChatChoiceMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -183,7 +216,7 @@ class ChatChoice(BaseModel):
     index: int
     message: ChatChoiceMessage
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletionResponse(BaseModel):
@@ -200,7 +233,7 @@ class CompletionChoice(BaseModel):
     index: int
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class CompletionResponse(BaseModel):

@@ -22,7 +22,7 @@ from plinth.domain.projects import in_context
 from plinth.domain.serving import Attachments
 from plinth.errors import ErrorCode, PlinthError
 from plinth.monitoring.metrics import Metrics
-from plinth.runtimes import AdapterRef, OutputConstraint, Prompt, SamplingParams
+from plinth.runtimes import AdapterRef, OutputConstraint, Prompt, SamplingParams, TokenLogprob
 from plinth.serving.engine import LoadedModel, ModelManager
 from plinth.serving.pipeline import ChainedFilter, ChatContext, ChatStage, OutputFilter, StageAnswer
 from plinth.serving.protocol import ChatCompletionRequest, CompletionRequest, _SamplingFields
@@ -115,6 +115,9 @@ class GenerationJob:
     finish_reasons: list[str] = field(default_factory=list)
     first_token_at: float | None = None  # time.monotonic() of the first generated token
     texts: list[str] = field(default_factory=list)  # each finished choice's text as sent
+    #: each choice's token log-probabilities, when the request asked for them
+    logprobs: dict[int, list[TokenLogprob]] = field(default_factory=dict)
+    _lp_pending: dict[int, list[TokenLogprob]] = field(default_factory=dict)  # not yet sent in a chunk
     _released: bool = False
     _reported: bool = False
     _started: float = field(default_factory=time.monotonic)
@@ -220,6 +223,9 @@ class GenerationJob:
                             last = now
                         if d.usage:
                             usage_from_engine = d.usage
+                        if d.logprobs:
+                            self.logprobs.setdefault(idx, []).extend(d.logprobs)
+                            self._lp_pending.setdefault(idx, []).extend(d.logprobs)
                         piece = matcher.feed(d.text)
                         if out is not None and piece:
                             piece = out.feed(piece)
@@ -299,13 +305,21 @@ class GenerationJob:
                     "index": r.index,
                     "message": {"role": "assistant", "content": r.text},
                     "finish_reason": r.finish_reason,
-                    "logprobs": None,
+                    "logprobs": self._logprobs_of(self.logprobs.get(r.index, [])),
                 }
                 for r in results
             ]
             obj = "chat.completion"
         else:
-            choices = [{"index": r.index, "text": r.text, "finish_reason": r.finish_reason, "logprobs": None} for r in results]
+            choices = [
+                {
+                    "index": r.index,
+                    "text": r.text,
+                    "finish_reason": r.finish_reason,
+                    "logprobs": self._logprobs_of(self.logprobs.get(r.index, []), self._echoed(r.index)),
+                }
+                for r in results
+            ]
             obj = "text_completion"
         return {
             "id": self.response_id,
@@ -316,6 +330,43 @@ class GenerationJob:
             "usage": self.usage(),
             "system_fingerprint": None,
             **self.extras,
+        }
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return bool(self.params) and self.params[0].logprobs is not None
+
+    def _echoed(self, idx: int) -> int:
+        """Characters of prompt text before a completion choice's own text (echo)."""
+        prompt = self.prompts[self.choice_prompt[idx]] if self.choice_prompt else None
+        return len(prompt.text or "") if self.echo and prompt is not None else 0
+
+    def _logprobs_of(self, entries: list[TokenLogprob], offset: int = 0) -> dict[str, Any] | None:
+        """OpenAI's logprobs object for these tokens: chat's ``content`` list, or the legacy
+        completions shape (tokens, token_logprobs, top_logprobs, text_offset)."""
+        if not self.wants_logprobs:
+            return None
+        if self.kind == "chat":
+            return {
+                "content": [
+                    {
+                        "token": e.token,
+                        "logprob": e.logprob,
+                        "bytes": e.bytes,
+                        "top_logprobs": [{"token": t, "logprob": lp, "bytes": b} for t, b, lp in e.top],
+                    }
+                    for e in entries
+                ]
+            }
+        offsets = []
+        for e in entries:
+            offsets.append(offset)
+            offset += len(e.token)
+        return {
+            "tokens": [e.token for e in entries],
+            "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [{t: lp for t, _, lp in e.top} for e in entries],
+            "text_offset": offsets,
         }
 
     async def sse(self) -> AsyncIterator[bytes]:
@@ -329,16 +380,27 @@ class GenerationJob:
 
         last = len(self.params) - 1
 
+        sent_chars: dict[int, int] = {}
+
+        def pending_logprobs(idx: int) -> dict[str, Any] | None:
+            entries = self._lp_pending.pop(idx, [])
+            if not entries:
+                return None
+            offset = sent_chars.get(idx, self._echoed(idx))
+            sent_chars[idx] = offset + sum(len(e.token) for e in entries)
+            return self._logprobs_of(entries, offset)
+
         def chunk(idx: int, piece: str | None, finish: str | None, role: bool = False) -> bytes:
+            lps = None if role else pending_logprobs(idx)
             if self.kind == "chat":
                 delta: dict[str, Any] = {}
                 if role:
                     delta["role"] = "assistant"
                 if piece is not None:
                     delta["content"] = piece
-                choice: dict[str, Any] = {"index": idx, "delta": delta, "finish_reason": finish, "logprobs": None}
+                choice: dict[str, Any] = {"index": idx, "delta": delta, "finish_reason": finish, "logprobs": lps}
             else:
-                choice = {"index": idx, "text": piece or "", "finish_reason": finish, "logprobs": None}
+                choice = {"index": idx, "text": piece or "", "finish_reason": finish, "logprobs": lps}
             if finish and idx == last:
                 return event({**base, "choices": [choice], **extra, **self.extras})
             return event({**base, "choices": [choice], **extra})
@@ -549,6 +611,10 @@ class CompletionService:
         ctx: ChatContext | None = None,
         constraint: OutputConstraint | None = None,
     ) -> GenerationJob:
+        if req.top_logprobs_wanted() is not None and not lm.runtime.logprobs_supported:
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST, f"model {req.model!r} (a remote engine) does not return logprobs here", param="logprobs"
+            )
         window = lm.runtime.context_length()
         max_tokens_by_prompt = []
         for p in prompts:
@@ -588,6 +654,7 @@ class CompletionService:
                         frequency_penalty=req.frequency_penalty,
                         stop=req.stops(),
                         constraint=constraint,
+                        logprobs=req.top_logprobs_wanted(),
                     )
                 )
                 choice_prompt.append(pi)
