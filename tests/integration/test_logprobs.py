@@ -85,3 +85,44 @@ def test_bad_logprobs_requests_are_400(live_server: LiveServer, path: str, extra
 def test_the_client_sees_bad_top_logprobs(client) -> None:
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=2, logprobs=True, top_logprobs=50)
+
+
+# -- logit_bias ---------------------------------------------------------------------------------
+def _first(client, **kw) -> str:  # type: ignore[no-untyped-def]
+    r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=3, temperature=0, logprobs=True, **kw)
+    return r.choices[0].logprobs.content[0].token
+
+
+def _token_id(text: str) -> int:
+    import llama_cpp
+
+    from plinth.formats import locate_embedded_gguf
+
+    vocab = llama_cpp.Llama(model_path=str(locate_embedded_gguf()), vocab_only=True, verbose=False)
+    ids = vocab.tokenize(text.encode(), add_bos=False, special=False)
+    assert len(ids) == 1, (text, ids)
+    return ids[0]
+
+
+def test_a_bias_of_minus_100_bans_the_greedy_first_token_and_100_forces_one(client) -> None:
+    first = _first(client)
+    banned = _token_id(first)
+    assert _first(client, logit_bias={str(banned): -100}) != first
+    forced_id = _token_id(" purple")
+    r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=3, temperature=0, logit_bias={str(forced_id): 100})
+    assert r.choices[0].message.content == " purple" * 3
+
+
+def test_completions_take_logit_bias_too(client) -> None:
+    kw = dict(model=MODEL, prompt="The capital of France is", max_tokens=1, temperature=0)
+    first = client.completions.create(**kw).choices[0].text
+    banned = _token_id(first)
+    assert client.completions.create(logit_bias={str(banned): -100}, **kw).choices[0].text != first
+
+
+@pytest.mark.parametrize("bias", [{"49152": 5}, {"abc": 1}, {"5": 101}, {"-1": 3}])
+def test_bad_logit_bias_is_400(live_server: LiveServer, bias: dict) -> None:
+    body = {"model": MODEL, "messages": MSG, "max_tokens": 2, "logit_bias": bias}
+    r = httpx.post(f"{live_server.v1}/chat/completions", json=body, timeout=60)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "logit_bias"

@@ -85,6 +85,8 @@ class SamplingParams:
     constraint: OutputConstraint | None = None
     #: None: no log-probabilities; N >= 0: each sampled token's, with the N most likely alternatives
     logprobs: int | None = None
+    #: added to the logits of these token ids before sampling (-100 bans a token, +100 forces it)
+    logit_bias: dict[int, float] | None = None
 
 
 @dataclass
@@ -199,6 +201,10 @@ class InferenceRuntime(abc.ABC):
     def stats(self) -> dict[str, Any]:
         """Engine counters for /api/v1 and benchmarks (steps, tokens, adapter loads...)."""
         return {}
+
+    def vocab_size(self) -> int | None:
+        """Token ids this model knows (0 .. vocab_size-1), or None when unknown (remote engines)."""
+        return None
 
     def count_tokens(self, text: str) -> int | None:
         """Tokens of a piece of output text (for usage when the engine does not say)."""

@@ -78,6 +78,9 @@ class LlamaCppRuntime(EngineRuntimeMixin, InferenceRuntime):
     def count_tokens(self, text: str) -> int | None:
         return len(self._eng().tokenize(text, add_bos=False)) if text else 0
 
+    def vocab_size(self) -> int | None:
+        return int(self._eng().n_vocab)
+
     def check_constraint(self, constraint: OutputConstraint) -> None:
         """Compile the constraint into a GBNF grammar (cached by schema)."""
         key = constraint.key()

@@ -254,6 +254,9 @@ class LlamaBatchEngine(BatchEngine):
 
     def _make_sampler(self, p: SamplingParams) -> object:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        if p.logit_bias:
+            biases = (llama_cpp.llama_logit_bias * len(p.logit_bias))(*(llama_cpp.llama_logit_bias(t, b) for t, b in p.logit_bias.items()))
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_logit_bias(self.n_vocab, len(p.logit_bias), biases))
         if p.presence_penalty or p.frequency_penalty:
             llama_cpp.llama_sampler_chain_add(
                 chain, llama_cpp.llama_sampler_init_penalties(self.n_vocab, 64, 1.0, p.frequency_penalty, p.presence_penalty)

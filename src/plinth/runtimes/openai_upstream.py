@@ -117,6 +117,8 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
             body["presence_penalty"] = params.presence_penalty
         if params.frequency_penalty:
             body["frequency_penalty"] = params.frequency_penalty
+        if params.logit_bias:
+            body["logit_bias"] = {str(t): b for t, b in params.logit_bias.items()}
         if params.constraint is not None and params.constraint.response_format is not None:
             body["response_format"] = params.constraint.response_format
         if prompt.is_chat:

@@ -405,6 +405,9 @@ class TorchBatchEngine(BatchEngine):
             if seq.params.logprobs is not None:  # the model's distribution, before constraints and penalties
                 seq.logp = torch.log_softmax(logits[i].float(), dim=-1)
         for i, seq in enumerate(seqs):
+            if seq.params.logit_bias:
+                apply_logit_bias(logits[i], seq.params.logit_bias)
+        for i, seq in enumerate(seqs):
             if seq.matcher is not None:
                 try:
                     mask_logits(seq.matcher, logits[i])
@@ -610,6 +613,12 @@ class TorchBatchEngine(BatchEngine):
             total -= ad.size_bytes
             self.stats["adapter_evictions"] += 1
             log.info("evicted LoRA adapter %s (budget %d bytes)", key, self._adapter_budget)
+
+
+def apply_logit_bias(row: torch.Tensor, bias: dict[int, float]) -> None:
+    """Add each token's bias to its logit (one row, in place)."""
+    ids = torch.tensor(list(bias), dtype=torch.long)
+    row[ids] += torch.tensor(list(bias.values()), dtype=row.dtype)
 
 
 def token_logprob(tokenizer: Any, logp: torch.Tensor, token: int, top: int) -> TokenLogprob:

@@ -29,7 +29,7 @@ from plinth.errors import ErrorCode, PlinthError
 from plinth.runtimes import torch_llama as tl
 from plinth.runtimes.base import AdapterRef, Delta, InferenceRuntime, OutputConstraint, Prompt, RuntimeHealth, SamplingParams
 from plinth.runtimes.batching import EngineRuntimeMixin
-from plinth.runtimes.torch_engine import TorchBatchEngine, mask_logits, new_matcher, token_logprob
+from plinth.runtimes.torch_engine import TorchBatchEngine, apply_logit_bias, mask_logits, new_matcher, token_logprob
 
 _SCHEMA_PARAM = "response_format.json_schema.schema"
 
@@ -179,6 +179,11 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
 
     def count_tokens(self, text: str) -> int | None:
         return len(self._tok(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+    def vocab_size(self) -> int | None:
+        if self._engine is not None:
+            return int(self._engine.spec.vocab)
+        return int(self._model.config.vocab_size) if self._model is not None else None
 
     def check_constraint(self, constraint: OutputConstraint) -> None:
         """Compile the constraint with llguidance (docs/adr/0111) into a matcher that each
@@ -361,6 +366,8 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
                 freq = torch.tensor(list(counts.values()), device=logits.device, dtype=logits.dtype)
                 logits[idx] -= params.presence_penalty + params.frequency_penalty * freq
             logp = torch.log_softmax(logits, dim=-1) if params.logprobs is not None else None
+            if params.logit_bias:
+                apply_logit_bias(logits, params.logit_bias)
             if matcher is not None:
                 mask_logits(matcher, logits)
             token = self._sample(logits, params, gen)

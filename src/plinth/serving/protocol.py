@@ -91,7 +91,9 @@ class _SamplingFields(BaseModel):
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     user: str | None = Field(None, max_length=256)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, float] | None = Field(
+        None, description="token id (a string) -> bias from -100 to 100 added to its logit; -100 bans the token, 100 forces it"
+    )
 
     @field_validator("stop")
     @classmethod
@@ -107,11 +109,22 @@ class _SamplingFields(BaseModel):
             raise ValueError("a stop sequence may be at most 256 characters")
         return stops
 
-    @model_validator(mode="after")
-    def _unsupported(self) -> _SamplingFields:
-        if self.logit_bias:
-            raise ValueError("logit_bias is not supported by this server")
-        return self
+    @field_validator("logit_bias")
+    @classmethod
+    def _logit_bias(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if not v:
+            return v
+        if len(v) > 300:
+            raise ValueError("at most 300 tokens may be biased")
+        for key, bias in v.items():
+            if not key.isdigit() or len(key) > 10:
+                raise ValueError(f"keys are token ids (non-negative integers as strings); got {key[:20]!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"biases are from -100 to 100; got {bias} for token {key}")
+        return v
+
+    def token_biases(self) -> dict[int, float] | None:
+        return {int(k): float(b) for k, b in self.logit_bias.items()} if self.logit_bias else None
 
     def stops(self) -> list[str]:
         return list(self.stop or [])

@@ -615,6 +615,16 @@ class CompletionService:
             raise PlinthError(
                 ErrorCode.INVALID_REQUEST, f"model {req.model!r} (a remote engine) does not return logprobs here", param="logprobs"
             )
+        biases = req.token_biases()
+        vocab = lm.runtime.vocab_size() if biases else None
+        if biases and vocab is not None:
+            outside = sorted(t for t in biases if t >= vocab)
+            if outside:
+                raise PlinthError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"logit_bias names token ids outside this model's vocabulary of {vocab}: {outside[:5]}",
+                    param="logit_bias",
+                )
         window = lm.runtime.context_length()
         max_tokens_by_prompt = []
         for p in prompts:
@@ -655,6 +665,7 @@ class CompletionService:
                         stop=req.stops(),
                         constraint=constraint,
                         logprobs=req.top_logprobs_wanted(),
+                        logit_bias=biases,
                     )
                 )
                 choice_prompt.append(pi)

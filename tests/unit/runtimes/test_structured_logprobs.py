@@ -57,3 +57,21 @@ def test_logprobs_under_a_constraint_are_the_models(rt) -> None:
     text, entries = _gen(rt, SamplingParams(max_tokens=30, temperature=0.0, constraint=c, logprobs=0))
     assert text.startswith("{")
     assert entries and all(e.logprob <= 0 and e.top == [] for e in entries)
+
+
+def test_logit_bias_bans_and_forces_tokens(rt) -> None:
+    _, entries = _gen(rt, SamplingParams(max_tokens=3, temperature=0.0, logprobs=1))
+    first = entries[0]
+    first_id = _id_of(rt, first.token)
+    _, banned = _gen(rt, SamplingParams(max_tokens=3, temperature=0.0, logprobs=0, logit_bias={first_id: -100.0}))
+    assert banned[0].token != first.token
+    forced_id = _id_of(rt, " purple")
+    text, _ = _gen(rt, SamplingParams(max_tokens=3, temperature=0.0, logit_bias={forced_id: 100.0}))
+    assert text == " purple" * 3
+
+
+def _id_of(rt, text: str) -> int:  # type: ignore[no-untyped-def]
+    ids = rt.prepare_text(text).token_ids
+    ids = [i for i in ids if i != 1] if len(ids) > 1 else ids  # without a BOS the tokenizer may add
+    assert len(ids) == 1, ids
+    return int(ids[0])
