@@ -213,7 +213,7 @@ def do_chat(driver: Any) -> None:
     tokens = driver.find_element(By.ID, "chat-max-tokens")
     tokens.clear()
     tokens.send_keys("64")
-    driver.find_element(By.ID, "chat-input").send_keys("Does the Gold plan cover dental cleanings?")
+    driver.find_element(By.ID, "chat-input").send_keys("How much is the Gold plan deductible?")
     driver.find_element(By.ID, "chat-send").click()
     wait_for(lambda: driver.find_element(By.ID, "chat-stop").is_enabled(), timeout=30, what="the answer to start streaming")
     wait_for(lambda: not driver.find_element(By.ID, "chat-stop").is_enabled(), timeout=180, what="the streamed answer to end")
@@ -249,12 +249,13 @@ def shots(ids: dict[str, Any]) -> list[Shot]:
         Shot("jobs", "/console/jobs"),
         Shot("runs", "/console/runs"),
         Shot("run", f"/console/runs/{ids['run']}"),
-        Shot("registry", "/console/registry/acme-tuned"),
+        Shot("registry", "/console/registry/acme-tuned/1"),
         Shot("knowledge-search", "/console/knowledge/acme-policies", do_kb_search),
         Shot("guardrails-test", "/console/guardrails/acme-health", do_guardrail_test),
         Shot("deployment", "/console/deployments/acme-assistant"),
         Shot("monitoring", "/console/monitoring"),
         Shot("pipelines", "/console/pipelines"),
+        Shot("pipeline-run", f"/console/pipelines/runs/{ids['pipeline_run']}"),
     ]
 
 
