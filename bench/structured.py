@@ -17,7 +17,7 @@ For each engine (llama.cpp, the default; torch), a live `plinth up` serves the e
    vocabulary (49,152 tokens), over constrained random walks whose answers are validated.
 
 Run:  .venv/bin/python bench/structured.py [--quick] [--engines llamacpp,torch] [--prompts 10]
-      [--torch-prompts 2] [--libraries] [--results-dir DIR]
+      [--torch-prompts 2] [--libraries] [--skip-engines] [--keep-previous] [--results-dir DIR]
 Writes bench/results/structured-<cpu>.md and .json (<cpu> from bench/machine.py); a --quick
 run writes nothing unless --results-dir is given.
 """
@@ -181,26 +181,29 @@ def _stream_timing(client: Any, schema: dict[str, Any] | None, prompt: str, max_
 
 
 def overhead(client: Any, rounds: int, max_tokens: int) -> dict[str, Any]:
+    """Rounds alternate unconstrained and constrained, so a change in the machine's load hits both."""
     schema = SCHEMAS[1][1]
     out: dict[str, Any] = {}
     for conc in (1, 8):
-        row: dict[str, Any] = {}
-        for label, sch in (("unconstrained", None), ("constrained", schema)):
-            per_token: list[float] = []
-            tokens: list[int] = []
-            for r in range(rounds):
-                prompts = [PROMPTS[(r * conc + i) % len(PROMPTS)] for i in range(conc)]
+        per_token: dict[str, list[float]] = {"unconstrained": [], "constrained": []}
+        tokens: dict[str, list[int]] = {"unconstrained": [], "constrained": []}
+        for r in range(rounds):
+            prompts = [PROMPTS[(r * conc + i) % len(PROMPTS)] for i in range(conc)]
+            for label, sch in (("unconstrained", None), ("constrained", schema)):
                 with ThreadPoolExecutor(conc) as pool:
                     got = list(pool.map(lambda p, s=sch: _stream_timing(client, s, p, max_tokens), prompts))
                 for g in got:
                     if g is not None:
-                        per_token.append(g[0])
-                        tokens.append(g[1])
-            row[label] = {
-                "ms_per_token_median": round(statistics.median(per_token) * 1000, 2) if per_token else None,
-                "streams": len(per_token),
-                "tokens_median": statistics.median(tokens) if tokens else None,
+                        per_token[label].append(g[0])
+                        tokens[label].append(g[1])
+        row: dict[str, Any] = {
+            label: {
+                "ms_per_token_median": round(statistics.median(per_token[label]) * 1000, 2) if per_token[label] else None,
+                "streams": len(per_token[label]),
+                "tokens_median": statistics.median(tokens[label]) if tokens[label] else None,
             }
+            for label in per_token
+        }
         u, c = row["unconstrained"]["ms_per_token_median"], row["constrained"]["ms_per_token_median"]
         row["ratio"] = round(c / u, 3) if u and c else None
         out[f"concurrency_{conc}"] = row
@@ -440,6 +443,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--libraries", action="store_true", help="also compare llguidance, xgrammar and outlines-core")
     ap.add_argument("--skip-engines", action="store_true", help="only the library comparison")
+    ap.add_argument("--keep-previous", action="store_true", help="keep the results file's engines and libraries this run does not measure")
     add_results_args(ap)
     args = ap.parse_args()
     m = describe()
@@ -450,9 +454,16 @@ def main() -> None:
             data["engines"][engine] = run_engine(engine, n, 1 if args.quick else args.rounds, args.max_tokens, args.threads)
     if args.libraries:
         data["libraries"] = libraries()
+    out = results_dir_of(args)
+    if args.keep_previous and out is not None:  # what this run did not measure comes from the last run's file
+        previous = out / f"structured-{m['slug']}.json"
+        if previous.exists():
+            old = json.loads(previous.read_text())
+            data["engines"] = {**old.get("engines", {}), **data["engines"]}
+            if "libraries" not in data and "libraries" in old:
+                data["libraries"] = old["libraries"]
     md = render(m, data)
     print(md)
-    out = results_dir_of(args)
     if out is not None:
         write_results("structured", m, md, data, out)
 
