@@ -127,3 +127,10 @@ class PlinthError(Exception):
 
 def not_found(kind: str, name: str) -> PlinthError:
     return PlinthError(ErrorCode.NOT_FOUND, f"{kind} {name!r} does not exist", details={"kind": kind, "name": name})
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure a background loop retries as it is on its next round: the metadata store busy
+    (SQLite locked by another writer) or unreachable for a moment. Such loops log it as a
+    warning, not as a traceback."""
+    return isinstance(exc, PlinthError) and exc.code is ErrorCode.STORE_UNAVAILABLE

@@ -118,3 +118,11 @@ def test_not_found_names_the_kind_and_the_value() -> None:
     assert err.http_status == 404
     assert "model" in err.message and "'llama-7b'" in err.message
     assert err.details == {"kind": "model", "name": "llama-7b"}
+
+
+def test_only_a_store_unavailable_failure_is_transient() -> None:
+    from plinth.errors import transient
+
+    assert transient(PlinthError(ErrorCode.STORE_UNAVAILABLE, "metadata store x is unavailable: database is locked"))
+    assert not transient(PlinthError(ErrorCode.INVALID_REQUEST, "bad"))
+    assert not transient(RuntimeError("database is locked"))

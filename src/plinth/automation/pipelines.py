@@ -44,7 +44,7 @@ from plinth.domain.pipelines import (
     StepState,
 )
 from plinth.domain.projects import project_scope, system_scope
-from plinth.errors import ErrorCode, PlinthError
+from plinth.errors import ErrorCode, PlinthError, transient
 from plinth.jobs.service import JobService
 from plinth.store import MetadataStore
 
@@ -649,8 +649,11 @@ class PipelineRunner:
                 break
             try:
                 self.run_once()
-            except Exception:
-                log.exception("a pipeline runner round failed")
+            except Exception as e:
+                if transient(e):
+                    log.warning("a pipeline runner round was deferred: %s", e)
+                else:
+                    log.exception("a pipeline runner round failed")
 
     def drive(self, run_id: str, *, now: datetime | None = None) -> PipelineRun | None:
         """Advance one run of the current project when no other runner holds it (the CLI's

@@ -50,7 +50,7 @@ from plinth.domain.alerts import (
 )
 from plinth.domain.numbers import VERSION_MAX
 from plinth.domain.projects import current_project, project_scope, system_scope
-from plinth.errors import ErrorCode, PlinthError
+from plinth.errors import ErrorCode, PlinthError, transient
 from plinth.oversight.actions import FIRING, RESOLVED, ActionContext, Notice, action_kinds, check_action, run_actions
 from plinth.oversight.signals import Reading, Signal, SignalContext, check_value, get_signal, signals
 from plinth.store import MetadataStore
@@ -270,8 +270,11 @@ class AlertService:
         for rule in self.store.list_alert_rules(enabled=True):
             try:
                 out.append(self.evaluate_rule(rule, now=now))
-            except Exception:
-                log.exception("evaluating alert rule %s (project %s) failed", rule.name, current_project())
+            except Exception as e:
+                if transient(e):  # the store busy for a moment: the next round evaluates it again
+                    log.warning("evaluating alert rule %s (project %s) deferred: %s", rule.name, current_project(), e)
+                else:
+                    log.exception("evaluating alert rule %s (project %s) failed", rule.name, current_project())
         return out
 
     def evaluate_rule(self, rule: AlertRule, *, now: datetime | None = None) -> Evaluation:
@@ -514,8 +517,11 @@ class AlertEvaluator:
         while not self._stop.wait(self.interval_s):
             try:
                 self.run_once()
-            except Exception:
-                log.exception("evaluating alert rules failed")
+            except Exception as e:
+                if transient(e):
+                    log.warning("evaluating alert rules deferred to the next round: %s", e)
+                else:
+                    log.exception("evaluating alert rules failed")
 
     def run_once(self, *, now: datetime | None = None) -> list[Evaluation]:
         """Evaluate every project's enabled rules once (all at one time ``now``)."""

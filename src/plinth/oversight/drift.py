@@ -56,7 +56,7 @@ import numpy as np
 
 from plinth.domain.drift import MAX_WINDOW, MIN_REFERENCE, MIN_WINDOW, Comparison, DriftRun, ReferenceSpec
 from plinth.domain.projects import DEFAULT_PROJECT, project_scope, system_scope
-from plinth.errors import ErrorCode, PlinthError
+from plinth.errors import ErrorCode, PlinthError, transient
 from plinth.oversight import stats
 from plinth.usage.service import parse_duration, parse_time
 
@@ -620,8 +620,11 @@ class DriftScheduler:
         """Refresh the gauges, run what is due; per key run ``ok``, ``drifted`` or the error."""
         try:
             self.service.refresh_gauges()
-        except Exception:  # the store may be briefly unavailable: the next tick tries again
-            log.exception("refreshing the drift gauges failed")
+        except Exception as e:  # the store may be briefly unavailable: the next tick tries again
+            if transient(e):
+                log.warning("refreshing the drift gauges deferred to the next tick: %s", e)
+            else:
+                log.exception("refreshing the drift gauges failed")
         outcome: dict[str, str] = {}
         for key in self.due(now or self.service.clock()):
             project, _, name = key.rpartition("/")
