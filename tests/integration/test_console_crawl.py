@@ -88,3 +88,33 @@ def test_a_dataset_uploaded_through_the_form_becomes_a_version(live_server: Live
     browser.find_element(By.CSS_SELECTOR, "#dataset-upload button[type=submit]").click()
     box = wait_for(lambda: browser.find_element(By.ID, "dataset-upload-error").text, what="the upload's error")
     assert "empty" in box
+
+
+def test_a_policy_saved_through_the_guardrails_form_is_versioned(live_server: LiveServer, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    console_errors(browser)  # drain what earlier tests left (a refused upload logs its 400)
+    open_page(browser, live_server.url + "/console/guardrails")
+    browser.find_element(By.CSS_SELECTOR, "#policy-apply summary").click()
+    area = browser.find_element(By.ID, "policy-yaml")
+    area.clear()
+    area.send_keys(
+        "name: crawl-policy\ndescription: <script>alert(1)</script> from the console\n"
+        "rules:\n  - detector: pii\n    on: [input, output]\n    action: redact\n"
+    )
+    browser.find_element(By.CSS_SELECTOR, "#policy-apply button[type=submit]").click()
+    wait_for(lambda: browser.current_url.endswith("/console/guardrails/crawl-policy"), what="the new policy's page")
+    policy = httpx.get(live_server.url + "/api/v1/guardrails/policies/crawl-policy", timeout=30).json()
+    assert policy["name"] == "crawl-policy" and policy["version"] == 1, policy
+    assert "<script>alert(1)</script> from the console" in browser.find_element(By.TAG_NAME, "main").text
+    assert console_errors(browser) == []
+    # an invalid policy shows the API's message in the form and stores nothing
+    open_page(browser, live_server.url + "/console/guardrails")
+    browser.find_element(By.CSS_SELECTOR, "#policy-apply summary").click()
+    area = browser.find_element(By.ID, "policy-yaml")
+    area.clear()
+    area.send_keys("name: crawl-bad\nrules:\n  - detector: no-such-detector\n")
+    browser.find_element(By.CSS_SELECTOR, "#policy-apply button[type=submit]").click()
+    box = wait_for(lambda: browser.find_element(By.ID, "policy-apply-error").text, what="the form's error")
+    assert "no-such-detector" in box
+    assert httpx.get(live_server.url + "/api/v1/guardrails/policies/crawl-bad", timeout=30).status_code == 404

@@ -137,7 +137,7 @@
       toast(e.message, "error");
       const errSel = form.getAttribute("data-error");
       const target = errSel ? document.querySelector(errSel) : null;
-      if (target) target.textContent = e.message;
+      if (target) { target.textContent = e.message; target.hidden = false; }
     } finally {
       if (submit) { submit.disabled = false; submit.removeAttribute("aria-busy"); }
     }
