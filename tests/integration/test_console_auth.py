@@ -7,42 +7,24 @@ cookie cannot open another team's project; and a real Chromium signs in and out.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
+from tests.integration.test_deployments_auth import bootstrap_admin_key
 from tests.support.live_server import LiveServer, start_server, stop_server
 
 PASSWORD = "correct horse battery staple"
 
 
-def _root_key(home: Path) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
-    env.update({"PLINTH_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-    out = subprocess.run(
-        [sys.executable, "-m", "plinth", "keys", "create", "root", "--scope", "admin", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    return str(json.loads(out.stdout)["key"])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     home = tmp_path_factory.mktemp("console-auth-home")
-    root = _root_key(home)
+    root = bootstrap_admin_key(home)
     srv = start_server(
         home,
         PLINTH_AUTH="true",
