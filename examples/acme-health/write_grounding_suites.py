@@ -1,0 +1,548 @@
+"""Writes the second development suite and the second held-out suite of grounded answering.
+
+    python examples/acme-health/write_grounding_suites.py
+
+Both are assistant evaluation suites (``plinth eval MODEL --suite assistant --data FILE``; rows as
+in ``assistant-eval.jsonl``), written by hand from the policy documents in ``policies/``:
+
+* ``grounding-dev-2.jsonl`` — development questions for the grounding mechanism: members' own
+  words (GP, walk-in, meds, contacts, tummy tuck), typos, the plan given in an earlier turn,
+  filler ("my daughter twisted her ankle"), and on-topic questions the documents do not answer.
+  Thresholds and term maps may be tuned on it.
+* ``heldout/assistant-eval-2.jsonl`` — written once, in the same sitting as the development
+  set and committed before any code ran on it; other facts in other words. Never tuned on:
+  report it next to the development numbers.
+
+Every expected phrase of an answerable row is checked against its accepted documents by
+``tests/unit/rag/test_grounding_suites.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PHONE = "1-800-555-0142"
+REFUSAL = f"I don't know — the policy documents I can search do not answer this. Please contact Member Services at {PHONE}."
+DECLINE = "I can only help with questions about your Acme Health plan."
+
+OV = "plans-overview.md"
+B, S, G = "bronze-plan.md", "silver-plan.md", "gold-plan.md"
+
+
+def _rows(prefix: str, answerable: list[tuple[Any, ...]], unanswerable: list[str], off_topic: list[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def add(messages: list[dict[str, str]], answer: str, meta: dict[str, Any]) -> None:
+        rows.append(
+            {
+                "id": f"{prefix}-{len(rows) + 1:03d}",
+                "messages": [*messages, {"role": "assistant", "content": answer}],
+                "metadata": meta,
+            }
+        )
+
+    for q, answer, expect, wrong, documents in answerable:
+        if isinstance(q, str):
+            messages = [{"role": "user", "content": q}]
+        else:  # an earlier turn gives the plan
+            messages = [
+                {"role": "user", "content": q[0]},
+                {"role": "assistant", "content": "Sure, go ahead."},
+                {"role": "user", "content": q[1]},
+            ]
+        add(messages, answer, {"kind": "answerable", "expect": expect, "wrong": wrong, "documents": documents})
+    for q in unanswerable:
+        add([{"role": "user", "content": q}], REFUSAL, {"kind": "unanswerable"})
+    for q in off_topic:
+        add([{"role": "user", "content": q}], DECLINE, {"kind": "off_topic"})
+    return rows
+
+
+NOT_COVERED = ["not covered", "does not cover", "do not cover", "is not covered", "are not covered"]
+
+DEV_ANSWERABLE: list[tuple[Any, ...]] = [
+    (
+        "I'm on Gold — how much for a walk-in clinic visit when my doctor's office is closed?",
+        "Urgent care costs a $25 copay.",
+        ["$25"],
+        ["$50", "$75"],
+        [G, OV],
+    ),
+    (
+        "my daughter twisted her ankle, we have bronze, how much is the ER",
+        "An emergency room visit costs a $500 copay.",
+        ["$500"],
+        ["$350", "$150"],
+        [B, OV],
+    ),
+    (
+        "With Silver, how much are brand-name meds that are on the preferred list?",
+        "Preferred brand drugs cost a $40 copay.",
+        ["$40"],
+        ["$60", "$25"],
+        [S, "pharmacy-benefits.md"],
+    ),
+    ("What's the coinsurance rate on Bronze after I hit my deductible?", "40% coinsurance.", ["40%"], ["30%", "10%"], [B, OV]),
+    ("Gold: what share of a surgery bill do I pay once the deductible is done?", "10% coinsurance.", ["10%"], ["30%", "40%"], [G, OV]),
+    ("How much does Gold give me for contacts?", "An allowance of $150 every 12 months.", ["$150"], [], [G]),
+    ("Is an eye test covered on Gold, and what does it cost?", "One routine adult eye exam per year, $0 copay.", ["$0"], ["$20"], [G]),
+    ("How many visits to a chiropractor do Gold members get?", "Up to 20 visits per calendar year.", ["20 visits"], ["12 visits"], [G]),
+    ("Can I see a chiropractor on Bronze?", "Chiropractic care is not covered on the Bronze plan.", [NOT_COVERED], [], [B]),
+    (
+        "How many speech therapy sessions can my child get on Silver?",
+        "Up to 16 visits per calendar year.",
+        ["16 visits"],
+        ["12 visits", "20 visits"],
+        [S],
+    ),
+    ("How much is Bronze per month?", "The monthly premium is $289.", ["$289"], ["$412", "$568"], [B, OV]),
+    (
+        "What's a therapist visit for anxiety on Bronze?",
+        "A mental health office visit costs $50.",
+        ["$50"],
+        ["$30", "$15"],
+        [B, "mental-health.md"],
+    ),
+    (
+        "What do I pay for counselling with a psychologist on Gold?",
+        "A mental health office visit costs $15.",
+        ["$15"],
+        ["$30", "$50"],
+        [G, "mental-health.md"],
+    ),
+    (
+        "Do I need a referral to see a psychiatrist?",
+        "You do not need a referral for mental health care.",
+        [["do not need a referral", "no referral", "not needed"]],
+        [],
+        ["mental-health.md", "provider-network.md", B],
+    ),
+    (
+        "We just adopted a little girl. How long do we have to enroll her?",
+        "Within 60 days of the event.",
+        ["60 days"],
+        [],
+        ["enrollment-and-membership.md", OV],
+    ),
+    (
+        "I lost the insurance I had through work — how many days do I have to sign up with Acme?",
+        "Within 60 days.",
+        ["60 days"],
+        [],
+        ["enrollment-and-membership.md", OV],
+    ),
+    (
+        "Is there a cap on what I pay per fill for specialty meds on Silver?",
+        "30% up to $350 per fill.",
+        ["$350"],
+        ["$500", "$250"],
+        [S, "pharmacy-benefits.md"],
+    ),
+    (
+        "How much does a 3-month mail order supply cost?",
+        "A 90-day supply costs two retail copays.",
+        ["two retail copays"],
+        [],
+        ["pharmacy-benefits.md", B, S, G],
+    ),
+    (
+        "My doctor wants me to try a cheaper drug first — what's that called?",
+        "Step therapy.",
+        ["step therapy"],
+        [],
+        ["pharmacy-benefits.md"],
+    ),
+    (
+        "How fast will Acme answer a normal request for a drug that isn't on the list?",
+        "Standard exception requests are decided within 72 hours.",
+        ["72 hours"],
+        [],
+        ["pharmacy-benefits.md"],
+    ),
+    (
+        "Does knee surgery at an outpatient surgery center need pre-approval?",
+        "Yes, it needs prior authorization.",
+        [["prior authorization", "preauthorization"]],
+        [],
+        ["prior-authorization.md"],
+    ),
+    (
+        "Does a wheelchair that costs $800 need approval first?",
+        "Durable medical equipment over $500 needs prior authorization.",
+        [["prior authorization", "preauthorization"]],
+        [],
+        ["prior-authorization.md"],
+    ),
+    ("Once a prior auth is approved, how long is it usually good for?", "Usually 90 days.", ["90 days"], [], ["prior-authorization.md"]),
+    (
+        "I'm on Bronze and want a check-up while I live in France for a month. Am I covered?",
+        "Bronze does not cover routine care outside the United States.",
+        [NOT_COVERED],
+        [],
+        ["travel-coverage.md", "exclusions.md"],
+    ),
+    (
+        "How long do I have to send in a bill from a doctor I saw on my trip to Italy?",
+        "File a claim within 180 days of the date of service.",
+        ["180 days"],
+        [],
+        ["claims-and-appeals.md", "travel-coverage.md"],
+    ),
+    (
+        "If my claim gets turned down, how long do I have to fight it?",
+        "File an internal appeal within 180 days of the denial notice.",
+        ["180 days"],
+        [],
+        ["claims-and-appeals.md"],
+    ),
+    (
+        "Does an outside independent review cost me anything?",
+        "External review costs you nothing.",
+        ["costs you nothing"],
+        [],
+        ["claims-and-appeals.md"],
+    ),
+    (
+        "How long will Acme take to rule on my appeal for a surgery I haven't had yet?",
+        "Within 30 days.",
+        ["30 days"],
+        ["60 days"],
+        ["claims-and-appeals.md"],
+    ),
+    (
+        "Can my wife handle the appeal for me?",
+        "You may appoint someone, such as a family member, to appeal for you.",
+        ["family member"],
+        [],
+        ["claims-and-appeals.md"],
+    ),
+    ("Are breastfeeding classes paid for?", "Reimbursed up to $150 per pregnancy.", ["$150"], [], ["maternity-and-newborn.md"]),
+    ("What will delivering my baby cost on Silver?", "30% after the deductible.", ["30%"], ["40%", "10%"], ["maternity-and-newborn.md", S]),
+    (
+        "Does Silver pay for IVF?",
+        "IVF is covered only on Gold.",
+        [["only on gold", "gold plan covers", "covers diagnostic testing"]],
+        [],
+        ["exclusions.md", S],
+    ),
+    ("Are hearing aids included in Silver?", "Hearing aids are not covered on the Silver plan.", [NOT_COVERED], [], [S, "exclusions.md"]),
+    (
+        "Are prenatal checkups free?",
+        "Prenatal visits cost nothing on every plan in network.",
+        [["cost nothing", "no cost"]],
+        [],
+        ["maternity-and-newborn.md", B, S, G],
+    ),
+    (
+        "Are yellow fever shots covered on Bronze?",
+        "Travel vaccines are not covered on Bronze.",
+        [NOT_COVERED],
+        [],
+        ["pharmacy-benefits.md", "travel-coverage.md"],
+    ),
+    (
+        "Is the shingles jab free at the pharmacy?",
+        "Routine vaccines are free at in-network pharmacies.",
+        ["free"],
+        [],
+        ["pharmacy-benefits.md"],
+    ),
+    (
+        "Can I do a video appointment on a Sunday?",
+        "Acme Virtual Care is open 24 hours a day, 7 days a week.",
+        [["7 days a week", "24 hours a day"]],
+        [],
+        ["telehealth-and-nurse-line.pdf"],
+    ),
+    ("Is Bronze an HMO or a PPO?", "Bronze is an EPO.", ["EPO"], ["PPO"], [B, OV, "provider-network.md"]),
+    (
+        "Can I go to out-of-network doctors with Bronze?",
+        "Bronze does not cover out-of-network care.",
+        [["does not cover out-of-network", "covered only from providers in acme select", "only from providers"]],
+        [],
+        ["provider-network.md", B],
+    ),
+    (
+        "What's the out of network coinsurance on Gold?",
+        "30% coinsurance after the out-of-network deductible.",
+        ["30%"],
+        ["50%"],
+        [G, "travel-coverage.md"],
+    ),
+    ("Is a tummy tuck covered?", "Cosmetic surgery is not covered.", [["cosmetic"]], [], ["exclusions.md"]),
+    (
+        "Will Acme pay for breast reconstruction after a mastectomy?",
+        "Reconstructive surgery after a mastectomy is covered.",
+        ["reconstructive surgery"],
+        [],
+        ["exclusions.md"],
+    ),
+    ("Can I get my medical records for free?", "Yes, free of charge within 30 days.", ["free of charge"], [], ["member-rights.html"]),
+    ("How far back can I find out who my health info was shared with?", "The past six years.", ["six years"], [], ["member-rights.html"]),
+    ("How much is the dedcutible on silver?", "$3,000 per member.", ["$3,000"], ["$6,500", "$500"], [S, OV]),
+    ("whats the copay for a speclist on gold", "A $35 copay.", ["$35"], ["$60", "$100"], [G, OV]),
+    ("famly deductable for bronze?", "$13,000 per family.", ["$13,000"], ["$6,000", "$1,000"], [B, OV]),
+    (("I have the Silver plan.", "How much is a specialist visit?"), "A $60 copay.", ["$60"], ["$35", "$100"], [S, OV]),
+    (
+        ("We're a Gold family.", "And what do we pay for generic pills?"),
+        "A $5 copay.",
+        ["$5"],
+        ["$10", "$15"],
+        [G, OV, "pharmacy-benefits.md"],
+    ),
+    (
+        ("I'm on bronze btw", "how many physio visits do I get"),
+        "Up to 12 visits per calendar year.",
+        ["12 visits"],
+        ["16 visits", "20 visits"],
+        [B],
+    ),
+    (
+        "Do I have to pick a family doctor on the Silver plan?",
+        "Silver members are encouraged, but not required, to choose a PCP.",
+        [["not required", "encouraged"]],
+        [],
+        ["provider-network.md"],
+    ),
+    (
+        "How much does the Gold plan charge for a stay in the hospital?",
+        "A $250 copay per admission, then 10% after the deductible.",
+        ["$250"],
+        [],
+        [G],
+    ),
+]
+
+DEV_UNANSWERABLE = [
+    "What is the copay for an ambulance ride that is not an emergency?",
+    "Is there a copay for a blood transfusion on Bronze?",
+    "How many allergist visits does Gold allow per year?",
+    "Does Acme cover Botox for migraines?",
+    "Does the Gold plan pay for a private hospital room?",
+    "Does Acme offer a discount for non-smokers?",
+    "Is there a bonus for referring a friend to Acme?",
+    "What is the copay for a kidney transplant on Gold?",
+    "How much does Bronze charge for circumcising my newborn?",
+    "Does Acme pay for a medical alert bracelet?",
+    "What does Gold charge for a hearing test?",
+    "Is there a copay for lab work on Bronze?",
+    "How much does Silver pay for a physical exam for a sports team?",
+    "What is the copay for a dermatologist on Silver for acne?",
+    "Does the Silver plan cover a home sleep test?",
+]
+DEV_OFF_TOPIC = [
+    "How do I bake chocolate chip cookies?",
+    "What's the capital of Australia?",
+    "Write a haiku about the sea.",
+    "How many moons does Jupiter have?",
+    "Can you recommend a laptop for gaming?",
+    "What's a good name for a goldfish?",
+    "How do I renew my passport?",
+    "What is the best pet insurance?",
+    "Explain the rules of chess.",
+    "My doctor says I should exercise more — what's a good running plan for beginners?",
+]
+
+HELDOUT_ANSWERABLE: list[tuple[Any, ...]] = [
+    (
+        "Our household is on Silver — what's the combined deductible for the whole family?",
+        "$6,000 per family.",
+        ["$6,000"],
+        ["$13,000", "$1,000"],
+        [S, OV],
+    ),
+    (
+        "On Bronze, what's my share of an outpatient operation once the deductible's paid?",
+        "40% coinsurance.",
+        ["40%"],
+        ["30%", "10%"],
+        [B, OV],
+    ),
+    (
+        "I'm a Gold member. Is there a charge when I see a counselor for depression?",
+        "A $15 copay.",
+        ["$15"],
+        ["$30", "$50"],
+        [G, "mental-health.md"],
+    ),
+    (
+        "What will a month's supply of a non-preferred brand medicine cost me under Gold?",
+        "A $50 copay.",
+        ["$50"],
+        ["$80", "$120"],
+        [G, "pharmacy-benefits.md"],
+    ),
+    (
+        "What is the most a Gold member pays for one fill of a Tier 4 drug?",
+        "20% up to $250 per fill.",
+        ["$250"],
+        ["$350", "$500"],
+        [G, "pharmacy-benefits.md"],
+    ),
+    ("Does the Silver plan charge for a yearly eye checkup?", "A $20 copay.", ["$20"], [], [S]),
+    (
+        "Can Bronze members get money toward new hearing aids?",
+        "Hearing aids are not covered on the Bronze plan.",
+        [NOT_COVERED],
+        ["$1,500"],
+        [B, "exclusions.md"],
+    ),
+    (
+        "How many OT sessions per year does Bronze include?",
+        "Up to 12 visits per calendar year.",
+        ["12 visits"],
+        ["16 visits", "20 visits"],
+        [B],
+    ),
+    (
+        "If I go to the ER on Gold and they admit me, do I still owe the ER copay?",
+        "The $150 copay is waived if you are admitted.",
+        ["waived"],
+        [],
+        [G],
+    ),
+    (
+        "Silver member: what do I owe for an ambulance in an emergency?",
+        "30% coinsurance after the deductible.",
+        ["30%"],
+        ["40%", "10%"],
+        [S],
+    ),
+    (
+        "If I sign up during open enrollment, when does my coverage actually start?",
+        "On January 1.",
+        ["January 1"],
+        [],
+        ["enrollment-and-membership.md"],
+    ),
+    (
+        "I want to switch my primary doctor on Bronze. When would the change kick in?",
+        "On the first day of the next month.",
+        ["first day of the next month"],
+        [],
+        ["provider-network.md"],
+    ),
+    (
+        "How long do Bronze members have to choose a primary doctor before Acme picks one?",
+        "30 days of enrollment.",
+        ["30 days"],
+        [],
+        ["provider-network.md"],
+    ),
+    ("How many specialist visits does one Bronze referral allow?", "Up to 6 visits.", ["6 visits"], [], ["provider-network.md"]),
+    (
+        "Do I need a referral for my OB-GYN on Bronze?",
+        "No referral is needed for OB-GYN care.",
+        [["no referral is needed", "referrals are not needed", "not needed"]],
+        [],
+        [B, "provider-network.md"],
+    ),
+    (
+        "Before Gold pays for doctors outside the network, how much deductible must I meet?",
+        "$1,500 per member.",
+        ["$1,500"],
+        ["$6,000"],
+        [G, "provider-network.md", "travel-coverage.md"],
+    ),
+    (
+        "Does the Silver plan pay for a regular doctor visit while I'm traveling in Europe?",
+        "Silver does not cover routine care outside the United States.",
+        [NOT_COVERED],
+        [],
+        ["travel-coverage.md", "exclusions.md"],
+    ),
+    (
+        "Are typhoid shots covered for Gold members going abroad?",
+        "Travel vaccines are covered at no cost on Silver and Gold.",
+        ["no cost"],
+        [],
+        ["travel-coverage.md", "pharmacy-benefits.md"],
+    ),
+    (
+        "How much of my maintenance medicine can I get ahead of a long vacation?",
+        "Up to a 90-day supply.",
+        ["90-day"],
+        [],
+        ["travel-coverage.md"],
+    ),
+    ("How many breast pumps can I get per pregnancy?", "One per pregnancy.", ["one per pregnancy"], [], ["maternity-and-newborn.md"]),
+    (
+        "What does giving birth in hospital cost on Gold?",
+        "A $250 copay per admission, then 10% after the deductible.",
+        ["$250"],
+        [],
+        [G, "maternity-and-newborn.md"],
+    ),
+    ("Does Acme pay for a surrogate?", "Surrogacy arrangements are not covered.", ["surrogacy"], [], ["exclusions.md"]),
+    (
+        "Is private duty nursing ever covered?",
+        "Only when approved in advance as medically necessary.",
+        ["approved in advance"],
+        [],
+        ["exclusions.md"],
+    ),
+    (
+        "My hospital bill abroad was in euros. How does Acme convert it?",
+        "At the exchange rate of the date of service.",
+        ["exchange rate"],
+        [],
+        ["claims-and-appeals.md"],
+    ),
+    (
+        "On Bronze, do preferred brand drugs count against the deductible first?",
+        "Tier 2 and Tier 3 drugs are subject to the deductible on Bronze.",
+        ["subject to the deductible"],
+        [],
+        ["pharmacy-benefits.md"],
+    ),
+]
+HELDOUT_UNANSWERABLE = [
+    "How much does Silver pay for orthopedic shoe inserts?",
+    "How much does Acme pay for renting a birthing pool?",
+    "Is cryotherapy covered on Silver?",
+    "What does Bronze pay for a varicose vein ablation?",
+    "Is the Acme app available on smartwatches?",
+    "What's the cancellation fee if I leave Acme before the year ends?",
+    "What is the copay for a home COVID test on Bronze?",
+    "How many days of respite care does Gold include?",
+    "Does Acme cover scalp cooling caps during chemo?",
+    "How much does Silver pay toward a blood pressure cuff?",
+]
+HELDOUT_OFF_TOPIC = [
+    "What year did the Berlin Wall fall?",
+    "Draft an email asking my landlord to fix the heater.",
+    "What's the difference between a crocodile and an alligator?",
+    "Give me a packing list for a camping weekend.",
+    "How do I convert Celsius to Fahrenheit?",
+    "Which phone has the best camera right now?",
+    "Write a limerick about a cat.",
+    "How do I start a vegetable garden?",
+    "What's the history of the Olympic Games?",
+    "How much does life insurance cost for a 40-year-old?",
+]
+
+
+def development() -> list[dict[str, Any]]:
+    return _rows("dev2", DEV_ANSWERABLE, DEV_UNANSWERABLE, DEV_OFF_TOPIC)
+
+
+def heldout() -> list[dict[str, Any]]:
+    return _rows("ho2", HELDOUT_ANSWERABLE, HELDOUT_UNANSWERABLE, HELDOUT_OFF_TOPIC)
+
+
+def write(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    write(HERE / "grounding-dev-2.jsonl", development())
+    write(HERE / "heldout" / "assistant-eval-2.jsonl", heldout())
+
+
+if __name__ == "__main__":
+    main()
