@@ -163,7 +163,14 @@ class InferenceRuntime(abc.ABC):
         """The context window in tokens, or None when unknown (remote engines)."""
 
     @abc.abstractmethod
-    def prepare_chat(self, messages: list[dict[str, Any]]) -> Prompt: ...
+    def prepare_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, prefill: str = "") -> Prompt:
+        """The chat prompt: the model's template applied to ``messages`` (and ``tools``, in the
+        OpenAI shape, when the template lays them out itself), with ``prefill`` written after
+        the generation prompt as the start of the answer."""
+
+    def chat_template_handles_tools(self) -> bool:
+        """Whether the model's chat template lays out tool definitions itself."""
+        return False
 
     @abc.abstractmethod
     def prepare_text(self, text: str) -> Prompt: ...

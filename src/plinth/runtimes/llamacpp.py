@@ -64,8 +64,11 @@ class LlamaCppRuntime(EngineRuntimeMixin, InferenceRuntime):
         return self._engine.n_ctx_per_seq if self._engine is not None else None
 
     # -- prompts ---------------------------------------------------------------------------
-    def prepare_chat(self, messages: list[dict[str, Any]]) -> Prompt:
-        text = self._template.render(messages, add_generation_prompt=True)
+    def chat_template_handles_tools(self) -> bool:
+        return self._template.handles_tools if self._engine is not None else False
+
+    def prepare_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, prefill: str = "") -> Prompt:
+        text = self._template.render(messages, add_generation_prompt=True, tools=tools) + prefill
         # The template writes the BOS token itself where the model wants one.
         ids = self._eng().tokenize(text, add_bos=False)
         return Prompt(text=text, token_ids=ids, n_tokens=len(ids), is_chat=True)

@@ -86,7 +86,13 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
     def context_length(self) -> int | None:
         return self._ctx
 
-    def prepare_chat(self, messages: list[dict[str, Any]]) -> Prompt:
+    def prepare_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, prefill: str = "") -> Prompt:
+        if tools or prefill:
+            raise PlinthError(
+                ErrorCode.INVALID_REQUEST,
+                f"tools are not passed on to remote models yet (model {self.model.name!r} is served by a remote engine)",
+                param="tools",
+            )
         return Prompt(messages=messages, n_tokens=None, is_chat=True)
 
     def check_constraint(self, constraint: OutputConstraint) -> None:

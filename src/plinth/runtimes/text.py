@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import re
 from typing import Any
 
 from jinja2 import TemplateError
@@ -17,6 +18,11 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+
+def template_handles_tools(source: str | None) -> bool:
+    """Whether a chat template renders tool definitions (reads a ``tools`` variable)."""
+    return bool(source) and re.search(r"\btools\b", source or "") is not None
 
 
 def _raise(message: str) -> None:
@@ -35,14 +41,18 @@ class ChatTemplate:
             raise PlinthError(ErrorCode.INVALID_MODEL_FILE, f"the model's chat template does not parse: {e}") from None
         self.bos_token = bos_token
         self.eos_token = eos_token
+        #: whether the template lays out tool definitions itself (it reads a ``tools`` variable)
+        self.handles_tools = template_handles_tools(source)
 
-    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, tools: list[dict[str, Any]] | None = None) -> str:
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
         try:
             return self._template.render(
                 messages=messages,
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
+                **extra,
             )
         except PlinthError:
             raise

@@ -160,16 +160,23 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
     def context_length(self) -> int | None:
         return self._ctx if (self._model is not None or self._engine is not None) else None
 
-    def prepare_chat(self, messages: list[dict[str, Any]]) -> Prompt:
+    def chat_template_handles_tools(self) -> bool:
+        from plinth.runtimes.text import template_handles_tools
+
+        return template_handles_tools(self._tok.chat_template if isinstance(self._tok.chat_template, str) else None)
+
+    def prepare_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, prefill: str = "") -> Prompt:
         if self._tok.chat_template:
+            extra: dict[str, Any] = {"tools": tools} if tools else {}
             try:
-                text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
             except Exception as e:  # jinja errors from the model's own template
                 raise PlinthError(ErrorCode.INVALID_REQUEST, f"the model's chat template failed on these messages: {e}") from None
         else:
             from plinth.runtimes.text import ChatTemplate
 
             text = ChatTemplate(None).render(messages)
+        text += prefill
         ids = self._tok(text, add_special_tokens=False)["input_ids"]
         return Prompt(text=text, token_ids=list(ids), n_tokens=len(ids), is_chat=True)
 

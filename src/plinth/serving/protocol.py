@@ -1,8 +1,9 @@
 """OpenAI protocol models for ``/v1`` (requests validated here, responses documented here).
 
 Unknown request fields are ignored, as OpenAI clients send fields a server may not know;
-fields plinth cannot honour (tools) are refused with a 400 naming the field
-instead of being silently ignored. ``response_format`` (structured outputs) is checked here
+fields plinth cannot honour (``suffix``, ``best_of`` above 1) are refused with a 400 naming
+the field instead of being silently ignored. Tools (and the legacy ``functions``) are
+checked here for their shape and in :mod:`plinth.serving.tools` for their meaning. ``response_format`` (structured outputs) is checked here
 for its shape and in :mod:`plinth.serving.structured` for its schema.
 """
 
@@ -14,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from plinth.domain.numbers import API_INT_MAX
 
-Role = Literal["system", "developer", "user", "assistant", "tool"]
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+_NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 class TextPart(BaseModel):
@@ -23,17 +25,80 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCallIn(BaseModel):
+    """A call as an earlier assistant message carries it (``arguments`` is JSON text)."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str = Field("", max_length=1_000_000)
+
+
+class ToolCallIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(min_length=1, max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
+class FunctionDef(BaseModel):
+    """A function the model may call: its name, what it does, and its arguments' JSON schema."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(pattern=_NAME, description="letters, digits, _ . : - (at most 64)")
+    description: str | None = Field(None, max_length=8192)
+    parameters: dict[str, Any] | None = Field(None, description="a JSON schema of type object; absent: no arguments")
+    strict: bool | None = Field(
+        None, description="true: the schema may use only what constrained decoding enforces (as for response_format)"
+    )
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(min_length=1, max_length=64)
+
+
+class NamedToolChoice(BaseModel):
+    """``{"type": "function", "function": {"name": ...}}``: call this function."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Role
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = Field(None, max_length=128, description="assistant: the calls it made")
+    tool_call_id: str | None = Field(None, max_length=256, description="tool: the call this message answers")
+    function_call: FunctionCallIn | None = Field(None, description="assistant (legacy functions): the call it made")
 
     @model_validator(mode="after")
     def _content(self) -> ChatMessage:
         if self.content is None and self.role != "assistant":
             raise ValueError(f"content is required for a {self.role} message")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id (the id of the call it answers)")
+        if self.role == "function" and not self.name:
+            raise ValueError("a function message needs name (the function whose result it carries)")
+        if (self.tool_calls or self.function_call) and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls or function_call")
         return self
+
+    def calls(self) -> list[dict[str, str]]:
+        """The calls an assistant message carries: id, name, arguments."""
+        if self.tool_calls:
+            return [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments} for c in self.tool_calls]
+        if self.function_call:
+            return [{"id": "call_legacy", "name": self.function_call.name, "arguments": self.function_call.arguments}]
+        return []
 
     def text(self) -> str:
         if self.content is None:
@@ -59,7 +124,11 @@ class JSONSchemaFormat(BaseModel):
         alias="schema",
         description="a JSON schema (the subset constrained decoding enforces: see docs/adr/0111); absent: any JSON value",
     )
-    strict: bool | None = Field(None, description="accepted; the schema is always enforced by constrained decoding")
+    strict: bool | None = Field(
+        None,
+        description="true: the schema may use only what constrained decoding enforces (else a 400) and every answer validates; "
+        "false or absent: any JSON schema, enforced as far as the decoder can (docs/adr/0118)",
+    )
 
 
 class ResponseFormat(BaseModel):
@@ -140,8 +209,13 @@ class ChatCompletionRequest(_SamplingFields):
     # plinth extension: answer from this knowledge base (``name`` or ``name@version``),
     # overriding the one attached to the model id.
     knowledge_base: str | None = Field(None, min_length=1, max_length=160)
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[Tool] | None = Field(None, max_length=128, description="functions the model may call (docs/adr/0118)")
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
+        None, description="none, auto (the default with tools), required (some call), or a named function; the last two are enforced"
+    )
+    parallel_tool_calls: bool | None = Field(None, description="false: at most one call per answer")
+    functions: list[FunctionDef] | None = Field(None, max_length=128, description="legacy: functions, answered with function_call")
+    function_call: Literal["none", "auto"] | NamedFunction | None = Field(None, description="legacy: as tool_choice")
     response_format: ResponseFormat | None = None
     logprobs: bool | None = Field(None, description="return each output token's log-probability")
     top_logprobs: int | None = Field(None, ge=0, le=20, description="with logprobs: this many most likely tokens at each position")
@@ -151,8 +225,8 @@ class ChatCompletionRequest(_SamplingFields):
 
     @model_validator(mode="after")
     def _chat_checks(self) -> ChatCompletionRequest:
-        if self.tools:
-            raise ValueError("tools / function calling are not supported by this server")
+        if self.tools and self.functions:
+            raise ValueError("give tools or the legacy functions, not both")
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
         if self.max_completion_tokens is not None and self.max_tokens is None:
@@ -220,9 +294,22 @@ class CompletionLogprobs(BaseModel):
     text_offset: list[int]
 
 
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
 class ChatChoiceMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
+    function_call: FunctionCallOut | None = None
 
 
 class ChatChoice(BaseModel):

@@ -28,6 +28,7 @@ from plinth.serving.pipeline import ChainedFilter, ChatContext, ChatStage, Outpu
 from plinth.serving.protocol import ChatCompletionRequest, CompletionRequest, _SamplingFields
 from plinth.serving.stops import StopMatcher
 from plinth.serving.structured import constraint_from
+from plinth.serving.tools import FORCED_PREFILL, ToolCall, ToolPlan, default_format_messages, plan_from, template_messages
 
 _STANDARD_FIELDS = frozenset({"id", "object", "created", "model", "choices", "usage", "system_fingerprint"})
 
@@ -105,6 +106,10 @@ class GenerationJob:
     adapter: AdapterRef | None = None
     ctx: ChatContext | None = None
     answer: StageAnswer | None = None  # answered by a stage: no generation, no admission slot
+    tool_plan: ToolPlan | None = None  # the request's tools (see plinth.serving.tools)
+    #: each choice's tool calls, in order
+    tool_calls: dict[int, list[ToolCall]] = field(default_factory=dict)
+    _tc_pending: dict[int, list[ToolCall]] = field(default_factory=dict)  # not yet taken (take_tool_calls)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: int = field(default_factory=lambda: int(time.time()))
     admitted_at: float = field(default_factory=time.monotonic)
@@ -149,6 +154,15 @@ class GenerationJob:
         if not self._reported and self.ctx is not None:
             self._reported = True
             self.service._report(self.ctx, self, self.error)
+
+    def take_tool_calls(self, idx: int) -> list[ToolCall]:
+        """The tool calls of choice ``idx`` completed since the last take (in order)."""
+        return self._tc_pending.pop(idx, [])
+
+    def _add_calls(self, idx: int, calls: list[ToolCall]) -> None:
+        if calls:
+            self.tool_calls.setdefault(idx, []).extend(calls)
+            self._tc_pending.setdefault(idx, []).extend(calls)
 
     def _filter(self, idx: int) -> OutputFilter | None:
         if self.ctx is None:
@@ -200,6 +214,7 @@ class GenerationJob:
                 prompt = self.prompts[self.choice_prompt[idx]]
                 matcher = StopMatcher(params.stop)
                 out = self._filter(idx)
+                parser = self.tool_plan.parser() if self.tool_plan is not None and self.tool_plan.active else None
                 sent: list[str] = []
                 finish: str | None = None
                 counted = 0
@@ -227,12 +242,17 @@ class GenerationJob:
                             self.logprobs.setdefault(idx, []).extend(d.logprobs)
                             self._lp_pending.setdefault(idx, []).extend(d.logprobs)
                         piece = matcher.feed(d.text)
+                        called = False
+                        if parser is not None and piece:
+                            piece, calls = parser.feed(piece)
+                            self._add_calls(idx, calls)
+                            called = bool(calls)
                         if out is not None and piece:
                             piece = out.feed(piece)
                             if out.halt is not None:
                                 finish = out.halt_reason
                                 piece = out.halt
-                        if piece:
+                        if piece or called:
                             sent.append(piece)
                             yield idx, piece, None
                         if finish is not None:
@@ -244,6 +264,11 @@ class GenerationJob:
                             finish = d.finish_reason
                     if out is None or out.halt is None:
                         rest = matcher.flush()
+                        if parser is not None:
+                            head, calls = parser.feed(rest) if rest else ("", [])
+                            tail, more = parser.flush()
+                            rest = head + tail
+                            self._add_calls(idx, calls + more)
                         if out is not None:
                             rest = (out.feed(rest) if rest else "") + out.flush()
                             if out.halt is not None:
@@ -267,6 +292,8 @@ class GenerationJob:
                     if "completion_tokens" in usage_from_engine:
                         self.completion_tokens += usage_from_engine["completion_tokens"] - counted
                 finish = finish or "stop"
+                if self.tool_calls.get(idx) and finish == "stop":
+                    finish = "function_call" if self.tool_plan is not None and self.tool_plan.legacy else "tool_calls"
                 m.generations.labels(model, finish).inc()
                 self.finish_reasons.append(finish)
                 texts.append("".join(sent))
@@ -303,7 +330,7 @@ class GenerationJob:
             choices = [
                 {
                     "index": r.index,
-                    "message": {"role": "assistant", "content": r.text},
+                    "message": self._message(r.index, r.text),
                     "finish_reason": r.finish_reason,
                     "logprobs": self._logprobs_of(self.logprobs.get(r.index, [])),
                 }
@@ -331,6 +358,18 @@ class GenerationJob:
             "system_fingerprint": None,
             **self.extras,
         }
+
+    def _message(self, idx: int, text: str) -> dict[str, Any]:
+        """A chat choice's message: its text, and its tool calls where it made any."""
+        calls = self.tool_calls.get(idx)
+        if not calls:
+            return {"role": "assistant", "content": text}
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if self.tool_plan is not None and self.tool_plan.legacy:
+            message["function_call"] = calls[0].legacy()
+        else:
+            message["tool_calls"] = [c.openai() for c in calls]
+        return message
 
     @property
     def wants_logprobs(self) -> bool:
@@ -405,6 +444,17 @@ class GenerationJob:
                 return event({**base, "choices": [choice], **extra, **self.extras})
             return event({**base, "choices": [choice], **extra})
 
+        sent_calls: dict[int, int] = {}
+
+        def tool_chunk(idx: int, call: ToolCall) -> bytes:
+            k = sent_calls.get(idx, 0)
+            sent_calls[idx] = k + 1
+            if self.tool_plan is not None and self.tool_plan.legacy:
+                delta: dict[str, Any] = {"function_call": call.legacy()}
+            else:
+                delta = {"tool_calls": [call.openai(index=k)]}
+            return event({**base, "choices": [{"index": idx, "delta": delta, "finish_reason": None, "logprobs": None}], **extra})
+
         try:
             started: set[int] = set()
             async for idx, piece, finish in self.choices():
@@ -413,6 +463,8 @@ class GenerationJob:
                     yield chunk(idx, "", None, role=True)
                 if piece:
                     yield chunk(idx, piece, None)
+                for call in self.take_tool_calls(idx):
+                    yield tool_chunk(idx, call)
                 if finish:
                     yield chunk(idx, None if self.kind == "chat" else "", finish)
             if self.include_usage:
@@ -463,11 +515,20 @@ class CompletionService:
             self._check_limits(req)
             r = await self.manager.resolve(ctx.served_model)
             lm, adapter = r.lm, r.adapter
+            plan = plan_from(req)
+            if lm.runtime.remote_structured_outputs and (plan is not None or any(m.role in ("tool", "function") for m in req.messages)):
+                raise PlinthError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"tools are not passed on to remote models yet (model {req.model!r} is served by a remote engine)",
+                    param="tools",
+                )
             # a remote engine enforces the schema itself: only JSON Schema's own rules are checked here
             constraint = constraint_from(req.response_format, enforced_here=not lm.runtime.remote_structured_outputs)
+            if plan is not None and plan.forced:
+                constraint = plan.constraint()  # a forced call is the answer: response_format is for text answers
             if constraint is not None:
                 await self._prepare(lm, lambda: lm.runtime.check_constraint(constraint))
-            messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+            messages = [_message_dict(m) for m in req.messages]
             pinned = Attachments(knowledge_base=req.knowledge_base) if req.knowledge_base else None
             attachments = self._route_attachments(ctx, r.served_id).overlay(pinned)
             if attachments.system_prompt and not any(m["role"] == "system" for m in messages):
@@ -476,8 +537,10 @@ class CompletionService:
             answer = await self._before(ctx)
             if answer is not None:
                 return self._answered(lm, "chat", req, ctx, answer, n_prompts=1)
-            prompt = await self._prepare(lm, lambda: lm.runtime.prepare_chat(ctx.messages))
-            return await self._admit(lm, "chat", req, [prompt], param="messages", adapter=adapter, ctx=ctx, constraint=constraint)
+            prompt = await self._prepare(lm, lambda: _chat_prompt(lm, ctx.messages, plan))
+            job = await self._admit(lm, "chat", req, [prompt], param="messages", adapter=adapter, ctx=ctx, constraint=constraint)
+            job.tool_plan = plan
+            return job
         except BaseException as e:
             self._report(ctx, None, e)
             raise
@@ -693,3 +756,30 @@ class CompletionService:
             adapter=adapter,
             ctx=ctx,
         )
+
+
+def _message_dict(m: Any) -> dict[str, Any]:
+    """A protocol message as the stages and templates read it: role and text, and the calls
+    (``tool_calls``: id, name, arguments) or the call answered (``tool_call_id``)."""
+    role = {"developer": "system", "function": "tool"}.get(m.role, m.role)
+    d: dict[str, Any] = {"role": role, "content": m.text()}
+    calls = m.calls()
+    if calls:
+        d["tool_calls"] = calls
+    if role == "tool":
+        d["tool_call_id"] = m.tool_call_id or m.name
+    return d
+
+
+def _chat_prompt(lm: LoadedModel, messages: list[dict[str, Any]], plan: ToolPlan | None) -> Prompt:
+    """The chat prompt with the request's tools laid out: by the model's template where it
+    does so itself, else in plinth's default format (see plinth.serving.tools)."""
+    tooled = any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
+    if plan is None and not tooled:
+        return lm.runtime.prepare_chat(messages)
+    rt = lm.runtime
+    if rt.chat_template_handles_tools():
+        tools = [t.openai() for t in plan.allowed()] if plan is not None and plan.active else None
+        return rt.prepare_chat(template_messages(messages), tools=tools)
+    prefill = FORCED_PREFILL if plan is not None and plan.forced else ""
+    return rt.prepare_chat(default_format_messages(messages, plan), prefill=prefill)

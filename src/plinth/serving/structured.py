@@ -4,9 +4,13 @@ The constraint is enforced by the engine while it decodes (see docs/adr/0111): l
 through a GBNF grammar, the torch engine through llguidance. Both compile a JSON schema
 into a grammar, and each converter enforces a different part of JSON Schema; a keyword that
 a converter would silently drop would let through answers that do not validate. So a
-schema is accepted only when every keyword in it is one both engines enforce (or an
-annotation, which constrains nothing); anything else is a 400 naming
+``strict`` schema is accepted only when every keyword in it is one both engines enforce (or
+an annotation, which constrains nothing); anything else is a 400 naming
 ``response_format.json_schema.schema`` and the keyword, never a promise that is not kept.
+A schema that is not ``strict`` (as OpenAI, which guarantees only strict schemas) may use
+any of JSON Schema: what the decoder cannot enforce is dropped from the constraint
+(:func:`relax_schema`), so the answer keeps the schema's structure and may break only a
+dropped keyword (a ``minimum``, say).
 """
 
 from __future__ import annotations
@@ -51,7 +55,11 @@ def constraint_from(response_format: Any, *, enforced_here: bool = True) -> Outp
         return OutputConstraint(kind="json_object", schema=None, response_format=raw)
     spec = response_format.json_schema
     schema = spec.schema_ if spec.schema_ is not None else {}
-    check_schema(schema, subset=enforced_here)
+    if spec.strict or not enforced_here:
+        check_schema(schema, subset=enforced_here)
+    else:  # not strict: any valid schema, enforced as far as the decoder can (relax_schema)
+        check_schema(schema, subset=False)
+        schema = relax_schema(schema)
     return OutputConstraint(kind="json_schema", schema=schema, response_format=raw)
 
 
@@ -253,3 +261,104 @@ def _is_type(v: Any, t: Any) -> bool:
     if t == "object":
         return isinstance(v, dict)
     return False
+
+
+def relax_schema(schema: Any) -> dict[str, Any]:
+    """``schema`` cut down to what constrained decoding enforces, for schemas that are not
+    ``strict``: keywords outside the subset are dropped (``minimum``, ``multipleOf``, an
+    unanchored ``pattern``, an unknown ``format`` ...), ``oneOf`` becomes ``anyOf`` and
+    ``allOf`` of objects is merged. The answer then has the schema's structure (names, types,
+    required properties, enums) and may break only a dropped keyword; a schema that still
+    cannot be enforced becomes "any JSON object"."""
+    try:
+        out = _relax(schema, 0)
+        if not isinstance(out, dict):
+            return {"type": "object"}
+        _Walker(out).node(out, "#", 0)
+        return out
+    except (PlinthError, TypeError, AttributeError, ValueError, KeyError, RecursionError):
+        return {"type": "object"}
+
+
+def _relax(s: Any, depth: int) -> Any:
+    if depth > MAX_DEPTH or not isinstance(s, dict):
+        return {}
+    keep = {k: s[k] for k in s if k in ANNOTATIONS}
+    for defs in ("$defs", "definitions"):
+        if isinstance(s.get(defs), dict):
+            keep[defs] = {name: _relax(sub, depth + 1) for name, sub in s[defs].items()}
+    if "$ref" in s:
+        return {**keep, "$ref": s["$ref"]}
+    union = s.get("anyOf", s.get("oneOf"))
+    if isinstance(union, list) and union:
+        return {**keep, "anyOf": [_relax(b, depth + 1) for b in union]}
+    if isinstance(s.get("allOf"), list) and s["allOf"]:
+        merged: dict[str, Any] = {k: v for k, v in s.items() if k != "allOf"}
+        for part in s["allOf"]:
+            if isinstance(part, dict):
+                for k, v in part.items():
+                    if k == "properties" and isinstance(v, dict):
+                        merged.setdefault("properties", {}).update(v)
+                    elif k == "required" and isinstance(v, list):
+                        merged["required"] = list(dict.fromkeys([*merged.get("required", []), *v]))
+                    else:
+                        merged.setdefault(k, v)
+        return _relax(merged, depth + 1)
+    if "const" in s or "enum" in s:
+        values = [s["const"]] if "const" in s else s["enum"]
+        out = {**keep, "enum": list(values)} if "const" not in s else {**keep, "const": s["const"]}
+        if "type" in s:
+            types = s["type"] if isinstance(s["type"], list) else [s["type"]]
+            if all(any(_is_type(v, t) for t in types) for v in values):
+                out["type"] = s["type"]
+        return out
+    t = s.get("type")
+    if t is None and ("properties" in s or "required" in s or "additionalProperties" in s):
+        t = "object"
+    if isinstance(t, list):
+        return {**keep, "type": [x for x in t if x in TYPES] or "object"}
+    if t == "object":
+        props = {k: _relax(v, depth + 1) for k, v in (s.get("properties") or {}).items()} if isinstance(s.get("properties"), dict) else {}
+        out = {**keep, "type": "object"}
+        if props:
+            out["properties"] = props
+        required = [r for r in s.get("required", []) if r in props] if isinstance(s.get("required"), list) else []
+        if required:
+            out["required"] = required
+        extra = s.get("additionalProperties")
+        if isinstance(extra, bool):
+            out["additionalProperties"] = extra
+        elif isinstance(extra, dict):
+            out["additionalProperties"] = _relax(extra, depth + 1)
+        return out
+    if t == "array":
+        out = {**keep, "type": "array"}
+        if isinstance(s.get("prefixItems"), list):
+            out["prefixItems"] = [_relax(x, depth + 1) for x in s["prefixItems"]]
+            return out
+        if isinstance(s.get("items"), dict):
+            out["items"] = _relax(s["items"], depth + 1)
+        for k in ("minItems", "maxItems"):
+            if isinstance(s.get(k), int) and 0 <= s[k] <= MAX_REPEAT:
+                out[k] = s[k]
+        if out.get("maxItems", MAX_REPEAT) < out.get("minItems", 0):
+            out.pop("maxItems")
+        return out
+    if t == "string":
+        out = {**keep, "type": "string"}
+        p = s.get("pattern")
+        anchored = isinstance(p, str) and len(p) >= 2 and p.startswith("^") and p.endswith("$")
+        if isinstance(p, str) and anchored and not any(c in p for c in '"\\.') and "[^" not in p:
+            out["pattern"] = p
+        elif s.get("format") in FORMATS:
+            out["format"] = s["format"]
+        else:
+            for k in ("minLength", "maxLength"):
+                if isinstance(s.get(k), int) and 0 <= s[k] <= MAX_REPEAT:
+                    out[k] = s[k]
+            if out.get("maxLength", MAX_REPEAT) < out.get("minLength", 0):
+                out.pop("maxLength")
+        return out
+    if t in TYPES:
+        return {**keep, "type": t}
+    return keep
