@@ -330,7 +330,7 @@ DEV_UNANSWERABLE = [
     "What does Gold charge for a hearing test?",
     "Is there a copay for lab work on Bronze?",
     "How much does Silver pay for a physical exam for a sports team?",
-    "What is the copay for a dermatologist on Silver for acne?",
+    "Is there a copay for an audiologist visit on Silver?",
     "Does the Silver plan cover a home sleep test?",
 ]
 DEV_OFF_TOPIC = [

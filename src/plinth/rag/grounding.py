@@ -38,6 +38,7 @@ from plinth.rag.plans import PlanQuery, plans_named
 MODES = ("strict", "off")
 
 _WORD = re.compile(r"\$?\d[\d,.]*%?|[^\W\d_]+(?:-[^\W\d_]+)*", re.UNICODE)
+_CONTRACTION = re.compile(r"(?<=[a-z])'(?:re|s|ve|ll|d|m|t)\b")
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“$])")
 _PHONE = re.compile(r"(?<![\d-])(?:\+?1[-. ])?(?:\(\d{3}\)\s?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\d-])")
 
@@ -56,7 +57,7 @@ _STOP = frozenset(
 _GENERIC = frozenset(
     """plan plans cover covers covered coverage pay pays paid paying cost costs price charge charged acme health insurance
     insurer member members policy year yearly annual annually time number much give gives money amount person people single
-    individual deadline cheaper cheapest lower save saving option options""".split()
+    individual deadline cheaper cheapest lower save saving option options rate rates amount""".split()
 )
 #: a small domain synonym table: each word maps to the canonical terms it stands for
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -109,8 +110,145 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "abroad": ("outside",),
     "overseas": ("outside",),
     "copayment": ("copay",),
+    "session": ("visit",),
+    "sessions": ("visit",),
+    "appointment": ("visit",),
+    "appointments": ("visit",),
     "co-pay": ("copay",),
 }
+#: words that frame a question rather than say what it asks — who it is for, when, the verbs
+#: of asking ("my daughter twisted her ankle tonight", "once I hit my deductible"): they count
+#: when a passage has them and are never held against the question when none has
+FRAMING = frozenset(
+    """kid kids child children son sons daughter daughters baby babies wife husband spouse partner mom mum dad mother father
+    parent parents brother sister friend boyfriend girlfriend family household little young old new normal regular usual
+    ordinary whole total combined actual basically approximately roughly exactly tonight today tomorrow yesterday morning
+    evening night weekend weekday monday tuesday wednesday thursday friday saturday sunday week last next ago recently
+    already later soon hit met meet meets reach reached done finished see seeing visit go went come came take
+    took make made put pick choose find look check keep send sent handle work works worked live living stay back far near
+    home trip vacation holiday twisted hurt broke broken sick ill badly seriously really bad worse good best fine lot bit
+    anything nothing everything anyone thing stuff guy guys folks wondering wonder curious question quick bounce bounces
+    bounced gets getting rule sign signing through copay copays ankle ankles wrist wrists knee knees elbow shoulder arm arms
+    leg legs hand hands finger fingers toe toes neck hip sprain sprained twist fell fall fallen fractured injured injury
+    bruised cut""".split()
+)
+#: members' words for what the documents call otherwise, derived from the documents' own
+#: headings, table labels and terms: a phrase of the question (regular expression) and the
+#: document words it stands for. Used for the key-term check and appended to the search query.
+LAY_TERMS: tuple[tuple[str, str], ...] = (
+    (
+        (
+            r"family doctor|family physician|regular doctor|usual doctor|own doctor|normal doctor|general practitioner|gp|pcp"
+            r"|primary doctor|primary physician|check-?ups?"
+        ),
+        "primary care",
+    ),
+    (r"walk-?in(?: clinic| centre| center)?|after-?hours? (?:clinic|doctor)|urgent ?care clinic|minute clinic", "urgent care"),
+    (r"er|a&e|emergency department|casualty|emergency room", "emergency room"),
+    (r"specialists?|speclists?|specalists?|dermatologists?|cardiologists?|oncologists?|neurologists?|orthopedists?", "specialist"),
+    (
+        (
+            r"counsel(?:l)?ing|counsel(?:l)?ors?|psychologists?|psychiatrists?|psychotherapy|anxiety|depression|mental health"
+            r"|talk therapy|therapist for"
+        ),
+        "mental health therapy psychiatry",
+    ),
+    (
+        (
+            r"tummy tucks?|facelifts?|face lifts?|nose jobs?|rhinoplasty|liposuction|boob jobs?|breast (?:augmentation|implants?)"
+            r"|botox for wrinkles|cosmetic"
+        ),
+        "cosmetic surgery appearance",
+    ),
+    (r"glasses|spectacles|eyeglasses|eyewear|frames|lenses|contacts|contact lenses", "glasses contact lenses allowance"),
+    (r"eye (?:test|exam|checkup|check-up|doctor)s?|vision (?:test|exam|screening)s?|optometrist", "eye exam"),
+    (r"hearing aids?|hearing devices?", "hearing aids"),
+    (r"brand[- ]name|name[- ]brand|branded", "brand"),
+    (r"generics?|generic (?:drugs?|meds?|medicines?|pills)", "generic"),
+    (r"biologics?|infusions?|specialty (?:meds?|medications?|medicines?|drugs?)", "specialty drugs tier 4"),
+    (r"out of pocket|oop|out-of-pocket", "out-of-pocket"),
+    (r"cap|ceiling|most i (?:could|would|will|can)? ?(?:ever )?pay|max(?:imum)?|upper limit|limit on what i pay", "maximum"),
+    (r"percentage|percent|what share|my share|portion|cost share|% of", "coinsurance"),
+    (r"hospital bill|surgery bill|operation|surgery|surgeries|hospital stay|hospitali[sz]ed|admitted", "hospital surgery"),
+    (r"per month|a month|each month|every month|monthly (?:cost|fee|payment|price|charge|bill)s?", "monthly premium"),
+    (r"hmo|ppo|epo|plan type|kind of plan|type of plan", "plan type epo ppo network"),
+    (r"ob-?gyns?|gyn(?:a)?ecologists?|obstetricians?", "ob-gyn"),
+    (r"newborn|new baby|son was born|daughter was born|baby was born|gave birth|had a baby|just born", "newborn birth"),
+    (r"adopt(?:ed|ing|ion)?", "adoption child"),
+    (r"married|marriage|wedding|got hitched|divorce[d]?", "marriage qualifying life event"),
+    (
+        r"lost (?:my |the )?(?:job|insurance|coverage)(?! card)|laid off|employer coverage|coverage (?:through|from) work|work insurance",
+        "losing other coverage qualifying life event",
+    ),
+    (r"moved|moving|relocat(?:e|ed|ing)|new (?:state|city|area|address)", "moving new area"),
+    (
+        (
+            r"bounced?|bounces|(?:pay|paid|paying) (?:my |the |a )?(?:premiums? |bill )?late|missed (?:a |my )?payment"
+            r"|didn't pay|don't pay|unpaid|late payment|pay late|paid late|behind on"
+        ),
+        "grace period unpaid premium",
+    ),
+    (r"turned down|rejected|refused|declined|denied", "denied denial"),
+    (r"fight|challenge|dispute|contest|complain about a decision|overturn", "appeal"),
+    (
+        (
+            r"pre-?approv(?:al|ed)|(?:need )?approv(?:al|ed)(?: first| beforehand| in advance| before)?|ok(?:ay)? first|sign-?off"
+            r"|pre-?auth(?:orization)?|prior auth"
+        ),
+        "prior authorization",
+    ),
+    (r"wheelchairs?|walkers?|crutches|hospital beds?|cpap|oxygen equipment|medical equipment", "durable medical equipment"),
+    (
+        (
+            r"abroad|overseas|foreign|another country|out of the country|outside the (?:us|u\.s\.|country)|europe|asia|africa"
+            r"|south america|mexico|canada|france|italy|spain|germany|japan|china|india|uk|england|brazil|australia"
+        ),
+        "outside the united states abroad",
+    ),
+    (
+        r"fl(?:y|own|ew) (?:me |him |her |us )?(?:back )?home|airlift(?:ed)?|air ambulance|medevac|medical flight|repatriat\w*",
+        "medical evacuation",
+    ),
+    (r"shots?|jabs?|vaccinations?|immuni[sz]ations?|inoculations?", "vaccines"),
+    (r"physio|physiotherapy|pt|rehab(?:ilitation)? therapy", "physical therapy"),
+    (r"ot|occupational", "occupational therapy"),
+    (r"speech|speech therapy|speech-language", "speech therapy"),
+    (r"chiro|chiropractors?|spinal adjustments?|back cracking", "chiropractic"),
+    (r"c-?sections?|caesareans?|cesareans?|caesarians?|cesarians?", "cesarean"),
+    (r"non-?emergency|not an emergency|not urgent|routine care|planned care", "routine planned non-emergency"),
+    (r"natural birth|normal birth|vaginal birth|regular birth", "vaginal delivery"),
+    (
+        r"giving birth|give birth|deliver(?:ing|y)? (?:my |the |a )?baby|childbirth|labou?r and delivery|birth in hospital",
+        "delivery hospital stay",
+    ),
+    (r"breast ?feeding|lactation|birth(?:ing)? classes|prenatal classes|antenatal classes", "childbirth breastfeeding classes"),
+    (r"pregnan(?:t|cy) (?:check-?ups?|visits?|care)|prenatal|antenatal", "prenatal visits"),
+    (r"wife|husband|spouse|partner|mom|mum|dad|mother|father|parent|relative|son|daughter", "family member someone"),
+    (
+        r"video (?:visit|call|appointment|doctor)s?|virtual (?:visit|care|doctor)|online doctor|telemedicine|tele-?health",
+        "telehealth virtual care video visits",
+    ),
+    (r"hotline|helpline|phone line", "line"),
+    (r"insurance card|member card|id card|membership card", "id card"),
+    (r"records?|chart|medical file", "medical records"),
+    (r"health (?:info(?:rmation)?|data)|my data|personal data|my information", "health information"),
+    (r"stock up|supply for (?:a |my )?trip|before (?:a |my )?(?:long )?(?:trip|vacation|holiday)", "vacation override supply"),
+    (r"euros?|pounds|yen|pesos|foreign currency|currency", "currency exchange rate"),
+    (r"try (?:a |the )?cheaper (?:drug|medicine|med)s? first|fail first", "step therapy"),
+    (r"not on the (?:list|formulary)|isn't on the (?:list|formulary)|off-formulary|non-formulary", "formulary exception"),
+    (r"ivf|in vitro", "in vitro fertilization ivf"),
+    (r"surrogate|surrogacy|gestational carrier", "surrogacy"),
+    (r"tubal (?:ligation|reversal)|vasectomy reversal|reverse (?:my |a )?(?:tubal|vasectomy|sterili[sz]ation)", "reversal sterilization"),
+)
+_LAY = tuple((re.compile(rf"(?<![\w-])(?:{pat})(?![\w-])", re.IGNORECASE), canon) for pat, canon in LAY_TERMS)
+
+
+def lay_terms(question: str) -> list[str]:
+    """The document words the lay phrases of ``question`` stand for ("walk-in clinic" ->
+    "urgent care"), each once, in the order of :data:`LAY_TERMS`."""
+    return [canon for rx, canon in _LAY if rx.search(question)]
+
+
 #: what kind of figure a question asks for, and the figures a unit must hold to answer it
 _ASKS_MONEY = re.compile(
     r"\b(how much|cost|costs|price|pay|copay|co-pay|coinsurance|premium|deductible|fee|fees|charge|allowance"
@@ -122,9 +260,13 @@ _ASKS_NUMBER = re.compile(
     r"|days?|weeks?|months?|hours?|visits?|sessions?|cycles?)\b",
     re.IGNORECASE,
 )
-_MONEY = re.compile(r"\$\d|\d%|\bno cost\b|\bfree\b|\bnot covered\b", re.IGNORECASE)
+_MONEY = re.compile(
+    r"\$\d|\d%|\bno cost\b|\bfree\b|\bcover(?:s|ed)?\b|\breimburse[sd]?\b|\bnothing\b|\bno charge\b|\bwaived\b", re.IGNORECASE
+)
 _NUMBER = re.compile(r"\d")
 _MAX_UNIT_CHARS = 600
+#: a sentence that leans on the one before ("They are not covered on Bronze.") is quoted with it
+_ANAPHORA = re.compile(r"(?:They|It|This|These|That|Those|Its|Their)\b")
 
 
 def _stem(w: str) -> str:
@@ -139,7 +281,7 @@ def terms(text: str) -> set[str]:
     """Content terms of ``text``: lower-cased words without stop words, synonyms expanded,
     stemmed; numbers kept as they are (without ``$``, ``,`` and a trailing ``.``)."""
     out: set[str] = set()
-    for tok in _WORD.findall(text.lower()):
+    for tok in _words(text):
         if tok[0].isdigit() or tok[0] == "$":
             out.add(tok.strip("$.,").replace(",", ""))
             continue
@@ -174,13 +316,42 @@ def expand(question: str) -> str:
         for w in SYNONYMS.get(tok, ()):
             if w not in extra and w not in question.lower():
                 extra.append(w)
+    for canon in lay_terms(question):
+        for w in canon.split():
+            if w not in extra and not re.search(rf"\b{re.escape(w)}\b", question, re.IGNORECASE):
+                extra.append(w)
     return f"{question} ({' '.join(extra)})" if extra else question
 
 
 def key_terms(question: str, plans: Sequence[str]) -> set[str]:
-    """The terms of ``question`` that say what is asked: no plan names, no generic words."""
+    """The terms of ``question`` that say what is asked: no plan names, no generic words; the
+    document words of its lay phrases added (:func:`lay_terms`)."""
     drop = {_stem(w) for w in _GENERIC} | {_stem(p.lower()) for p in plans}
-    return {t for t in terms(question) if t not in drop}
+    return {t for t in terms(" ".join([question, *lay_terms(question)])) if t not in drop}
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case words of ``text``, contractions cut off ("we're" -> "we")."""
+    return _WORD.findall(_CONTRACTION.sub("", text.lower().replace("\u2019", "'")))
+
+
+def framing_terms(question: str) -> set[str]:
+    """The terms of ``question`` that only frame it (:data:`FRAMING`), and the words of its lay
+    phrases (they stand for document words, which are asked for instead); a lay phrase that
+    is itself a framing word ("my son") lends its document words ("family member") only when
+    a passage has them."""
+    out = {_stem(w) for w in _words(question) if w in FRAMING}
+    for rx, canon in _LAY:
+        for m in rx.finditer(question):
+            own = terms(m.group(0))
+            out |= own - terms(canon)
+            if all(w in FRAMING for w in _words(m.group(0))):
+                out |= terms(canon)
+    return out
+
+
+def _canon_of(phrase: str) -> str:
+    return " ".join(lay_terms(phrase))
 
 
 def surface_words(text: str) -> dict[str, str]:
@@ -204,6 +375,7 @@ class Unit:
     heading: str
     kind: str  # sentence | row
     plan: str | None = None  # the plan it is about, when it is about one
+    unlabelled: bool = False  # a table row with several values whose column headers were not served
 
 
 def _core(u: Unit) -> str:
@@ -268,21 +440,32 @@ def split_units(passage: dict[str, Any], index: int, plans: Sequence[str]) -> li
     def flush_prose() -> None:
         block = _flat(" ".join(prose))
         prose.clear()
+        last: str | None = None
         for s in _SENT.split(block):
             s = s.strip()
-            if len(s) > 3:
-                units.append(Unit(s[:_MAX_UNIT_CHARS], index, document, heading, "sentence", plan_of(s)))
+            if len(s) <= 3:
+                continue
+            if last is not None and _ANAPHORA.match(s):  # "They are not covered on Bronze." says little alone
+                units.pop()
+                s = f"{last} {s}"
+            units.append(Unit(s[:_MAX_UNIT_CHARS], index, document, heading, "sentence", plan_of(s)))
+            last = s
 
-    for raw in text.splitlines():
+    lines = text.splitlines()
+    for at, raw in enumerate(lines):
         line = raw.strip()
         if line.startswith("|"):
             flush_prose()
             cells = _cells(line)
-            if all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c):
+            if _is_rule(cells):
                 continue
             if header is None:
-                header = cells
-                continue
+                following = lines[at + 1].strip() if at + 1 < len(lines) else ""
+                if following.startswith("|") and _is_rule(_cells(following)):
+                    header = cells
+                    continue
+                # a table cut by the chunker goes on without its header: its columns are unknown
+                header = []
             units.append(_row_unit(header, cells, section, index, document, heading, doc_plan, lowered))
             continue
         header = None
@@ -307,12 +490,21 @@ def split_units(passage: dict[str, Any], index: int, plans: Sequence[str]) -> li
     return units
 
 
+def _is_rule(cells: list[str]) -> bool:
+    return all(re.fullmatch(r":?-{2,}:?", c) for c in cells if c)
+
+
 def _row_unit(
     header: list[str], cells: list[str], section: str, index: int, document: str, heading: str, doc_plan: Any, plans: list[str]
 ) -> Unit:
     name = cells[0] if cells else ""
-    values = list(zip(header[1:], cells[1:], strict=False))
     row_plan = name.lower() if name.lower() in plans else None
+    if not header and len(cells) > 2:  # columns unknown: the values as they stand, marked unlabelled
+        lead = f"{section} — " if section else ""
+        plan = row_plan or (str(doc_plan).lower() if doc_plan else None)
+        text = f"{lead}{name}: " + "; ".join(cells[1:])
+        return Unit(text[:_MAX_UNIT_CHARS], index, document, heading, "row", plan, unlabelled=True)
+    values = list(zip(header[1:] or [""] * (len(cells) - 1), cells[1:], strict=False))
     if len(values) == 1:
         _, val = values[0]
         lead = f"{section} — " if section and section.lower() not in name.lower() else ""
@@ -377,17 +569,19 @@ class GroundingConfig:
     """The calibrated knobs (``bench/grounding.py`` calibrates them on the development
     questions; see ADR 0115)."""
 
-    min_coverage: float = 0.5  # share (IDF-weighted) of the question's key terms the passages must contain
+    min_coverage: float = 0.65  # share (IDF-weighted) of the question's key terms the passages must contain
     #: a key term absent from the passages counts in part when a passage word is close to it in
     #: MiniLM (cosine ``soft_from`` counts nothing, ``soft_from + soft_span`` and above counts fully)
     soft_from: float = 0.55
     soft_span: float = 0.25
-    min_score: float = 0.40  # the best unit's score below which the answer is "I don't know"
+    min_score: float = 0.39  # the best unit's score below which the answer is "I don't know"
     lexical_weight: float = 0.5  # score = w * word overlap + (1 - w) * cosine similarity
     second_within: float = 0.9  # a second unit is quoted when it scores at least this share of the best
     max_units: int = 2
     figure_bonus: float = 0.08  # added when the unit holds the kind of figure the question asks for
     other_plan_factor: float = 0.3  # a unit about another plan than the one asked about
+    section_share: float = 0.5  # what a key term found only in a unit's section name counts for
+    no_figure_factor: float = 0.8  # a unit without the kind of figure the question asks for
 
 
 def _soft_credit(
@@ -405,6 +599,55 @@ def _soft_credit(
     out = {}
     for t, row in zip(missing, sims, strict=True):
         out[t] = float(min(1.0, max(0.0, (float(row.max()) - cfg.soft_from) / cfg.soft_span)))
+    return out
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """Damerau-Levenshtein distance of ``a`` and ``b`` (optimal string alignment), or
+    ``limit + 1`` as soon as it is known to exceed ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def _respell(question: str, missing: list[str], passages: Sequence[dict[str, Any]]) -> dict[str, set[str]]:
+    """Missing key terms whose question word is a misspelling of a passage word ("dedcutible",
+    "speclist"): term -> the terms of that passage word. One edit allowed from 5 letters, two
+    from 8; the first letter must agree; a word with two equally close candidates stays missing."""
+    words = surface_words(question)
+    vocab = {
+        w for p in passages for w in re.findall(r"[a-z][a-z-]{3,}", (str(p.get("text") or "") + " " + str(p.get("heading") or "")).lower())
+    }
+    out: dict[str, set[str]] = {}
+    for t in missing:
+        word = words.get(t, t)
+        if len(word) < 5 or not word.isalpha():
+            continue
+        limit = 2 if len(word) >= 8 else 1
+        best: dict[int, set[str]] = {}
+        for v in vocab:
+            if v[0] != word[0] or v == word:
+                continue
+            d = _edits(word, v, limit)
+            if d <= limit:
+                best.setdefault(d, set()).add(v)
+        if best:
+            cands = best[min(best)]
+            stems = {frozenset(terms(c)) for c in cands}
+            if len(stems) == 1:
+                out[t] = set(next(iter(stems)))
     return out
 
 
@@ -460,8 +703,23 @@ def answer(
         return math.log(1.0 + (n + 1) / (1 + df.get(t, 0)))
 
     everywhere = set().union(*unit_terms) | terms(" ".join(str(p.get("heading") or "") for p in passages))
-    total = sum(w(t) for t in keys)
     missing = sorted(t for t in keys if not matches(t, everywhere))
+    if missing:  # a misspelt word counts as the passage word it is one or two letters away from
+        fixed = _respell(question, missing, passages)
+        if fixed:
+            keys = (keys - set(fixed)) | {t for ts in fixed.values() for t in ts}
+            missing = sorted(t for t in keys if not matches(t, everywhere))
+    # a framing word (who, when, the verbs of asking) no passage has is not held against the
+    # question; nor is a document word of a lay phrase when another word of that phrase is found
+    # ("mental health therapy psychiatry" for "counsellor": the passage says "therapy")
+    framing = framing_terms(question)
+    for canon in lay_terms(question):
+        ct = terms(canon)
+        if any(matches(t, everywhere) for t in ct):
+            framing |= ct
+    keys = {t for t in keys if t not in framing or t not in missing}
+    missing = [t for t in missing if t in keys]
+    total = sum(w(t) for t in keys)
     credit = {t: 1.0 for t in keys if t not in missing}
     if missing and cfg.soft_span > 0:
         credit |= _soft_credit(question, missing, passages, embedder, cfg)
@@ -475,11 +733,21 @@ def answer(
     wants = _MONEY if _ASKS_MONEY.search(question) else _NUMBER if _ASKS_NUMBER.search(question) else None
     scores: list[float] = []
     for i, u in enumerate(units):
-        lexical = sum(w(t) for t in keys if matches(t, unit_terms[i])) / total if total else 0.0
+        # a term in the unit's own words counts fully, one only in its section's name (every row of
+        # a copay table is "urgent care" by its heading) counts half: the row whose label names
+        # the asked service wins over its neighbours
+        own_terms = terms(_core(u))
+        lexical = (
+            sum(w(t) * (1.0 if matches(t, own_terms) else cfg.section_share) for t in keys if matches(t, unit_terms[i])) / total
+            if total
+            else 0.0
+        )
         s = cfg.lexical_weight * lexical + (1 - cfg.lexical_weight) * float(sims[i])
-        if wants is not None and wants.search(u.text):
-            s += cfg.figure_bonus
+        if wants is not None:
+            s = s + cfg.figure_bonus if wants.search(u.text) else s * cfg.no_figure_factor
         if pq.single and u.plan is not None and u.plan != pq.single.lower():
+            s *= cfg.other_plan_factor
+        if pq.single and u.unlabelled:  # which value is the asked plan's is unknown
             s *= cfg.other_plan_factor
         scores.append(s)
     order = sorted(range(n), key=lambda i: -scores[i])

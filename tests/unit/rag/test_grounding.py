@@ -199,3 +199,77 @@ def test_the_groundedness_check_accepts_grounded_answers_and_skips_refusals(acme
     # a figure in a "refusal" is still a claim to check
     assert not is_abstention("I don't know, but the copay is $40.")
     assert d.detect("I don't know, but the specialist copay is $40 on Gold.", DetectContext(passages=passages))
+
+
+# -- questions in members' own words (issue 18: the key-term check must not refuse paraphrases) --
+COPAYS = """| service | you pay (in network) |
+|---|---|
+| Primary care visit | $15 copay |
+| Specialist visit | $35 copay |
+| Urgent care center | $25 copay |
+| Mental health or substance use office visit | $15 copay |"""
+OVERVIEW_CONTINUED = """| Primary care visit | $50 | $30 | $15 |
+| Specialist visit | $100 | $60 | $35 |"""
+VACCINES = "Travel vaccines are covered at no cost on Silver and Gold at in-network pharmacies or clinics. They\nare not covered on Bronze."
+
+
+def test_lay_phrases_stand_for_the_documents_words() -> None:
+    assert "primary care" in g.lay_terms("Can I pick my own GP?")
+    assert "urgent care" in g.lay_terms("how much is a walk-in clinic")
+    assert any("cosmetic" in t for t in g.lay_terms("Is liposuction covered?"))
+    assert g.lay_terms("What is the deductible?") == []
+    # whole words only: "er" inside "other" or "pt" inside "receipt" stand for nothing
+    assert g.lay_terms("other receipts") == []
+    # the search query gets the document words too
+    assert "urgent care" in g.expand("walk-in clinic price?")
+    # the lay words themselves, and who/when words, frame the question: they are not asked for
+    assert {"walk", "clinic", "tonight", "daughte"} <= g.framing_terms("walk-in clinic tonight for my daughter?")
+
+
+def test_a_paraphrase_with_framing_words_is_answered_from_the_row_it_asks_about(embedder: Any) -> None:
+    passages = [_p(1, COPAYS, "gold-plan.md", "Gold > Copays for office visits and urgent care", "gold")]
+    q = "My son sprained his wrist tonight and we're on Gold. What's a walk-in clinic going to cost?"
+    a = g.answer(q, passages, embedder, plans=PLANS, plan_query=PlanQuery(("gold",)), phone=PHONE)
+    assert not a.refused, a
+    # the row whose own label names the service, not a neighbour that shares the table's heading
+    assert a.units[0].text.endswith("Urgent care center: $25 copay"), a.text
+    gp = g.answer("On Gold, what do I pay for a GP appointment?", passages, embedder, plans=PLANS, plan_query=PlanQuery(("gold",)))
+    assert not gp.refused and gp.units[0].text.endswith("Primary care visit: $15 copay"), gp.text
+
+
+def test_a_misspelt_key_word_counts_as_the_passage_word(embedder: Any) -> None:
+    passages = [_p(1, COPAYS, "gold-plan.md", "Gold > Copays for office visits and urgent care", "gold")]
+    a = g.answer("how much is a speshalist on gold", passages, embedder, plans=PLANS, plan_query=PlanQuery(("gold",)))
+    assert not a.refused and "Specialist visit: $35" in a.text, a
+    # a word far from every passage word is still missing
+    b = g.answer("how much is acupuncture on gold", passages, embedder, plans=PLANS, plan_query=PlanQuery(("gold",)))
+    assert b.refused and b.missing == ["acupunc"]
+
+
+def test_a_table_row_served_without_its_header_is_not_quoted_for_one_plan(embedder: Any) -> None:
+    cont = _p(1, OVERVIEW_CONTINUED, "plans-overview.md", "Overview > Comparing the plans")
+    units = g.split_units(cont, 1, PLANS)
+    assert [u.unlabelled for u in units] == [True, True] and units[1].text == "Comparing the plans — Specialist visit: $100; $60; $35"
+    silver = _p(2, COPAYS.replace("$35", "$60"), "silver-plan.md", "Silver > Copays for office visits and urgent care", "silver")
+    a = g.answer("How much is a specialist visit?", [cont, silver], embedder, plans=PLANS, plan_query=PlanQuery(("silver",)))
+    assert not a.refused and a.units[0].document == "silver-plan.md" and "$100" not in a.text, a.text
+
+
+def test_a_sentence_that_leans_on_the_one_before_is_quoted_with_it(embedder: Any) -> None:
+    units = g.split_units(_p(1, VACCINES, "travel-coverage.md", "Travel Coverage > Travel vaccines"), 1, PLANS)
+    assert len(units) == 1 and units[0].text.endswith("They are not covered on Bronze.")
+    a = g.answer(
+        "Are travel shots paid for on Bronze?",
+        [_p(1, VACCINES, "travel-coverage.md", "Travel Coverage > Travel vaccines")],
+        embedder,
+        plans=PLANS,
+        plan_query=PlanQuery(("bronze",)),
+    )
+    assert not a.refused and "not covered on Bronze" in a.text
+
+
+def test_paraphrases_do_not_open_the_door_to_what_the_documents_do_not_say(embedder: Any) -> None:
+    passages = [_p(1, COPAYS, "gold-plan.md", "Gold > Copays for office visits and urgent care", "gold")]
+    for q in ("My daughter wants acupuncture tonight, what's the copay on Gold?", "Does Gold pay for a hypnotherapist?"):
+        a = g.answer(q, passages, embedder, plans=PLANS, plan_query=PlanQuery(("gold",)), phone=PHONE)
+        assert a.refused and "$" not in a.text, (q, a.text)
