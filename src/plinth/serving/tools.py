@@ -37,6 +37,8 @@ OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
 #: what the default format's forced answers start with (written into the prompt)
 FORCED_PREFILL = OPEN + "\n"
+#: written after tool results in the default format
+RESULTS_PROMPT = "Use the tool results above to answer."
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,8 @@ def default_format_messages(messages: list[dict[str, Any]], plan: ToolPlan | Non
         else:
             out.append({"role": m["role"], "content": m.get("content") or ""})
     for m in out:
-        m.pop("_tool_turn", None)
+        if m.pop("_tool_turn", None):  # small models echo a bare result back; a plain ask helps
+            m["content"] += "\n" + RESULTS_PROMPT
     if plan is not None and plan.active:
         section = plan.system_text()
         if out and out[0]["role"] == "system":
@@ -249,7 +252,7 @@ class ToolCallParser:
         self._buf = ""  # held back: a possible tag start, a block, or a bare JSON answer
         self._in_block = False
         self._bare: bool | None = None  # None: undecided (nothing but whitespace seen yet)
-        self._seen_content = False
+        self._ws = ""  # trailing whitespace held back (see _scan)
 
     def feed(self, piece: str) -> tuple[str, list[ToolCall]]:
         if not piece:
@@ -267,42 +270,53 @@ class ToolCallParser:
         return self._scan(final=False)
 
     def _scan(self, *, final: bool) -> tuple[str, list[ToolCall]]:
-        content: list[str] = []
+        out: list[str] = []
         made: list[ToolCall] = []
+
+        def emit(segment: str) -> None:
+            # Whitespace next to a call is not content: trailing whitespace is held until
+            # content follows it, and dropped when a call follows.
+            if not segment:
+                return
+            held = self._ws + segment
+            body = held.rstrip()
+            if body:
+                out.append(body)
+            self._ws = held[len(body) :]
+
+        def call(c: ToolCall | None, raw: str) -> None:
+            if c is None:
+                emit(raw)
+                return
+            self._ws = ""
+            made.extend(self._take(c))
+
         while self._buf:
             if self._in_block:
                 end = self._buf.find(CLOSE)
                 if end < 0:
                     if final:  # an unclosed block: a call if its JSON is whole, else content
-                        call = self._call_of(self._buf)
-                        if call is not None:
-                            made += self._take(call)
-                        else:
-                            content.append(OPEN + self._buf)
+                        call(self._call_of(self._buf), OPEN + self._buf)
                         self._buf = ""
                     break
                 body, self._buf = self._buf[:end], self._buf[end + len(CLOSE) :]
                 self._in_block = False
-                call = self._call_of(body)
-                if call is not None:
-                    made += self._take(call)
-                else:
-                    content.append(OPEN + body + CLOSE)
+                call(self._call_of(body), OPEN + body + CLOSE)
                 continue
             start = self._buf.find(OPEN)
             if start >= 0:
-                content.append(self._buf[:start])
+                emit(self._buf[:start])
                 self._buf = self._buf[start + len(OPEN) :]
                 self._in_block = True
                 continue
             keep = 0 if final else _partial_suffix(self._buf, OPEN)
-            content.append(self._buf[: len(self._buf) - keep])
+            emit(self._buf[: len(self._buf) - keep])
             self._buf = self._buf[len(self._buf) - keep :]
             break
-        text = "".join(content)
-        if self.calls or made:
-            text = text if text.strip() else ""  # whitespace around calls is not content
-        return text, made
+        if final and not self.calls:
+            out.append(self._ws)
+            self._ws = ""
+        return "".join(out), made
 
     def _take(self, call: ToolCall) -> list[ToolCall]:
         if self.calls and not self.parallel:

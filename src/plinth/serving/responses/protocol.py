@@ -47,7 +47,7 @@ def _check_parts(value: Any) -> Any:
     if isinstance(value, list):
         for part in value:
             kind = part.get("type") if isinstance(part, dict) else None
-            if kind in _UNSUPPORTED_PARTS:
+            if isinstance(kind, str) and kind in _UNSUPPORTED_PARTS:
                 raise ValueError(f"{kind} content ({_UNSUPPORTED_PARTS[kind]}) is not supported by this server: send text")
     return value
 
@@ -94,7 +94,9 @@ class FunctionCallOutputItem(BaseModel):
 
 def _item_kind(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind or "message"
+    if kind is None:
+        return "message"
+    return kind if isinstance(kind, str) else repr(kind)
 
 
 InputItem = Annotated[
