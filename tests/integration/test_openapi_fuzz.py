@@ -80,6 +80,7 @@ POSITIVE_400 = {
     "POST /api/v1/project/apply": "project documents (validated whole: every problem listed); writable file paths",
     "POST /v1/chat/completions": "message rules (content of a tool message), the context window",
     "POST /v1/completions": "n x prompts at most 32, the context window",
+    "POST /v1/responses": "the context window, an empty conversation, a tool_choice naming no given tool, a schema's meaning",
     "POST /v1/embeddings": "the embedder's context, the token total, blank text: counted and judged after token ids are decoded",
 }
 

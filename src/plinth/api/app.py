@@ -33,6 +33,7 @@ from plinth.api.routers import project as project_router
 from plinth.api.routers import projects as projects_router
 from plinth.api.routers import reports as reports_router
 from plinth.api.routers import requests as requests_router
+from plinth.api.routers import responses as responses_router
 from plinth.api.routers import tracking as tracking_router
 from plinth.api.routers import usage as usage_router
 from plinth.console.app import install_console
@@ -80,6 +81,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(models.router)
     app.include_router(embeddings_router.router)
     app.include_router(moderations_router.router)
+    app.include_router(responses_router.router)
     app.include_router(knowledge_router.router)
     app.include_router(jobs_router.router)
     app.include_router(datasets_router.router)

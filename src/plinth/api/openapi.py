@@ -282,9 +282,14 @@ def _name_limits(doc: dict[str, Any], schemas: dict[str, Any]) -> None:
 
 
 def _settings_limits(schemas: dict[str, Any], settings: Settings) -> None:
-    """The maxima that are settings: ``max_tokens`` and ``n`` of the /v1 generation requests."""
-    limits = {"max_tokens": settings.max_tokens_limit, "max_completion_tokens": settings.max_tokens_limit, "n": settings.max_n}
-    for name in ("ChatCompletionRequest", "CompletionRequest"):
+    """The maxima that are settings: ``max_tokens`` (``max_output_tokens``) and ``n`` of the /v1 generation requests."""
+    limits = {
+        "max_tokens": settings.max_tokens_limit,
+        "max_completion_tokens": settings.max_tokens_limit,
+        "max_output_tokens": settings.max_tokens_limit,
+        "n": settings.max_n,
+    }
+    for name in ("ChatCompletionRequest", "CompletionRequest", "ResponsesRequest"):
         props = schemas.get(name, {}).get("properties", {})
         for field, limit in limits.items():
             if field in props:

@@ -27,6 +27,7 @@ from plinth.store.base_knowledge import KnowledgeStore
 from plinth.store.base_pipelines import PipelinesStore
 from plinth.store.base_projects import ProjectsStore
 from plinth.store.base_requests import RequestLogStore
+from plinth.store.base_responses import ResponsesStore
 from plinth.store.base_serving import ServingStore
 from plinth.store.base_tracking import RegistryStore, TrackingStore
 
@@ -48,6 +49,7 @@ class MetadataStore(
     AlertsStore,
     BiasStore,
     PipelinesStore,
+    ResponsesStore,
     abc.ABC,
 ):
     """Durable metadata of every area, behind one connection pool and one migration chain."""

@@ -55,7 +55,7 @@ def test_named_constraints_and_indexes(store: SqlStore) -> None:
 
 
 def test_head_is_the_newest_revision() -> None:
-    assert head_revision() == "0014"
+    assert head_revision() == "0015"
 
 
 def test_0009_moves_existing_rows_into_the_default_project_and_shares_builtins(store: SqlStore) -> None:

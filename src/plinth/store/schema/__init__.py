@@ -20,6 +20,7 @@ from plinth.store.schema.jobs import JobLogRow, JobRow, PriorityClassRow, QueueR
 from plinth.store.schema.knowledge import KbChunkRow, KbCitationRow, KbDocumentRow, KbVersionRow, KnowledgeBaseRow
 from plinth.store.schema.monitoring import AlertEventRow, AlertRuleRow, BiasReportRow, DriftRunRow, RequestLogRow
 from plinth.store.schema.projects import MembershipRow, ProjectRow, ProjectWindowRow, SessionRow, UserRow
+from plinth.store.schema.responses import ResponseRow
 from plinth.store.schema.serving import AttachmentRow
 from plinth.store.schema.tracking import (
     EvalReportRow,
@@ -73,6 +74,7 @@ __all__ = [
     "QueueRow",
     "RegisteredModelRow",
     "RequestLogRow",
+    "ResponseRow",
     "RunArtifactRow",
     "RunMetricRow",
     "RunRow",

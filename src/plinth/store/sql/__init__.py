@@ -41,6 +41,7 @@ from plinth.store.sql.knowledge import KnowledgeSql
 from plinth.store.sql.pipelines import PipelinesSql
 from plinth.store.sql.projects import ProjectsSql
 from plinth.store.sql.requests import RequestLogSql
+from plinth.store.sql.responses import ResponsesSql
 from plinth.store.sql.serving import ServingSql
 from plinth.store.sql.tracking import TrackingSql
 
@@ -75,6 +76,7 @@ class SqlStore(
     AlertsSql,
     BiasSql,
     PipelinesSql,
+    ResponsesSql,
     MetadataStore,
 ):
     """The metadata store on SQLite or Postgres: every area mixin plus the lifecycle."""
