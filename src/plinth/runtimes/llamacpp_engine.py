@@ -6,9 +6,11 @@ One engine thread owns one ``llama_context`` whose KV cache is shared by up to
 1. takes new requests from its inbox and admits them (first come, first served) while a
    sequence id is free; each id owns its own KV stream of ``n_ctx_per_seq`` cells, so a
    sequence attends only to its own cells and its logits do not depend on its batch-mates;
-2. builds ONE ``llama_batch``: the last sampled token of every decoding sequence, then
-   prompt chunks of sequences still in prefill, within ``prefill_chunk`` tokens per step, so a
-   long prompt is spread over several steps instead of stalling the running streams;
+2. builds ONE ``llama_batch``: the last sampled token of every decoding sequence and prompt
+   chunks of sequences still in prefill (within ``prefill_chunk`` tokens per step, given
+   first come first served, so a long prompt is spread over several steps instead of
+   stalling the running streams), laid out in sequence-id order, ids being handed out
+   lowest first (see "Sequence ids and ubatches" below);
 3. calls ``llama_decode`` once and samples every sequence that produced logits with its own
    sampler chain (temperature, top-p, penalties, seed): per-request parameters and seeded
    reproducibility hold inside a batch;
@@ -21,6 +23,17 @@ grammar checks that one token, and only if the grammar rejects it are the logits
 the grammar and the chain applied again; end-of-generation tokens are allowed only where
 the grammar accepts. Sequences without a constraint are sampled exactly as before.
 
+Sequence ids and ubatches: with one KV stream per sequence, llama.cpp splits a batch into
+"equal" ubatches, and one ubatch only takes sequences whose ids follow each other in the
+batch (0, 1, 2, ...; ``split_equal`` with ``sequential``). Every ubatch is a full pass over
+the weights, so a batch laid out in admission order (ids 0 1 2 4 5 6 7 3 once id 3 was
+reused) cost up to one pass per sequence. Handing out the lowest free id keeps the running
+ids compact, and laying the batch out by id makes each run of consecutive ids one ubatch:
+8 decoding sequences with ids 0-7 are one pass. The layout changes no sequence's numbers
+(each attends only to its own stream), so batch invariance holds as before. The engine
+counts the runs it lays out (``id_runs``; ``full_batch_id_runs`` over the steps with every
+id taken, ``full_batch_steps``, where it is always one run per step).
+
 LoRA adapters apply to a whole llama.cpp context, so sequences are grouped by adapter and a
 step decodes one group; groups take turns (round-robin). Requests for the same adapter
 share a batch; requests for different adapters share the base weights and the engine.
@@ -31,6 +44,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import heapq
 import json
 import logging
 import math
@@ -176,7 +190,7 @@ class LlamaBatchEngine(BatchEngine):
         self._top_arr = llama_cpp.llama_token_data_array()
 
         self._active: dict[int, _Seq] = {}
-        self._free_ids = list(range(max_batch - 1, -1, -1))
+        self._free_ids = list(range(max_batch))  # a min-heap: the lowest free id goes first
         self._adapters: collections.OrderedDict[str, _LoadedAdapter] = collections.OrderedDict()
         self._adapter_budget = adapter_budget_bytes
         self._current_adapter: str | None = BASE
@@ -249,7 +263,7 @@ class LlamaBatchEngine(BatchEngine):
         if seq.adapter_spec is not None:
             self._ensure_adapter(seq.adapter_spec)
         seq.sampler = self._make_sampler(seq.params)
-        seq.seq_id = self._free_ids.pop()
+        seq.seq_id = heapq.heappop(self._free_ids)
         self._active[seq.seq_id] = seq
 
     def _make_sampler(self, p: SamplingParams) -> object:
@@ -329,8 +343,22 @@ class LlamaBatchEngine(BatchEngine):
         b = self._batch
         n = 0
         outputs: list[tuple[int, _Seq]] = []
-        members = [s for s in self._active.values() if s.adapter == group]
+        members = [s for s in self._active.values() if s.adapter == group]  # in admission order
+        # prompt tokens this step, first come first served within the chunk; n_batch leaves
+        # room for them and one token of every decoding sequence
+        takes: dict[int, int] = {}
+        chunk_left = self.prefill_chunk
         for seq in members:
+            if seq.prefilling and chunk_left > 0:
+                takes[seq.seq_id] = take = min(len(seq.tokens) - seq.n_past, chunk_left)
+                chunk_left -= take
+        # laid out by sequence id: each run of consecutive ids is one ubatch (module docstring)
+        runs, prev = 0, -2
+        for seq in sorted(members, key=lambda s: s.seq_id):
+            if seq.prefilling and not takes.get(seq.seq_id):
+                continue  # no prompt tokens this step
+            runs += seq.seq_id != prev + 1
+            prev = seq.seq_id
             if not seq.prefilling:
                 b.token[n] = seq.last_token
                 b.pos[n] = seq.n_past
@@ -340,12 +368,8 @@ class LlamaBatchEngine(BatchEngine):
                 outputs.append((n, seq))
                 seq.n_past += 1
                 n += 1
-        budget = self.n_batch - n
-        chunk_left = self.prefill_chunk
-        for seq in members:
-            if not seq.prefilling or budget <= 0 or chunk_left <= 0:
                 continue
-            take = min(len(seq.tokens) - seq.n_past, budget, chunk_left)
+            take = takes.get(seq.seq_id, 0)
             for i in range(take):
                 b.token[n] = seq.tokens[seq.n_past + i]
                 b.pos[n] = seq.n_past + i
@@ -354,9 +378,7 @@ class LlamaBatchEngine(BatchEngine):
                 b.logits[n] = 0
                 n += 1
             seq.n_past += take
-            budget -= take
-            chunk_left -= take
-            if not seq.prefilling:
+            if take and not seq.prefilling:
                 b.logits[n - 1] = 1
                 outputs.append((n - 1, seq))
         if n == 0:
@@ -371,6 +393,10 @@ class LlamaBatchEngine(BatchEngine):
                 self._finish(seq, None, error=err)
             return
         self._note_batch(len(outputs))
+        self.stats["id_runs"] += runs
+        if len(members) == self.max_batch:
+            self.stats["full_batch_steps"] += 1
+            self.stats["full_batch_id_runs"] += runs
         for idx, seq in outputs:
             if seq.grammar is not None:
                 token = self._sample_constrained(seq, idx)
@@ -509,7 +535,7 @@ class LlamaBatchEngine(BatchEngine):
         if seq.seq_id in self._active and self._active[seq.seq_id] is seq:
             del self._active[seq.seq_id]
             llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
-            self._free_ids.append(seq.seq_id)
+            heapq.heappush(self._free_ids, seq.seq_id)
         if seq.sampler is not None:
             llama_cpp.llama_sampler_free(seq.sampler)
             seq.sampler = None

@@ -7,13 +7,15 @@ decode steps with others or not.
 
 from __future__ import annotations
 
+import queue
+import threading
 from pathlib import Path
 
 import pytest
 
 from plinth.domain import ModelFormat, ModelRecord
 from plinth.formats import inspect_model, locate_embedded_gguf
-from plinth.runtimes.base import AdapterRef, RuntimeOptions
+from plinth.runtimes.base import AdapterRef, RuntimeOptions, SamplingParams
 from plinth.runtimes.llamacpp import LlamaCppRuntime
 from tests.support import batching_contract as contract
 from tests.support.adapters import write_random_gguf_lora
@@ -88,3 +90,31 @@ def test_a_broken_adapter_fails_only_its_request(rt, tmp_path) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 64)
     contract.a_broken_adapter_fails_only_its_request(rt, AdapterRef(key="bad", path=bad, size_bytes=68))
+
+
+def test_a_full_batch_is_one_run_of_sequence_ids_after_ids_are_reused() -> None:
+    # llama.cpp (one KV stream per sequence) computes one ubatch, a whole pass over the
+    # weights, per run of consecutive sequence ids in the batch. A short request leaves, a
+    # waiting one takes its id: the full batch must still be laid out as one run.
+    runtime = _runtime(max_batch_size=3)
+    try:
+        prompt = runtime.prepare_chat([{"role": "user", "content": "Tell me a long story."}])
+        sinks: list[queue.SimpleQueue] = []  # type: ignore[type-arg]
+        for max_tokens in (16, 2, 16, 16, 16):  # submitted in this order: ids 0, 1, 2, then reused
+            sink: queue.SimpleQueue = queue.SimpleQueue()  # type: ignore[type-arg]
+            runtime.submit_stream(prompt, SamplingParams(max_tokens=max_tokens, temperature=0.0), threading.Event(), None, sink)
+            sinks.append(sink)
+        finished = []
+        for sink in sinks:
+            while True:
+                item = sink.get(timeout=300)
+                assert not isinstance(item, BaseException), item
+                if item.finish_reason:
+                    finished.append(item.finish_reason)
+                    break
+        assert finished == ["length"] * 5
+        stats = runtime.stats()
+        assert stats["full_batch_steps"] > 0, "the batch never filled up"
+        assert stats["full_batch_id_runs"] == stats["full_batch_steps"]
+    finally:
+        runtime.unload()
