@@ -6,7 +6,8 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.plinth-installed
-# what only the tests need beyond the platform: Ray for the Ray job backend's tests (ADR 0105)
+# what only the tests need beyond the platform: Ray for the Ray job backend's tests (ADR 0105),
+# instructor for the real-client suite
 TEST_STAMP := $(VENV)/.plinth-test-extras
 # torch must come first and pinned: the CPU wheel is what pip finds; anything else pulls CUDA.
 TORCH  := torch==2.13.0
@@ -24,9 +25,12 @@ test: $(STAMP) $(TEST_STAMP)
 
 install: $(STAMP)
 
-$(TEST_STAMP): $(STAMP)
+$(TEST_STAMP): $(STAMP) pyproject.toml Makefile
 	@echo "Installing Ray for the Ray job backend's tests (about 80 MB of wheels, once)..."
 	$(BIN)/python -m pip install --quiet -e '.[ray]' $(TORCH)
+	# instructor (a real client in the client suite, issue 17); --no-deps: it pins jiter<0.15, which
+	# would take openai back to 3.3; the one dependency of its own it needs is in the test extra.
+	$(BIN)/python -m pip install --quiet --no-deps instructor==1.17.0
 	@touch $(TEST_STAMP)
 
 $(STAMP): pyproject.toml Makefile
