@@ -1,4 +1,4 @@
-"""The Responses API (``/v1/responses``) on the chat service (ADR 0118).
+"""The Responses API (``/v1/responses``) on the chat service (ADR 0119).
 
 ``protocol.py`` holds the request and response models, ``convert.py`` turns a request (and
 the stored conversation it continues) into a chat completion request, and ``service.py``
