@@ -4,13 +4,24 @@ Engines (each started alone, on the same machine, with the same weights):
   - plinth (`plinth up`, llama.cpp runtime with continuous batching) on the embedded GGUF
   - `python -m llama_cpp.server` on the same GGUF (requests serialised, as it must)
   - `transformers serve --continuous-batching` on the same weights, dequantised to bf16
+  - `llama-server`, llama.cpp's own C++ server, built from the llama.cpp sources of the
+    installed llama-cpp-python (bench/llama_server.py, cached under bench/.work/), on the
+    same GGUF and threads, restarted for each concurrency with as many parallel slots
+    (`--parallel N --cont-batching`)
 Load: the official openai client, streaming, the same prompts and max_tokens, at
 concurrency 1, 8 and 32. Reported: aggregate output tokens/s, per-stream tokens/s, time to
 first token p50/p99, errors, peak RSS of the server's process tree, and per-stream tokens/s
 as a fraction of the memory-bandwidth ceiling (bandwidth / bytes of weights per token).
 A second scenario serves 8 concurrent streams on 8 different LoRA adapters of one base.
+The machine's 1-minute load average is sampled during every level and reported beside it:
+on a shared machine the absolute numbers fall with the load, the ratios between engines
+measured in the same run much less.
 
-Run:  make bench-serving     (or .venv/bin/python bench/serving.py [--quick] [--results-dir DIR])
+With --profile, plinth (llama.cpp engine) is also sampled with py-spy while it serves 8
+streams, and the report says where its engine thread and its event loop spend their time
+(py-spy is a bench-only tool: `pip install py-spy`).
+
+Run:  make bench-serving     (or .venv/bin/python bench/serving.py [--quick] [--profile] [--results-dir DIR])
 Writes bench/results/serving-<cpu>.md and .json, <cpu> being this CPU's slug from bench/machine.py
 (e.g. serving-amd-epyc-avx2.md), and the index bench/results/README.md. A --quick run writes
 nothing unless --results-dir is given.
@@ -20,9 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import datetime as dt
+import json
+import linecache
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,11 +46,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import llama_server
 from machine import add_results_args, describe, machine_line, results_dir_of, title, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,16 +125,28 @@ def tree_rss_bytes(pid: int) -> int:
 
 
 class RssSampler:
+    """Peak RSS of a server's process tree, and the machine's 1-minute load average, sampled
+    every 0.2 s (``mark()`` starts a new window for the load average)."""
+
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.peak = 0
+        self.loads: list[float] = []
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            self.loads.append(os.getloadavg()[0])
             time.sleep(0.2)
+
+    def mark(self) -> None:
+        self.loads = []
+
+    def load(self) -> float:
+        loads = self.loads or [os.getloadavg()[0]]
+        return statistics.mean(loads)
 
     def __enter__(self) -> RssSampler:
         self._t.start()
@@ -141,6 +170,11 @@ class Engine:
     port: int = 0
     log: Path | None = None
     home: Path | None = None
+    version: str = ""
+    #: for servers started anew for each concurrency (llama-server's slots): the command for N streams
+    cmd_for: Callable[[int], list[str]] | None = None
+    #: run once before the engine's first start (llama-server: build it)
+    prepare: Callable[[Engine], None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -198,6 +232,7 @@ class LevelResult:
     peak_rss_mb: float
     bw_fraction: float | None = None
     error_samples: list[str] = field(default_factory=list)
+    load_avg: float | None = None  # the machine's mean 1-minute load average during the level
 
 
 async def one_request(client, model: str, i: int) -> RequestResult:  # type: ignore[no-untyped-def]
@@ -229,7 +264,11 @@ async def one_request(client, model: str, i: int) -> RequestResult:  # type: ign
         return RequestResult(ok=False, error=f"{type(e).__name__}: {str(e)[:160]}")
 
 
-async def run_level(base_url: str, model: str, concurrency: int, n_requests: int, offset: int = 0) -> tuple[list[RequestResult], float]:
+async def run_level(
+    base_url: str, model: str, concurrency: int, n_requests: int, offset: int = 0, until: float | None = None
+) -> tuple[list[RequestResult], float]:
+    """``n_requests`` requests on ``concurrency`` streams (no new request starts after the
+    ``time.perf_counter()`` deadline ``until``, if given); the results and the wall time."""
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=900)
@@ -240,6 +279,8 @@ async def run_level(base_url: str, model: str, concurrency: int, n_requests: int
 
     async def worker() -> None:
         while True:
+            if until is not None and time.perf_counter() > until:
+                return
             try:
                 i = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -255,7 +296,14 @@ async def run_level(base_url: str, model: str, concurrency: int, n_requests: int
 
 
 def summarise(
-    engine: Engine, scenario: str, concurrency: int, results: list[RequestResult], wall: float, rss: int, ceiling: float | None
+    engine: Engine,
+    scenario: str,
+    concurrency: int,
+    results: list[RequestResult],
+    wall: float,
+    rss: int,
+    ceiling: float | None,
+    load: float | None = None,
 ) -> LevelResult:
     ok = [r for r in results if r.ok]
     ttfts = sorted(r.ttft for r in ok) or [0.0]
@@ -274,6 +322,7 @@ def summarise(
         peak_rss_mb=rss / 1e6,
         bw_fraction=(pst / ceiling) if ceiling else None,
         error_samples=[r.error for r in results if not r.ok][:3],
+        load_avg=load,
     )
 
 
@@ -325,6 +374,56 @@ print(best)
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def decode_costs(gguf: Path, threads: int) -> dict[str, float]:
+    """What the llama.cpp engine's two C calls cost without any server, in a tight loop: one
+    ``llama_decode`` of 1 and of 8 sequences (one new token each, one KV stream per sequence
+    as the engine uses it; rounds interleaved so that the machine's drift hits all alike),
+    the same 8 laid out out of id order (0 2 4 6 1 3 5 7: llama.cpp then computes one ubatch
+    per run of consecutive ids, what plinth's engine did before it laid batches out by id),
+    and one ``llama_sampler_sample`` (temperature then a seeded draw, full vocabulary)."""
+    code = (
+        NO_EXTRA_BUFFERS
+        + f"""
+import json, statistics, time, llama_cpp
+llama_cpp.llama_backend_init()
+model = llama_cpp.llama_model_load_from_file({str(gguf)!r}.encode(), llama_cpp.llama_model_default_params())
+cp = llama_cpp.llama_context_default_params()
+cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max, cp.kv_unified = 8 * 256, 64, 64, 8, False
+cp.n_threads = cp.n_threads_batch = {threads}
+cp.no_perf = True
+ctx = llama_cpp.llama_init_from_model(model, cp)
+mem = llama_cpp.llama_get_memory(ctx)
+b = llama_cpp.llama_batch_init(64, 0, 1)
+orders = {{"decode_1_ms": [0], "decode_8_ms": list(range(8)), "decode_8_unordered_ms": [0, 2, 4, 6, 1, 3, 5, 7]}}
+times = {{k: [] for k in orders}}
+for rnd in range(5):
+    for name, ids in orders.items():
+        llama_cpp.llama_memory_clear(mem, True)
+        for pos in range(16):
+            for i, s in enumerate(ids):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = 1000 + 7 * s + pos, pos, 1, 1
+                b.seq_id[i][0] = s
+            b.n_tokens = len(ids)
+            t = time.perf_counter()
+            assert llama_cpp.llama_decode(ctx, b) == 0
+            if pos >= 4:
+                times[name].append(time.perf_counter() - t)
+chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(0.7))
+llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(1))
+sample = []
+for _ in range(200):
+    t = time.perf_counter()
+    llama_cpp.llama_sampler_sample(chain, ctx, 7)
+    sample.append(time.perf_counter() - t)
+q = lambda xs: statistics.quantiles(xs, n=4)[0] * 1000  # lower quartile: the least disturbed
+print(json.dumps({{**{{k: q(v) for k, v in times.items()}}, "sample_ms": q(sample)}}))
+"""
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def hf_copy_of(gguf: Path) -> Path:
     """The same weights as a Hugging Face bf16 directory, for transformers serve (cached)."""
     dest = WORK / "smollm2-135m-instruct-hf"
@@ -349,8 +448,13 @@ tok.save_pretrained({str(dest)!r})
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer requests per level (a smoke run)")
-    ap.add_argument("--engines", default="plinth,plinth-torch,llama_cpp.server,transformers-serve")
+    ap.add_argument("--engines", default="plinth,plinth-torch,llama_cpp.server,llama-server,transformers-serve")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--levels", default="1,8,32", help="concurrency levels (default 1,8,32)")
+    ap.add_argument("--profile", action="store_true", help="also sample plinth with py-spy at 8 streams (needs py-spy)")
+    ap.add_argument("--profile-seconds", type=int, default=60, help="how long py-spy samples (default 60)")
+    ap.add_argument("--skip-lora", action="store_true", help="leave out the 8-adapter scenario")
+    ap.add_argument("--build-jobs", type=int, default=2, help="compile jobs when llama-server must be built (default 2)")
     add_results_args(ap)
     args = ap.parse_args()
 
@@ -364,14 +468,19 @@ def main() -> None:
     gguf = locate_embedded_gguf()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLINTH_")}
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
-    levels = [(1, 3), (8, 16), (32, 32)] if not args.quick else [(1, 1), (8, 8), (32, 32)]
+    per_level = {1: 3, 8: 16, 32: 32}  # requests per level (a --quick run sends one per stream)
+    concurrencies = [int(x) for x in args.levels.split(",")]
+    levels = [(c, c if args.quick else per_level.get(c, 2 * c)) for c in concurrencies]
     bw = memory_bandwidth_gbs()
     facts = describe()
     print(f"{machine_line(facts)} Memory bandwidth ~{bw:.1f} GB/s.", flush=True)
     raw = raw_llamacpp_single_stream(gguf, args.threads)
     print(f"raw llama-cpp-python single stream: {raw:.1f} tok/s", flush=True)
+    costs = decode_costs(gguf, args.threads)
+    print(f"llama.cpp calls in a tight loop: {costs}", flush=True)
 
     engines: list[Engine] = []
+    results: list[LevelResult] = []
     wanted = set(args.engines.split(","))
     home = WORK / "plinth-home"
     shutil.rmtree(home, ignore_errors=True)
@@ -467,6 +576,22 @@ def main() -> None:
         )
         e.port = port
         engines.append(e)
+    if "llama-server" in wanted:
+        port = free_port()
+        built: dict[str, Path] = {}
+
+        def build(e: Engine) -> None:  # when its turn comes: the first build takes about 10 minutes
+            built["binary"] = llama_server.ensure_llama_server(jobs=args.build_jobs)
+            e.version = llama_server.server_version(built["binary"])
+
+        def cmd_for(slots: int, port: int = port) -> list[str]:
+            # each slot gets plinth's per-sequence context (2048 tokens)
+            binary = built.get("binary", Path("llama-server"))
+            return llama_server.server_command(binary, gguf, port=port, alias=MODEL, threads=args.threads, slots=slots, ctx_per_slot=2048)
+
+        e = Engine("llama-server", [], env, MODEL, gguf.stat().st_size, "Q4_1 GGUF", ready_path="/health", cmd_for=cmd_for, prepare=build)
+        e.port = port
+        engines.append(e)
     if "transformers-serve" in wanted:
         hf = hf_copy_of(gguf)
         port = free_port()
@@ -487,7 +612,7 @@ def main() -> None:
                 "--host",
                 "127.0.0.1",
             ],
-            env,
+            {**env, "OMP_NUM_THREADS": str(args.threads)},  # torch takes its thread count from it
             str(hf),
             weights,
             "bf16 safetensors (dequantised from the GGUF)",
@@ -496,37 +621,61 @@ def main() -> None:
         e.port = port
         engines.append(e)
 
-    results: list[LevelResult] = []
     lora: dict[str, dict[str, float]] = {}
+    profile: dict[str, Any] | None = None
+    run_load = [os.getloadavg()[0]]
+    keys = {"transformers serve --continuous-batching": "transformers-serve"}
+    order = args.engines.split(",")
+    engines.sort(key=lambda e: order.index(keys.get(e.name, e.name)))  # in the order --engines gives
     for e in engines:
         print(f"== {e.name}", flush=True)
-        try:
-            e.start()
-        except Exception as ex:  # a peer that cannot start is reported, not hidden
-            print(f"   could not start: {ex}", flush=True)
-            results.append(LevelResult(e.name, "base", 0, 0, 1, 0, 0, 0, 0, 0, error_samples=[str(ex)[:300]]))
-            continue
-        ceiling = bw * 1e9 / e.weights_bytes
-        try:
-            with RssSampler(e.proc.pid) as rss:  # type: ignore[union-attr]
-                asyncio.run(run_level(e.base_url, e.model, 1, 1, offset=100))  # warm-up
-                for conc, n in levels:
-                    res, wall = asyncio.run(run_level(e.base_url, e.model, conc, n))
-                    lr = summarise(e, "base", conc, res, wall, rss.peak, ceiling)
-                    results.append(lr)
-                    print(
-                        f"   c={conc}: {lr.aggregate_tps:.1f} tok/s aggregate, {lr.per_stream_tps:.1f}/stream, "
-                        f"TTFT p50 {lr.ttft_p50:.2f}s p99 {lr.ttft_p99:.2f}s, errors {lr.errors}, RSS {lr.peak_rss_mb:.0f} MB",
-                        flush=True,
-                    )
-                if e.name == "plinth":
-                    lora["plinth"] = lora_scenario(e, MODEL, home, gguf_loras(gguf, write_random_gguf_lora), rss)
-                if e.name == "plinth-torch":
-                    lora["plinth-torch"] = lora_scenario(e, TORCH_MODEL, e.home, peft_loras(), rss)
-        finally:
-            e.stop()
+        if e.prepare is not None:
+            try:
+                e.prepare(e)
+            except Exception as ex:  # a peer that cannot be built is reported, not hidden
+                print(f"   could not be prepared: {ex}", flush=True)
+                results.append(LevelResult(e.name, "base", 0, 0, 1, 0, 0, 0, 0, 0, error_samples=[f"build failed: {str(ex)[:300]}"]))
+                continue
+        # a server with one configuration for every level starts once; llama-server starts per level
+        rounds = [levels] if e.cmd_for is None else [[lvl] for lvl in levels]
+        for round_levels in rounds:
+            if e.cmd_for is not None:
+                e.cmd = e.cmd_for(round_levels[0][0])
+            try:
+                e.start()
+            except Exception as ex:  # a peer that cannot start is reported, not hidden
+                print(f"   could not start: {ex}", flush=True)
+                conc = round_levels[0][0] if e.cmd_for is not None else 0
+                results.append(LevelResult(e.name, "base", conc, 0, 1, 0, 0, 0, 0, 0, error_samples=[str(ex)[:300]]))
+                continue
+            ceiling = bw * 1e9 / e.weights_bytes
+            try:
+                with RssSampler(e.proc.pid) as rss:  # type: ignore[union-attr]
+                    asyncio.run(run_level(e.base_url, e.model, 1, 1, offset=100))  # warm-up
+                    for conc, n in round_levels:
+                        rss.mark()
+                        res, wall = asyncio.run(run_level(e.base_url, e.model, conc, n))
+                        lr = summarise(e, "base", conc, res, wall, rss.peak, ceiling, rss.load())
+                        results.append(lr)
+                        run_load.append(lr.load_avg or 0.0)
+                        print(
+                            f"   c={conc}: {lr.aggregate_tps:.1f} tok/s aggregate, {lr.per_stream_tps:.1f}/stream, "
+                            f"TTFT p50 {lr.ttft_p50:.2f}s p99 {lr.ttft_p99:.2f}s, errors {lr.errors}, "
+                            f"RSS {lr.peak_rss_mb:.0f} MB, load avg {lr.load_avg:.1f}",
+                            flush=True,
+                        )
+                    if e.name == "plinth" and not args.skip_lora:
+                        lora["plinth"] = lora_scenario(e, MODEL, home, gguf_loras(gguf, write_random_gguf_lora), rss)
+                    if e.name == "plinth" and args.profile:
+                        profile = profile_engine(e, MODEL, 8, args.profile_seconds)
+                    if e.name == "plinth-torch" and not args.skip_lora:
+                        lora["plinth-torch"] = lora_scenario(e, TORCH_MODEL, e.home, peft_loras(), rss)
+            finally:
+                e.stop()
+        # what is measured so far, should the run be stopped before its report
+        (WORK / "serving-partial.json").write_text(json.dumps({"levels": [asdict(r) for r in results], "lora": lora}, indent=1))
 
-    write_report(facts, bw, raw, results, lora, engines, results_dir_of(args), vars(args))
+    write_report(facts, bw, raw, results, lora, engines, results_dir_of(args), vars(args), profile, run_load, costs)
 
 
 def gguf_loras(gguf: Path, writer) -> Any:  # type: ignore[no-untyped-def]
@@ -572,6 +721,202 @@ def lora_scenario(e: Engine, model: str, home: Path, make, rss: RssSampler) -> d
     return {"base_tps": b, "adapters_tps": m, "ratio": m / b, "errors": float(len(errors)), "peak_rss_mb": rss.peak / 1e6}
 
 
+# -- where plinth's time goes (py-spy) ---------------------------------------------------------
+#: llama.cpp functions (called through ctypes, so they have no Python frame of their own: a
+#: sample inside one shows the Python line that called it) and the part of the work they are
+C_PARTS = {
+    "llama_decode": "llama_decode: the forward pass of the whole batch (C, GIL released)",
+    "llama_sampler_sample": "sampling: llama.cpp's sampler chain per sequence (C)",
+    "llama_sampler_apply": "sampling under a grammar (structured outputs)",
+    "llama_token_to_piece": "detokenize: token to bytes (llama_token_to_piece)",
+    "llama_vocab_is_eog": "per-token bookkeeping (Delta, counters, stop checks)",
+    "llama_memory_seq_rm": "admission and release (KV cells, samplers)",
+    "llama_sampler_free": "admission and release (KV cells, samplers)",
+    "llama_set_adapters_lora": "switching LoRA adapters",
+}
+#: what a sample of the engine thread is doing, by the innermost frame that names it
+ENGINE_PARTS = (
+    ("_sample_constrained", "sampling under a grammar (structured outputs)"),
+    ("_logprob", "log-probabilities (numpy, only rows that asked)"),
+    ("_token_bytes", "detokenize: token to bytes (llama_token_to_piece)"),
+    ("feed", "detokenize: incremental UTF-8 decoding"),
+    ("call_soon_threadsafe", "hand-off: waking the event loop (call_soon_threadsafe)"),
+    ("put", "hand-off: the request's sink (Python)"),
+    ("_deliver", "per-token bookkeeping (Delta, counters, stop checks)"),
+    ("_accept", "per-token bookkeeping (Delta, counters, stop checks)"),
+    ("_release", "admission and release (KV cells, samplers)"),
+    ("_admit", "admission and release (KV cells, samplers)"),
+    ("_drain_inbox", "inbox and cancellation checks"),
+    ("_drop_cancelled", "inbox and cancellation checks"),
+    ("_step", "building the batch (Python loop over sequences)"),
+)
+#: the same for the event loop (the server's main thread), by the outermost plinth/library frame
+LOOP_PARTS = (
+    ("sse", "SSE: building and writing chunks"),
+    ("stream_deltas", "hand-off: the per-request asyncio queue"),
+    ("dumps", "JSON encoding of chunks"),
+    ("model_dump", "JSON encoding of chunks"),
+    ("write", "socket writes (transport)"),
+    ("send", "ASGI send / HTTP framing"),
+    ("select", "waiting in epoll (idle, or runnable but not scheduled)"),
+    ("_run_once", "the event loop itself (scheduling callbacks)"),
+)
+
+
+def _frame_name(frame: str) -> str:
+    return frame.split(" (", 1)[0].rsplit(".", 1)[-1]
+
+
+def _c_call(frame: str) -> str | None:
+    """The llama.cpp function that a frame's source line calls, if the line is in plinth."""
+    m = re.search(r"\((plinth/[\w/]+\.py):(\d+)\)$", frame)
+    if not m:
+        return None
+    line = linecache.getline(str(ROOT / "src" / m.group(1)), int(m.group(2)))
+    call = re.search(r"llama_cpp\.(llama_\w+)\(", line)
+    return call.group(1) if call else None
+
+
+def classify_profile(raw: str) -> dict[str, Any]:
+    """Sample counts of py-spy's raw (collapsed) output, by thread and by part of the work."""
+    threads: collections.Counter[str] = collections.Counter()
+    engine: collections.Counter[str] = collections.Counter()
+    loop: collections.Counter[str] = collections.Counter()
+    loop_self: collections.Counter[str] = collections.Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        thread = frames[0].split(": ", 1)[-1] if frames[0].startswith("thread") else "?"
+        frames = frames[1:] if frames[0].startswith("thread") else frames
+        names = [_frame_name(f) for f in frames]
+        if thread.startswith("llama-batch"):
+            threads["engine thread"] += n
+            part = None  # the innermost frame that names a part wins
+            c = _c_call(frames[-1]) if frames else None
+            if c is not None:
+                part = C_PARTS.get(c, f"{c} (C)")
+            for nm in reversed(names if part is None else []):
+                hit = next((label for key, label in ENGINE_PARTS if nm == key), None)
+                if hit:
+                    part = hit
+                    break
+            engine[part or "other"] += n
+        elif thread == "MainThread":
+            threads["event loop (main thread)"] += n
+            hit = None
+            for f, nm in zip(reversed(frames), reversed(names), strict=True):
+                key = next((label for k, label in LOOP_PARTS if k in nm.lower() or (k == "sse" and "sse" in f.lower())), None)
+                if key:
+                    hit = key
+                    break
+            loop[hit or "other (routing, validation, middleware)"] += n
+            loop_self[frames[-1] if frames else "?"] += n
+        else:
+            threads[f"other threads ({thread.split('-')[0] or thread})"] += n
+    return {
+        "threads": dict(threads),
+        "engine": dict(engine.most_common()),
+        "loop": dict(loop.most_common()),
+        "loop_top_frames": dict(loop_self.most_common(8)),
+    }
+
+
+def engine_counters(e: Engine, model: str) -> dict[str, Any]:
+    r = httpx.get(f"http://127.0.0.1:{e.port}/api/v1/models/{model}", timeout=30)
+    r.raise_for_status()
+    return dict(r.json().get("engine") or {})
+
+
+def profile_engine(e: Engine, model: str, concurrency: int, seconds: int) -> dict[str, Any]:
+    """Sample the plinth server with py-spy (100 Hz, non-blocking) while ``concurrency`` streams
+    keep it busy, and count the samples by thread and by part of the work."""
+    exe = Path(sys.executable).parent / "py-spy"
+    py_spy = str(exe) if exe.exists() else shutil.which("py-spy")
+    if py_spy is None or e.proc is None:
+        return {"error": "py-spy is not installed (pip install py-spy)"}
+    out = WORK / "plinth-profile.txt"
+    warm, rate = 5.0, 100
+    deadline = time.perf_counter() + warm + seconds + 5
+    holder: dict[str, Any] = {}
+
+    def load() -> None:
+        holder["results"] = asyncio.run(run_level(e.base_url, model, concurrency, 100_000, offset=300, until=deadline))
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    time.sleep(warm)
+    before = engine_counters(e, model)
+    t0 = time.perf_counter()
+    cmd = [py_spy, "record", "--pid", str(e.proc.pid), "--duration", str(seconds), "--rate", str(rate)]
+    cmd += ["--format", "raw", "--threads", "--nonblocking", "--output", str(out)]
+    spy = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = engine_counters(e, model)
+    t.join()
+    if spy.returncode != 0 or not out.exists():
+        return {"error": f"py-spy failed: {(spy.stderr or spy.stdout)[-300:]}"}
+    summary = classify_profile(out.read_text())
+    tokens = after.get("tokens", 0) - before.get("tokens", 0)
+    steps = after.get("steps", 0) - before.get("steps", 0)
+    summary.update(
+        concurrency=concurrency,
+        seconds=wall,
+        rate=rate,
+        tokens=tokens,
+        steps=steps,
+        tokens_per_s=tokens / wall if wall else 0.0,
+        ms_per_step=1000 * wall / steps if steps else 0.0,
+        seqs_per_step=tokens / steps if steps else 0.0,
+        errors=sum(1 for r in holder.get("results", ([], 0))[0] if not r.ok),
+        load_avg=os.getloadavg()[0],
+    )
+    print(
+        f"   profile at {concurrency} streams: {summary['tokens_per_s']:.1f} tok/s, {summary['ms_per_step']:.1f} ms/step, "
+        f"{summary['seqs_per_step']:.1f} tokens/step; engine {summary['engine']}",
+        flush=True,
+    )
+    return summary
+
+
+def profile_lines(p: dict[str, Any]) -> list[str]:
+    if "error" in p:
+        return ["## Where plinth's time goes", "", f"The profile could not be taken: {p['error']}", ""]
+    samples = p["seconds"] * p["rate"]  # samples one always-busy thread would give
+    ms_tok = 1000 * p["seconds"] / p["tokens"] if p["tokens"] else 0.0
+    lines = [
+        f"## Where plinth's time goes (py-spy, llama.cpp engine, {p['concurrency']} streams)",
+        "",
+        (
+            f"py-spy sampled the plinth server {p['rate']} times a second for {p['seconds']:.0f} s (non-blocking) while "
+            f"{p['concurrency']} streams kept it busy: {p['tokens']} tokens in {p['steps']} engine steps "
+            f"({p['tokens_per_s']:.1f} tok/s while sampled, {p['ms_per_step']:.1f} ms per step, {p['seqs_per_step']:.1f} "
+            f"tokens per step, {ms_tok:.2f} ms of wall time per token; load average {p['load_avg']:.1f}). "
+            "Shares are of wall time: a thread busy all the time would show 100%; a thread waiting "
+            "(for the GIL, a lock, the network) is not sampled."
+        ),
+        "",
+        "| thread | busy share of wall time |",
+        "|---|---|",
+    ]
+    for name, n in sorted(p["threads"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {name} | {100 * n / samples:.1f}% |")
+    lines += ["", "| engine thread: part of the step | share of wall time | ms per step | ms per token |", "|---|---|---|---|"]
+    for name, n in p["engine"].items():
+        frac = n / samples
+        per_step = frac * p["ms_per_step"]
+        lines.append(f"| {name} | {100 * frac:.1f}% | {per_step:.2f} | {frac * ms_tok:.3f} |")
+    lines += ["", "| event loop: part of the work | share of wall time | ms per token |", "|---|---|---|"]
+    for name, n in p["loop"].items():
+        frac = n / samples
+        lines.append(f"| {name} | {100 * frac:.1f}% | {frac * ms_tok:.3f} |")
+    top = "; ".join(f"`{f}` {n}" for f, n in p["loop_top_frames"].items())
+    lines += ["", f"Event loop frames with the most samples (innermost): {top}", ""]
+    return lines
+
+
 ANALYSIS = """## Reading these numbers
 
 - The load generator (the openai client parsing every streamed chunk) runs on the same two
@@ -601,6 +946,9 @@ def write_report(
     engines: list[Engine],
     results_dir: Path | None,
     args: dict[str, Any],
+    profile: dict[str, Any] | None = None,
+    run_load: list[float] | None = None,
+    costs: dict[str, float] | None = None,
 ) -> None:
     by = {(r.engine, r.concurrency): r for r in results}
     lines = [
@@ -613,21 +961,56 @@ def write_report(
             f"{', --quick (fewer requests per level)' if args.get('quick') else ''}. "
             f"Memory bandwidth (numpy copy) ~{bw:.1f} GB/s. Model: SmolLM2-135M-Instruct. Streaming chat requests "
             f"through the official openai client, max_tokens={MAX_TOKENS}, temperature 0.7, one prompt per request "
-            '("Write a long, detailed essay about ..."), engines started one at a time.'
+            '("Write a long, detailed essay about ..."), engines started one at a time, '
+            f"each on {args.get('threads')} thread{'' if args.get('threads') == 1 else 's'}"
+            + (
+                " (fewer than the cores: on a shared machine, llama.cpp threads that wait for each other at every "
+                "matmul stall whenever one is descheduled)."
+                if (args.get("threads") or 0) < (facts.get("cores") or 0)
+                else "."
+            )
         ),
         "",
+    ]
+    loads = [x for x in (run_load or []) if x]
+    if loads:
+        lines += [
+            (
+                f"**The machine was shared during this run**: its 1-minute load average was {min(loads):.1f} to "
+                f"{max(loads):.1f} on {facts.get('cores')} cores (column *load avg*: its mean during each level). "
+                "Under contention every engine is slower than alone, so read the absolute numbers as lower bounds "
+                "and compare engines by their ratios within this run; levels measured under very different loads "
+                "compare less well."
+                if max(loads) > 1.5 * (facts.get("cores") or 2) / 2
+                else f"The machine's 1-minute load average was {min(loads):.1f} to {max(loads):.1f} during the run."
+            ),
+            "",
+        ]
+    for e in engines:
+        if e.version:
+            cmd = e.cmd_for(1) if e.cmd_for else e.cmd  # shown for N slots: --parallel N, N times the context
+            shown = " ".join(
+                "N" if prev == "--parallel" else f"{a}*N" if prev == "--ctx-size" else Path(a).name if "/" in a else a
+                for prev, a in zip(["", *cmd], cmd, strict=False)
+            )
+            lines += [
+                f"{e.name}: `{e.version}`, started for each level as `{shown}` (N = the concurrency).",
+                "",
+            ]
+    lines += [
         (
             "| engine | weights | concurrency | requests | errors | aggregate tok/s | per-stream tok/s |"
-            " TTFT p50 s | TTFT p99 s | peak RSS MB | per-stream / bandwidth ceiling |"
+            " TTFT p50 s | TTFT p99 s | peak RSS MB | per-stream / bandwidth ceiling | load avg |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     weights = {e.name: e.weights for e in engines}
     for r in results:
         frac = f"{100 * r.bw_fraction:.1f}%" if r.bw_fraction is not None else "-"
+        load = f"{r.load_avg:.1f}" if r.load_avg is not None else "-"
         lines.append(
             f"| {r.engine} | {weights.get(r.engine, '')} | {r.concurrency} | {r.requests} | {r.errors} | {r.aggregate_tps:.1f} | "
-            f"{r.per_stream_tps:.1f} | {r.ttft_p50:.2f} | {r.ttft_p99:.2f} | {r.peak_rss_mb:.0f} | {frac} |"
+            f"{r.per_stream_tps:.1f} | {r.ttft_p50:.2f} | {r.ttft_p99:.2f} | {r.peak_rss_mb:.0f} | {frac} | {load} |"
         )
     lines += ["", f"Raw llama.cpp through llama-cpp-python (no server), one stream, same GGUF: **{raw:.1f} tok/s**.", ""]
     errs = [f"- {r.engine} c={r.concurrency}: {s}" for r in results for s in r.error_samples]
@@ -642,16 +1025,21 @@ def write_report(
             f"- 1 stream >= 0.95x raw llama.cpp: {name} {p1.per_stream_tps:.1f} vs {raw:.1f} tok/s = **{ratio:.2f}x** "
             f"({'met' if ratio >= 0.95 else 'missed'})."
         )
-    peers8 = [r for (n, c), r in by.items() if c == 8 and not n.startswith("plinth") and r.requests]
-    best = max(peers8, key=lambda r: r.aggregate_tps) if peers8 else None
+    for conc in (8, 32):
+        peers = [r for (n, c), r in by.items() if c == conc and not n.startswith("plinth") and r.requests]
+        best = max(peers, key=lambda r: r.aggregate_tps) if peers else None
+        for name in ours:
+            mine = by.get((name, conc))
+            if mine and best:
+                ratio = mine.aggregate_tps / best.aggregate_tps if best.aggregate_tps else float("inf")
+                lines.append(
+                    f"- {conc} concurrent >= 2x the best peer: {name} {mine.aggregate_tps:.1f} vs {best.engine} "
+                    f"{best.aggregate_tps:.1f} tok/s = **{ratio:.2f}x** ({'met' if ratio >= 2 else 'missed'})."
+                )
     for name in ours:
         p8 = by.get((name, 8))
-        if p8 and best:
-            ratio = p8.aggregate_tps / best.aggregate_tps if best.aggregate_tps else float("inf")
-            lines.append(
-                f"- 8 concurrent >= 2x the best peer: {name} {p8.aggregate_tps:.1f} vs {best.engine} {best.aggregate_tps:.1f} tok/s "
-                f"= **{ratio:.2f}x** ({'met' if ratio >= 2 else 'missed'})."
-            )
+        if p8:
+            lines.append(f"- TTFT p50 <= 0.5 s at 8: {name} {p8.ttft_p50:.2f} s ({'met' if p8.ttft_p50 <= 0.5 else 'missed'}).")
     for name in ours:
         p32 = by.get((name, 32))
         if p32:
@@ -665,7 +1053,24 @@ def write_report(
             f"{lr['base_tps']:.1f} tok/s = **{lr['ratio']:.2f}x** ({'met' if lr['ratio'] >= 0.7 else 'missed'}); "
             f"{int(lr['errors'])} errors."
         )
-    lines += ["", ANALYSIS]
+    lines += [""]
+    if costs:
+        lines += [
+            "## What llama.cpp's calls cost here (tight loop, no server, same threads)",
+            "",
+            (
+                f"One `llama_decode` of 1 sequence: {costs['decode_1_ms']:.1f} ms; of 8 sequences (ids 0-7 in order): "
+                f"{costs['decode_8_ms']:.1f} ms ({costs['decode_8_ms'] / costs['decode_1_ms']:.1f}x one sequence, "
+                f"{costs['decode_8_ms'] / 8:.1f} ms per token); the same 8 out of id order: {costs['decode_8_unordered_ms']:.1f} ms "
+                f"(llama.cpp splits the batch into one ubatch per run of consecutive ids, each a pass over the weights). "
+                f"One `llama_sampler_sample` (temperature, seeded draw over the 49k vocabulary): {costs['sample_ms']:.2f} ms. "
+                "Lower quartiles of interleaved rounds."
+            ),
+            "",
+        ]
+    if profile is not None:
+        lines += profile_lines(profile)
+    lines += [ANALYSIS]
     print("\n".join(lines))
     data = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in args.items()},
@@ -673,6 +1078,10 @@ def write_report(
         "raw_single_stream_tps": raw,
         "levels": [asdict(r) for r in results],
         "lora": lora,
+        "profile": profile,
+        "llamacpp_call_costs_ms": costs,
+        "load_avg": run_load,
+        "versions": {e.name: e.version for e in engines if e.version},
     }
     if results_dir is None:
         print("(--quick: no results written; give --results-dir to write them)")
