@@ -6,7 +6,10 @@ tools, and the refusals, each in OpenAI's error shape."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -367,3 +370,50 @@ def test_the_whole_conversation_sent_back_with_a_call_and_its_output(client) -> 
         temperature=0,
     )
     assert r.status in ("completed", "incomplete") and r.output[0].type == "message"
+
+
+# -- a failure after the stream started ----------------------------------------------------------------
+class BreakingEngine(BaseHTTPRequestHandler):
+    """A remote engine that sends one piece of an answer, then an error event."""
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        chunk = {"choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
+        error = {"error": {"message": "overloaded", "code": "overloaded"}}
+        body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in (chunk, error))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def breaking_model(live_server: LiveServer) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BreakingEngine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    name = f"resp-breaking-{uuid.uuid4().hex[:6]}"
+    body = {"name": name, "base_url": f"http://127.0.0.1:{server.server_address[1]}/v1", "upstream_model": "fake", "context_length": 2048}
+    r = httpx.post(f"{live_server.url}/api/v1/models", json=body, timeout=30)
+    assert r.status_code == 201, r.text
+    yield name
+    httpx.delete(f"{live_server.url}/api/v1/models/{name}", timeout=30)
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_failure_mid_stream_ends_with_an_error_and_response_failed(live_server: LiveServer, breaking_model: str) -> None:
+    events = _events(live_server, model=breaking_model, input="Hi", max_output_tokens=8)
+    kinds = [e.type for e in events]
+    assert kinds[-2:] == ["error", "response.failed"] and "response.output_text.delta" in kinds
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-2].code == "upstream_error" and "overloaded" in events[-2].message
+    failed = events[-1].response
+    assert failed.status == "failed" and failed.error.code == "server_error" and "overloaded" in failed.error.message
+    with pytest.raises(openai.NotFoundError):  # a failed response is not stored
+        openai.OpenAI(base_url=live_server.v1, api_key="x", max_retries=0).responses.retrieve(failed.id)
+    whole = _raw(live_server, model=breaking_model, input="Hi", max_output_tokens=8)
+    assert whole.status_code == 502 and whole.json()["error"]["code"] == "upstream_error"

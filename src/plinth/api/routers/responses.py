@@ -44,7 +44,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     except ClientDisconnected:
         return Response(status_code=499)
     if body.stream:
-        return SSEResponse(run.events(), headers=run.headers, on_close=run.close)
+        return SSEResponse(run.events(), headers=run.headers, on_close=run.close, error_event=run.failure_events)
     try:
         answer = await run_until_disconnect(request, run.collect())
     except ClientDisconnected:

@@ -310,7 +310,9 @@ class ResponseUsage(BaseModel):
 
 
 class ResponseError(BaseModel):
-    code: str
+    code: Literal["server_error", "rate_limit_exceeded", "invalid_prompt"] = Field(
+        description="OpenAI's code; the stream's error event before response.failed carries plinth's own"
+    )
     message: str
 
 

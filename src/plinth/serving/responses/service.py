@@ -96,6 +96,7 @@ class ResponseRun:
     incomplete: str | None = None
     created_at: int = field(default_factory=lambda: int(time.time()))
     _calls_left: int | None = None
+    _seq: int = 0  # the next event's sequence_number
 
     def __post_init__(self) -> None:
         self._calls_left = self.req.max_tool_calls
@@ -218,15 +219,21 @@ class ResponseRun:
         return self.body()
 
     # -- streamed -----------------------------------------------------------------------------
+    def _event(self, kind: str, **data: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": self._seq, **data}
+        self._seq += 1
+        return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+    def failure_events(self, err: PlinthError) -> bytes:
+        """How the stream ends when generation fails: an ``error`` event, then ``response.failed``."""
+        self.status, self.error = "failed", {"code": _FAILED_CODES.get(err.code, "server_error"), "message": err.message}
+        return self._event("error", code=err.code.value, message=err.message, param=err.param) + self._event(
+            "response.failed", response=self.body()
+        )
+
     async def events(self) -> AsyncIterator[bytes]:
         """The Responses API's server-sent events, each with its ``sequence_number``."""
-        seq = 0
-
-        def event(kind: str, **data: Any) -> bytes:
-            nonlocal seq
-            payload = {"type": kind, "sequence_number": seq, **data}
-            seq += 1
-            return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+        event = self._event
 
         yield event("response.created", response=self.body())
         yield event("response.in_progress", response=self.body())
@@ -295,12 +302,18 @@ class ResponseRun:
             await self._store()
         except PlinthError as e:
             self.job.service.metrics.errors.labels(e.code.value).inc()
-            self.status, self.error = "failed", {"code": e.code.value, "message": e.message}
-            yield event("error", code=e.code.value, message=e.message, param=e.param)
-            yield event("response.failed", response=self.body())
+            yield self.failure_events(e)
             return
         yield event("response.incomplete" if self.status == "incomplete" else "response.completed", response=self.body())
 
+
+#: a failed response's error.code (OpenAI's codes; the stream's error event carries plinth's own)
+_FAILED_CODES = {
+    ErrorCode.RATE_LIMITED: "rate_limit_exceeded",
+    ErrorCode.SERVER_BUSY: "rate_limit_exceeded",
+    ErrorCode.INVALID_REQUEST: "invalid_prompt",
+    ErrorCode.CONTEXT_LENGTH_EXCEEDED: "invalid_prompt",
+}
 
 #: top-level fields of a response object: what the stages add (citations, guardrail findings)
 #: never replaces them
