@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from plinth.store.sql import SqlStore
 
 # =============================================================================================
+# Order: the longest test files first (tests/support/order.py says why and lists them)
+# =============================================================================================
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests.support.order import longest_first
+
+    items[:] = longest_first(items, config.rootpath)
+
+
+# =============================================================================================
 # Stores
 #
 # ``store`` is a migrated SqlStore, run once on a fresh SQLite file and once on a fresh
