@@ -130,7 +130,7 @@ FRAMING = frozenset(
     anything nothing everything anyone thing stuff guy guys folks wondering wonder curious question quick bounce bounces
     bounced gets getting rule sign signing through copay copays ankle ankles wrist wrists knee knees elbow shoulder arm arms
     leg legs hand hands finger fingers toe toes neck hip sprain sprained twist fell fall fallen fractured injured injury
-    bruised cut""".split()
+    bruised cut lost lose losing forgot forget forgotten misplaced thoughts thought thinking feel feeling feelings""".split()
 )
 #: members' words for what the documents call otherwise, derived from the documents' own
 #: headings, table labels and terms: a phrase of the question (regular expression) and the
@@ -229,6 +229,12 @@ LAY_TERMS: tuple[tuple[str, str], ...] = (
         "telehealth virtual care video visits",
     ),
     (r"hotline|helpline|phone line", "line"),
+    # the documents' own alternatives: one of them found is enough
+    (r"doctors?|physicians?|providers?|clinicians?", "doctor provider"),
+    (r"medicines?|medications?|meds|drugs?|pills?|prescriptions?", "drug medicine medication"),
+    (r"visits?|appointments?|sessions?|consultations?", "visit"),
+    (r"teeth|tooth|dentists?|dental (?:work|cleanings?|checkups?)|cleanings?|fillings?|root canals?|crowns?", "dental care"),
+    (r"suicid(?:e|al)|self-?harm|crisis|kill myself", "crisis suicide lifeline"),
     (r"insurance card|member card|id card|membership card", "id card"),
     (r"records?|chart|medical file", "medical records"),
     (r"health (?:info(?:rmation)?|data)|my data|personal data|my information", "health information"),
@@ -316,9 +322,10 @@ def expand(question: str) -> str:
         for w in SYNONYMS.get(tok, ()):
             if w not in extra and w not in question.lower():
                 extra.append(w)
+    asked = terms(question)
     for canon in lay_terms(question):
         for w in canon.split():
-            if w not in extra and not re.search(rf"\b{re.escape(w)}\b", question, re.IGNORECASE):
+            if w not in extra and not terms(w) <= asked:  # "visit" is not added to "visits"
                 extra.append(w)
     return f"{question} ({' '.join(extra)})" if extra else question
 
@@ -574,7 +581,7 @@ class GroundingConfig:
     #: MiniLM (cosine ``soft_from`` counts nothing, ``soft_from + soft_span`` and above counts fully)
     soft_from: float = 0.55
     soft_span: float = 0.25
-    min_score: float = 0.39  # the best unit's score below which the answer is "I don't know"
+    min_score: float = 0.40  # the best unit's score below which the answer is "I don't know"
     lexical_weight: float = 0.5  # score = w * word overlap + (1 - w) * cosine similarity
     second_within: float = 0.9  # a second unit is quoted when it scores at least this share of the best
     max_units: int = 2
