@@ -1,0 +1,62 @@
+"""The grounding suites written for issue 18 (``examples/acme-health/write_grounding_suites.py``):
+their answer keys match the policy documents, the files are current, and the held-out suite asks
+nothing another question file asks."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from plinth.rag.parsing import parse_pdf
+from plinth.tuning.assistant_eval import Answer, cases_from_rows, contains, judge
+
+ACME = Path(__file__).resolve().parents[3] / "examples" / "acme-health"
+DEV2 = ACME / "grounding-dev-2.jsonl"
+HELDOUT2 = ACME / "heldout" / "assistant-eval-2.jsonl"
+
+
+def _documents() -> dict[str, str]:
+    docs = {p.name: p.read_text(encoding="utf-8") for p in (ACME / "policies").iterdir() if p.suffix in (".md", ".html")}
+    for pdf in (ACME / "policies").glob("*.pdf"):
+        docs[pdf.name] = parse_pdf(pdf.read_bytes(), pdf.name).text
+    return docs
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("path", [DEV2, HELDOUT2], ids=["dev-2", "held-out-2"])
+def test_answer_keys_pass_their_references_and_match_the_documents(path: Path) -> None:
+    docs = _documents()
+    cases = cases_from_rows(_rows(path), path.name)
+    for c in cases:
+        assert all(d in docs for d in c.documents), (c.id, c.documents)
+        citations = [{"index": i, "document": d, "text": docs[d]} for i, d in enumerate(c.documents, start=1)]
+        v = judge(c, Answer(c.reference, citations=citations), None)
+        assert v.get("correct", v.get("refusal_correct", v.get("declined"))), (c.id, v)
+        for group in c.expect:  # every expected phrase is written in a document whose citation counts
+            assert any(contains(docs[d], a) for d in c.documents for a in group), (c.id, group)
+
+
+def test_the_held_out_suite_is_25_10_10_and_asks_nothing_asked_elsewhere() -> None:
+    held = cases_from_rows(_rows(HELDOUT2), HELDOUT2.name)
+    assert Counter(c.kind for c in held) == {"answerable": 25, "unanswerable": 10, "off_topic": 10}
+    elsewhere = {c.question.lower() for c in cases_from_rows(_rows(DEV2), DEV2.name)}
+    for name in ("questions.jsonl", "grounding-dev.jsonl", "heldout-questions.jsonl"):
+        elsewhere |= {str(r["question"]).lower() for r in _rows(ACME / name)}
+    for path in (ACME / "assistant-eval.jsonl", ACME / "heldout" / "assistant-eval.jsonl"):
+        elsewhere |= {c.question.lower() for c in cases_from_rows(_rows(path), path.name)}
+    assert not [c.question for c in held if c.question.lower() in elsewhere]
+
+
+def test_the_suite_files_are_current(tmp_path: Path) -> None:
+    m = runpy.run_path(str(ACME / "write_grounding_suites.py"))
+    m["write"](tmp_path / "dev.jsonl", m["development"]())
+    m["write"](tmp_path / "ho.jsonl", m["heldout"]())
+    assert (tmp_path / "dev.jsonl").read_text() == DEV2.read_text()
+    assert (tmp_path / "ho.jsonl").read_text() == HELDOUT2.read_text()
