@@ -103,6 +103,11 @@ class Prompt:
     token_ids: list[int] | None = None
     n_tokens: int | None = None
     is_chat: bool = True
+    #: for a remote engine, which gets tools as sent: the tools (OpenAI's shape), tool_choice,
+    #: and parallel_tool_calls when the request turned them off
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
 
 
 @dataclass

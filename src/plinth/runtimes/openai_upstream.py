@@ -87,13 +87,9 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
         return self._ctx
 
     def prepare_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, prefill: str = "") -> Prompt:
-        if tools or prefill:
-            raise PlinthError(
-                ErrorCode.INVALID_REQUEST,
-                f"tools are not passed on to remote models yet (model {self.model.name!r} is served by a remote engine)",
-                param="tools",
-            )
-        return Prompt(messages=messages, n_tokens=None, is_chat=True)
+        """The messages as sent (OpenAI's shape, calls and tool results included) and the tools,
+        which the remote engine lays out and enforces itself; a prefill has no meaning here."""
+        return Prompt(messages=messages, n_tokens=None, is_chat=True, tools=tools or None)
 
     def check_constraint(self, constraint: OutputConstraint) -> None:
         """The remote engine enforces ``response_format`` itself: it is passed on as sent."""
@@ -127,6 +123,13 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
             body["logit_bias"] = {str(t): b for t, b in params.logit_bias.items()}
         if params.constraint is not None and params.constraint.response_format is not None:
             body["response_format"] = params.constraint.response_format
+        if prompt.tools:
+            body["tools"] = prompt.tools
+            if prompt.tool_choice is not None:
+                body["tool_choice"] = prompt.tool_choice
+            if prompt.parallel_tool_calls is False:
+                body["parallel_tool_calls"] = False
+        calls: dict[int, dict[str, str]] = {}  # streamed tool calls by index: name, arguments
         if prompt.is_chat:
             path, body["messages"] = "/chat/completions", prompt.messages
         else:
@@ -163,9 +166,15 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
                         if event.get("usage"):
                             usage = {k: int(v) for k, v in event["usage"].items() if isinstance(v, int)}
                         for choice in event.get("choices") or []:
-                            piece = (choice.get("delta") or {}).get("content") if prompt.is_chat else choice.get("text")
+                            delta = choice.get("delta") or {}
+                            piece = delta.get("content") if prompt.is_chat else choice.get("text")
                             if piece:
                                 yield Delta(text=str(piece), n_tokens=1)
+                            for tc in (delta.get("tool_calls") or []) if prompt.is_chat else []:
+                                entry = calls.setdefault(int(tc.get("index", len(calls))), {"name": "", "arguments": ""})
+                                fn = tc.get("function") or {}
+                                entry["name"] += str(fn.get("name") or "")
+                                entry["arguments"] += str(fn.get("arguments") or "")
                             if choice.get("finish_reason"):
                                 finish = str(choice["finish_reason"])
                     except (AttributeError, TypeError, ValueError):
@@ -180,6 +189,10 @@ class OpenAIUpstreamRuntime(InferenceRuntime):
             ) from None
         except (OutboundRefused, OutboundLimit) as e:
             raise self._outbound_failure(e) from None
+        for i in sorted(calls):  # whole calls, written as plinth's tool-call blocks (serving/tools.py reads them)
+            call = calls[i]
+            block = json.dumps({"name": call["name"], "arguments": call["arguments"]}, ensure_ascii=False)
+            yield Delta(text=f"<tool_call>\n{block}\n</tool_call>\n", n_tokens=0)
         yield Delta(text="", n_tokens=0, finish_reason=finish or "stop", usage=usage)
 
     def _failure(self, what: str, raw: str) -> PlinthError:

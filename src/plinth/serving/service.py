@@ -28,7 +28,15 @@ from plinth.serving.pipeline import ChainedFilter, ChatContext, ChatStage, Outpu
 from plinth.serving.protocol import ChatCompletionRequest, CompletionRequest, _SamplingFields
 from plinth.serving.stops import StopMatcher
 from plinth.serving.structured import constraint_from
-from plinth.serving.tools import FORCED_PREFILL, ToolCall, ToolPlan, default_format_messages, plan_from, template_messages
+from plinth.serving.tools import (
+    FORCED_PREFILL,
+    ToolCall,
+    ToolPlan,
+    default_format_messages,
+    openai_messages,
+    plan_from,
+    template_messages,
+)
 
 _STANDARD_FIELDS = frozenset({"id", "object", "created", "model", "choices", "usage", "system_fingerprint"})
 
@@ -214,7 +222,8 @@ class GenerationJob:
                 prompt = self.prompts[self.choice_prompt[idx]]
                 matcher = StopMatcher(params.stop)
                 out = self._filter(idx)
-                parser = self.tool_plan.parser() if self.tool_plan is not None and self.tool_plan.active else None
+                plan = self.tool_plan
+                parser = plan.parser(remote=self.lm.runtime.remote_structured_outputs) if plan is not None and plan.active else None
                 sent: list[str] = []
                 finish: str | None = None
                 counted = 0
@@ -292,7 +301,7 @@ class GenerationJob:
                     if "completion_tokens" in usage_from_engine:
                         self.completion_tokens += usage_from_engine["completion_tokens"] - counted
                 finish = finish or "stop"
-                if self.tool_calls.get(idx) and finish == "stop":
+                if self.tool_calls.get(idx) and finish in ("stop", "tool_calls", "function_call"):
                     finish = "function_call" if self.tool_plan is not None and self.tool_plan.legacy else "tool_calls"
                 m.generations.labels(model, finish).inc()
                 self.finish_reasons.append(finish)
@@ -516,15 +525,9 @@ class CompletionService:
             r = await self.manager.resolve(ctx.served_model)
             lm, adapter = r.lm, r.adapter
             plan = plan_from(req)
-            if lm.runtime.remote_structured_outputs and (plan is not None or any(m.role in ("tool", "function") for m in req.messages)):
-                raise PlinthError(
-                    ErrorCode.INVALID_REQUEST,
-                    f"tools are not passed on to remote models yet (model {req.model!r} is served by a remote engine)",
-                    param="tools",
-                )
             # a remote engine enforces the schema itself: only JSON Schema's own rules are checked here
             constraint = constraint_from(req.response_format, enforced_here=not lm.runtime.remote_structured_outputs)
-            if plan is not None and plan.forced:
+            if plan is not None and plan.forced and not lm.runtime.remote_structured_outputs:
                 constraint = plan.constraint()  # a forced call is the answer: response_format is for text answers
             if constraint is not None:
                 await self._prepare(lm, lambda: lm.runtime.check_constraint(constraint))
@@ -778,6 +781,13 @@ def _chat_prompt(lm: LoadedModel, messages: list[dict[str, Any]], plan: ToolPlan
     if plan is None and not tooled:
         return lm.runtime.prepare_chat(messages)
     rt = lm.runtime
+    if rt.remote_structured_outputs:  # the remote engine lays out and enforces tools itself
+        active = plan is not None and plan.active
+        prompt = rt.prepare_chat(openai_messages(messages), tools=[t.openai() for t in plan.tools] if plan is not None and active else None)
+        if plan is not None and active:
+            prompt.tool_choice = plan.wire_choice()
+            prompt.parallel_tool_calls = plan.parallel
+        return prompt
     if rt.chat_template_handles_tools():
         tools = [t.openai() for t in plan.allowed()] if plan is not None and plan.active else None
         return rt.prepare_chat(template_messages(messages), tools=tools)

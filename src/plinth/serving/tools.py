@@ -135,8 +135,15 @@ class ToolPlan:
         )
         return "\n".join(lines)
 
-    def parser(self) -> ToolCallParser:
-        return ToolCallParser({t.name for t in self.allowed()}, forced=self.forced, parallel=self.parallel)
+    def parser(self, *, remote: bool = False) -> ToolCallParser:
+        """The answer's reader; a remote engine's calls come as blocks, forced or not."""
+        return ToolCallParser({t.name for t in self.allowed()}, forced=self.forced and not remote, parallel=self.parallel)
+
+    def wire_choice(self) -> Any:
+        """``tool_choice`` as OpenAI's API takes it (for a remote engine)."""
+        if self.choice == "function":
+            return {"type": "function", "function": {"name": self.forced_name}}
+        return self.choice
 
 
 def plan_from(req: Any) -> ToolPlan | None:
@@ -213,6 +220,22 @@ def default_format_messages(messages: list[dict[str, Any]], plan: ToolPlan | Non
             out[0] = {"role": "system", "content": (out[0]["content"] + "\n\n" + section).strip()}
         else:
             out.insert(0, {"role": "system", "content": section})
+    return out
+
+
+def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` in OpenAI's wire shape again (for a remote engine)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.get("tool_calls"):
+            calls = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}} for c in m["tool_calls"]
+            ]
+            out.append({"role": "assistant", "content": m.get("content") or None, "tool_calls": calls})
+        elif m["role"] == "tool":
+            out.append({"role": "tool", "tool_call_id": m.get("tool_call_id") or "", "content": m.get("content") or ""})
+        else:
+            out.append({"role": m["role"], "content": m.get("content") or ""})
     return out
 
 
