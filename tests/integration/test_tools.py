@@ -6,6 +6,7 @@ streamed tool-call deltas, a conversation carrying calls and results, legacy fun
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -209,3 +210,26 @@ def test_bad_tool_requests_get_400_in_openai_shape(live_server: LiveServer, extr
     assert err["type"] == "invalid_request_error" and err["message"]
     if param is not None:
         assert err["param"] == param, err
+
+
+def test_the_request_log_shows_the_calls(live_server: LiveServer, client) -> None:
+    """A call-only answer is logged with its calls (where the policy lets the answer be kept)
+    and its finish reason, not as an empty answer."""
+    policy = {"name": "tools-log", "rules": [{"detector": "pii", "on": ["input", "output"], "action": "redact"}]}
+    assert httpx.post(f"{live_server.url}/api/v1/guardrails/policies", json=policy, timeout=60).status_code in (200, 201)
+    attach = f"{live_server.url}/api/v1/models/{MODEL}/attachments"
+    assert httpx.patch(attach, json={"guardrail_policy": "tools-log"}, timeout=30).status_code == 200
+    try:
+        r = client.chat.completions.create(model=MODEL, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=80, temperature=0)
+    finally:
+        assert httpx.patch(attach, json={"guardrail_policy": ""}, timeout=30).status_code == 200
+    call = r.choices[0].message.tool_calls[0]
+    for _ in range(300):
+        e = httpx.get(f"{live_server.url}/api/v1/requests/{r.id}", timeout=30)
+        if e.status_code == 200:
+            break
+        time.sleep(0.1)
+    entry = e.json()
+    assert entry["finish_reason"] == "tool_calls" and entry["completion_tokens"] > 0
+    logged = json.loads(entry["response"].strip().splitlines()[-1])
+    assert logged == {"tool_call": {"name": call.function.name, "arguments": call.function.arguments}}

@@ -163,6 +163,17 @@ class GenerationJob:
             self._reported = True
             self.service._report(self.ctx, self, self.error)
 
+    def logged_texts(self) -> tuple[str, ...]:
+        """Each finished choice's text as sent, with its tool calls written after it (for the
+        request log, which would otherwise show a call-only answer as empty)."""
+        out = []
+        for i, text in enumerate(self.texts):
+            calls = self.tool_calls.get(i)
+            if calls:
+                text = "\n".join([text, *(json.dumps({"tool_call": c.legacy()}, ensure_ascii=False) for c in calls)]).strip()
+            out.append(text)
+        return tuple(out)
+
     def take_tool_calls(self, idx: int) -> list[ToolCall]:
         """The tool calls of choice ``idx`` completed since the last take (in order)."""
         return self._tc_pending.pop(idx, [])
@@ -615,7 +626,7 @@ class CompletionService:
             latency_s=time.monotonic() - started,
             finish_reasons=tuple(job.finish_reasons) if job is not None else (),
             ttft_s=None if first is None else first - started,
-            texts=tuple(job.texts) if job is not None else (),
+            texts=job.logged_texts() if job is not None else (),
         )
         for hook in self.hooks:
             try:
