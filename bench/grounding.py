@@ -50,6 +50,8 @@ from machine import add_results_args, describe, machine_line, now_iso, results_d
 
 ROOT = Path(__file__).resolve().parent.parent
 ACME = ROOT / "examples" / "acme-health"
+#: passages served per question, as the stage serves them (``PLINTH_KB_TOP_K``, default 4)
+TOP_K = 4
 _FIG = re.compile(r"\$?\d[\d,]*(?:\.\d+)?%?")
 
 
@@ -172,9 +174,9 @@ def measure(k: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
     rows = []
     for q in questions:
         t0 = time.perf_counter()
-        plain = k.search("acme-policies", q["question"], k=4)
+        plain = k.search("acme-policies", q["question"], k=TOP_K)
         t1 = time.perf_counter()
-        result, pq = k.retrieve("acme-policies", q["question"], k=4, context=q.get("context") or [])
+        result, pq = k.retrieve("acme-policies", q["question"], k=TOP_K, context=q.get("context") or [])
         t2 = time.perf_counter()
         passages = [
             {"index": i, "text": p.text, "document": p.document, "heading": p.heading, "plan": p.metadata.get("plan")}
