@@ -12,6 +12,8 @@ in ``assistant-eval.jsonl``), written by hand from the policy documents in ``pol
 * ``heldout/assistant-eval-2.jsonl`` — written once, in the same sitting as the development
   set and committed before any code ran on it; other facts in other words. Never tuned on:
   report it next to the development numbers.
+* ``heldout/assistant-eval-3.jsonl`` — a third held-out suite (25/10/10) written for the refusal
+  rework of ADR 0123, in members' everyday words, and committed before any code ran on it.
 
 Every expected phrase of an answerable row is checked against its accepted documents by
 ``tests/unit/rag/test_grounding_suites.py``.
@@ -525,12 +527,102 @@ HELDOUT_OFF_TOPIC = [
 ]
 
 
+# ---- held-out-3: written for issue 18's refusal rework (helper C2) from the policy documents alone,
+# in members' everyday words, and committed before any code ran on it. Never tuned on.
+CLAIMS, ENROL, MATERNITY = "claims-and-appeals.md", "enrollment-and-membership.md", "maternity-and-newborn.md"
+HELDOUT3_ANSWERABLE: list[tuple[Any, ...]] = [
+    ("What's my share of a hospital stay on Silver once the deductible is done?", "30% after the deductible.", ["30%"], ["40%", "10%"], [S, OV]),
+    ("If it's just me on the Gold plan, what do I pay every month?", "The monthly premium is $568.", ["$568"], ["$412", "$289"], [G, OV]),
+    (
+        ("We're on Silver.", "What does the urgent care place down the street charge us?"),
+        "Urgent care costs a $50 copay.",
+        ["$50"],
+        ["$75", "$25"],
+        [S, OV],
+    ),
+    ("Does my insurance pay for dental work for adults, like fillings?", "Adult dental care is not covered.", [NOT_COVERED], [], ["exclusions.md"]),
+    (
+        "How many days do I have to send in a bill from a doctor I paid myself in Mexico?",
+        "File the claim within 180 days of the date of service.",
+        ["180 days"],
+        [],
+        [CLAIMS, "travel-coverage.md"],
+    ),
+    ("How quickly does Acme handle a claim once everything is sent in?", "Complete claims are processed within 30 days.", ["30 days"], [], [CLAIMS]),
+    (
+        "My appeal got turned down as well. How long do I get to ask for an outside review?",
+        "Within 4 months of the final internal denial.",
+        ["4 months"],
+        [],
+        [CLAIMS],
+    ),
+    ("What would the ER charge me on Silver if they send me home the same night?", "A $350 copay.", ["$350"], ["$500", "$150"], [S, OV]),
+    ("On Gold, what's the cap on out of pocket spending for a whole family?", "$8,000 per family.", ["$8,000"], ["$18,400", "$15,000"], [G, OV]),
+    ("Do I get anything back for a doula with Gold?", "Gold reimburses doula services up to $1,000 per pregnancy.", ["$1,000"], [], [G, MATERNITY]),
+    ("How long can a new mom stay in the hospital after a c-section?", "At least 96 hours after a cesarean section.", ["96 hours"], [], [MATERNITY]),
+    ("How long is the password reset link good for?", "The reset link is valid for 30 minutes.", ["30 minutes"], [], [ENROL]),
+    ("What day of the month are premium payments due?", "Premiums are due on the first day of each month.", ["first day"], [], [ENROL]),
+    ("I'm on Bronze. Does the plan chip in for chiropractor visits?", "Chiropractic care is not covered on the Bronze plan.", [NOT_COVERED], [], [B]),
+    ("How many physio sessions does Silver give me in a year?", "Up to 16 visits per calendar year.", ["16 visits"], ["12 visits", "20 visits"], [S]),
+    (
+        "How long does Acme take to decide a normal prior authorization request?",
+        "Standard requests are decided within 15 calendar days.",
+        ["15 calendar days"],
+        [],
+        ["prior-authorization.md"],
+    ),
+    ("My pills are coming by mail order. How long until they show up?", "Delivery takes 5 to 7 days.", ["5 to 7 days"], [], ["pharmacy-benefits.md"]),
+    ("Does ringing the nurse line cost me anything?", "The Nurse Line is free on every plan.", ["free"], [], ["telehealth-and-nurse-line.pdf"]),
+    ("How much is a video call with a doctor on Bronze?", "A telehealth visit costs $25.", ["$25"], ["$10", "$0"], [B, OV, "telehealth-and-nurse-line.pdf"]),
+    (("I have the Gold plan.", "Will it put money toward new glasses?"), "An allowance of $150 every 12 months.", ["$150"], [], [G]),
+    ("What coinsurance does Silver charge when I see someone outside the network?", "50% coinsurance.", ["50%"], ["30%"], [S]),
+    ("How long after the wedding do I have to put my husband on my plan?", "Within 60 days of the event.", ["60 days"], [], [ENROL]),
+    ("What's the most I'd pay per fill for a specialty drug on Silver?", "30% up to $350 per fill.", ["$350"], ["$500", "$250"], [S, "pharmacy-benefits.md"]),
+    (
+        "If my doctor leaves the network in the middle of my treatment, how long can I keep seeing them?",
+        "Up to 90 days at in-network cost sharing.",
+        ["90 days"],
+        [],
+        ["provider-network.md"],
+    ),
+    ("How soon do I get a copy of my medical records after I ask for them?", "Within 30 days of asking.", ["30 days"], [], ["member-rights.html"]),
+]
+HELDOUT3_UNANSWERABLE = [
+    "How much does Gold pay for an ambulance ride from one hospital to another?",
+    "Does Silver cover allergy testing?",
+    "What do I pay for an overnight sleep lab on Bronze?",
+    "Is LASIK covered on the Gold plan?",
+    "How many nutritionist visits does Silver include?",
+    "Is there a discount on gym memberships for Acme members?",
+    "Does Acme reimburse a home blood glucose monitor?",
+    "How much does Acme pay for hospice care?",
+    "Does Silver pay for a personal trainer after knee surgery?",
+    "How much does Gold cover for hypnotherapy to quit smoking?",
+]
+HELDOUT3_OFF_TOPIC = [
+    "What's a good recipe for lentil soup?",
+    "Who wrote Pride and Prejudice?",
+    "How do I fix a flat tire on my bike?",
+    "Translate 'good morning' into Portuguese.",
+    "What's the tallest mountain in Africa?",
+    "Recommend a podcast about ancient history.",
+    "How do I stop a kitchen faucet from dripping?",
+    "Who won the football game last night?",
+    "Explain how a fixed-rate mortgage works.",
+    "Which car insurance is cheapest for a teenage driver?",
+]
+
+
 def development() -> list[dict[str, Any]]:
     return _rows("dev2", DEV_ANSWERABLE, DEV_UNANSWERABLE, DEV_OFF_TOPIC)
 
 
 def heldout() -> list[dict[str, Any]]:
     return _rows("ho2", HELDOUT_ANSWERABLE, HELDOUT_UNANSWERABLE, HELDOUT_OFF_TOPIC)
+
+
+def heldout3() -> list[dict[str, Any]]:
+    return _rows("ho3", HELDOUT3_ANSWERABLE, HELDOUT3_UNANSWERABLE, HELDOUT3_OFF_TOPIC)
 
 
 def write(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -542,6 +634,7 @@ def write(path: Path, rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     write(HERE / "grounding-dev-2.jsonl", development())
     write(HERE / "heldout" / "assistant-eval-2.jsonl", heldout())
+    write(HERE / "heldout" / "assistant-eval-3.jsonl", heldout3())
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from plinth.tuning.assistant_eval import Answer, cases_from_rows, contains, judg
 ACME = Path(__file__).resolve().parents[3] / "examples" / "acme-health"
 DEV2 = ACME / "grounding-dev-2.jsonl"
 HELDOUT2 = ACME / "heldout" / "assistant-eval-2.jsonl"
+HELDOUT3 = ACME / "heldout" / "assistant-eval-3.jsonl"
 
 
 def _documents() -> dict[str, str]:
@@ -30,7 +31,7 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("path", [DEV2, HELDOUT2], ids=["dev-2", "held-out-2"])
+@pytest.mark.parametrize("path", [DEV2, HELDOUT2, HELDOUT3], ids=["dev-2", "held-out-2", "held-out-3"])
 def test_answer_keys_pass_their_references_and_match_the_documents(path: Path) -> None:
     docs = _documents()
     cases = cases_from_rows(_rows(path), path.name)
@@ -43,14 +44,16 @@ def test_answer_keys_pass_their_references_and_match_the_documents(path: Path) -
             assert any(contains(docs[d], a) for d in c.documents for a in group), (c.id, group)
 
 
-def test_the_held_out_suite_is_25_10_10_and_asks_nothing_asked_elsewhere() -> None:
-    held = cases_from_rows(_rows(HELDOUT2), HELDOUT2.name)
+@pytest.mark.parametrize("path", [HELDOUT2, HELDOUT3], ids=["held-out-2", "held-out-3"])
+def test_the_held_out_suite_is_25_10_10_and_asks_nothing_asked_elsewhere(path: Path) -> None:
+    held = cases_from_rows(_rows(path), path.name)
     assert Counter(c.kind for c in held) == {"answerable": 25, "unanswerable": 10, "off_topic": 10}
     elsewhere = {c.question.lower() for c in cases_from_rows(_rows(DEV2), DEV2.name)}
     for name in ("questions.jsonl", "grounding-dev.jsonl", "heldout-questions.jsonl"):
         elsewhere |= {str(r["question"]).lower() for r in _rows(ACME / name)}
-    for path in (ACME / "assistant-eval.jsonl", ACME / "heldout" / "assistant-eval.jsonl"):
-        elsewhere |= {c.question.lower() for c in cases_from_rows(_rows(path), path.name)}
+    for other in (ACME / "assistant-eval.jsonl", ACME / "heldout" / "assistant-eval.jsonl", HELDOUT2, HELDOUT3):
+        if other != path:
+            elsewhere |= {c.question.lower() for c in cases_from_rows(_rows(other), other.name)}
     assert not [c.question for c in held if c.question.lower() in elsewhere]
 
 
@@ -58,5 +61,7 @@ def test_the_suite_files_are_current(tmp_path: Path) -> None:
     m = runpy.run_path(str(ACME / "write_grounding_suites.py"))
     m["write"](tmp_path / "dev.jsonl", m["development"]())
     m["write"](tmp_path / "ho.jsonl", m["heldout"]())
+    m["write"](tmp_path / "ho3.jsonl", m["heldout3"]())
     assert (tmp_path / "dev.jsonl").read_text() == DEV2.read_text()
     assert (tmp_path / "ho.jsonl").read_text() == HELDOUT2.read_text()
+    assert (tmp_path / "ho3.jsonl").read_text() == HELDOUT3.read_text()
