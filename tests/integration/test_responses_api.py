@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -295,6 +296,7 @@ def test_another_projects_response_is_not_found(client, live_server: LiveServer)
         ({"input": "Hi", "reasoning": {"effort": "high"}}, "reasoning.effort", "reasoning"),
         ({"input": "Hi", "include": ["file_search_call.results"]}, "include", "file_search_call.results"),
         ({"input": "Hi", "prompt": {"id": "pmpt_1"}}, "prompt", "prompt"),
+        ({"input": "Hi", "top_logprobs": 3}, "top_logprobs", "top_logprobs"),
         ({"input": "Hi", "max_output_tokens": 100_000}, "max_output_tokens", "limit"),
         ({"input": "Hi", "temperature": 3}, "temperature", "2"),
         ({"input": "Hi", "text": {"format": {"type": "json_schema", "name": "x y", "schema": CITY}}}, "text.format.json_schema.name", ""),
@@ -417,3 +419,47 @@ def test_a_failure_mid_stream_ends_with_an_error_and_response_failed(live_server
         openai.OpenAI(base_url=live_server.v1, api_key="x", max_retries=0).responses.retrieve(failed.id)
     whole = _raw(live_server, model=breaking_model, input="Hi", max_output_tokens=8)
     assert whole.status_code == 502 and whole.json()["error"]["code"] == "upstream_error"
+
+
+# -- the chat path's hooks and stages apply ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def guarded_deployment(live_server: LiveServer) -> Iterator[str]:
+    """A deployment of the embedded model behind a policy that blocks personal data in input."""
+    tag = uuid.uuid4().hex[:6]
+    policy = {"name": f"resp-block-{tag}", "rules": [{"detector": "pii", "on": ["input"], "action": "block"}]}
+    r = httpx.post(f"{live_server.url}/api/v1/guardrails/policies", json=policy, timeout=60)
+    assert r.status_code in (200, 201), r.text
+    name = f"resp-dep-{tag}"
+    r = httpx.post(
+        f"{live_server.url}/api/v1/deployments", json={"name": name, "model": MODEL, "guardrail_policy": policy["name"]}, timeout=60
+    )
+    assert r.status_code == 201, r.text
+    yield name
+    httpx.delete(f"{live_server.url}/api/v1/deployments/{name}", timeout=60)
+
+
+def test_a_deployment_name_routes_and_the_request_is_logged(client, live_server: LiveServer, guarded_deployment: str) -> None:
+    raw = client.responses.with_raw_response.create(model=guarded_deployment, input="Hi", max_output_tokens=3)
+    assert raw.headers["x-plinth-deployment"] == guarded_deployment and raw.headers["x-plinth-revision"] == "1"
+    r = raw.parse()
+    assert r.model == guarded_deployment
+    follow = client.responses.create(model=guarded_deployment, previous_response_id=r.id, input="Again", max_output_tokens=3)
+    assert follow.previous_response_id == r.id
+    # the request log holds the chat request that answered it: chatcmpl- and the same id
+    logged_id = "chatcmpl-" + r.id.removeprefix("resp_")
+    deadline = time.monotonic() + 30
+    while (e := httpx.get(f"{live_server.url}/api/v1/requests/{logged_id}", timeout=30)).status_code != 200:
+        assert time.monotonic() < deadline, e.text
+        time.sleep(0.2)
+    entry = e.json()
+    assert entry["deployment"] == guarded_deployment and entry["kind"] == "chat" and entry["completion_tokens"] == r.usage.output_tokens
+
+
+def test_a_guardrail_block_leaves_the_response_incomplete(client, live_server: LiveServer, guarded_deployment: str) -> None:
+    ask = "My SSN is 123-45-6789, is it safe?"
+    r = client.responses.create(model=guarded_deployment, input=ask, max_output_tokens=20)
+    assert r.status == "incomplete" and r.incomplete_details.reason == "content_filter"
+    assert "123-45-6789" not in r.output_text
+    assert r.model_extra["guardrails"]["blocked"] is True  # the stage's findings ride along, as on chat
+    events = _events(live_server, model=guarded_deployment, input=ask, max_output_tokens=20)
+    assert events[-1].type == "response.incomplete" and events[-1].response.output_text == r.output_text

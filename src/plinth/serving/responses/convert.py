@@ -65,11 +65,11 @@ def input_items(req: ResponsesRequest) -> list[dict[str, Any]]:
         if isinstance(item, MessageItem):
             kind = "output_text" if item.role == "assistant" else "input_text"
             parts = [{"type": kind, "text": item.content}] if isinstance(item.content, str) else _parts(item)
-            items.append(_message(item.role, parts))
+            items.append(_message(item.role, parts, item.id))
         elif isinstance(item, FunctionCallItem):
             items.append(
                 {
-                    "id": new_id("fc"),
+                    "id": item.id or new_id("fc"),
                     "type": "function_call",
                     "call_id": item.call_id,
                     "name": item.name,
@@ -79,7 +79,13 @@ def input_items(req: ResponsesRequest) -> list[dict[str, Any]]:
             )
         elif isinstance(item, FunctionCallOutputItem):
             items.append(
-                {"id": new_id("fco"), "type": "function_call_output", "call_id": item.call_id, "output": item.text(), "status": "completed"}
+                {
+                    "id": item.id or new_id("fco"),
+                    "type": "function_call_output",
+                    "call_id": item.call_id,
+                    "output": item.text(),
+                    "status": "completed",
+                }
             )
     return items
 
@@ -96,8 +102,8 @@ def _parts(item: MessageItem) -> list[dict[str, Any]]:
     return out
 
 
-def _message(role: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"id": new_id("msg"), "type": "message", "role": role, "content": parts, "status": "completed"}
+def _message(role: str, parts: list[dict[str, Any]], item_id: str | None = None) -> dict[str, Any]:
+    return {"id": item_id or new_id("msg"), "type": "message", "role": role, "content": parts, "status": "completed"}
 
 
 def _text(parts: Any) -> str:

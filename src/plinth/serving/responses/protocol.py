@@ -2,8 +2,8 @@
 
 Requests are validated here: unknown fields are ignored (as on ``/v1/chat/completions``);
 fields plinth cannot honour are refused with a 400 that names them (non-function tools,
-``background``, ``truncation: auto``, reasoning effort, stored prompts, conversations, image
-and file inputs). The JSON schema of each refused field admits only its harmless values, so
+``background``, ``truncation: auto``, reasoning effort, stored prompts, conversations,
+``top_logprobs``, image and file inputs). The JSON schema of each refused field admits only its harmless values, so
 the OpenAPI document says what is accepted. The response models document the answers' shapes
 (OpenAI's ``Response``, its output items and the stream's events); the service builds plain
 dicts.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationInfo, field_validator
 
 from plinth.domain.numbers import API_INT_MAX
 from plinth.serving.protocol import JSONSchemaFormat
@@ -56,6 +56,7 @@ class MessageItem(BaseModel):
     """A message: ``{"role", "content"}``, with or without ``"type": "message"``."""
 
     model_config = ConfigDict(extra="ignore")
+    id: str | None = Field(None, max_length=128, description="the item's id when it was sent back; else one is given")
     type: Literal["message"] = "message"
     role: Literal["user", "system", "developer", "assistant"]
     content: str | list[ContentPart]
@@ -72,6 +73,7 @@ class FunctionCallItem(BaseModel):
     """A function call the model made earlier, sent back with its output."""
 
     model_config = ConfigDict(extra="ignore")
+    id: str | None = Field(None, max_length=128, description="the item's id when it was sent back; else one is given")
     type: Literal["function_call"]
     call_id: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1, max_length=128)
@@ -82,6 +84,7 @@ class FunctionCallOutputItem(BaseModel):
     """What a function call returned (``call_id`` names the call)."""
 
     model_config = ConfigDict(extra="ignore")
+    id: str | None = Field(None, max_length=128, description="the item's id when it was sent back; else one is given")
     type: Literal["function_call_output"]
     call_id: str = Field(min_length=1, max_length=128)
     output: str | list[InputText]
@@ -195,6 +198,7 @@ class ResponsesRequest(BaseModel):
     reasoning: ReasoningConfig | None = None
     prompt: None = Field(None, description="stored prompts are not supported: refused when set")
     conversation: None = Field(None, description="conversations are not supported (use previous_response_id): refused when set")
+    top_logprobs: None = Field(None, description="log-probabilities are not returned here (use /v1/chat/completions): refused when set")
 
     @field_validator("input", mode="before")
     @classmethod
@@ -250,11 +254,11 @@ class ResponsesRequest(BaseModel):
                 raise ValueError(f"include values {other!r} are not supported by this server")
         return v
 
-    @field_validator("prompt", "conversation", mode="before")
+    @field_validator("prompt", "conversation", "top_logprobs", mode="before")
     @classmethod
-    def _refused(cls, v: Any, info: Any) -> Any:
+    def _refused(cls, v: Any, info: ValidationInfo) -> Any:
         if v is not None:
-            raise ValueError(f"{info.field_name} is not supported by this server")
+            raise ValueError(f"{info.field_name} is not supported by this server's Responses API")
         return v
 
     @field_validator("metadata")
