@@ -65,11 +65,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, smol_dir: Path, project: Path) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, smol_dir: Path, smol32_dir: Path, project: Path) -> Iterator[LiveServer]:
     home = tmp_path_factory.mktemp("closed-loop-home")
-    torch_cache = home / "cache" / "torch"  # the dequantised copy the torch runtime serves adapters with
+    # the session's dequantised copies, under the names the server's own cache uses: the one the
+    # torch runtime serves adapters with, and the float32 one the tune step trains on (without
+    # it the tune job dequantises its own, about 40 s)
+    torch_cache = home / "cache" / "torch"
     torch_cache.mkdir(parents=True)
-    (torch_cache / smol_dir.name).symlink_to(smol_dir, target_is_directory=True)
+    for copy in (smol_dir, smol32_dir):
+        (torch_cache / copy.name).symlink_to(copy, target_is_directory=True)
     applied = plinth(home, "apply", str(project))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "Pipeline acme-retrain" in applied.stdout and "Trigger acme-retrain-on-drift" in applied.stdout, applied.stdout
