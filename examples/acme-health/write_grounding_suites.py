@@ -12,6 +12,8 @@ in ``assistant-eval.jsonl``), written by hand from the policy documents in ``pol
 * ``heldout/assistant-eval-2.jsonl`` — written once, in the same sitting as the development
   set and committed before any code ran on it; other facts in other words. Never tuned on:
   report it next to the development numbers.
+* ``grounding-dev-3.jsonl`` — more development questions (30/15/5) for the refusal rework of ADR 0123:
+  everyday verbs around a documented fact, near-miss unanswerables. May be tuned on.
 * ``heldout/assistant-eval-3.jsonl`` — a third held-out suite (25/10/10) written for the refusal
   rework of ADR 0123, in members' everyday words, and committed before any code ran on it.
 
@@ -691,12 +693,168 @@ HELDOUT3_OFF_TOPIC = [
 ]
 
 
+# ---- dev-3: development questions for weighting the words a question uses but the documents do
+# not (ADR 0123): everyday verbs and adverbs around a documented fact ("set me back", "shell out",
+# "take effect"), and near-miss unanswerables whose missing word narrows a documented thing
+# ("a private hospital room"). Thresholds and weights may be tuned on it.
+DEV3_ANSWERABLE: list[tuple[Any, ...]] = [
+    ("How much will a specialist set me back on Gold?", "A specialist visit is a $35 copay.", ["$35"], ["$100", "$60"], [G, OV]),
+    (
+        "What do I shell out for generic pills on Bronze?",
+        "Tier 1 generic drugs cost $15.",
+        ["$15"],
+        ["$10", "$5"],
+        [B, OV, "pharmacy-benefits.md"],
+    ),
+    ("On Silver, what does the ER bill me if I end up admitted?", "The $350 copay is waived if you are admitted.", ["waived"], [], [S]),
+    (
+        "When does my new PCP take effect after I switch on Bronze?",
+        "On the first day of the next month.",
+        ["first day of the next month"],
+        [],
+        ["provider-network.md"],
+    ),
+    (
+        "I forked out cash for care in Spain. How long do I have to file?",
+        "Within 180 days of the date of service.",
+        ["180 days"],
+        [],
+        [CLAIMS, "travel-coverage.md"],
+    ),
+    ("Roughly how long does a replacement plastic card take to arrive?", "It arrives in 7 to 10 days.", ["7 to 10 days"], [], [ENROL]),
+    (
+        "How long until Acme gets back to me on an urgent appeal?",
+        "Urgent appeals are decided within 72 hours.",
+        ["72 hours"],
+        [],
+        [CLAIMS, "prior-authorization.md"],
+    ),
+    ("Silver member here: what does it charge me per month?", "The monthly premium is $412.", ["$412"], ["$289", "$568"], [S, OV]),
+    ("What coinsurance am I stuck with on Bronze after the deductible?", "40% coinsurance.", ["40%"], ["30%", "10%"], [B, OV]),
+    ("How much of an allowance toward contacts does Gold hand out?", "$150 every 12 months.", ["$150"], [], [G]),
+    ("Until what date can I sign up during open enrollment?", "Open enrollment runs to December 15.", ["December 15"], [], [ENROL, OV]),
+    (
+        "How many chiropractor visits will Gold let me have in a year?",
+        "Up to 20 visits per calendar year.",
+        ["20 visits"],
+        ["12 visits"],
+        [G],
+    ),
+    ("What do I end up paying for a video visit on Gold?", "A $0 copay.", ["$0"], ["$25", "$10"], [G, OV, "telehealth-and-nurse-line.pdf"]),
+    (
+        ("I'm on Bronze.", "What's the damage for seeing my regular doctor?"),
+        "A primary care visit costs $50.",
+        ["$50"],
+        ["$30", "$15"],
+        [B, OV],
+    ),
+    (
+        "How quickly will Acme reply to a standard formulary exception request?",
+        "Within 72 hours.",
+        ["72 hours"],
+        [],
+        ["pharmacy-benefits.md"],
+    ),
+    ("Once I've used my deductible on Gold, what percentage remains mine to pay?", "10% coinsurance.", ["10%"], ["30%", "40%"], [G, OV]),
+    ("How late can I tell Acme that my newborn arrived?", "Within 30 days of birth.", ["30 days"], [], [ENROL, MATERNITY]),
+    (
+        "Can I still get an OB-GYN appointment on Bronze without a referral?",
+        "Referrals are not needed for OB-GYN care.",
+        ["not needed"],
+        [],
+        [B, "provider-network.md"],
+    ),
+    (
+        "What happens if I stay behind on my premium past the grace period?",
+        "Coverage ends at the end of the grace period.",
+        ["coverage ends"],
+        [],
+        [ENROL],
+    ),
+    ("How much does the Gold plan reimburse per ear for hearing aids?", "Up to $1,500 per ear every 36 months.", ["$1,500"], [], [G]),
+    ("Does Acme ever sell my health information?", "No: Acme will never sell it.", ["never sell"], [], ["member-rights.html"]),
+    (
+        "How long can I wait before I report an emergency hospital admission?",
+        "Within 48 hours.",
+        ["48 hours"],
+        [],
+        [B, S, G, "prior-authorization.md"],
+    ),
+    (
+        "Who picks my primary care provider if I never choose one on Bronze?",
+        "Acme Health assigns one.",
+        ["assigns one"],
+        [],
+        ["provider-network.md"],
+    ),
+    (
+        "How many mental health visits am I allowed in a year?",
+        "There are no annual visit limits.",
+        ["no annual visit limits"],
+        [],
+        ["mental-health.md"],
+    ),
+    (
+        "What is the charge for the 988 crisis line?",
+        "Call or text 988, the Suicide and Crisis Lifeline.",
+        ["988"],
+        [],
+        ["mental-health.md"],
+    ),
+    ("How much does a trip to urgent care run on Bronze?", "A $75 copay.", ["$75"], ["$50", "$25"], [B, OV]),
+    (
+        "Is there any chance I'm billed extra by an out-of-network anesthesiologist at my in-network hospital?",
+        "No: it is billed at in-network cost sharing.",
+        ["in-network cost sharing"],
+        [],
+        ["provider-network.md"],
+    ),
+    ("How long does a completed prior authorization usually stay good?", "Usually 90 days.", ["90 days"], [], ["prior-authorization.md"]),
+    ("Which pharmacy handles my specialty drugs?", "AcmeRx Specialty.", ["AcmeRx Specialty"], [], ["pharmacy-benefits.md"]),
+    (
+        "How long can I expect to wait for a complaint to be answered?",
+        "Complaints are answered within 30 days.",
+        ["30 days"],
+        [],
+        ["member-rights.html"],
+    ),
+]
+DEV3_UNANSWERABLE = [
+    "What does Silver pay for an ambulance ride to a routine appointment?",
+    "How much is a semi-private hospital room on Bronze?",
+    "Does Gold cover contact lens cleaning solution?",
+    "What is the copay for a lab blood draw on Silver?",
+    "How many massage sessions does Silver allow?",
+    "Does Acme pay for replacement hearing aid batteries on Gold?",
+    "What does Bronze charge for a flu test at a pharmacy?",
+    "Is a home sleep apnea test covered on Gold?",
+    "How much does Acme pay for a second breast pump?",
+    "Does Silver cover an eye patch after surgery?",
+    "What is the copay for a telehealth nutrition consult?",
+    "How much does Gold pay for dental implants?",
+    "Is there a copay for a travel health consultation on Silver?",
+    "Does Acme cover a gym membership for weight loss?",
+    "What does Bronze pay for a walking cane?",
+]
+DEV3_OFF_TOPIC = [
+    "How do I repot an orchid?",
+    "What's the capital of Australia?",
+    "Write a haiku about the sea.",
+    "How long should I boil an egg?",
+    "Which credit card has the best travel rewards?",
+]
+
+
 def development() -> list[dict[str, Any]]:
     return _rows("dev2", DEV_ANSWERABLE, DEV_UNANSWERABLE, DEV_OFF_TOPIC)
 
 
 def heldout() -> list[dict[str, Any]]:
     return _rows("ho2", HELDOUT_ANSWERABLE, HELDOUT_UNANSWERABLE, HELDOUT_OFF_TOPIC)
+
+
+def development3() -> list[dict[str, Any]]:
+    return _rows("dev3", DEV3_ANSWERABLE, DEV3_UNANSWERABLE, DEV3_OFF_TOPIC)
 
 
 def heldout3() -> list[dict[str, Any]]:
@@ -713,6 +871,7 @@ def main() -> None:
     write(HERE / "grounding-dev-2.jsonl", development())
     write(HERE / "heldout" / "assistant-eval-2.jsonl", heldout())
     write(HERE / "heldout" / "assistant-eval-3.jsonl", heldout3())
+    write(HERE / "grounding-dev-3.jsonl", development3())
 
 
 if __name__ == "__main__":
