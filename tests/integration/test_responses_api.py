@@ -338,6 +338,16 @@ def test_a_forced_call_then_its_output_in_a_follow_up(client) -> None:
     assert follow.usage.input_tokens > r.usage.input_tokens
     kinds = [i.type for i in client.responses.input_items.list(follow.id, order="asc")]
     assert kinds == ["message", "function_call", "function_call_output"]
+    # the call sent back again with its id (as some clients do) is not repeated
+    again = client.responses.create(
+        model=MODEL,
+        previous_response_id=r.id,
+        input=[call.model_dump(exclude_none=True), {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+        tools=[WEATHER],
+        max_output_tokens=5,
+    )
+    kinds = [i.type for i in client.responses.input_items.list(again.id, order="asc")]
+    assert kinds == ["message", "function_call", "function_call_output"]
 
 
 def test_a_named_tool_choice_streamed(live_server: LiveServer) -> None:

@@ -72,7 +72,9 @@ class ResponsesService:
                     param="previous_response_id",
                 )
             conversation = previous.input_items + list(previous.body.get("output") or [])
-        conversation += convert.input_items(req)
+        # An item sent again that the stored conversation already holds (same id) is not repeated.
+        known = {item.get("id") for item in conversation}
+        conversation += [item for item in convert.input_items(req) if item["id"] not in known]
         chat = convert.chat_request(req, conversation)
         try:
             job = await self.completions.start_chat(chat)
