@@ -229,10 +229,12 @@ def test_previous_response_id_continues_the_conversation(client) -> None:
     assert whole.output_text == second.output_text and whole.usage.input_tokens == second.usage.input_tokens
 
 
-def test_retrieve_and_delete(client) -> None:
+def test_retrieve_and_delete(client, live_server: LiveServer) -> None:
     r = client.responses.create(model=MODEL, input="Hi", max_output_tokens=3, metadata={"k": "v"})
     got = client.responses.retrieve(r.id)
     assert got.model_dump() == r.model_dump()
+    again = httpx.get(f"{live_server.v1}/responses/{r.id}", params={"stream": "true"}, timeout=30)  # not streamed again
+    assert again.status_code == 400 and again.json()["error"]["param"] == "stream"
     client.responses.delete(r.id)
     with pytest.raises(openai.NotFoundError) as e:
         client.responses.retrieve(r.id)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from plinth.api.deps import services_of
 from plinth.api.openapi import errors, stream
 from plinth.api.streaming import ClientDisconnected, SSEResponse, run_until_disconnect
+from plinth.errors import ErrorCode, PlinthError
 from plinth.serving.responses.protocol import DeletedResponse, InputItemList, ResponseObject, ResponsesRequest
 from plinth.serving.responses.service import ResponsesService
 
@@ -55,7 +56,13 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
 
 
 @router.get("/responses/{response_id}", response_model=ResponseObject)
-async def get_response(request: Request, response_id: str = _ID) -> Response:
+async def get_response(
+    request: Request,
+    response_id: str = _ID,
+    stream: bool = Query(False, description="only false: a stored response is not streamed again", json_schema_extra={"enum": [False]}),
+) -> Response:
+    if stream:
+        raise PlinthError(ErrorCode.UNSUPPORTED, "a stored response is not streamed again: leave out stream", param="stream")
     return JSONResponse((await _service(request).get(response_id)).body)
 
 
