@@ -16,7 +16,8 @@ from plinth.store.sql import SqlStore
 
 def _response(**kw: object) -> StoredResponse:
     rid = "resp_" + uuid.uuid4().hex
-    body = {"id": rid, "object": "response", "output": [{"type": "message", "content": [{"type": "output_text", "text": "hi ✓"}]}]}
+    text = "hi ✓ \x00 and a NUL"  # what a model may write; Postgres' json type takes the escape
+    body = {"id": rid, "object": "response", "output": [{"type": "message", "content": [{"type": "output_text", "text": text}]}]}
     return StoredResponse(id=rid, model="m", body=body, input_items=[{"id": "msg_1", "type": "message", "role": "user"}], **kw)  # type: ignore[arg-type]
 
 
