@@ -6,6 +6,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -199,6 +200,22 @@ def torch_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared
 
 
+@contextmanager
+def _one_worker_at_a_time(shared: Path, dtype: str) -> Iterator[None]:
+    """Held while the ``dtype`` copy is looked up or made in the workers' shared cache: the
+    long files run first (tests/support/order.py), so both workers ask for the same copy at
+    once, and without the lock both would make it (15 to 40 s of both cores); the second now
+    waits and finds it made."""
+    import fcntl
+
+    with open(shared / f".dequantise-{dtype}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _embedded_digest() -> str:
     """The embedded GGUF's digest as the catalog records it, so dequantised copies made here
     carry the key a server's own cache would use (tests link them into a server's home)."""
@@ -222,7 +239,8 @@ def smol_dir(torch_cache_dir: Path) -> Path:
     from plinth.runtimes.torch_gguf import dequantised_dir
 
     dtype = str(tl.pick_dtype("cpu")).replace("torch.", "")
-    return dequantised_dir(locate_embedded_gguf(), torch_cache_dir / "torch", digest=_embedded_digest(), dtype_name=dtype)
+    with _one_worker_at_a_time(torch_cache_dir, dtype):
+        return dequantised_dir(locate_embedded_gguf(), torch_cache_dir / "torch", digest=_embedded_digest(), dtype_name=dtype)
 
 
 @pytest.fixture(scope="session")
@@ -233,4 +251,5 @@ def smol32_dir(torch_cache_dir: Path) -> Path:
     from plinth.formats import locate_embedded_gguf
     from plinth.runtimes.torch_gguf import dequantised_dir
 
-    return dequantised_dir(locate_embedded_gguf(), torch_cache_dir / "torch", digest=_embedded_digest(), dtype_name="float32")
+    with _one_worker_at_a_time(torch_cache_dir, "float32"):
+        return dequantised_dir(locate_embedded_gguf(), torch_cache_dir / "torch", digest=_embedded_digest(), dtype_name="float32")
