@@ -289,3 +289,71 @@ def train_head(
     acc = float((((x @ w + b) > 0) == (y > 0)).mean())
     meta = {"examples": len(y), "positives": int(y.sum()), "train_accuracy": round(acc, 4)}
     return EmbeddingHead([float(v) for v in w], float(b), embedder, meta)
+
+
+# -- prototype neighbours ------------------------------------------------------------------------
+@dataclass
+class PrototypeSet:
+    """The training texts' sentence embeddings with their labels: a message's score is the
+    similarity-weighted vote of its ``k`` nearest training texts (the third voter of a
+    classifier, ADR 0122). A nearest-neighbour vote keeps local structure a single linear head
+    averages away (a paraphrase sits next to the template it paraphrases), and needs no
+    training. Vectors are stored as int8 (``scale`` restores them) in a ``.npz`` file read
+    without pickle."""
+
+    vectors: Any  # int8 array (n, dim)
+    scale: float
+    labels: Any  # uint8 array (n,)
+    embedder: str
+    k: int = 15
+    sharpness: float = 10.0
+    meta: dict[str, Any] = field(default_factory=dict)
+    _matrix: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def build(cls, vectors: Any, labels: Sequence[int], *, embedder: str, k: int = 15, sharpness: float = 10.0) -> PrototypeSet:
+        import numpy as np
+
+        x = np.asarray(vectors, dtype=np.float32)
+        scale = float(np.abs(x).max()) / 127.0 or 1.0
+        q = np.clip(np.round(x / scale), -127, 127).astype(np.int8)
+        meta = {"examples": len(labels), "positives": int(sum(labels))}
+        return cls(q, scale, np.asarray(labels, dtype=np.uint8), embedder, k, sharpness, meta)
+
+    def score(self, vector: Any) -> float:
+        import numpy as np
+
+        if self._matrix is None:
+            self._matrix = self.vectors.astype(np.float32) * np.float32(self.scale)
+        sims = self._matrix @ np.asarray(vector, dtype=np.float32)
+        k = min(self.k, len(sims))
+        nearest = np.argpartition(-sims, k - 1)[:k]
+        w = np.exp(sims[nearest] * self.sharpness)
+        return float((w * self.labels[nearest]).sum() / w.sum())
+
+    def save(self, path: Path) -> None:
+        import numpy as np
+
+        head = {"format": "plinth-prototypes/1", "embedder": self.embedder, "scale": self.scale, "k": self.k}
+        head.update({"sharpness": self.sharpness, "meta": self.meta})
+        with path.open("wb") as f:
+            np.savez_compressed(f, vectors=self.vectors, labels=self.labels, header=np.asarray([json.dumps(head, sort_keys=True)]))
+
+    @classmethod
+    def load(cls, source: Any) -> PrototypeSet:
+        import numpy as np
+
+        with np.load(source, allow_pickle=False) as z:
+            head = json.loads(str(z["header"][0]))
+            if head.get("format") != "plinth-prototypes/1":
+                raise ValueError(f"not a plinth prototype file (format {head.get('format')!r})")
+            vectors, labels = z["vectors"], z["labels"]
+        return cls(vectors, float(head["scale"]), labels, str(head["embedder"]), int(head["k"]), float(head["sharpness"]), head["meta"])
+
+    @classmethod
+    def load_packaged(cls, name: str) -> PrototypeSet | None:
+        path = resources.files("plinth.guardrails").joinpath("data").joinpath(name)
+        if not path.is_file():
+            return None
+        with path.open("rb") as f:
+            return cls.load(f)

@@ -338,6 +338,9 @@ class InjectionOptions(DetectorOptions):
     semantic_gate: float = Field(
         0.25, ge=0, le=1, description="the semantic head runs only when the linear model's score is at least this (it costs an embedding)"
     )
+    prototypes: bool = Field(
+        True, description="with the semantic head, also let the nearest training texts vote, where the model ships them (ADR 0122)"
+    )
 
 
 @register_detector

@@ -21,7 +21,7 @@ from pydantic import Field
 from plinth.domain.guardrails import Finding
 from plinth.errors import PlinthError
 from plinth.guardrails.base import DetectContext, Detector, DetectorOptions, register_detector
-from plinth.guardrails.classifier import EmbeddingHead, LinearModel
+from plinth.guardrails.classifier import EmbeddingHead, LinearModel, PrototypeSet
 from plinth.guardrails.deobfuscate import decoded_variants
 from plinth.guardrails.text import Gated, word_set
 
@@ -263,6 +263,9 @@ class ToxicityOptions(DetectorOptions):
     semantic_gate: float = Field(
         0.25, ge=0, le=1, description="the semantic head runs only when the linear model's score is at least this (it costs an embedding)"
     )
+    prototypes: bool = Field(
+        True, description="with the semantic head, also let the nearest training texts vote, where the model ships them (ADR 0122)"
+    )
 
 
 _MODELS: dict[str, LinearModel] = {}
@@ -287,6 +290,19 @@ def packaged_head(model_name: str) -> EmbeddingHead | None:
         if name not in _HEADS:
             _HEADS[name] = EmbeddingHead.load_packaged(name)
         return _HEADS[name]
+
+
+_PROTOTYPES: dict[str, PrototypeSet | None] = {}
+
+
+def packaged_prototypes(model_name: str) -> PrototypeSet | None:
+    """The training texts' embeddings shipped beside a linear model (``injection.json`` ->
+    ``injection-prototypes.npz``), or None when there are none."""
+    name = model_name.removesuffix(".json") + "-prototypes.npz"
+    with _MODELS_LOCK:
+        if name not in _PROTOTYPES:
+            _PROTOTYPES[name] = PrototypeSet.load_packaged(name)
+        return _PROTOTYPES[name]
 
 
 class LinearTextDetector(Detector):
@@ -338,31 +354,54 @@ class LinearTextDetector(Detector):
                     best = (p, top, variant)
         return best
 
-    def semantic_score(self, text: str) -> float | None:
-        """The semantic head's probability for ``text`` (its first SEMANTIC_CHARS characters),
-        or None without a head, without the embedder, or with another embedder than the
-        head was trained on."""
-        head = packaged_head(self.options.model)  # type: ignore[attr-defined]
-        if head is None or self.resources is None:
+    def _embedding(self, text: str, embedder_id: str) -> Any:
+        """The embedding of ``text`` (its first SEMANTIC_CHARS characters), or None without the
+        embedder or with another embedder than ``embedder_id``."""
+        if self.resources is None:
             return None
         try:
             embedder = self.resources.embedder()
         except PlinthError:
             return None
-        if getattr(embedder, "model_id", None) != head.embedder:
+        if getattr(embedder, "model_id", None) != embedder_id:
             return None
-        return head.score(embedder.embed([text[:SEMANTIC_CHARS]])[0])
+        return embedder.embed([text[:SEMANTIC_CHARS]])[0]
+
+    def semantic_score(self, text: str) -> float | None:
+        """The semantic head's probability for ``text`` (its first SEMANTIC_CHARS characters),
+        or None without a head, without the embedder, or with another embedder than the
+        head was trained on."""
+        votes = self.semantic_votes(text)
+        return votes[0] if votes else None
+
+    def semantic_votes(self, text: str) -> list[float]:
+        """The semantic head's probability and, where the model ships prototypes and the
+        ``prototypes`` option is on, the nearest training texts' vote; [] when there is no head
+        or no matching embedder."""
+        model = self.options.model  # type: ignore[attr-defined]
+        head = packaged_head(model)
+        if head is None:
+            return []
+        vector = self._embedding(text, head.embedder)
+        if vector is None:
+            return []
+        votes = [head.score(vector)]
+        protos = packaged_prototypes(model) if getattr(self.options, "prototypes", False) else None
+        if protos is not None and protos.embedder == head.embedder:
+            votes.append(protos.score(vector))
+        return votes
 
     def combined_score(self, text: str) -> tuple[float, list[tuple[str, float]]]:
         """The linear score; where it is at least ``semantic_gate``, the mean of it and the
-        semantic head's (on the same piece or decoded variant)."""
+        semantic votes (the head's, and the nearest training texts' where shipped) on the same
+        piece or decoded variant."""
         score, top, variant = self._best_variant(text)
         o = self.options
         if getattr(o, "semantic", False) and score >= getattr(o, "semantic_gate", 1.0):
-            sem = self.semantic_score(variant)
-            if sem is not None:
-                score = (score + sem) / 2
-                top = [("@semantic", sem - 0.5), *top]
+            votes = self.semantic_votes(variant)
+            if votes:
+                score = (score + sum(votes)) / (1 + len(votes))
+                top = [("@semantic", sum(votes) / len(votes) - 0.5), *top]
         return score, top
 
     def detect(self, text: str, ctx: DetectContext) -> list[Finding]:

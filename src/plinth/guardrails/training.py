@@ -11,7 +11,8 @@ benign); the shared evaluation sets and plinth's held-out sets are never trained
 
 Each task gets two files: ``<task>.json``, the linear n-gram + rule model, and
 ``<task>-semantic.json``, a logistic head on the MiniLM sentence embeddings of the same
-texts (ADR 0116). Training is deterministic and takes about half a minute on a CPU (most of
+texts (ADR 0116); injection also ``<task>-prototypes.npz``, those embeddings themselves
+(int8) with their labels, for a nearest-neighbour vote (ADR 0122). Training is deterministic and takes about half a minute on a CPU (most of
 it embedding the texts).
 """
 
@@ -23,13 +24,17 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from plinth.guardrails.classifier import EmbeddingHead, LinearModel, data_digest, read_training, train, train_head
+from plinth.guardrails.classifier import EmbeddingHead, LinearModel, PrototypeSet, data_digest, read_training, train, train_head
 
 REPO = Path(__file__).resolve().parents[3]
 DATA_DIR = REPO / "examples" / "guardrails" / "training"
 FAQ = REPO / "examples" / "acme-health" / "faq.jsonl"
 OUT_DIR = Path(__file__).resolve().parent / "data"
 
+#: tasks that ship their training texts' embeddings as a third, nearest-neighbour voter
+#: (chosen on the development set and the first held-out set, ADR 0122: it halved the injection
+#: false positives there and cost toxicity recall)
+PROTOTYPE_TASKS = ("injection",)
 #: task -> (positive label, training settings, other tasks' files used as negatives)
 TASKS = {
     "toxicity": ("toxic", {"l2": 5e-4, "epochs": 400, "lr": 0.3, "positive_weight": 2.5}, ("injection",)),
@@ -73,12 +78,37 @@ def build(task: str, data_dir: Path = DATA_DIR) -> LinearModel:
 
 
 def build_head(task: str, embedder: object, data_dir: Path = DATA_DIR) -> EmbeddingHead:
+    return build_semantic(task, embedder, data_dir)[0]
+
+
+def build_semantic(task: str, embedder: object, data_dir: Path = DATA_DIR) -> tuple[EmbeddingHead, PrototypeSet | None]:
+    """The semantic head and, for PROTOTYPE_TASKS, the prototype set, from one embedding pass."""
     examples = examples_for(task, data_dir)
     vectors = embedder.embed([t for t, _ in examples])  # type: ignore[attr-defined]
-    head = train_head(vectors, [y for _, y in examples], embedder=embedder.model_id)  # type: ignore[attr-defined]
+    labels = [y for _, y in examples]
+    head = train_head(vectors, labels, embedder=embedder.model_id)  # type: ignore[attr-defined]
     head.meta["task"] = task
     head.meta["data"] = data_digest(examples)
-    return head
+    protos = None
+    if task in PROTOTYPE_TASKS:
+        protos = PrototypeSet.build(vectors, labels, embedder=embedder.model_id)  # type: ignore[attr-defined]
+        protos.meta["task"] = task
+        protos.meta["data"] = head.meta["data"]
+    return head, protos
+
+
+def _same_prototypes(path: Path, fresh: PrototypeSet) -> bool:
+    """Same data, labels and (within one int8 step, embeddings differ across CPUs) vectors."""
+    import numpy as np
+
+    if not path.is_file():
+        return False
+    shipped = PrototypeSet.load(path)
+    if shipped.meta.get("data") != fresh.meta.get("data") or shipped.embedder != fresh.embedder:
+        return False
+    a = shipped.vectors.astype(np.float32) * shipped.scale
+    b = fresh.vectors.astype(np.float32) * fresh.scale
+    return bool(np.array_equal(shipped.labels, fresh.labels) and np.abs(a - b).max() <= 2 * max(shipped.scale, fresh.scale))
 
 
 def _embedder() -> object:
@@ -109,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         model = build(task)
         path = OUT_DIR / f"{task}.json"
         text = json.dumps(model.to_json(), ensure_ascii=False, indent=0, sort_keys=False) + "\n"
-        head = build_head(task, embedder) if embedder is not None else None
+        head, protos = build_semantic(task, embedder) if embedder is not None else (None, None)
         head_path = OUT_DIR / f"{task}-semantic.json"
+        protos_path = OUT_DIR / f"{task}-prototypes.npz"
         if args.check:
             shipped = json.loads(path.read_text(encoding="utf-8"))
             same = shipped["meta"].get("data") == model.meta["data"] and shipped["weights"] == model.to_json()["weights"]
@@ -120,12 +151,19 @@ def main(argv: list[str] | None = None) -> int:
                 same_head = head_path.is_file() and _same_head(json.loads(head_path.read_text(encoding="utf-8")), head)
                 print(f"{task} semantic head: {'up to date' if same_head else 'DIFFERS from a fresh training run'}")
                 status |= 0 if same_head else 1
+            if protos is not None:
+                same_protos = _same_prototypes(protos_path, protos)
+                print(f"{task} prototypes: {'up to date' if same_protos else 'DIFFER from a fresh training run'}")
+                status |= 0 if same_protos else 1
         else:
             path.write_text(text, encoding="utf-8")
             print(f"{task}: {len(model.weights)} weights, train accuracy {model.meta['train_accuracy']}, wrote {path}")
             if head is not None:
                 head_path.write_text(json.dumps(head.to_json(), ensure_ascii=False) + "\n", encoding="utf-8")
                 print(f"{task} semantic head: train accuracy {head.meta['train_accuracy']}, wrote {head_path}")
+            if protos is not None:
+                protos.save(protos_path)
+                print(f"{task} prototypes: {protos.meta['examples']} texts, wrote {protos_path}")
     return status
 
 
