@@ -163,9 +163,9 @@ class ResponseRun:
         reason = _INCOMPLETE.get(finish or "")
         self.status = "incomplete" if reason else "completed"
         self.incomplete = reason
-        for item in self.output:
-            if item["type"] == "message":
-                item["status"] = "incomplete" if reason else "completed"
+        last = self.output[-1] if self.output else None
+        if last is not None and last["type"] == "message":  # the message the answer ended in (was cut, if it was)
+            last["status"] = "incomplete" if reason else "completed"
 
     async def _store(self) -> None:
         if self.req.store is False:
