@@ -327,6 +327,7 @@ def _build(server: LiveServer, root: str) -> World:
     _ok(c.post("/api/v1/triggers", headers=A, json={"name": "claims-trigger", "pipeline": "claims-pipeline", "kind": "manual"}))
     chat = _ok(c.post("/v1/chat/completions", headers=A, json={"model": "claims-chat", "messages": MESSAGES, "max_tokens": 2}))
     response_id = chat["id"]
+    stored = _ok(c.post("/v1/responses", headers=A, json={"model": MODEL, "input": "claims question", "max_output_tokens": 2}))
     _ok(c.post("/api/v1/feedback", headers=A, json={"response_id": response_id, "rating": 1, "comment": "claims-feedback comment"}))
     cited = _ok(c.get(f"/api/v1/citations/{response_id}", headers=A))
     assert cited["knowledge_base"] == "claims-kb"
@@ -378,6 +379,7 @@ def _build(server: LiveServer, root: str) -> World:
         "registered_version": ["1"],
         "alias": ["prod"],
         "response": [response_id],
+        "stored_response": [stored["id"]],  # a response of /v1/responses, stored in claims
         "key": [key_ids["alice"], "alice-key", key_ids["app"]],
         # every id a /v1 request may name: the deployment, the remote engine, the adapter, the
         # registry version (by number and alias)
@@ -404,6 +406,7 @@ def _build(server: LiveServer, root: str) -> World:
 #: overrides it. A value starting with "=" is a literal that belongs to no project.
 PATH_PARAMS: dict[str, str] = {
     "/v1/models/{model_id}": "model_id",
+    "/v1/responses/{response_id}": "stored_response",
     "/api/v1/models/{name}": "catalog_model",
     "/api/v1/models/{model_id}": "attachable",  # .../attachments
     "/api/v1/models/{name}/adapters/{adapter}": "adapter",
@@ -470,6 +473,7 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/v1/completions"): lambda w: {"model": MODEL, "prompt": "Claims are", "max_tokens": 1},
     ("POST", "/v1/embeddings"): lambda w: {"model": "minilm", "input": "claims"},
     ("POST", "/v1/moderations"): lambda w: {"input": "claims"},
+    ("POST", "/v1/responses"): lambda w: {"model": MODEL, "input": "marketing", "max_output_tokens": 1},
     ("POST", "/api/v1/models"): lambda w: {"name": "mkt-remote", "base_url": "http://127.0.0.1:9/v1"},
     ("POST", "/api/v1/models/{name}/adapters"): lambda w: {"path": str(w.adapter_file), "name": "mkt-lora"},
     ("PATCH", "/api/v1/models/{model_id}/attachments"): lambda w: {"system_prompt": "marketing"},
@@ -523,6 +527,7 @@ BODY_REFS: dict[str, str] = {
     "knowledge_base": "kb_ref",
     "guardrail_policy": "policy_ref",
     "response_id": "response",
+    "previous_response_id": "stored_response",
     "dataset": "dataset_ref",
 }
 #: Body fields that look like references and are not: each with why.
@@ -864,6 +869,8 @@ VIEWER_CANNOT_READ = {
     "/api/v1/keys/{ref}": "keys are managed by owners (admin scope)",
     "/api/v1/users/{name}": "another user's account: server admins only",
     "/v1/models/{model_id}": "/v1 needs the inference scope",
+    "/v1/responses/{response_id}": "/v1 needs the inference scope",
+    "/v1/responses/{response_id}/input_items": "/v1 needs the inference scope",
 }
 #: reads of claims resources that answer 409 to claims too, each with why
 VIEWER_READS_CONFLICT = {
