@@ -453,6 +453,11 @@ def main() -> None:
     ap.add_argument("--levels", default="1,8,32", help="concurrency levels (default 1,8,32)")
     ap.add_argument("--profile", action="store_true", help="also sample plinth with py-spy at 8 streams (needs py-spy)")
     ap.add_argument("--profile-seconds", type=int, default=60, help="how long py-spy samples (default 60)")
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="add this run's engines to this CPU's last results (replacing their rows) instead of a new table",
+    )
     ap.add_argument("--skip-lora", action="store_true", help="leave out the 8-adapter scenario")
     ap.add_argument("--build-jobs", type=int, default=2, help="compile jobs when llama-server must be built (default 2)")
     add_results_args(ap)
@@ -471,17 +476,24 @@ def main() -> None:
     per_level = {1: 3, 8: 16, 32: 32}  # requests per level (a --quick run sends one per stream)
     concurrencies = [int(x) for x in args.levels.split(",")]
     levels = [(c, c if args.quick else per_level.get(c, 2 * c)) for c in concurrencies]
-    bw = memory_bandwidth_gbs()
     facts = describe()
-    print(f"{machine_line(facts)} Memory bandwidth ~{bw:.1f} GB/s.", flush=True)
-    raw = raw_llamacpp_single_stream(gguf, args.threads)
-    print(f"raw llama-cpp-python single stream: {raw:.1f} tok/s", flush=True)
-    costs = decode_costs(gguf, args.threads)
-    print(f"llama.cpp calls in a tight loop: {costs}", flush=True)
+    earlier: dict[str, Any] | None = None
+    if args.append:  # the machine facts and reference numbers stay those of the run added to
+        previous = (results_dir_of(args) or ROOT / "bench" / "results") / f"serving-{facts['slug']}.json"
+        earlier = json.loads(previous.read_text())
+        bw, raw, costs = earlier["bandwidth_gbs"], earlier["raw_single_stream_tps"], earlier.get("llamacpp_call_costs_ms")
+        print(f"adding to {previous} (measured {earlier.get('measured_at')})", flush=True)
+    else:
+        bw = memory_bandwidth_gbs()
+        print(f"{machine_line(facts)} Memory bandwidth ~{bw:.1f} GB/s.", flush=True)
+        raw = raw_llamacpp_single_stream(gguf, args.threads)
+        print(f"raw llama-cpp-python single stream: {raw:.1f} tok/s", flush=True)
+        costs = decode_costs(gguf, args.threads)
+        print(f"llama.cpp calls in a tight loop: {costs}", flush=True)
 
     engines: list[Engine] = []
     results: list[LevelResult] = []
-    wanted = set(args.engines.split(","))
+    wanted = set(args.engines.split(","))  # "none" with --append: rewrite the report only
     home = WORK / "plinth-home"
     shutil.rmtree(home, ignore_errors=True)
     if "plinth" in wanted:
@@ -566,6 +578,8 @@ def main() -> None:
                 "4096",
                 "--n_threads",
                 str(args.threads),
+                "--n_threads_batch",  # prompt processing: its default is every core
+                str(args.threads),
                 "--interrupt_requests",
                 "False",
             ],
@@ -624,8 +638,14 @@ def main() -> None:
     lora: dict[str, dict[str, float]] = {}
     profile: dict[str, Any] | None = None
     run_load = [os.getloadavg()[0]]
+    if earlier is not None:  # this run's engines replace their earlier rows
+        names = {e.name for e in engines}
+        results[:0] = [LevelResult(**d) for d in earlier["levels"] if d["engine"] not in names]
+        lora.update({k: v for k, v in earlier.get("lora", {}).items() if k not in names})
+        profile = earlier.get("profile") if not args.profile else None
+        run_load[:0] = earlier.get("load_avg") or []
     keys = {"transformers serve --continuous-batching": "transformers-serve"}
-    order = args.engines.split(",")
+    order = [*args.engines.split(","), *(e.name for e in engines)]
     engines.sort(key=lambda e: order.index(keys.get(e.name, e.name)))  # in the order --engines gives
     for e in engines:
         print(f"== {e.name}", flush=True)
@@ -675,7 +695,7 @@ def main() -> None:
         # what is measured so far, should the run be stopped before its report
         (WORK / "serving-partial.json").write_text(json.dumps({"levels": [asdict(r) for r in results], "lora": lora}, indent=1))
 
-    write_report(facts, bw, raw, results, lora, engines, results_dir_of(args), vars(args), profile, run_load, costs)
+    write_report(facts, bw, raw, results, lora, engines, results_dir_of(args), vars(args), profile, run_load, costs, earlier)
 
 
 def gguf_loras(gguf: Path, writer) -> Any:  # type: ignore[no-untyped-def]
@@ -923,11 +943,20 @@ ANALYSIS = """## Reading these numbers
   cores as the engine under test, for every engine alike. The VM's own speed drifts: the same
   tight llama.cpp loop measured 44 ms and 57-87 ms per 8-sequence step minutes apart, so
   compare engines within one run only, and expect +-20% or more between runs.
-- llama.cpp's decode of this Q4_1 model is compute-bound here, not bandwidth-bound: in a
-  tight loop (no server) one decode step takes ~10.5 ms for 1 sequence and ~44 ms for 8 at
-  best, so batching can give at most ~1.8x over one stream (see docs/adr/0010); sampling adds
-  ~0.7 ms per sequence per step (softmax over the 49k-token vocabulary). A Q8_0 copy of the
-  same weights measured no better in interleaved A/B runs.
+- llama.cpp's decode of this Q4_1 model is compute-bound, not bandwidth-bound, and grows
+  with the number of sequences in a step (the tight-loop costs above; on the AVX2 EPYC a step
+  took ~10.5 ms for 1 sequence and ~44 ms for 8, see docs/adr/0010). llama.cpp's batched CPU
+  matrix kernels on x86 (tinyBLAS, the repacked layouts) cover Q4_0, Q5_0, Q8_0 and others
+  but not Q4_1, so each extra sequence in a step adds its own full set of dot products.
+  Sampling costs a fraction of a millisecond per sequence per step.
+- `llama-server` runs the same llama.cpp (built from the sources llama-cpp-python vendors),
+  so its throughput and plinth's llama.cpp engine are bounded by the same `llama_decode`; the
+  difference between them is what each adds around it. This benchmark starts plinth with 16
+  sequences per batch (`PLINTH_MAX_BATCH_SIZE=16`) while `llama-server` gets 32 slots at 32
+  streams: there half of plinth's requests wait for a free sequence, which shows in its TTFT.
+- With one KV stream per sequence llama.cpp computes one ubatch (a pass over the weights) per
+  run of consecutive sequence ids in a batch; plinth lays batches out by id and hands out the
+  lowest free id (docs/adr/0122), the "out of id order" cost above is what that avoids.
 - `llama_cpp.server` serialises requests: its per-stream speed stays high while time to first
   token grows with the queue (p99 over a minute at 32). plinth and `transformers serve`
   interleave streams; transformers needs ~6 GB for a 135M model, plinth ~1 GB (most of it
@@ -949,8 +978,12 @@ def write_report(
     profile: dict[str, Any] | None = None,
     run_load: list[float] | None = None,
     costs: dict[str, float] | None = None,
+    earlier: dict[str, Any] | None = None,
 ) -> None:
+    """The Markdown report and its JSON; with ``earlier`` (an --append run), this run's
+    engines are added to that run's table."""
     by = {(r.engine, r.concurrency): r for r in results}
+    earlier = earlier or {}
     lines = [
         title("Serving benchmark", facts),
         "",
@@ -986,6 +1019,8 @@ def write_report(
             ),
             "",
         ]
+    names = {e.name for e in engines}
+    notes = {k: v for k, v in earlier.get("engine_notes", {}).items() if k not in names}
     for e in engines:
         if e.version:
             cmd = e.cmd_for(1) if e.cmd_for else e.cmd  # shown for N slots: --parallel N, N times the context
@@ -993,10 +1028,26 @@ def write_report(
                 "N" if prev == "--parallel" else f"{a}*N" if prev == "--ctx-size" else Path(a).name if "/" in a else a
                 for prev, a in zip(["", *cmd], cmd, strict=False)
             )
-            lines += [
-                f"{e.name}: `{e.version}`, started for each level as `{shown}` (N = the concurrency).",
-                "",
-            ]
+            notes[e.name] = f"{e.name}: `{e.version}`, started for each level as `{shown}` (N = the concurrency)."
+    for note in notes.values():
+        lines += [note, ""]
+    appended: dict[str, Any] | None = None
+    if earlier and names:
+        appended = {
+            "engines": sorted(names),
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "to_run_of": earlier.get("measured_at"),
+        }
+    elif earlier.get("appended"):  # the report rewritten: keep saying which rows came later
+        appended = {"at": earlier.get("measured_at"), **earlier["appended"]}
+    if appended:
+        lines += [
+            (
+                f"Rows of {', '.join(appended['engines'])} were added by a second run (`--append`) at {appended['at']}, "
+                f"after the first ({appended['to_run_of']}); the reference numbers above and below are the first run's."
+            ),
+            "",
+        ]
     lines += [
         (
             "| engine | weights | concurrency | requests | errors | aggregate tok/s | per-stream tok/s |"
@@ -1004,7 +1055,7 @@ def write_report(
         ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    weights = {e.name: e.weights for e in engines}
+    weights = {**earlier.get("weights", {}), **{e.name: e.weights for e in engines}}
     for r in results:
         frac = f"{100 * r.bw_fraction:.1f}%" if r.bw_fraction is not None else "-"
         load = f"{r.load_avg:.1f}" if r.load_avg is not None else "-"
@@ -1012,7 +1063,15 @@ def write_report(
             f"| {r.engine} | {weights.get(r.engine, '')} | {r.concurrency} | {r.requests} | {r.errors} | {r.aggregate_tps:.1f} | "
             f"{r.per_stream_tps:.1f} | {r.ttft_p50:.2f} | {r.ttft_p99:.2f} | {r.peak_rss_mb:.0f} | {frac} | {load} |"
         )
-    lines += ["", f"Raw llama.cpp through llama-cpp-python (no server), one stream, same GGUF: **{raw:.1f} tok/s**.", ""]
+    start_load = f" (load average {run_load[0]:.1f} then)" if run_load else ""
+    lines += [
+        "",
+        (
+            f"Raw llama.cpp through llama-cpp-python (no server), one stream, same GGUF: **{raw:.1f} tok/s**, measured once at "
+            f"the start of the run{start_load}; on a shared machine it moves with the load like every row above."
+        ),
+        "",
+    ]
     errs = [f"- {r.engine} c={r.concurrency}: {s}" for r in results for s in r.error_samples]
     if errs:
         lines += ["Error samples:", "", *errs, ""]
@@ -1020,10 +1079,17 @@ def write_report(
     ours = [n for n in ("plinth", "plinth-torch") if (n, 1) in by]
     for name in ours:
         p1 = by[(name, 1)]
-        ratio = p1.per_stream_tps / raw if raw else 0
+        ls1 = by.get(("llama-server", 1))
+        # llama-server's one stream is the same llama.cpp measured through the same client, during the
+        # run rather than once at its start: the verdict is against the higher of the two references
+        ref, ref_name = raw, "raw"
+        if ls1 and ls1.per_stream_tps > raw:
+            ref, ref_name = ls1.per_stream_tps, "llama-server's one stream"
+        ratio = p1.per_stream_tps / ref if ref else 0
+        also = f", llama-server's one stream {ls1.per_stream_tps:.1f}" if ls1 else ""
         lines.append(
-            f"- 1 stream >= 0.95x raw llama.cpp: {name} {p1.per_stream_tps:.1f} vs {raw:.1f} tok/s = **{ratio:.2f}x** "
-            f"({'met' if ratio >= 0.95 else 'missed'})."
+            f"- 1 stream >= 0.95x raw llama.cpp: {name} {p1.per_stream_tps:.1f} tok/s vs raw {raw:.1f}{also}; "
+            f"against {ref_name} **{ratio:.2f}x** ({'met' if ratio >= 0.95 else 'missed'})."
         )
     for conc in (8, 32):
         peers = [r for (n, c), r in by.items() if c == conc and not n.startswith("plinth") and r.requests]
@@ -1081,8 +1147,13 @@ def write_report(
         "profile": profile,
         "llamacpp_call_costs_ms": costs,
         "load_avg": run_load,
-        "versions": {e.name: e.version for e in engines if e.version},
+        "versions": {**earlier.get("versions", {}), **{e.name: e.version for e in engines if e.version}},
+        "weights": weights,
+        "engine_notes": notes,
     }
+    if appended:
+        data["appended"] = appended
+        data["measured_at"] = appended["at"]
     if results_dir is None:
         print("(--quick: no results written; give --results-dir to write them)")
         return
