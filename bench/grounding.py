@@ -8,13 +8,15 @@ path without the guardrails):
     is the figures of the first expected passage's ``contains``, or its words when it has no
     figure) plus ``examples/acme-health/grounding-dev.jsonl`` (27 unanswerable on topic, 10
     off-topic); ``assistant-eval.jsonl`` (the development suite, 38/12/12) and ``grounding-dev-2.jsonl``
-    (52/15/10: members' own words, typos, the plan in an earlier turn). The refusal thresholds are
-    calibrated on the three together.
+    (52/15/10: members' own words, typos, the plan in an earlier turn); ``grounding-dev-3.jsonl``
+    (30/15/5: everyday verbs around a documented fact, near-miss unanswerables). The refusal
+    thresholds are calibrated on the four together.
   - held-out: ``examples/acme-health/heldout-questions.jsonl`` (45 answerable with expected
     figures and citable documents, 15 unanswerable, 10 off-topic), written once before the code
     and never tuned on; ``heldout/assistant-eval.jsonl`` (25/10/10; its failures were described in
     issue 18 before this version); ``heldout/assistant-eval-2.jsonl`` (25/10/10, committed before any
-    code ran on it).
+    code ran on it); ``heldout/assistant-eval-3.jsonl`` (25/10/10, committed before any code ran on it,
+    for ADR 0123).
 
 What is measured (written to bench/results/grounding-<cpu>.md and .json):
   1. Retrieval on the questions that name a plan (or compare plans), plain search vs plan-aware
@@ -24,8 +26,9 @@ What is measured (written to bench/results/grounding-<cpu>.md and .json):
   2. Grounded answers: answerable questions answered correctly (expected figures in the
      answer) with a correct citation (a quoted unit comes from an expected document);
      unanswerable ones refused (and, when not refused, whether the answer carried a figure);
-     off-topic ones declined. At the calibrated thresholds (grid search on dev maximising the
-     mean of the three rates) and at the shipped defaults (GroundingConfig).
+     off-topic ones declined. At the calibrated thresholds (grid search on dev: the most answerable
+     questions answered while >= 90% of unanswerable ones are refused and >= 90% of off-topic ones
+     declined, :func:`calibrate`) and at the shipped defaults (GroundingConfig).
   3. Latency the grounded path adds to retrieval (unit split, scoring, MiniLM embedding of
      the units, cold and warm unit-vector cache), p50/p95. The model is not called on this
      path, so this is also the time before the first streamed byte beyond retrieval.
@@ -104,18 +107,22 @@ SET_FILES = {
     "dev": "questions.jsonl + grounding-dev.jsonl",
     "dev-suite": "assistant-eval.jsonl",
     "dev-2": "grounding-dev-2.jsonl",
+    "dev-3": "grounding-dev-3.jsonl",
     "held-out": "heldout-questions.jsonl",
     "held-out-suite": "heldout/assistant-eval.jsonl",
     "held-out-2": "heldout/assistant-eval-2.jsonl",
+    "held-out-3": "heldout/assistant-eval-3.jsonl",
 }
 #: the question sets, in the order they are reported; ``dev`` sets calibrate the thresholds
 SETS: dict[str, tuple[str, Any]] = {
     "dev": ("dev", dev_questions),
     "dev-suite": ("dev", lambda: suite_questions(ACME / "assistant-eval.jsonl")),
     "dev-2": ("dev", lambda: suite_questions(ACME / "grounding-dev-2.jsonl")),
+    "dev-3": ("dev", lambda: suite_questions(ACME / "grounding-dev-3.jsonl")),
     "held-out": ("held-out", heldout_questions),
     "held-out-suite": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval.jsonl")),
     "held-out-2": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval-2.jsonl")),
+    "held-out-3": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval-3.jsonl")),
 }
 
 
@@ -256,17 +263,31 @@ def rates(rows: list[dict[str, Any]], c: float, s: float) -> dict[str, Any]:
     }
 
 
+#: what the calibration must keep on the development sets pooled: the issue's refusal target for
+#: unanswerable questions; off-topic ones are declined first by the deployment's topic guardrail
+#: (the Acme policy blocks them on input), so the grounded path's own decline is a second line and
+#: is held to 90% here (the bench runs without guardrails)
+MIN_UNANSWERABLE_REFUSED = 0.90
+MIN_OFF_TOPIC_DECLINED = 0.90
+
+
 def calibrate(rows: list[dict[str, Any]]) -> tuple[float, float, float]:
-    """(min_coverage, min_score, objective): the thresholds maximising the mean of the three
-    rates on ``rows`` (ties: the median of the tied grid points, each threshold on its own)."""
+    """(min_coverage, min_score, answerable rate): the thresholds that answer the most answerable
+    questions of ``rows`` while at least :data:`MIN_UNANSWERABLE_REFUSED` of the unanswerable ones
+    are refused and :data:`MIN_OFF_TOPIC_DECLINED` of the off-topic ones declined (when no grid
+    point keeps both, the mean of the three rates is maximised instead); ties: the median of the
+    tied grid points, each threshold on its own."""
     grid = []
-    for ci in range(0, 81, 5):
+    for ci in range(0, 91, 5):
         for si in range(20, 71):
             c, s = ci / 100, si / 100
             r = rates(rows, c, s)
-            grid.append(((r["answerable"]["rate"] + r["unanswerable"]["rate"] + r["off_topic"]["rate"]) / 3, c, s))
-    top = max(o for o, _, _ in grid)
-    tied = [(c, s) for o, c, s in grid if o >= top - 1e-9]
+            a, u, o = r["answerable"]["rate"], r["unanswerable"]["rate"], r["off_topic"]["rate"]
+            grid.append((a, u >= MIN_UNANSWERABLE_REFUSED and o >= MIN_OFF_TOPIC_DECLINED, (a + u + o) / 3, c, s))
+    feasible = [(a, c, s) for a, ok, _, c, s in grid if ok]
+    scored = feasible or [(m, c, s) for _, _, m, c, s in grid]
+    top = max(o for o, _, _ in scored)
+    tied = [(c, s) for o, c, s in scored if o >= top - 1e-9]
     # the middle of the best region, not its edge: a threshold at the edge of what dev allows
     # is the one most likely to be wrong on new questions
     cs = sorted(c for c, _ in tied)
@@ -313,7 +334,7 @@ def main() -> None:
     d = GroundingConfig()
     results: dict[str, Any] = {
         "date": now_iso(),
-        "calibrated": {"min_coverage": c, "min_score": s, "dev_objective": round(obj, 4)},
+        "calibrated": {"min_coverage": c, "min_score": s, "dev_answerable_rate": round(obj, 4)},
         "defaults": {"min_coverage": d.min_coverage, "min_score": d.min_score},
         "config": asdict(d),
         "sets": {},
@@ -356,8 +377,10 @@ def render(r: dict[str, Any], m: dict[str, Any]) -> str:
         *(f"| {n} | {SETS[n][0]} | {SET_FILES[n]} |" for n in names),
         "",
         "dev sets calibrate the thresholds; held-out sets were written once and are never tuned on",
-        "(`held-out-suite`'s failures were read in issue 18 before this version of the code; `held-out-2` was",
-        "committed before any code ran on it). Suites (`*-suite`, `dev-2`, `held-out-2`) are judged by the",
+        "(`held-out-suite`'s failures were read in issue 18 before this version of the code; `held-out-2` and",
+        "`held-out-3` were committed before any code ran on them; `held-out-2`'s misses were read once, in",
+        "ADR 0121's results, before its listing here was removed). Suites (`*-suite`, `dev-2`, `dev-3`,",
+        "`held-out-2`, `held-out-3`) are judged by the",
         "assistant evaluation's own judge (`plinth.tuning.assistant_eval.judge`).",
         "",
         "## Plan-aware retrieval (k=4, questions that name a plan or compare plans)",
@@ -416,8 +439,17 @@ def render(r: dict[str, Any], m: dict[str, Any]) -> str:
         cold = f"{lt['ground_cold_p50']} / {lt['ground_cold_p95']}"
         warm = f"{lt['ground_warm_p50']} / {lt['ground_warm_p95']}"
         lines.append(f"| {n} | {lt['retrieve_p50']} | {lt['search_p50']} | {cold} | {warm} |")
-    lines += ["", "## Misses at the shipped defaults", ""]
+    lines += [
+        "",
+        "## Misses at the shipped defaults (development sets only)",
+        "",
+        "Held-out misses are counted above and kept in the JSON, not listed here: a list read while",
+        "working is a list tuned on.",
+        "",
+    ]
     for n in names:
+        if SETS[n][0] != "dev":
+            continue
         rows = {row["id"]: row for row in sets[n]["rows"]}
         for qid in sets[n]["at_defaults"]["misses"]:
             row = rows[qid]

@@ -357,6 +357,61 @@ def framing_terms(question: str) -> set[str]:
     return out
 
 
+#: the words around a verb in a question: after a subject pronoun or an auxiliary ("do I *owe*",
+#: "am I *stuck*", "is *closed*"), before an object pronoun, a particle or an article ("*set* me back",
+#: "*kick* in", "*handles* my")
+_SUBJECTS = frozenset("i you we they he she it who i've i'm i'd we've we're you've they've".split())
+_AUXILIARIES = frozenset(
+    "do does did will would can could should may might must shall is are was were be been being am get got getting".split()
+)
+_AFTER_VERB = frozenset("me us him them in out up back off over down a an the my your his her our their".split())
+_TOKEN = re.compile(r"[\w'-]+|[^\w\s]")
+
+
+def asking_words(question: str) -> set[str]:
+    """Words of ``question`` that stand where a verb stands (:data:`_SUBJECTS`, :data:`_AUXILIARIES`
+    before, :data:`_AFTER_VERB` after), at every place they occur: how the member asks ("what do I
+    owe", "when does it kick in", "how much will it set me back"), not what they ask about (a noun
+    phrase: "a private hospital room", "an ambulance ride")."""
+    toks = _TOKEN.findall(question.lower().replace("\u2019", "'"))
+    seen: dict[str, bool] = {}
+    for i, t in enumerate(toks):
+        if not t[0].isalpha():
+            continue
+        prev = toks[i - 1] if i else ""
+        nxt = toks[i + 1] if i + 1 < len(toks) else ""
+        verb = prev in _SUBJECTS or prev in _AUXILIARIES or nxt in _AFTER_VERB
+        seen[t] = seen.get(t, True) and verb
+    return {t for t, verb in seen.items() if verb}
+
+
+_RANKS: dict[str, int] | None = None
+_RANKS_LOCK = threading.Lock()
+
+
+def word_ranks() -> dict[str, int]:
+    """Whole English words of the embedded MiniLM's WordPiece vocabulary -> their rank in it (1 =
+    "the"). WordPiece adds words to its vocabulary roughly in order of frequency, so the rank is
+    an offline frequency list: "owe" ~10,500, "hospice" ~27,300; a word it splits into pieces
+    ("acupuncture", "surrogacy") is rarer still and not listed. Empty when the model package is
+    not installed (every word then counts as rare)."""
+    global _RANKS
+    if _RANKS is None:
+        with _RANKS_LOCK:
+            if _RANKS is None:
+                try:
+                    import json
+
+                    from plinth.embeddings.minilm import model_dir
+
+                    vocab = json.loads((model_dir() / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+                    first = int(vocab.get("the", 0))
+                    _RANKS = {w: int(i) - first + 1 for w, i in vocab.items() if int(i) >= first and w.isalpha()}
+                except Exception:  # a missing or unreadable model package: no frequency list
+                    _RANKS = {}
+    return _RANKS
+
+
 def _canon_of(phrase: str) -> str:
     return " ".join(lay_terms(phrase))
 
@@ -404,6 +459,8 @@ class GroundedAnswer:
     score: float = 0.0
     coverage: float = 0.0
     missing: list[str] = field(default_factory=list)
+    #: each key term of the question: (term, the question's word for it, IDF weight, credit 0..1)
+    detail: list[tuple[str, str, float, float]] = field(default_factory=list)
 
     def as_event(self) -> dict[str, Any]:
         return {
@@ -576,12 +633,12 @@ class GroundingConfig:
     """The calibrated knobs (``bench/grounding.py`` calibrates them on the development
     questions; see ADR 0115)."""
 
-    min_coverage: float = 0.65  # share (IDF-weighted) of the question's key terms the passages must contain
+    min_coverage: float = 0.50  # share (IDF-weighted, by role: ADR 0123) of the question's key terms the passages must contain
     #: a key term absent from the passages counts in part when a passage word is close to it in
     #: MiniLM (cosine ``soft_from`` counts nothing, ``soft_from + soft_span`` and above counts fully)
     soft_from: float = 0.55
     soft_span: float = 0.25
-    min_score: float = 0.40  # the best unit's score below which the answer is "I don't know"
+    min_score: float = 0.43  # the best unit's score below which the answer is "I don't know"
     lexical_weight: float = 0.5  # score = w * word overlap + (1 - w) * cosine similarity
     second_within: float = 0.9  # a second unit is quoted when it scores at least this share of the best
     max_units: int = 2
@@ -589,6 +646,14 @@ class GroundingConfig:
     other_plan_factor: float = 0.3  # a unit about another plan than the one asked about
     section_share: float = 0.5  # what a key term found only in a unit's section name counts for
     no_figure_factor: float = 0.8  # a unit without the kind of figure the question asks for
+    #: a key term no passage has, whose question word is a common English word (rank below
+    #: ``common_rank`` in :func:`word_ranks`) standing where a verb stands (:func:`asking_words`:
+    #: "owe", "kick in", "set me back"), weighs this share of its IDF weight (ADR 0123)
+    verb_weight: float = 0.2
+    common_rank: int = 20000
+    #: a missing key term whose question word stands next to a found key term's word ("ambulance
+    #: *ride*", "contact lens *solution*") weighs this multiple of its IDF weight (ADR 0123)
+    narrow_weight: float = 2.0
 
 
 def _soft_credit(
@@ -655,6 +720,34 @@ def _respell(question: str, missing: list[str], passages: Sequence[dict[str, Any
             stems = {frozenset(terms(c)) for c in cands}
             if len(stems) == 1:
                 out[t] = set(next(iter(stems)))
+    return out
+
+
+def _roles(
+    question: str, missing: Sequence[str], credit: dict[str, float], surface: dict[str, str], cfg: GroundingConfig
+) -> dict[str, float]:
+    """The weight factor of each missing key term by its role in ``question``: ``verb_weight``
+    for a common word where a verb stands (:func:`asking_words`, :func:`word_ranks`),
+    ``narrow_weight`` for a word (with little MiniLM credit) right next to a word of a key term
+    the passages have — it narrows what they talk about to something they do not say."""
+    if not missing:
+        return {}
+    ranks, verbs = word_ranks(), asking_words(question)
+    toks = _TOKEN.findall(question.lower().replace("\u2019", "'"))
+    found = {t for t, c in credit.items() if c >= 1.0}
+    out: dict[str, float] = {}
+    for t in missing:
+        word = surface.get(t, "")
+        if not word.isalpha():
+            continue
+        if word in verbs and ranks.get(word, cfg.common_rank) < cfg.common_rank:
+            out[t] = cfg.verb_weight
+            continue
+        if credit.get(t, 0.0) < 0.5:
+            at = [i for i, tok in enumerate(toks) if tok == word]
+            near = [toks[j] for i in at for j in (i - 1, i + 1) if 0 <= j < len(toks) and toks[j][0].isalpha()]
+            if any(terms(x) & found for x in near):
+                out[t] = cfg.narrow_weight
     return out
 
 
@@ -726,14 +819,23 @@ def answer(
             framing |= ct
     keys = {t for t in keys if t not in framing or t not in missing}
     missing = [t for t in missing if t in keys]
-    total = sum(w(t) for t in keys)
     credit = {t: 1.0 for t in keys if t not in missing}
     if missing and cfg.soft_span > 0:
         credit |= _soft_credit(question, missing, passages, embedder, cfg)
-    found = sum(w(t) * credit.get(t, 0.0) for t in keys)
+    # a common word in a verb's place that no passage has says how the member asks, not what:
+    # it weighs little; a missing noun ("private" room, "massage") keeps its full weight
+    # the coverage weighs a missing term by its role in the question (ADR 0123): a common word where
+    # a verb stands says how the member asks ("owe", "kick in") and weighs little; a word next to a
+    # found key term narrows what is asked ("ambulance *ride*", "a *private* hospital room") and
+    # weighs more. The unit scores below keep the plain IDF weights.
+    surface = surface_words(question)
+    role = _roles(question, missing, credit, surface, cfg)
+    total = sum(w(t) * role.get(t, 1.0) for t in keys)
+    found = sum(w(t) * role.get(t, 1.0) * credit.get(t, 0.0) for t in keys)
     coverage = found / total if total else 1.0
+    detail = [(t, surface.get(t, t), w(t) * role.get(t, 1.0), credit.get(t, 0.0)) for t in sorted(keys)]
     if coverage < cfg.min_coverage:
-        return GroundedAnswer(refusal(phone), True, "low-coverage", coverage=coverage, missing=missing)
+        return GroundedAnswer(refusal(phone), True, "low-coverage", coverage=coverage, missing=missing, detail=detail)
     qv = np.asarray(embedder.embed([question])[0], dtype=np.float32)
     uv = _CACHE.embed(embedder, [f"{u.heading.split(' > ')[-1]}: {u.text}" for u in units])
     sims = uv @ qv
@@ -760,7 +862,7 @@ def answer(
     order = sorted(range(n), key=lambda i: -scores[i])
     best = scores[order[0]]
     if best < cfg.min_score:
-        return GroundedAnswer(refusal(phone), True, "low-score", score=best, coverage=coverage, missing=missing)
+        return GroundedAnswer(refusal(phone), True, "low-score", score=best, coverage=coverage, missing=missing, detail=detail)
     chosen = [units[order[0]]]
 
     def own(i: int) -> float:  # the share of the key terms in the unit's own words (not its section's)
@@ -772,7 +874,7 @@ def answer(
         close = scores[i] >= cfg.second_within * best and own(i) > 0 and own(i) >= 0.5 * own(order[0])
         if close and units[i].text != chosen[0].text:
             chosen.append(units[i])
-    return GroundedAnswer(phrase(chosen), False, "answered", chosen, best, coverage, missing)
+    return GroundedAnswer(phrase(chosen), False, "answered", chosen, best, coverage, missing, detail)
 
 
 def phrase(units: Sequence[Unit]) -> str:

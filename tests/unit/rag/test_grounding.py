@@ -273,3 +273,40 @@ def test_paraphrases_do_not_open_the_door_to_what_the_documents_do_not_say(embed
     for q in ("My daughter wants acupuncture tonight, what's the copay on Gold?", "Does Gold pay for a hypnotherapist?"):
         a = g.answer(q, passages, embedder, plans=PLANS, plan_query=PlanQuery(("gold",)), phone=PHONE)
         assert a.refused and "$" not in a.text, (q, a.text)
+
+
+def test_asking_words_are_where_a_verb_stands_not_in_the_noun_phrase() -> None:
+    assert "owe" in g.asking_words("Silver member: what do I owe for the ER?")
+    assert "kick" in g.asking_words("When would the new doctor kick in?")
+    assert {"set"} <= g.asking_words("How much will a specialist set me back?")
+    assert "stuck" in g.asking_words("What am I stuck with after the deductible?")
+    for q, noun in (("Does Gold pay for a private hospital room?", "private"), ("What is the copay for an ambulance ride?", "ride")):
+        assert noun not in g.asking_words(q), q
+    # a word used once as a verb and once in a noun phrase is not only how the member asks
+    assert "test" not in g.asking_words("Do they test for it, and what does a hearing test cost?")
+
+
+def test_word_ranks_put_common_english_words_before_rare_ones() -> None:
+    ranks = g.word_ranks()
+    assert ranks["the"] == 1
+    assert ranks["owe"] < 20000 and ranks["kick"] < ranks["wheelchair"] < ranks["hospice"]
+    assert "acupuncture" not in ranks and "surrogacy" not in ranks  # split into word pieces: rare
+
+
+def test_a_common_verb_the_documents_do_not_use_weighs_little_a_missing_noun_does_not(embedder: Any) -> None:
+    passages = [_p(1, COPAYS, "gold-plan.md", "Gold > Copays for office visits and urgent care", "gold")]
+    pq = PlanQuery(("gold",))
+    q = "How much will a specialist set me back on Gold?"
+    a = g.answer(q, passages, embedder, plans=PLANS, plan_query=pq, phone=PHONE)
+    assert not a.refused and "Specialist visit: $35" in a.text, a
+    flat = g.answer(q, passages, embedder, plans=PLANS, plan_query=pq, phone=PHONE, config=g.GroundingConfig(verb_weight=1.0))
+    assert flat.coverage < a.coverage and flat.missing == a.missing == ["set"]
+    # the thing asked about is a noun: missing next to a found key term ("massage visit") it narrows
+    # what the passages talk about, weighs more, and the answer is refused
+    q2 = "What does Gold charge for a massage visit?"
+    b = g.answer(q2, passages, embedder, plans=PLANS, plan_query=pq, phone=PHONE)
+    assert b.refused and b.missing == ["massage"], b
+    plain = g.answer(q2, passages, embedder, plans=PLANS, plan_query=pq, phone=PHONE, config=g.GroundingConfig(narrow_weight=1.0))
+    assert b.coverage < plain.coverage
+    same = g.answer(q2, passages, embedder, plans=PLANS, plan_query=pq, phone=PHONE, config=g.GroundingConfig(verb_weight=1.0))
+    assert b.coverage == pytest.approx(same.coverage)  # not a verb: the verb weight does not touch it
