@@ -2,8 +2,8 @@
 ``@function_tool`` on the SDK's default model (OpenAIResponsesModel, i.e. /v1/responses) and on
 OpenAIChatCompletionsModel. ``tool_choice="required"`` makes the 135M model call the tool (the
 SDK resets it after the call, by default, so the next turn can answer); the test asserts the
-tool really ran and a final output came back. Tracing is off and any connection other than to
-the server fails the test."""
+tool really ran and a final output came back. An ``output_type`` agent gets its answer parsed
+into the model class. Tracing is off and any connection other than to the server fails the test."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.clients import WEATHER_ASK, loopback_only
+from tests.support.clients import PERSON_ASK, WEATHER_ASK, Person, loopback_only
 from tests.support.live_server import MODEL, LiveServer
 
 
@@ -105,3 +105,26 @@ def test_chat_completions_model_runs_a_function_tool(live_server: LiveServer) ->
 def test_streamed_run_on_the_responses_model(live_server: LiveServer) -> None:
     ran, result = _run_weather_agent(live_server, "responses", stream=True)
     _assert_tool_ran_and_answered(ran, result)
+
+
+@pytest.mark.timeout(600)
+def test_structured_output_type_on_the_responses_model(live_server: LiveServer) -> None:
+    """``output_type``: the SDK asks /v1/responses for a json_schema text format and parses the
+    answer into the model class."""
+    from agents import Agent, ModelSettings, OpenAIProvider, RunConfig, Runner
+    from openai import AsyncOpenAI
+
+    async def main() -> Any:
+        client = AsyncOpenAI(base_url=live_server.v1, api_key="x", max_retries=0, timeout=240)
+        agent = Agent(
+            name="extract",
+            instructions="Extract the person named in the text.",
+            model=MODEL,
+            output_type=Person,
+            model_settings=ModelSettings(max_tokens=40, temperature=0),
+        )
+        config = RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True)
+        return await Runner.run(agent, PERSON_ASK, max_turns=2, run_config=config)
+
+    result = asyncio.run(main())
+    assert isinstance(result.final_output, Person) and result.final_output.name.strip()

@@ -95,18 +95,28 @@ def test_bind_tools_auto_gives_a_message(llm: Any) -> None:
     assert not answer.invalid_tool_calls
 
 
-@pytest.mark.parametrize("tool_choice", ["required", "get_weather"])
-def test_bind_tools_forced_calls_the_tool(llm: Any, tool_choice: str) -> None:
-    from langchain_core.messages import AIMessage, ToolMessage
+def _forced_call(llm: Any, tool_choice: str) -> Any:
+    from langchain_core.messages import AIMessage
 
-    bound = llm.bind_tools([get_weather], tool_choice=tool_choice)
-    answer = bound.invoke(WEATHER_ASK)
+    answer = llm.bind_tools([get_weather], tool_choice=tool_choice).invoke(WEATHER_ASK)
     assert isinstance(answer, AIMessage) and answer.tool_calls and not answer.invalid_tool_calls
     assert answer.response_metadata["finish_reason"] == "tool_calls"
     call = answer.tool_calls[0]
     assert call["name"] == "get_weather" and call["id"].startswith("call_")
     assert_weather_args(call["args"])
-    # the round trip an agent makes: the tool's result goes back, the model answers in text
+    return answer
+
+
+def test_bind_tools_with_the_tool_named(llm: Any) -> None:
+    _forced_call(llm, "get_weather")
+
+
+def test_bind_tools_required_and_the_result_sent_back(llm: Any) -> None:
+    """The round trip an agent makes: the call, the tool's result back, an answer in text."""
+    from langchain_core.messages import AIMessage, ToolMessage
+
+    answer = _forced_call(llm, "required")
+    call = answer.tool_calls[0]
     result = ToolMessage(content=get_weather(**call["args"]), tool_call_id=call["id"])
     final = llm.invoke([("user", WEATHER_ASK), answer, result])
     assert isinstance(final, AIMessage) and isinstance(final.content, str) and final.content.strip()

@@ -24,7 +24,10 @@ def litellm() -> Iterator[Any]:
     with loopback_only() as attempts:
         import litellm
 
+        quiet = litellm.suppress_debug_info
+        litellm.suppress_debug_info = True  # its "Provider List" hints, printed while it prices an answer
         yield litellm
+        litellm.suppress_debug_info = quiet
     mp.undo()
     assert attempts == [], f"litellm tried to reach the network: {attempts}"
 
