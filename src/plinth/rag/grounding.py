@@ -12,7 +12,9 @@ The answer is "I don't know" (pointing to member services, with the phone number
 knowledge base gives for them) when
 
 - too little of the question's key terms appears in the served passages (``min_coverage``):
-  the documents do not talk about it (acupuncture, banana bread), or
+  the documents do not talk about it (acupuncture, banana bread). A missing term weighs by its
+  role (ADR 0123): little when it is a common word where a verb stands ("what do I owe"), more
+  when it narrows a term the passages have ("an ambulance ride"); or
 - the best unit scores below ``min_score`` (calibrated on the development questions,
   ``bench/grounding.py``).
 
@@ -827,7 +829,7 @@ def answer(
     # the coverage weighs a missing term by its role in the question (ADR 0123): a common word where
     # a verb stands says how the member asks ("owe", "kick in") and weighs little; a word next to a
     # found key term narrows what is asked ("ambulance *ride*", "a *private* hospital room") and
-    # weighs more. The unit scores below keep the plain IDF weights.
+    # weighs more. A unit's lexical score below is its share of the same weighted total.
     surface = surface_words(question)
     role = _roles(question, missing, credit, surface, cfg)
     total = sum(w(t) * role.get(t, 1.0) for t in keys)
