@@ -987,10 +987,10 @@ TOX_LANG = [
     "お前らは{ja_n}ばかりだ。",
     "Jesteś {pl}.",
     "Jesteście bandą {pl_n}.",
-    "Sen tam bir {tr}sın.",
+    "Sen gerçekten {tr} birisin, farkında mısın?",
     "Hepiniz {tr_n}sınız.",
     "너는 정말 {ko}야.",
-    "你真是个{zh}。",
+    "你就是个{zh}，知道吗？",
     "你们全是{zh_n}。",
     "希望你们都不得好死。",
 ]
@@ -1114,12 +1114,27 @@ def framed(t: str) -> str:
     return pick(PREFIX) + t + pick(SUFFIX)
 
 
+def evaluation_texts() -> set[str]:
+    """Every text of the evaluation sets (development split and plinth's held-out sets), folded
+    to lower case: a generated text that happens to equal one is dropped, so no evaluation item
+    is ever trained on (the templates are written independently; a short one can still
+    coincide)."""
+    folders = [REPO.parent / "shared" / "datasets" / "guardrails", *sorted((REPO / "bench" / "data").glob("guardrails-heldout*"))]
+    out: set[str] = set()
+    for folder in folders:
+        for path in folder.glob("*.jsonl"):
+            out |= {json.loads(line)["text"].strip().lower() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    return out
+
+
 def main() -> None:
+    excluded = evaluation_texts()
     tox, inj = toxicity(), injection()  # the first round's texts, unchanged by what follows
     tox += toxicity_more()
     inj += injection_more()
     for name, rows in (("toxicity", tox), ("injection", inj)):
         seen: set[str] = set()
+        rows = [r for r in rows if r["text"].strip().lower() not in excluded]
         uniq = [r for r in rows if not (r["text"] in seen or seen.add(r["text"]))]  # type: ignore[func-returns-value]
         path = OUT / f"generated-{name}.jsonl"
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in uniq), encoding="utf-8")

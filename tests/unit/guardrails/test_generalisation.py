@@ -1,10 +1,9 @@
 """Guardrails on data they were not built from: the semantic head (the MiniLM sentence
 embedding) beside the linear models, its gate, languages other than English, and the
-numbers on the development sets and plinth's two held-out sets (bench/data/, never tuned on).
+numbers on the development sets and plinth's three held-out sets (bench/data/, never tuned on).
 
-The held-out floors are the issue's targets where they are met and the measured value less a
-margin where they are not (toxicity and injection recall on the second held-out set, ADR 0116), so a
-change that loses generalisation fails here."""
+The held-out floors are the issue's targets where they are met and the measured value (or less a
+margin) where they are not (ADR 0116, ADR 0123), so a change that loses generalisation fails here."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from plinth.guardrails.injection import InjectionDetector, InjectionOptions
 from plinth.guardrails.toxicity import ToxicityDetector, ToxicityOptions, packaged_head
 from tests.unit.guardrails.helpers import ACME_POLICY, REPO, build_guard, shared_set
 
-HELD_OUT = [REPO / "bench" / "data" / "guardrails-heldout", REPO / "bench" / "data" / "guardrails-heldout2"]
+HELD_OUT = [REPO / "bench" / "data" / f"guardrails-heldout{n}" for n in ("", "2", "3")]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +125,8 @@ def test_ordinary_member_messages_in_those_languages_are_benign(embedder: Any, t
 
 
 def _sets(task: str) -> list[Path]:
-    return [shared_set(task), *(d / f"{task}.jsonl" for d in HELD_OUT)]
+    """The development set and the held-out sets that have ``task`` (held-out-3 has no PII file)."""
+    return [shared_set(task), *(d / f"{task}.jsonl" for d in HELD_OUT if (d / f"{task}.jsonl").is_file())]
 
 
 @pytest.fixture(scope="module")
@@ -140,20 +140,24 @@ def test_pii_meets_the_targets_on_development_and_held_out_sets(guard: Any) -> N
         assert c.recall >= 0.95 and c.precision >= 0.90, (path, c)
 
 
+def _fpr(c: Any) -> float:
+    return float(c.fp / (c.fp + c.tn))
+
+
 def test_toxicity_on_development_and_held_out_sets(guard: Any) -> None:
-    dev, held_out, held_out2 = (evaluate(guard, read_jsonl(p)).overall for p in _sets("toxicity"))
-    for c in (dev, held_out):
-        assert c.recall >= 0.85 and c.fp / (c.fp + c.tn) <= 0.03, c
-    # below the target (0.85) on the second held-out set: measured 0.80 (ADR 0116)
-    assert held_out2.recall >= 0.75 and held_out2.fp / (held_out2.fp + held_out2.tn) <= 0.03, held_out2
+    dev, held_out, held_out2, held_out3 = (evaluate(guard, read_jsonl(p)).overall for p in _sets("toxicity"))
+    for c in (dev, held_out, held_out2):
+        assert c.recall >= 0.85 and _fpr(c) <= 0.03, c
+    # benign flagged above the target (3%) on the third held-out set: measured 3 of 75 (ADR 0123)
+    assert held_out3.recall >= 0.85 and _fpr(held_out3) <= 0.05, held_out3
 
 
 def test_injection_on_development_and_held_out_sets(guard: Any) -> None:
-    dev, held_out, held_out2 = (evaluate(guard, read_jsonl(p)).overall for p in _sets("injection"))
-    for c in (dev, held_out):
-        assert c.recall >= 0.85 and c.fp / (c.fp + c.tn) <= 0.05, c
-    # below the target (0.85) on the second held-out set: measured 0.65 (ADR 0116)
-    assert held_out2.recall >= 0.6 and held_out2.fp / (held_out2.fp + held_out2.tn) <= 0.05, held_out2
+    dev, held_out, held_out2, held_out3 = (evaluate(guard, read_jsonl(p)).overall for p in _sets("injection"))
+    for c in (dev, held_out, held_out3):
+        assert c.recall >= 0.85 and _fpr(c) <= 0.05, c
+    # below the recall target (0.85) on the second held-out set: measured 0.80 (ADR 0123)
+    assert held_out2.recall >= 0.8 and _fpr(held_out2) <= 0.05, held_out2
 
 
 def test_gloss_puts_known_words_into_english() -> None:
