@@ -296,7 +296,7 @@ def train_head(
 class PrototypeSet:
     """The training texts' sentence embeddings with their labels: a message's score is the
     similarity-weighted vote of its ``k`` nearest training texts (the third voter of a
-    classifier, ADR 0123). A nearest-neighbour vote keeps local structure a single linear head
+    classifier, ADR 0125). A nearest-neighbour vote keeps local structure a single linear head
     averages away (a paraphrase sits next to the template it paraphrases), and needs no
     training. Vectors are stored as int8 (``scale`` restores them) in a ``.npz`` file read
     without pickle."""

@@ -340,11 +340,11 @@ class InjectionOptions(DetectorOptions):
         ge=0,
         le=1,
         description="the semantic head runs only when the linear model's score is at least this (it costs an embedding); "
-        "0.4 keeps the development sets' results and embeds a quarter as many benign messages as 0.25 (ADR 0123); "
+        "0.4 keeps the development sets' results and embeds a quarter as many benign messages as 0.25 (ADR 0125); "
         "a policy that embeds every message anyway (a topic rule) loses nothing by a lower gate",
     )
     prototypes: bool = Field(
-        True, description="with the semantic head, also let the nearest training texts vote, where the model ships them (ADR 0123)"
+        True, description="with the semantic head, also let the nearest training texts vote, where the model ships them (ADR 0125)"
     )
 
 

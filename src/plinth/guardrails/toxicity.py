@@ -265,10 +265,10 @@ class ToxicityOptions(DetectorOptions):
         ge=0,
         le=1,
         description="the semantic head runs only when the linear model's score is at least this (it costs an embedding); "
-        "0.4 keeps the development sets' results with fewer embeddings than 0.25 (ADR 0123)",
+        "0.4 keeps the development sets' results with fewer embeddings than 0.25 (ADR 0125)",
     )
     prototypes: bool = Field(
-        True, description="with the semantic head, also let the nearest training texts vote, where the model ships them (ADR 0123)"
+        True, description="with the semantic head, also let the nearest training texts vote, where the model ships them (ADR 0125)"
     )
 
 

@@ -12,7 +12,7 @@ benign); the shared evaluation sets and plinth's held-out sets are never trained
 Each task gets two files: ``<task>.json``, the linear n-gram + rule model, and
 ``<task>-semantic.json``, a logistic head on the MiniLM sentence embeddings of the same
 texts (ADR 0116); injection also ``<task>-prototypes.npz``, those embeddings themselves
-(int8) with their labels, for a nearest-neighbour vote (ADR 0123). Training is deterministic and takes about half a minute on a CPU (most of
+(int8) with their labels, for a nearest-neighbour vote (ADR 0125). Training is deterministic and takes about half a minute on a CPU (most of
 it embedding the texts).
 """
 
@@ -32,7 +32,7 @@ FAQ = REPO / "examples" / "acme-health" / "faq.jsonl"
 OUT_DIR = Path(__file__).resolve().parent / "data"
 
 #: tasks that ship their training texts' embeddings as a third, nearest-neighbour voter
-#: (chosen on the development set and the first held-out set, ADR 0123: it halved the injection
+#: (chosen on the development set and the first held-out set, ADR 0125: it halved the injection
 #: false positives there and cost toxicity recall)
 PROTOTYPE_TASKS = ("injection",)
 #: task -> (positive label, training settings, other tasks' files used as negatives)

@@ -3,7 +3,7 @@ embedding) beside the linear models, its gate, languages other than English, and
 numbers on the development sets and plinth's three held-out sets (bench/data/, never tuned on).
 
 The held-out floors are the issue's targets where they are met and the measured value (or less a
-margin) where they are not (ADR 0116, ADR 0123), so a change that loses generalisation fails here."""
+margin) where they are not (ADR 0116, ADR 0125), so a change that loses generalisation fails here."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def test_toxicity_on_development_and_held_out_sets(guard: Any) -> None:
     dev, held_out, held_out2, held_out3 = (evaluate(guard, read_jsonl(p)).overall for p in _sets("toxicity"))
     for c in (dev, held_out, held_out2):
         assert c.recall >= 0.85 and _fpr(c) <= 0.03, c
-    # benign flagged above the target (3%) on the third held-out set: measured 3 of 75 (ADR 0123)
+    # benign flagged above the target (3%) on the third held-out set: measured 3 of 75 (ADR 0125)
     assert held_out3.recall >= 0.85 and _fpr(held_out3) <= 0.05, held_out3
 
 
@@ -156,7 +156,7 @@ def test_injection_on_development_and_held_out_sets(guard: Any) -> None:
     dev, held_out, held_out2, held_out3 = (evaluate(guard, read_jsonl(p)).overall for p in _sets("injection"))
     for c in (dev, held_out, held_out3):
         assert c.recall >= 0.85 and _fpr(c) <= 0.05, c
-    # below the recall target (0.85) on the second held-out set: measured 0.80 (ADR 0123)
+    # below the recall target (0.85) on the second held-out set: measured 0.80 (ADR 0125)
     assert held_out2.recall >= 0.8 and _fpr(held_out2) <= 0.05, held_out2
 
 
