@@ -73,12 +73,6 @@ def test_mode_returns_a_validated_instance(
     assert Person.model_validate_json(answer).model_dump() == person.model_dump()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plinth bug: tool parameters with $defs/$ref (instructor's list wrapper, any nested pydantic model) are nested "
-    "under the call's 'arguments' without their $defs, so the grammar's '#/$defs/Person' does not resolve: 400 "
-    "'the schema cannot be made into a grammar' (src/plinth/serving/tools.py, the forced-call schema)",
-)
 def test_a_list_of_instances_in_tools_mode(live_server: LiveServer) -> None:
     """A list response model (instructor wraps it in an object with an array property)."""
     client = _client(live_server, "TOOLS")

@@ -73,6 +73,34 @@ class ToolCall:
         return {"name": self.name, "arguments": self.arguments}
 
 
+def _hoist_defs(schema: dict[str, Any], prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``schema`` without its ``$defs``/``definitions`` and those definitions under prefixed
+    names, every reference to them rewritten to ``#/$defs/<prefix><name>``."""
+    defs: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        for name, sub in (schema.get(key) or {}).items():
+            defs[prefix + name] = sub
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                if k in ("$defs", "definitions") and node is schema:
+                    continue
+                if k == "$ref" and isinstance(v, str):
+                    for key in ("$defs", "definitions"):
+                        if v.startswith(f"#/{key}/"):
+                            v = "#/$defs/" + prefix + v[len(key) + 3 :]
+                            break
+                out[k] = walk(v)
+            return out
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        return node
+
+    return walk(schema), {name: walk(sub) for name, sub in defs.items()}
+
+
 def _fail(message: str, param: str) -> PlinthError:
     return PlinthError(ErrorCode.INVALID_REQUEST, message, param=param)
 
@@ -105,16 +133,22 @@ class ToolPlan:
         """For a forced call: the JSON the answer must be (one call to an allowed tool)."""
         if not self.forced:
             return None
-        branches = [
-            {
-                "type": "object",
-                "properties": {"name": {"const": t.name}, "arguments": t.parameters if t.strict else relax_schema(t.parameters)},
-                "required": ["name", "arguments"],
-                "additionalProperties": False,
-            }
-            for t in self.allowed()
-        ]
-        schema = branches[0] if len(branches) == 1 else {"anyOf": branches}
+        branches, defs = [], {}
+        for i, t in enumerate(self.allowed()):
+            # a tool's own definitions ($defs) move to the root, where its references now point
+            params, own = _hoist_defs(t.parameters if t.strict else relax_schema(t.parameters), f"t{i}_")
+            defs.update(own)
+            branches.append(
+                {
+                    "type": "object",
+                    "properties": {"name": {"const": t.name}, "arguments": params},
+                    "required": ["name", "arguments"],
+                    "additionalProperties": False,
+                }
+            )
+        schema: dict[str, Any] = branches[0] if len(branches) == 1 else {"anyOf": branches}
+        if defs:
+            schema = {**schema, "$defs": defs}
         return OutputConstraint(kind="json_schema", schema=schema)
 
     def system_text(self) -> str:

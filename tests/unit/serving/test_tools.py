@@ -296,3 +296,38 @@ def test_relaxing_keeps_names_types_and_required() -> None:
     jsonschema.validate({"name": "x", "age": 3, "score": 1.0, "kind": "a", "addresses": [{"street": "s", "zip": "z"}]}, relaxed)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "x", "age": "3", "score": 1.0, "kind": "a"}, relaxed)
+
+
+class _Pet(pydantic.BaseModel):
+    name: str
+    kind: str
+
+
+class _Owner(pydantic.BaseModel):
+    name: str
+    pets: list[_Pet]
+    best: _Pet | None = None
+
+
+def test_tools_with_their_own_definitions_are_enforceable_together() -> None:
+    """Nested pydantic models bring $defs and $ref: each tool's definitions move to the
+    forced-call schema's root under its own prefix, so two tools may both name a "_Pet"."""
+    owner = {"type": "function", "function": {"name": "owner", "parameters": _Owner.model_json_schema()}}
+    pets = {
+        "type": "function",
+        "function": {
+            "name": "pets",
+            "parameters": {"type": "object", "properties": {"p": {"$ref": "#/$defs/_Pet"}}, "$defs": {"_Pet": {"type": "integer"}}},
+        },
+    }
+    plan = plan_from(_req(tools=[owner, pets], tool_choice="required"))
+    assert plan is not None
+    c = plan.constraint()
+    assert c is not None and c.schema is not None
+    _Walker(c.schema).node(c.schema, "#", 0)
+    jsonschema.validate({"name": "owner", "arguments": {"name": "Ann", "pets": [{"name": "Rex", "kind": "dog"}]}}, c.schema)
+    jsonschema.validate({"name": "pets", "arguments": {"p": 3}}, c.schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "owner", "arguments": {"name": "Ann", "pets": [{"name": "Rex"}]}}, c.schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "pets", "arguments": {"p": {"name": "Rex", "kind": "dog"}}}, c.schema)
