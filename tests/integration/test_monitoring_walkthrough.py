@@ -68,7 +68,9 @@ def refused(home: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def walked(home: Path, refused: subprocess.CompletedProcess[str]) -> Iterator[tuple[LiveServer, subprocess.CompletedProcess[str]]]:
-    server = start_server(home, PLINTH_OUTBOUND_ALLOW='["127.0.0.1"]')
+    # two passages per prompt instead of four: the 75 answers' prefill and the explanation's
+    # forward passes are about half as long, and the explanation still ranks passages
+    server = start_server(home, PLINTH_OUTBOUND_ALLOW='["127.0.0.1"]', PLINTH_KB_TOP_K="2")
     try:
         yield server, _walk(server, "--bias-questions", "1", "--max-tokens", "6")
     finally:
