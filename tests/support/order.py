@@ -28,6 +28,7 @@ LONGEST_FIRST = (
     "tests/integration/test_projects_isolation.py",
     "tests/unit/tuning/test_recipes.py",
     "tests/integration/test_pipelines_api.py",
+    "tests/integration/test_explain_api.py",
     "tests/integration/test_ray_jobs.py",
     "tests/integration/test_drift_api.py",
     "tests/integration/test_openai_api.py",
