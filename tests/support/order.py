@@ -29,6 +29,7 @@ LONGEST_FIRST = (
     "tests/unit/tuning/test_recipes.py",
     "tests/integration/test_pipelines_api.py",
     "tests/integration/test_explain_api.py",
+    "tests/integration/test_assistant_eval.py",
     "tests/integration/test_ray_jobs.py",
     "tests/integration/test_drift_api.py",
     "tests/integration/test_openai_api.py",
