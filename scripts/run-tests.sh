@@ -39,8 +39,11 @@ fi
 # Two workers (pytest-xdist), a test file each at a time: much of the suite waits on servers
 # and job processes, so two workers keep both cores busy. Module fixtures (live servers,
 # loaded models) stay within their file. PLINTH_TEST_WORKERS=0 runs in this process.
+# --no-loadscope-reorder: files are handed out in collection order, the longest first
+# (tests/support/order.py), not sorted by their number of tests, which put the minutes-long
+# few-test files last and left one worker idle at the end.
 WORKERS="${PLINTH_TEST_WORKERS:-2}"
 if [ "$WORKERS" != "0" ]; then
-  set -- -n "$WORKERS" --dist loadfile "$@"
+  set -- -n "$WORKERS" --dist loadfile --no-loadscope-reorder "$@"
 fi
 exec "$BIN/python" -m pytest "$@"
