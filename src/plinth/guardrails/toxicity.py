@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
 
@@ -23,7 +23,7 @@ from plinth.errors import PlinthError
 from plinth.guardrails.base import DetectContext, Detector, DetectorOptions, register_detector
 from plinth.guardrails.classifier import EmbeddingHead, LinearModel, PrototypeSet
 from plinth.guardrails.deobfuscate import decoded_variants
-from plinth.guardrails.text import Gated, word_set
+from plinth.guardrails.text import Gated, fold, word_set, words
 
 _INSULT = (
     r"idiots?|idiotic|morons?|moronic|stupid|stupidest|dumb|dumbest|dumbass|imbeciles?|cretins?|fools?|foolish|clowns?|"
@@ -279,21 +279,25 @@ _MODELS_LOCK = threading.Lock()
 SEMANTIC_CHARS = 1000
 
 
-def packaged_model(name: str) -> LinearModel:
+_T = TypeVar("_T")
+
+
+def _packaged(cache: dict[str, _T], name: str, load: Callable[[str], _T]) -> _T:
+    """A file of plinth.guardrails/data, loaded once per process."""
     with _MODELS_LOCK:
-        if name not in _MODELS:
-            _MODELS[name] = LinearModel.load_packaged(name)
-        return _MODELS[name]
+        if name not in cache:
+            cache[name] = load(name)
+        return cache[name]
+
+
+def packaged_model(name: str) -> LinearModel:
+    return _packaged(_MODELS, name, LinearModel.load_packaged)
 
 
 def packaged_head(model_name: str) -> EmbeddingHead | None:
     """The semantic head shipped beside a linear model (``toxicity.json`` ->
     ``toxicity-semantic.json``), or None when there is none."""
-    name = model_name.removesuffix(".json") + "-semantic.json"
-    with _MODELS_LOCK:
-        if name not in _HEADS:
-            _HEADS[name] = EmbeddingHead.load_packaged(name)
-        return _HEADS[name]
+    return _packaged(_HEADS, model_name.removesuffix(".json") + "-semantic.json", EmbeddingHead.load_packaged)
 
 
 _PROTOTYPES: dict[str, PrototypeSet | None] = {}
@@ -301,12 +305,11 @@ _PROTOTYPES: dict[str, PrototypeSet | None] = {}
 
 def packaged_prototypes(model_name: str) -> PrototypeSet | None:
     """The training texts' embeddings shipped beside a linear model (``injection.json`` ->
-    ``injection-prototypes.npz``), or None when there are none."""
-    name = model_name.removesuffix(".json") + "-prototypes.npz"
-    with _MODELS_LOCK:
-        if name not in _PROTOTYPES:
-            _PROTOTYPES[name] = PrototypeSet.load_packaged(name)
-        return _PROTOTYPES[name]
+    ``injection-prototypes.npz``), or None when there are none (ADR 0125)."""
+    return _packaged(_PROTOTYPES, model_name.removesuffix(".json") + "-prototypes.npz", PrototypeSet.load_packaged)
+
+
+_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 
 
 class LinearTextDetector(Detector):
@@ -351,6 +354,8 @@ class LinearTextDetector(Detector):
         best: tuple[float, list[tuple[str, float]], str] = (0.0, [], text)
         for piece in self.pieces(text):
             for variant in (piece, *decoded_variants(piece)):
+                if self._too_short(variant):
+                    continue
                 p, top = self.model.score(variant, self.rules)
                 if variant is not piece:
                     top = [("@decoded", 1.0), *top]
@@ -370,6 +375,14 @@ class LinearTextDetector(Detector):
         if getattr(embedder, "model_id", None) != embedder_id:
             return None
         return embedder.embed([text[:SEMANTIC_CHARS]])[0]
+
+    def _too_short(self, text: str) -> bool:
+        """A single word judges nothing by its n-grams ("You", the flush of a cut answer), so it
+        counts only when a rule that speaks for the class names it (an insult, "DAN")."""
+        if len(words(text)) >= 2 or len(_CJK_CHAR.findall(text)) >= 2:  # Chinese, Japanese, Korean run words together
+            return False
+        weights = self.model.weights
+        return not any(weights.get("@" + r, 0.0) > 0 for r in self.rules(text, fold(text)))
 
     def semantic_score(self, text: str) -> float | None:
         """The semantic head's probability for ``text`` (its first SEMANTIC_CHARS characters),

@@ -172,3 +172,15 @@ def test_generated_training_texts_are_not_evaluation_texts() -> None:
         path = REPO / "examples" / "guardrails" / "training" / f"generated-{task}.jsonl"
         texts = {json.loads(line)["text"].strip().lower() for line in path.read_text(encoding="utf-8").splitlines() if line}
         assert not texts & evaluation, sorted(texts & evaluation)[:5]
+
+
+def test_a_single_word_counts_only_when_a_rule_names_it() -> None:
+    """The flush of a cut answer can be one word ("You"); its n-grams alone judge nothing."""
+    tox = ToxicityDetector("toxicity", ToxicityOptions(), Resources())
+    inj = InjectionDetector("injection", InjectionOptions(), Resources())
+    for word in ("You", "Your", "The"):
+        assert tox.detect(word, DetectContext())[0].score == 0.0
+        assert inj.detect(word, DetectContext())[0].score == 0.0
+    assert tox.detect("Moron!", DetectContext())[0].score >= 0.5
+    assert inj.detect("jailbreak", DetectContext())[0].score >= 0.5
+    assert tox.detect("废物骗子", DetectContext())[0].score >= 0.5  # no spaces, but four characters
