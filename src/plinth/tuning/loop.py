@@ -139,7 +139,7 @@ def evaluate(trainable: Trainable, examples: list[Example], cfg: LoopConfig) -> 
 def train(trainable: Trainable, train_ex: list[Example], val_ex: list[Example], cfg: LoopConfig, hooks: Hooks) -> LoopResult:
     named = trainable.parameters()
     params = [p for _, p in named]
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, foreach=True)
+    opt = _adamw(params, cfg)
     state = LoopState()
     torch.manual_seed(cfg.seed)
     if hooks.checkpoint_dir is not None and (hooks.checkpoint_dir / CKPT_STATE).is_file():
@@ -219,6 +219,17 @@ def train(trainable: Trainable, train_ex: list[Example], val_ex: list[Example], 
         if hooks.checkpoint_dir is not None and (state.step % cfg.checkpoint_every == 0) and not last:
             save_checkpoint(hooks.checkpoint_dir, named, opt, state)
     return LoopResult(state, best_tensors=best)
+
+
+def _adamw(params: list[torch.nn.Parameter], cfg: LoopConfig) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel (one pass over all parameters and moments per step) where
+    torch has it for these tensors, else the multi-tensor one; the two compute the same update."""
+    if all(p.dtype in (torch.float32, torch.bfloat16, torch.float16) and p.device.type in ("cpu", "cuda") for p in params):
+        try:
+            return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
+        except (RuntimeError, ValueError):
+            pass
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def restore(named: list[tuple[str, torch.nn.Parameter]], tensors: dict[str, torch.Tensor]) -> None:

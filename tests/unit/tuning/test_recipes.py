@@ -232,3 +232,29 @@ def test_validation_errors_are_clear_and_all_at_once() -> None:
     msg = e.value.message
     assert "rank 200 is larger than the model's hidden size 128" in msg
     assert "max_seq_len 9000" in msg and "batch_size 64" in msg and "no validation rows" in msg
+
+
+def test_lora_in_bf16_stores_frozen_weights_once_with_the_same_loss(tiny: Path) -> None:
+    """In bf16 the frozen decoder weights are stored in bf16 (what autocast computed with
+    anyway), the trainable LoRA matrices stay float32, and a batch's loss is what float32
+    weights under bf16 autocast give (ADR 0124)."""
+    bf16 = recipe("lora").setup(tiny, _spec(precision="bf16"), "cpu")
+    fp32 = recipe("lora").setup(tiny, _spec(precision="fp32"), "cpu")
+    frozen = [m.weight for m in bf16.causal_lm.model.modules() if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad]
+    assert frozen and all(w.dtype == torch.bfloat16 for w in frozen)
+    assert all(p.dtype == torch.float32 for _, p in bf16.parameters())
+    assert all(p.dtype == torch.float32 for p in fp32.model.parameters())
+    with torch.no_grad():  # the same non-zero LoRA matrices in both, so only the storage differs
+        for (_, a), (_, b) in zip(bf16.parameters(), fp32.parameters(), strict=True):
+            b.add_(0.01)
+            a.copy_(b)
+    examples, _ = tdata.encode_all(bf16.tokenizer, conversations(4), 128)
+    batch = tdata.collate(examples, bf16.pad_id)
+    bf16.model.eval()
+    fp32.model.eval()
+    with torch.no_grad():
+        s1, n1 = bf16.loss(batch)  # enters autocast itself
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            s2, n2 = fp32.loss(batch)
+    assert n1 == n2 > 0
+    torch.testing.assert_close(s1 / n1, s2 / n2, atol=2e-2, rtol=1e-2)

@@ -39,14 +39,19 @@ def pad_id_of(tokenizer: object) -> int:
     return int(pad or 0)
 
 
-def labelled_loss(causal_lm: Any, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+def labelled_loss(
+    causal_lm: Any, hidden: torch.Tensor, labels: torch.Tensor, head_weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, int]:
     """Sum of cross-entropy over the labelled next tokens; ``hidden`` is the decoder's last
-    hidden state [B, T, H] aligned with ``labels`` [B, T] (position t predicts t+1)."""
+    hidden state [B, T, H] aligned with ``labels`` [B, T] (position t predicts t+1).
+    ``head_weight``: a frozen copy of the output head's weight to use instead of the
+    module's (LoRA keeps a bf16 one so autocast does not cast the head on every step)."""
     targets = labels[:, 1:]
     keep = targets != IGNORE
     n = int(keep.sum())
     if n == 0:
         return hidden.sum() * 0.0, 0
     h = hidden[:, :-1][keep]
-    logits = causal_lm.lm_head(h).float()
+    head = causal_lm.lm_head if head_weight is None else (lambda x: F.linear(x.to(head_weight.dtype), head_weight))
+    logits = head(h).float()
     return F.cross_entropy(logits, targets[keep], reduction="sum"), n
