@@ -204,8 +204,11 @@ def test_schemathesis_finds_nothing(secured: tuple[LiveServer, str], tmp_path: P
         "5",
         "--seed",
         "20260",
+        # one worker: hypothesis' lambda-description cache is not thread-safe, and with two
+        # worker threads it failed now and then inside schemathesis (a KeyError, then CPython's
+        # "AST constructor recursion depth mismatch"), an error of the tool, not of the API
         "--workers",
-        "2",
+        "1",
         "--no-shrink",
         "--exclude-path-regex",
         NOT_FUZZED,
