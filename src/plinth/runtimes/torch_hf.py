@@ -219,7 +219,7 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
             tok = self._ll_tokenizer
         schema = constraint.schema if constraint.kind == "json_schema" and constraint.schema else {"type": "object"}
         try:
-            grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults={"whitespace_flexible": False})
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(bounded_like_llamacpp(schema), defaults={"whitespace_flexible": False})
             matcher = llguidance.LLMatcher(tok, grammar, log_level=0)
         except Exception as e:  # ValueError and the like for what llguidance cannot compile
             raise PlinthError(ErrorCode.INVALID_REQUEST, f"the schema cannot be compiled: {e}"[:300], param=_SCHEMA_PARAM) from None
@@ -432,3 +432,25 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
         self._peft = None
         self._model = None
         self._tok = None
+
+
+#: the largest magnitude of a JSON number the llama.cpp grammars write (16 integral digits)
+_NUMBER_BOUND = 10**16 - 1
+
+
+def bounded_like_llamacpp(schema: Any) -> Any:
+    """``schema`` with the bounds llama.cpp's grammars put on what JSON Schema leaves open, so
+    both engines enforce the same answers: a tuple (``prefixItems`` without ``items``) ends
+    after its items, and a number without ``minimum``/``maximum`` has at most 16 integral
+    digits. Without them a sampled answer on the torch engine could run to ``max_tokens``
+    inside a never-ending tuple or number (bench/structured.py)."""
+    if isinstance(schema, list):
+        return [bounded_like_llamacpp(x) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: (v if k in ("const", "enum", "default", "examples") else bounded_like_llamacpp(v)) for k, v in schema.items()}
+    if "prefixItems" in out and "items" not in out:
+        out["items"] = False
+    if out.get("type") in ("integer", "number") and not ({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} & set(out)):
+        out["minimum"], out["maximum"] = -_NUMBER_BOUND, _NUMBER_BOUND
+    return out
