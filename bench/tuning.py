@@ -132,11 +132,13 @@ def run_trainer(base: Path, args: argparse.Namespace, *, bf16: bool, group_by_le
     seen = Counter()
     collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
 
-    def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = collator(features)
-        seen.real += int(batch["attention_mask"].sum())
-        seen.padded += int(batch["attention_mask"].numel())
-        return batch
+    def count(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        # tokens of the batches the model trains on (the data loader collates one batch ahead)
+        if module.training and kwargs.get("attention_mask") is not None:
+            seen.real += int(kwargs["attention_mask"].sum())
+            seen.padded += int(kwargs["attention_mask"].numel())
+
+    model.register_forward_pre_hook(count, with_kwargs=True)
 
     out = ROOT / "bench" / ".work" / "trainer"
     targs = TrainingArguments(
@@ -158,7 +160,7 @@ def run_trainer(base: Path, args: argparse.Namespace, *, bf16: bool, group_by_le
         remove_unused_columns=False,
         **({"optim": "adamw_torch_fused", "dataloader_pin_memory": False, "torch_compile": False} if best else {}),
     )
-    trainer = Trainer(model=model, args=targs, train_dataset=records, data_collator=collate)
+    trainer = Trainer(model=model, args=targs, train_dataset=records, data_collator=collator)
     t0 = time.perf_counter()
     result = trainer.train()
     wall = time.perf_counter() - t0
