@@ -34,13 +34,6 @@ ids compact, and laying the batch out by id makes each run of consecutive ids on
 counts the runs it lays out (``id_runs``; ``full_batch_id_runs`` over the steps with every
 id taken, ``full_batch_steps``, where it is always one run per step).
 
-Prompt prefix reuse: a finished sequence leaves the KV cells of its prompt in its stream
-(those of its generated tokens are dropped). The next sequence given that id (same adapter)
-starts after the longest beginning of its prompt that those cells hold, so a shared system
-prompt is computed once per stream, not once per request (counter
-``prompt_tokens_reused``). A token's KV depends only on the tokens before it in its own
-stream, so the reused cells hold what recomputing them would give.
-
 LoRA adapters apply to a whole llama.cpp context, so sequences are grouped by adapter and a
 step decodes one group; groups take turns (round-robin). Requests for the same adapter
 share a batch; requests for different adapters share the base weights and the engine.
@@ -83,7 +76,6 @@ class _Seq(Sequence):
     sampler: object = None
     grammar: object = None  # a llama.cpp grammar sampler (structured outputs)
     decoder: IncrementalDecoder = field(default_factory=IncrementalDecoder)
-    kv_sound: bool = True  # False once a decode of this sequence failed: its cells are not kept
 
 
 _SCHEMA_PARAM = "response_format.json_schema.schema"
@@ -199,8 +191,6 @@ class LlamaBatchEngine(BatchEngine):
 
         self._active: dict[int, _Seq] = {}
         self._free_ids = list(range(max_batch))  # a min-heap: the lowest free id goes first
-        # per free id: the adapter and the prompt tokens whose KV cells its stream still holds
-        self._kept: dict[int, tuple[object, list[int]]] = {}
         self._adapters: collections.OrderedDict[str, _LoadedAdapter] = collections.OrderedDict()
         self._adapter_budget = adapter_budget_bytes
         self._current_adapter: str | None = BASE
@@ -274,28 +264,7 @@ class LlamaBatchEngine(BatchEngine):
             self._ensure_adapter(seq.adapter_spec)
         seq.sampler = self._make_sampler(seq.params)
         seq.seq_id = heapq.heappop(self._free_ids)
-        self._reuse_prefix(seq)
         self._active[seq.seq_id] = seq
-
-    def _reuse_prefix(self, seq: _Seq) -> None:
-        """Start the sequence after the longest beginning of its prompt that its stream still
-        holds from the previous sequence with this id (same adapter), at least one prompt
-        token short so that the prompt's last token is decoded and gives logits."""
-        adapter, kept = self._kept.pop(seq.seq_id, (None, []))
-        same = 0
-        if adapter == self._kv_key(seq):
-            limit = min(len(kept), len(seq.tokens) - 1)
-            while same < limit and kept[same] == seq.tokens[same]:
-                same += 1
-        llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, same, -1)
-        seq.n_past = same
-        self.stats["prompt_tokens_reused"] += same
-
-    @staticmethod
-    def _kv_key(seq: Sequence) -> object:
-        """What besides the tokens decides a sequence's KV values: its adapter's file and scale."""
-        spec = seq.adapter_spec
-        return (seq.adapter, str(spec.path), spec.scale) if spec is not None else (BASE,)
 
     def _make_sampler(self, p: SamplingParams) -> object:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -421,7 +390,6 @@ class LlamaBatchEngine(BatchEngine):
             # 1 = no KV slot (cannot happen: submit checks each sequence fits its stream); <0 = error.
             err = PlinthError(ErrorCode.RUNTIME_UNAVAILABLE, f"llama_decode failed with code {rc}")
             for seq in members:
-                seq.kv_sound = False
                 self._finish(seq, None, error=err)
             return
         self._note_batch(len(outputs))
@@ -566,11 +534,7 @@ class LlamaBatchEngine(BatchEngine):
         assert isinstance(seq, _Seq)
         if seq.seq_id in self._active and self._active[seq.seq_id] is seq:
             del self._active[seq.seq_id]
-            # keep the cells of the prompt (a later prompt with the same beginning reuses them),
-            # drop those of the generated tokens
-            kept = min(seq.n_past, len(seq.tokens)) if seq.kv_sound else 0
-            llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, kept, -1)
-            self._kept[seq.seq_id] = (self._kv_key(seq), seq.tokens[:kept])
+            llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
             heapq.heappush(self._free_ids, seq.seq_id)
         if seq.sampler is not None:
             llama_cpp.llama_sampler_free(seq.sampler)

@@ -118,23 +118,3 @@ def test_a_full_batch_is_one_run_of_sequence_ids_after_ids_are_reused() -> None:
         assert stats["full_batch_id_runs"] == stats["full_batch_steps"]
     finally:
         runtime.unload()
-
-
-def test_a_prompt_beginning_like_the_last_one_on_its_id_reuses_its_cells(rt, adapters) -> None:
-    # A finished sequence leaves its prompt's KV cells in its stream; the next sequence given
-    # that id skips the common beginning (the chat template's system prompt) and answers as
-    # if it had computed it. Another adapter's cells are never reused.
-    ask = ["What is the capital of France?", "Name a large animal.", "Name a large animal."]
-    reused = []
-    answers = []
-    for q in ask:
-        before = rt.stats().get("prompt_tokens_reused", 0)
-        answers.append(contract._gen(rt, q))
-        reused.append(rt.stats()["prompt_tokens_reused"] - before)
-    prompt = rt.prepare_chat([{"role": "user", "content": ask[1]}])
-    assert reused[1] > 0, "the shared beginning was computed again"
-    assert reused[2] == len(prompt.token_ids) - 1  # the same question again: all but the last token
-    assert answers[2] == answers[1]
-    before = rt.stats()["prompt_tokens_reused"]
-    contract._gen(rt, ask[0], adapters[0])
-    assert rt.stats()["prompt_tokens_reused"] == before
