@@ -78,6 +78,6 @@ def test_a_list_of_instances_in_tools_mode(live_server: LiveServer) -> None:
     client = _client(live_server, "TOOLS")
     ask = "Alice is 30 years old and Bob is 41 years old. List both people with their ages."
     people = client.chat.completions.create(
-        model=MODEL, response_model=list[Person], messages=[{"role": "user", "content": ask}], max_retries=1, max_tokens=120, temperature=0
+        model=MODEL, response_model=list[Person], messages=[{"role": "user", "content": ask}], max_retries=1, max_tokens=400, temperature=0
     )
     assert isinstance(people, list) and all(isinstance(p, Person) for p in people)
