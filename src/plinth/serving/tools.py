@@ -220,11 +220,16 @@ def plan_from(req: Any) -> ToolPlan | None:
 
 
 # -- the conversation ---------------------------------------------------------------------
-def _call_text(name: str, arguments: str) -> str:
+def _args_object(arguments: str) -> Any:
+    """A call's JSON-text arguments as an object where they parse (else the text as sent)."""
     try:
-        args: Any = json.loads(arguments) if arguments else {}
+        return json.loads(arguments) if arguments else {}
     except ValueError:
-        args = arguments
+        return arguments
+
+
+def _call_text(name: str, arguments: str) -> str:
+    args = _args_object(arguments)
     return f"{OPEN}\n{json.dumps({'name': name, 'arguments': args}, ensure_ascii=False)}\n{CLOSE}"
 
 
@@ -280,14 +285,10 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in messages:
         m2 = {k: v for k, v in m.items() if v is not None}
         if m.get("tool_calls"):
-            calls = []
-            for c in m["tool_calls"]:
-                try:
-                    args: Any = json.loads(c["arguments"]) if c["arguments"] else {}
-                except ValueError:
-                    args = c["arguments"]
-                calls.append({"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": args}})
-            m2["tool_calls"] = calls
+            m2["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": _args_object(c["arguments"])}}
+                for c in m["tool_calls"]
+            ]
             m2.setdefault("content", "")
         out.append(m2)
     return out
