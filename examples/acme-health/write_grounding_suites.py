@@ -16,6 +16,9 @@ in ``assistant-eval.jsonl``), written by hand from the policy documents in ``pol
   everyday verbs around a documented fact, near-miss unanswerables. May be tuned on.
 * ``heldout/assistant-eval-3.jsonl`` — a third held-out suite (25/10/10) written for the refusal
   rework of ADR 0123, in members' everyday words, and committed before any code ran on it.
+* ``heldout/assistant-eval-4.jsonl`` — a fourth held-out suite (25/10/10) written for the unit-selection
+  work of ADR 0126 in new styles (long multi-sentence messages, a plan named in passing, comparisons,
+  yes/no questions), committed before any code ran on it.
 
 Every expected phrase of an answerable row is checked against its accepted documents by
 ``tests/unit/rag/test_grounding_suites.py``.
@@ -845,6 +848,220 @@ DEV3_OFF_TOPIC = [
 ]
 
 
+# ---- held-out-4 (ADR 0126): written once from the policy documents and committed before any code ran
+# on it; never tuned on. New wording styles: long multi-sentence member messages, a plan named in
+# passing, comparisons between plans, and yes/no questions.
+EXCL, PHARM, PA, MR = "exclusions.md", "pharmacy-benefits.md", "prior-authorization.md", "member-rights.html"
+HELDOUT4_ANSWERABLE: list[tuple[Any, ...]] = [
+    (
+        "Hi there. My son plays soccer and hurt his knee last weekend, and the orthopedic doctor wants him "
+        "to do physical therapy for a couple of months. We signed up for Gold in November. How many PT "
+        "visits will the plan pay for this year?",
+        "Up to 20 visits per calendar year.",
+        ["20 visits"],
+        ["12 visits", "16 visits"],
+        [G],
+    ),
+    (
+        "My husband, who is on Silver through my employer, needs to see a dermatologist about a mole. "
+        "What is the copay for that kind of specialist?",
+        "A specialist visit is a $60 copay.",
+        ["$60"],
+        ["$100", "$35"],
+        [S, OV],
+    ),
+    (
+        "Which of the three plans has the cheapest urgent care visit, and what does it cost?",
+        "Gold: a $25 copay.",
+        ["$25"],
+        [],
+        [OV, G],
+    ),
+    (
+        "Does the Silver plan cover travel vaccines like yellow fever?",
+        "Yes: travel vaccines are covered at no cost on Silver and Gold.",
+        ["no cost"],
+        [],
+        [PHARM, "travel-coverage.md"],
+    ),
+    (
+        "Is IVF covered if I'm on Silver?",
+        "No: IVF is covered only on Gold.",
+        [["only on Gold", "diagnostic testing and up to 3 cycles of ovulation induction"]],
+        [],
+        [EXCL, S],
+    ),
+    (
+        "I was on vacation in Mexico and had to go to a local ER for food poisoning. I paid in pesos out of "
+        "pocket and kept the receipt. What currency rate does Acme use when they pay me back?",
+        "Bills in another currency are converted at the exchange rate of the date of service.",
+        ["exchange rate of the date of service"],
+        [],
+        [CLAIMS],
+    ),
+    (
+        "Do I need prior authorization before getting an MRI?",
+        "Yes: MRI, CT and PET scans need prior authorization.",
+        ["MRI, CT and PET scans"],
+        [],
+        [PA],
+    ),
+    (
+        "How much more is the monthly premium for Gold than for Silver?",
+        "Gold is $568 a month and Silver $412.",
+        ["$568", "$412"],
+        [],
+        [OV, G, S],
+    ),
+    (
+        "My mother lives with us and she has diabetes. Her podiatrist trims her toenails every couple of "
+        "months. Is routine foot care like that covered for her?",
+        "Routine foot care is not covered unless you have diabetes.",
+        ["unless you have diabetes"],
+        [],
+        [EXCL],
+    ),
+    (
+        "I just started the Gold plan last month after moving states. If I keep seeing my old doctor, who "
+        "isn't in Acme Choice, what deductible applies before the plan pays?",
+        "A separate out-of-network deductible of $1,500 per member.",
+        ["$1,500"],
+        ["$6,000"],
+        [G, "provider-network.md", "travel-coverage.md"],
+    ),
+    ("Are breast pumps free for new moms?", "Breast pumps are covered at no cost, one per pregnancy.", ["no cost"], [], [MATERNITY]),
+    (
+        "Quick question about childbirth classes. My partner and I are expecting our first in the spring and "
+        "we're on Silver. The hospital offers a breastfeeding class for $180. How much of that will Acme "
+        "reimburse?",
+        "Childbirth and breastfeeding classes are reimbursed up to $150 per pregnancy.",
+        ["$150"],
+        [],
+        [MATERNITY],
+    ),
+    (
+        "Between Bronze and Silver, which one lets me see doctors outside the network?",
+        "Silver adds out-of-network coverage; Bronze does not cover out-of-network care.",
+        [["out-of-network coverage", "cover out-of-network care at a lower level", "does not cover out-of-network care"]],
+        [],
+        [OV, "provider-network.md", B, S],
+    ),
+    (
+        "Can I call the nurse line in the middle of the night?",
+        "Yes: the Nurse Line is open 24 hours a day.",
+        [["24-hour", "24 hours"]],
+        [],
+        ["telehealth-and-nurse-line.pdf", ENROL],
+    ),
+    (
+        "I've been paying toward my Bronze deductible since January, but I had a baby in June and want to "
+        "switch to Gold. If I switch plans, do I lose what I've already put toward my deductible?",
+        "No: what you already paid is credited to the new plan.",
+        ["credited to the new plan"],
+        [],
+        [ENROL],
+    ),
+    (
+        "While I'm at my kid's eye appointment I'd like my own eyes checked too; I have Silver. What's the "
+        "copay for my exam?",
+        "A routine adult eye exam is a $20 copay.",
+        ["$20"],
+        ["$0"],
+        [S],
+    ),
+    (
+        "Can someone else file an appeal for me, like my daughter?",
+        "Yes: you may appoint someone, such as a family member or your doctor, to appeal for you.",
+        ["appoint someone"],
+        [],
+        [CLAIMS],
+    ),
+    (
+        "What's the difference in the family deductible between Bronze and Gold?",
+        "Bronze $13,000 per family, Gold $1,000.",
+        ["$13,000", "$1,000"],
+        [],
+        [OV, B, G],
+    ),
+    (
+        "My doctor prescribed a drug that isn't on the formulary, and she says the alternatives didn't work "
+        "for me. She's sending an urgent exception request today because I can't go without it. When will "
+        "Acme decide?",
+        "Urgent exception requests are decided within 24 hours.",
+        ["24 hours"],
+        [],
+        [PHARM],
+    ),
+    (
+        "Does buprenorphine for opioid use disorder need prior authorization?",
+        "No: medication for opioid use disorder needs no prior authorization.",
+        ["no prior authorization"],
+        [],
+        ["mental-health.md"],
+    ),
+    (
+        "My wife is on Gold and is having her baby in March. What will the delivery and hospital stay cost us?",
+        "A $250 copay per admission, then 10% after the deductible.",
+        ["$250"],
+        [],
+        [G, MATERNITY],
+    ),
+    (
+        "I'm worried about my privacy after a data breach at another company. I'd like to know who Acme has "
+        "shared my medical information with. How many years back can I ask about?",
+        "The past six years.",
+        ["six years"],
+        [],
+        [MR],
+    ),
+    (
+        "Is reconstructive surgery after a mastectomy covered?",
+        "Yes: reconstructive surgery after an injury, an illness or a mastectomy is covered.",
+        ["mastectomy is covered"],
+        [],
+        [EXCL],
+    ),
+    (
+        "My PCP gave me a referral to a cardiologist in January. I'm on Bronze. How long is that referral good for?",
+        "Referrals are valid for 6 months and up to 6 visits.",
+        ["6 months"],
+        [],
+        ["provider-network.md"],
+    ),
+    (
+        "If my internal appeal is denied and I go to an external review, will that cost me anything?",
+        "No: external review costs you nothing.",
+        ["costs you nothing"],
+        [],
+        [CLAIMS],
+    ),
+]
+HELDOUT4_UNANSWERABLE = [
+    "What is the copay for an acupuncture session on Gold?",
+    "My doctor says I need a CPAP machine for sleep apnea. I'm on Bronze. How much will I pay for the machine?",
+    "I'm on Silver and my twins need weekly allergy shots. Is there a copay per injection?",
+    "Does Acme pay for a wheelchair ramp at my house?",
+    "Is there a loyalty discount on premiums if I stay with Acme for five years?",
+    "How many days in a skilled nursing facility does Silver cover each year?",
+    "My father is on dialysis three times a week and can't drive. Does Acme pay for his rides to the clinic?",
+    "Can I get reimbursed for over-the-counter vitamins?",
+    "What is the copay for a doctor's home visit on Silver?",
+    "How much does Acme pay toward a smoking cessation program?",
+]
+HELDOUT4_OFF_TOPIC = [
+    "My landlord hasn't fixed the heating in three weeks and it's getting cold. What are my rights as a tenant?",
+    "Can you help me write a cover letter for a marketing job?",
+    "Is it better to invest in index funds or individual stocks?",
+    "What time zone is Tokyo in?",
+    "My dog keeps chewing the couch when I leave the house. How do I stop it?",
+    "Which is faster from Paris to London, the train or a flight?",
+    "Summarize the plot of Hamlet in three sentences.",
+    "How do I convert Celsius to Fahrenheit?",
+    "I'm planning a birthday party for my 8-year-old. Any game ideas?",
+    "What's the best way to learn Python programming?",
+]
+
+
 def development() -> list[dict[str, Any]]:
     return _rows("dev2", DEV_ANSWERABLE, DEV_UNANSWERABLE, DEV_OFF_TOPIC)
 
@@ -861,6 +1078,10 @@ def heldout3() -> list[dict[str, Any]]:
     return _rows("ho3", HELDOUT3_ANSWERABLE, HELDOUT3_UNANSWERABLE, HELDOUT3_OFF_TOPIC)
 
 
+def heldout4() -> list[dict[str, Any]]:
+    return _rows("ho4", HELDOUT4_ANSWERABLE, HELDOUT4_UNANSWERABLE, HELDOUT4_OFF_TOPIC)
+
+
 def write(path: Path, rows: list[dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:
@@ -872,6 +1093,7 @@ def main() -> None:
     write(HERE / "heldout" / "assistant-eval-2.jsonl", heldout())
     write(HERE / "heldout" / "assistant-eval-3.jsonl", heldout3())
     write(HERE / "grounding-dev-3.jsonl", development3())
+    write(HERE / "heldout" / "assistant-eval-4.jsonl", heldout4())
 
 
 if __name__ == "__main__":
