@@ -436,14 +436,19 @@ class TorchRuntime(EngineRuntimeMixin, InferenceRuntime):
 
 #: the largest magnitude of a JSON number the llama.cpp grammars write (16 integral digits)
 _NUMBER_BOUND = 10**16 - 1
+#: the finest step of a ``number`` without one: at most 10 fractional digits (llama.cpp's grammars
+#: allow 16; llguidance takes ``multipleOf`` down to 1e-10 and warns on finer floats)
+_NUMBER_STEP = 1e-10
 
 
 def bounded_like_llamacpp(schema: Any) -> Any:
     """``schema`` with the bounds llama.cpp's grammars put on what JSON Schema leaves open, so
     both engines enforce the same answers: a tuple (``prefixItems`` without ``items``) ends
-    after its items, and a number without ``minimum``/``maximum`` has at most 16 integral
-    digits. Without them a sampled answer on the torch engine could run to ``max_tokens``
-    inside a never-ending tuple or number (bench/structured.py)."""
+    after its items, a number without ``minimum``/``maximum`` has at most 16 integral
+    digits, and a ``number`` without ``multipleOf`` at most 10 fractional digits (no exponent).
+    Without them a sampled answer on the torch engine could run to ``max_tokens`` inside a
+    never-ending tuple, integral part or fraction (bench/structured.py: "mean": 26.1223248987...
+    until the answer was cut)."""
     if isinstance(schema, list):
         return [bounded_like_llamacpp(x) for x in schema]
     if not isinstance(schema, dict):
@@ -453,4 +458,6 @@ def bounded_like_llamacpp(schema: Any) -> Any:
         out["items"] = False
     if out.get("type") in ("integer", "number") and not ({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} & set(out)):
         out["minimum"], out["maximum"] = -_NUMBER_BOUND, _NUMBER_BOUND
+    if out.get("type") == "number" and "multipleOf" not in out:
+        out["multipleOf"] = _NUMBER_STEP
     return out
