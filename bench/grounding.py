@@ -9,14 +9,16 @@ path without the guardrails):
     figure) plus ``examples/acme-health/grounding-dev.jsonl`` (27 unanswerable on topic, 10
     off-topic); ``assistant-eval.jsonl`` (the development suite, 38/12/12) and ``grounding-dev-2.jsonl``
     (52/15/10: members' own words, typos, the plan in an earlier turn); ``grounding-dev-3.jsonl``
-    (30/15/5: everyday verbs around a documented fact, near-miss unanswerables). The refusal
-    thresholds are calibrated on the four together.
+    (30/15/5: everyday verbs around a documented fact, near-miss unanswerables); ``grounding-dev-4.jsonl``
+    (20/6/4: long messages, a plan named in passing, comparisons, yes/no questions). The refusal
+    thresholds are calibrated on the five together.
   - held-out: ``examples/acme-health/heldout-questions.jsonl`` (45 answerable with expected
     figures and citable documents, 15 unanswerable, 10 off-topic), written once before the code
     and never tuned on; ``heldout/assistant-eval.jsonl`` (25/10/10; its failures were described in
     issue 18 before this version); ``heldout/assistant-eval-2.jsonl`` (25/10/10, committed before any
     code ran on it); ``heldout/assistant-eval-3.jsonl`` (25/10/10, committed before any code ran on it,
-    for ADR 0123).
+    for ADR 0123); ``heldout/assistant-eval-4.jsonl`` (25/10/10: long messages, a plan named in passing,
+    comparisons, yes/no questions; committed before any code ran on it, for ADR 0126).
 
 What is measured (written to bench/results/grounding-<cpu>.md and .json):
   1. Retrieval on the questions that name a plan (or compare plans), plain search vs plan-aware
@@ -108,10 +110,12 @@ SET_FILES = {
     "dev-suite": "assistant-eval.jsonl",
     "dev-2": "grounding-dev-2.jsonl",
     "dev-3": "grounding-dev-3.jsonl",
+    "dev-4": "grounding-dev-4.jsonl",
     "held-out": "heldout-questions.jsonl",
     "held-out-suite": "heldout/assistant-eval.jsonl",
     "held-out-2": "heldout/assistant-eval-2.jsonl",
     "held-out-3": "heldout/assistant-eval-3.jsonl",
+    "held-out-4": "heldout/assistant-eval-4.jsonl",
 }
 #: the question sets, in the order they are reported; ``dev`` sets calibrate the thresholds
 SETS: dict[str, tuple[str, Any]] = {
@@ -119,10 +123,12 @@ SETS: dict[str, tuple[str, Any]] = {
     "dev-suite": ("dev", lambda: suite_questions(ACME / "assistant-eval.jsonl")),
     "dev-2": ("dev", lambda: suite_questions(ACME / "grounding-dev-2.jsonl")),
     "dev-3": ("dev", lambda: suite_questions(ACME / "grounding-dev-3.jsonl")),
+    "dev-4": ("dev", lambda: suite_questions(ACME / "grounding-dev-4.jsonl")),
     "held-out": ("held-out", heldout_questions),
     "held-out-suite": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval.jsonl")),
     "held-out-2": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval-2.jsonl")),
     "held-out-3": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval-3.jsonl")),
+    "held-out-4": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval-4.jsonl")),
 }
 
 
@@ -378,9 +384,9 @@ def render(r: dict[str, Any], m: dict[str, Any]) -> str:
         "",
         "dev sets calibrate the thresholds; held-out sets were written once and are never tuned on",
         "(`held-out-suite`'s failures were read in issue 18 before this version of the code; `held-out-2` and",
-        "`held-out-3` were committed before any code ran on them; `held-out-2`'s misses were read once, in",
-        "ADR 0121's results, before its listing here was removed). Suites (`*-suite`, `dev-2`, `dev-3`,",
-        "`held-out-2`, `held-out-3`) are judged by the",
+        "`held-out-3` and `held-out-4` were committed before any code ran on them; `held-out-2`'s misses were read once, in",
+        "ADR 0121's results, before its listing here was removed). Suites (`*-suite`, `dev-2`, `dev-3`, `dev-4`,",
+        "`held-out-2`, `held-out-3`, `held-out-4`) are judged by the",
         "assistant evaluation's own judge (`plinth.tuning.assistant_eval.judge`).",
         "",
         "## Plan-aware retrieval (k=4, questions that name a plan or compare plans)",

@@ -16,6 +16,9 @@ in ``assistant-eval.jsonl``), written by hand from the policy documents in ``pol
   everyday verbs around a documented fact, near-miss unanswerables. May be tuned on.
 * ``heldout/assistant-eval-3.jsonl`` — a third held-out suite (25/10/10) written for the refusal
   rework of ADR 0123, in members' everyday words, and committed before any code ran on it.
+* ``grounding-dev-4.jsonl`` — development questions (20/6/4) for the unit selection of ADR 0126 in the
+  styles of held-out-4 (long messages, a plan named in passing, comparisons, yes/no), on other facts;
+  written after held-out-4 was committed, never copied from it. May be tuned on.
 * ``heldout/assistant-eval-4.jsonl`` — a fourth held-out suite (25/10/10) written for the unit-selection
   work of ADR 0126 in new styles (long multi-sentence messages, a plan named in passing, comparisons,
   yes/no questions), committed before any code ran on it.
@@ -854,17 +857,21 @@ DEV3_OFF_TOPIC = [
 EXCL, PHARM, PA, MR = "exclusions.md", "pharmacy-benefits.md", "prior-authorization.md", "member-rights.html"
 HELDOUT4_ANSWERABLE: list[tuple[Any, ...]] = [
     (
-        "Hi there. My son plays soccer and hurt his knee last weekend, and the orthopedic doctor wants him "
-        "to do physical therapy for a couple of months. We signed up for Gold in November. How many PT "
-        "visits will the plan pay for this year?",
+        (
+            "Hi there. My son plays soccer and hurt his knee last weekend, and the orthopedic doctor wants him "
+            "to do physical therapy for a couple of months. We signed up for Gold in November. How many PT "
+            "visits will the plan pay for this year?"
+        ),
         "Up to 20 visits per calendar year.",
         ["20 visits"],
         ["12 visits", "16 visits"],
         [G],
     ),
     (
-        "My husband, who is on Silver through my employer, needs to see a dermatologist about a mole. "
-        "What is the copay for that kind of specialist?",
+        (
+            "My husband, who is on Silver through my employer, needs to see a dermatologist about a mole. "
+            "What is the copay for that kind of specialist?"
+        ),
         "A specialist visit is a $60 copay.",
         ["$60"],
         ["$100", "$35"],
@@ -892,8 +899,10 @@ HELDOUT4_ANSWERABLE: list[tuple[Any, ...]] = [
         [EXCL, S],
     ),
     (
-        "I was on vacation in Mexico and had to go to a local ER for food poisoning. I paid in pesos out of "
-        "pocket and kept the receipt. What currency rate does Acme use when they pay me back?",
+        (
+            "I was on vacation in Mexico and had to go to a local ER for food poisoning. I paid in pesos out of "
+            "pocket and kept the receipt. What currency rate does Acme use when they pay me back?"
+        ),
         "Bills in another currency are converted at the exchange rate of the date of service.",
         ["exchange rate of the date of service"],
         [],
@@ -914,16 +923,20 @@ HELDOUT4_ANSWERABLE: list[tuple[Any, ...]] = [
         [OV, G, S],
     ),
     (
-        "My mother lives with us and she has diabetes. Her podiatrist trims her toenails every couple of "
-        "months. Is routine foot care like that covered for her?",
+        (
+            "My mother lives with us and she has diabetes. Her podiatrist trims her toenails every couple of "
+            "months. Is routine foot care like that covered for her?"
+        ),
         "Routine foot care is not covered unless you have diabetes.",
         ["unless you have diabetes"],
         [],
         [EXCL],
     ),
     (
-        "I just started the Gold plan last month after moving states. If I keep seeing my old doctor, who "
-        "isn't in Acme Choice, what deductible applies before the plan pays?",
+        (
+            "I just started the Gold plan last month after moving states. If I keep seeing my old doctor, who "
+            "isn't in Acme Choice, what deductible applies before the plan pays?"
+        ),
         "A separate out-of-network deductible of $1,500 per member.",
         ["$1,500"],
         ["$6,000"],
@@ -931,9 +944,11 @@ HELDOUT4_ANSWERABLE: list[tuple[Any, ...]] = [
     ),
     ("Are breast pumps free for new moms?", "Breast pumps are covered at no cost, one per pregnancy.", ["no cost"], [], [MATERNITY]),
     (
-        "Quick question about childbirth classes. My partner and I are expecting our first in the spring and "
-        "we're on Silver. The hospital offers a breastfeeding class for $180. How much of that will Acme "
-        "reimburse?",
+        (
+            "Quick question about childbirth classes. My partner and I are expecting our first in the spring and "
+            "we're on Silver. The hospital offers a breastfeeding class for $180. How much of that will Acme "
+            "reimburse?"
+        ),
         "Childbirth and breastfeeding classes are reimbursed up to $150 per pregnancy.",
         ["$150"],
         [],
@@ -954,16 +969,17 @@ HELDOUT4_ANSWERABLE: list[tuple[Any, ...]] = [
         ["telehealth-and-nurse-line.pdf", ENROL],
     ),
     (
-        "I've been paying toward my Bronze deductible since January, but I had a baby in June and want to "
-        "switch to Gold. If I switch plans, do I lose what I've already put toward my deductible?",
+        (
+            "I've been paying toward my Bronze deductible since January, but I had a baby in June and want to "
+            "switch to Gold. If I switch plans, do I lose what I've already put toward my deductible?"
+        ),
         "No: what you already paid is credited to the new plan.",
         ["credited to the new plan"],
         [],
         [ENROL],
     ),
     (
-        "While I'm at my kid's eye appointment I'd like my own eyes checked too; I have Silver. What's the "
-        "copay for my exam?",
+        "While I'm at my kid's eye appointment I'd like my own eyes checked too; I have Silver. What's the copay for my exam?",
         "A routine adult eye exam is a $20 copay.",
         ["$20"],
         ["$0"],
@@ -984,9 +1000,11 @@ HELDOUT4_ANSWERABLE: list[tuple[Any, ...]] = [
         [OV, B, G],
     ),
     (
-        "My doctor prescribed a drug that isn't on the formulary, and she says the alternatives didn't work "
-        "for me. She's sending an urgent exception request today because I can't go without it. When will "
-        "Acme decide?",
+        (
+            "My doctor prescribed a drug that isn't on the formulary, and she says the alternatives didn't work "
+            "for me. She's sending an urgent exception request today because I can't go without it. When will "
+            "Acme decide?"
+        ),
         "Urgent exception requests are decided within 24 hours.",
         ["24 hours"],
         [],
@@ -1007,8 +1025,10 @@ HELDOUT4_ANSWERABLE: list[tuple[Any, ...]] = [
         [G, MATERNITY],
     ),
     (
-        "I'm worried about my privacy after a data breach at another company. I'd like to know who Acme has "
-        "shared my medical information with. How many years back can I ask about?",
+        (
+            "I'm worried about my privacy after a data breach at another company. I'd like to know who Acme has "
+            "shared my medical information with. How many years back can I ask about?"
+        ),
         "The past six years.",
         ["six years"],
         [],
@@ -1044,21 +1064,203 @@ HELDOUT4_UNANSWERABLE = [
     "Is there a loyalty discount on premiums if I stay with Acme for five years?",
     "How many days in a skilled nursing facility does Silver cover each year?",
     "My father is on dialysis three times a week and can't drive. Does Acme pay for his rides to the clinic?",
-    "Can I get reimbursed for over-the-counter vitamins?",
+    "Will Acme pay me back for sunscreen I bought at the drugstore?",
     "What is the copay for a doctor's home visit on Silver?",
     "How much does Acme pay toward a smoking cessation program?",
 ]
 HELDOUT4_OFF_TOPIC = [
     "My landlord hasn't fixed the heating in three weeks and it's getting cold. What are my rights as a tenant?",
-    "Can you help me write a cover letter for a marketing job?",
+    "Can you suggest a name for my new bakery?",
     "Is it better to invest in index funds or individual stocks?",
     "What time zone is Tokyo in?",
     "My dog keeps chewing the couch when I leave the house. How do I stop it?",
     "Which is faster from Paris to London, the train or a flight?",
     "Summarize the plot of Hamlet in three sentences.",
-    "How do I convert Celsius to Fahrenheit?",
+    "How many ounces are in a cup?",
     "I'm planning a birthday party for my 8-year-old. Any game ideas?",
     "What's the best way to learn Python programming?",
+]
+
+
+# ---- dev-4 (ADR 0126): development questions for unit selection in the styles of held-out-4 (long
+# multi-sentence messages, a plan named in passing, comparisons, yes/no questions), on other facts.
+# Written after held-out-4 was committed, never copied from it; weights may be tuned on it.
+DEV4_ANSWERABLE: list[tuple[Any, ...]] = [
+    (
+        (
+            "Hello! I hurt my lower back lifting boxes when we moved last month. My friend swears by her "
+            "chiropractor. I have the Silver plan. How many chiropractor visits can I get in a year?"
+        ),
+        "Up to 12 visits per calendar year.",
+        ["12 visits"],
+        ["20 visits"],
+        [S],
+    ),
+    (
+        "My rheumatologist is starting me on a biologic that's a Tier 4 drug. I'm on Gold. What's the most I'd pay per fill?",
+        "20% up to $250 per fill.",
+        ["$250"],
+        ["$350", "$500"],
+        [G, PHARM],
+    ),
+    (
+        (
+            "We had a rough year with two surgeries in the family and I'm on Bronze. What is the most I could "
+            "possibly pay out of pocket as one member?"
+        ),
+        "$9,200 per member.",
+        ["$9,200"],
+        ["$7,500", "$4,000"],
+        [B, OV],
+    ),
+    (
+        "Is the deductible waived for a video visit with a doctor?",
+        "The deductible does not apply to telehealth visits.",
+        ["does not apply"],
+        [],
+        ["telehealth-and-nurse-line.pdf"],
+    ),
+    (
+        "I don't really click with the primary care doctor I picked. We're on Bronze. How often am I allowed to switch?",
+        "You can change your PCP once a month.",
+        ["once a month"],
+        [],
+        ["provider-network.md"],
+    ),
+    (
+        (
+            "I'm pregnant with my second and planning to deliver at St. Mary's. By which week of the pregnancy "
+            "should I tell Acme about the planned admission?"
+        ),
+        "By the 30th week of pregnancy.",
+        ["30th week"],
+        [],
+        [MATERNITY],
+    ),
+    (
+        "Does Gold help pay for hearing aids for my dad, who is on my plan?",
+        "Up to $1,500 per ear every 36 months.",
+        ["$1,500"],
+        [],
+        [G],
+    ),
+    (
+        (
+            "We're going hiking in Peru next summer and I'm on Gold. If I get hurt in the mountains, how much "
+            "will the plan pay to get me to a hospital?"
+        ),
+        "Medical evacuation up to $50,000 per trip.",
+        ["$50,000"],
+        [],
+        ["travel-coverage.md"],
+    ),
+    (
+        "On Bronze, do I need a referral before I see a dermatologist?",
+        "Yes: you need a referral from your PCP before you see a specialist.",
+        [["need a referral", "needs a referral"]],
+        [],
+        [B, "provider-network.md"],
+    ),
+    (
+        "Which plan has the lowest copay for the emergency room, and how much is it?",
+        "Gold: $150.",
+        ["$150"],
+        [],
+        [OV, G],
+    ),
+    (
+        "Compare the monthly premiums of Bronze and Silver for me.",
+        "Bronze $289, Silver $412.",
+        ["$289", "$412"],
+        [],
+        [OV],
+    ),
+    (
+        (
+            "My paper card went through the washing machine. I ordered a new one in the app this morning. How "
+            "many days until it shows up in the mail?"
+        ),
+        "It arrives in 7 to 10 days.",
+        ["7 to 10 days"],
+        [],
+        [ENROL],
+    ),
+    (
+        (
+            "Money has been tight since I lost a few shifts at work, and I missed my premium this month. How "
+            "long is the grace period before I lose coverage?"
+        ),
+        "A grace period of 31 days.",
+        ["31 days"],
+        [],
+        [ENROL],
+    ),
+    (
+        "What's the difference between the Silver and Gold specialist copays?",
+        "Silver $60, Gold $35.",
+        ["$60", "$35"],
+        [],
+        [OV, S, G],
+    ),
+    (
+        "Can I get IVF on the Gold plan, and how many rounds?",
+        "Up to 2 IVF cycles per lifetime.",
+        [["2 IVF cycles", "2 cycles"]],
+        [],
+        [G, EXCL],
+    ),
+    (
+        "Is weight-loss surgery covered at all?",
+        "Bariatric surgery is covered only with prior authorization when a BMI of 40 or more is documented.",
+        ["prior authorization"],
+        [],
+        [EXCL],
+    ),
+    (
+        "My teenage daughter has been really down lately and said something that scared me tonight. Who can we call or text right now?",
+        "Call or text 988, the Suicide and Crisis Lifeline.",
+        ["988"],
+        [],
+        ["mental-health.md"],
+    ),
+    (
+        "I moved to a new apartment across town last week. I'm on Silver. How long do I have to tell Acme about my new address?",
+        "Within 30 days.",
+        ["30 days"],
+        [],
+        [MR],
+    ),
+    (
+        (
+            "I mailed in a claim for a doctor I saw while visiting my sister out of state, with the itemized "
+            "bill and my receipt. How long does Acme usually take to process it?"
+        ),
+        "Complete claims are processed within 30 days.",
+        ["30 days"],
+        [],
+        [CLAIMS],
+    ),
+    (
+        "Do out-of-network balance bills count toward my out-of-pocket maximum on Silver?",
+        "No: balance-billed amounts do not count toward it.",
+        [["do not count", "never counts"]],
+        [],
+        [S],
+    ),
+]
+DEV4_UNANSWERABLE = [
+    "My son needs braces and the orthodontist quoted us $5,000. We're on Gold. How much of that will Acme pay?",
+    "Is there a copay for a flu shot given at my doctor's office rather than the pharmacy on Bronze?",
+    "Does Silver cover a hospital-grade air purifier for my asthma?",
+    "I'm a vegetarian and want to see a dietitian about iron levels. What's the copay on Gold?",
+    "How many sessions of laser hair removal does Acme cover?",
+    "Does Bronze pay for a stay at a sober living house after rehab?",
+]
+DEV4_OFF_TOPIC = [
+    "My car is making a grinding noise when I brake. What could it be?",
+    "Can you recommend a good book for a long flight?",
+    "What's the difference between baking soda and baking powder?",
+    "How do I set up a new Wi-Fi router?",
 ]
 
 
@@ -1082,6 +1284,10 @@ def heldout4() -> list[dict[str, Any]]:
     return _rows("ho4", HELDOUT4_ANSWERABLE, HELDOUT4_UNANSWERABLE, HELDOUT4_OFF_TOPIC)
 
 
+def development4() -> list[dict[str, Any]]:
+    return _rows("dev4", DEV4_ANSWERABLE, DEV4_UNANSWERABLE, DEV4_OFF_TOPIC)
+
+
 def write(path: Path, rows: list[dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:
@@ -1094,6 +1300,7 @@ def main() -> None:
     write(HERE / "heldout" / "assistant-eval-3.jsonl", heldout3())
     write(HERE / "grounding-dev-3.jsonl", development3())
     write(HERE / "heldout" / "assistant-eval-4.jsonl", heldout4())
+    write(HERE / "grounding-dev-4.jsonl", development4())
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ served passages are cut into *units* (sentences, list items, table rows phrased 
 column headers), each unit is scored against the question — word overlap of the question's
 key terms (IDF-weighted over the units, light stemming, a small synonym table) plus MiniLM
 cosine similarity — and the best unit (and a second one when it scores close) is quoted with
-its citation number. Every figure in such an answer is, by construction, a figure of a cited
+its citation number. The scoring reads the question as a member writes it (ADR 0126): the sentence
+that asks weighs more than the story told before it, a unit that holds what the question asks for
+(an amount, a duration, a count, a yes/no statement) scores more, and so does a unit about the plan
+the question names. Every figure in such an answer is, by construction, a figure of a cited
 passage.
 
 The answer is "I don't know" (pointing to member services, with the phone number the
@@ -59,7 +62,8 @@ _STOP = frozenset(
 _GENERIC = frozenset(
     """plan plans cover covers covered coverage pay pays paid paying cost costs price charge charged acme health insurance
     insurer member members policy year yearly annual annually time number much give gives money amount person people single
-    individual deadline cheaper cheapest lower save saving option options rate rates amount""".split()
+    individual deadline cheaper cheapest lower save saving option options rate rates amount lowest highest higher least
+    biggest smallest""".split()
 )
 #: a small domain synonym table: each word maps to the canonical terms it stands for
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -117,6 +121,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "appointment": ("visit",),
     "appointments": ("visit",),
     "co-pay": ("copay",),
+    "switch": ("change",),
 }
 #: words that frame a question rather than say what it asks — who it is for, when, the verbs
 #: of asking ("my daughter twisted her ankle tonight", "once I hit my deductible"): they count
@@ -257,21 +262,81 @@ def lay_terms(question: str) -> list[str]:
     return [canon for rx, canon in _LAY if rx.search(question)]
 
 
-#: what kind of figure a question asks for, and the figures a unit must hold to answer it
+#: what a question asks for (ADR 0126): an amount, a duration or date, a count, or a yes/no
+#: statement; each with the pattern a unit that answers it holds. Found by the question's own
+#: words (:func:`answer_types`), in the sentence that asks (:func:`asking_sentence`).
 _ASKS_MONEY = re.compile(
     r"\b(how much|cost|costs|price|pay|copay|co-pay|coinsurance|premium|deductible|fee|fees|charge|allowance"
     r"|reimburse[ds]?|maximum|limit)\b",
     re.IGNORECASE,
 )
-_ASKS_NUMBER = re.compile(
-    r"\b(how long|how many|how soon|how often|how quickly|how fast|when|deadline|within|limit"
-    r"|days?|weeks?|months?|hours?|visits?|sessions?|cycles?)\b",
+_ASKS_DURATION = re.compile(
+    r"\b(how long|how soon|how quickly|how fast|how late|how far back|how many (?:calendar )?(?:days|hours|weeks|months|years)"
+    r"|by when|until when|what date|which date|what day|deadline|when (?:is|are|does|do|will|would|can|must|should|has|have))\b",
+    re.IGNORECASE,
+)
+_ASKS_COUNT = re.compile(r"\b(how many|how often|number of|limit on|cap on)\b", re.IGNORECASE)
+#: a yes/no question: its asking clause opens with an auxiliary ("Does Silver cover ...", "Is there ...",
+#: "Can I ...") — also after a lead-in ("On Gold, is ...", "Quick question: do I ...")
+_ASKS_YESNO = re.compile(
+    r"(?:^|[,:;—-]\s*|\b(?:and|but|so|also)\s+)(is|are|does|do|did|can|could|will|would|should|must|may|am|has|have|isn't|aren't"
+    r"|doesn't|don't|won't|can't)\s",
     re.IGNORECASE,
 )
 _MONEY = re.compile(
     r"\$\d|\d%|\bno cost\b|\bfree\b|\bcover(?:s|ed)?\b|\breimburse[sd]?\b|\bnothing\b|\bno charge\b|\bwaived\b", re.IGNORECASE
 )
+_UNITS = r"(?:calendar |business )?(?:days?|hours?|weeks?|months?|years?)"
+_WORD_NUMBERS = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirty|sixty|ninety)"
+_DURATION = re.compile(
+    rf"\b(?:\d+|{_WORD_NUMBERS})[- ]{_UNITS}\b|\b\d+(?:st|nd|rd|th) (?:day|week)\b|\bfirst day\b"
+    r"|\b(?:january|february|march|april|may|june|july|august|september|october|november|december) \d"
+    r"|\b\d+ (?:minutes?|hours?)\b",
+    re.IGNORECASE,
+)
+_COUNT = re.compile(rf"\d|\b{_WORD_NUMBERS}\b|\bno (?:annual )?(?:visit )?limits?\b|\bunlimited\b|\bonce\b", re.IGNORECASE)
+#: a statement a yes/no question can be answered with: covered or not, needed or not, only, never
+_POLAR = re.compile(
+    r"\b(?:not|no|never|only|cover(?:s|ed)?|need(?:s|ed)?|require[sd]?|required|excluded|free|no cost|waived|must|cannot)\b",
+    re.IGNORECASE,
+)
 _NUMBER = re.compile(r"\d")
+ANSWER_TYPES: dict[str, re.Pattern[str]] = {"money": _MONEY, "duration": _DURATION, "count": _COUNT, "yesno": _POLAR}
+_ASKING = re.compile(r"[^.!?]*\?")
+
+
+def asking_sentence(question: str) -> str:
+    """The sentence of ``question`` that asks: the last one ending in "?", else the last sentence
+    (a long message tells a story first: "My son hurt his knee. ... How many visits do we get?")."""
+    asks = [m.group(0).strip() for m in _ASKING.finditer(question) if len(m.group(0).strip()) > 3]
+    if asks:
+        return asks[-1]
+    parts = [p for p in _SENT.split(question.strip()) if p.strip()]
+    return parts[-1].strip() if parts else question
+
+
+def answer_types(question: str) -> list[str]:
+    """What the asking sentence of ``question`` wants (:data:`ANSWER_TYPES`): a duration ("how long",
+    "when does"), a count ("how many"), an amount ("how much", "copay") or a yes/no statement (an
+    auxiliary opens the clause); several when it says several ("Is there a copay for ...")."""
+    q = asking_sentence(question)
+    out: list[str] = []
+    if _ASKS_DURATION.search(q):
+        out.append("duration")
+    elif _ASKS_COUNT.search(q):
+        out.append("count")
+    if not out and _ASKS_MONEY.search(q):
+        out.append("money")
+    if _ASKS_YESNO.search(q) and not re.match(r"\s*(?:how|what|which|when|where|who|why)\b", q, re.IGNORECASE):
+        out.append("yesno")
+    return out
+
+
+def holds_answer_type(text: str, types: Sequence[str]) -> bool:
+    """``text`` holds what one of ``types`` asks for."""
+    return any(ANSWER_TYPES[t].search(text) for t in types)
+
+
 _MAX_UNIT_CHARS = 600
 #: a sentence that leans on the one before ("They are not covered on Bronze.") is quoted with it
 _ANAPHORA = re.compile(r"(?:They|It|This|These|That|Those|Its|Their)\b")
@@ -283,6 +348,9 @@ def _stem(w: str) -> str:
             w = w[: -len(suffix)] + ("y" if suffix == "ies" else "")
             break
     return w[:7]
+
+
+_FRAMING_STEMS = frozenset(_stem(w) for w in FRAMING)
 
 
 def terms(text: str) -> set[str]:
@@ -335,8 +403,25 @@ def expand(question: str) -> str:
 def key_terms(question: str, plans: Sequence[str]) -> set[str]:
     """The terms of ``question`` that say what is asked: no plan names, no generic words; the
     document words of its lay phrases added (:func:`lay_terms`)."""
-    drop = {_stem(w) for w in _GENERIC} | {_stem(p.lower()) for p in plans}
+    drop = {_stem(w) for w in _GENERIC} | {_stem(p.lower()) for p in plans} | particles(question)
     return {t for t in terms(" ".join([question, *lay_terms(question)])) if t not in drop}
+
+
+_OBJECTS = frozenset("me us him her them you it".split())
+_PARTICLES = frozenset("back in out up off over down through".split())
+
+
+def particles(question: str) -> set[str]:
+    """Terms of ``question`` that are only the particle of a phrasal verb, after its object pronoun
+    ("set me *back*", "pay us *back*", "fill me *in*"): part of how the member asks, never what
+    (ADR 0126); a word also used elsewhere in the question keeps its term."""
+    toks = _TOKEN.findall(question.lower().replace("\u2019", "'"))
+    as_particle: dict[str, bool] = {}
+    for i, t in enumerate(toks):
+        if t in _PARTICLES:
+            after_object = i >= 2 and toks[i - 1] in _OBJECTS and toks[i - 2][0].isalpha() and toks[i - 2] not in _AUXILIARIES
+            as_particle[t] = as_particle.get(t, True) and after_object
+    return {_stem(t) for t, only in as_particle.items() if only}
 
 
 def _words(text: str) -> list[str]:
@@ -640,8 +725,8 @@ class GroundingConfig:
     #: MiniLM (cosine ``soft_from`` counts nothing, ``soft_from + soft_span`` and above counts fully)
     soft_from: float = 0.55
     soft_span: float = 0.25
-    min_score: float = 0.43  # the best unit's score below which the answer is "I don't know"
-    lexical_weight: float = 0.5  # score = w * word overlap + (1 - w) * cosine similarity
+    min_score: float = 0.47  # the best unit's score below which the answer is "I don't know"
+    lexical_weight: float = 0.4  # score = w * word overlap + (1 - w) * cosine similarity
     second_within: float = 0.9  # a second unit is quoted when it scores at least this share of the best
     max_units: int = 2
     figure_bonus: float = 0.08  # added when the unit holds the kind of figure the question asks for
@@ -656,6 +741,12 @@ class GroundingConfig:
     #: a missing key term whose question word stands next to a found key term's word ("ambulance
     #: *ride*", "contact lens *solution*") weighs this multiple of its IDF weight (ADR 0123)
     narrow_weight: float = 2.0
+    #: a unit about the plan the question names (ADR 0126), in its own words or by its document's
+    #: front matter, scores this much more (a multiplier ``1 + plan_bonus``)
+    plan_bonus: float = 0.2
+    #: a key term only in the story around the asking sentence of a long message ("My son hurt his
+    #: knee playing soccer. ... How many visits?") weighs this share in a unit's score (ADR 0126)
+    context_share: float = 0.15
 
 
 def _soft_credit(
@@ -745,7 +836,9 @@ def _roles(
         if word in verbs and ranks.get(word, cfg.common_rank) < cfg.common_rank:
             out[t] = cfg.verb_weight
             continue
-        if credit.get(t, 0.0) < 0.5:
+        # a participle ("a *completed* authorization") describes the state of what is asked, not
+        # another thing; only a noun or adjective narrows (ADR 0126)
+        if credit.get(t, 0.0) < 0.5 and not word.endswith("ed"):
             at = [i for i, tok in enumerate(toks) if tok == word]
             near = [toks[j] for i in at for j in (i - 1, i + 1) if 0 <= j < len(toks) and toks[j][0].isalpha()]
             if any(terms(x) & found for x in near):
@@ -819,6 +912,13 @@ def answer(
         ct = terms(canon)
         if any(matches(t, everywhere) for t in ct):
             framing |= ct
+    # nor are they when the lay phrase's own words are found ("my new address": the passages say
+    # "change of address", not "moving to a new area")
+    for rx, canon in _LAY:
+        for m in rx.finditer(question):
+            said = {t for t in terms(m.group(0)) if t not in _FRAMING_STEMS}
+            if said and all(matches(t, everywhere) for t in said):
+                framing |= terms(canon)
     keys = {t for t in keys if t not in framing or t not in missing}
     missing = [t for t in missing if t in keys]
     credit = {t: 1.0 for t in keys if t not in missing}
@@ -832,16 +932,24 @@ def answer(
     # weighs more. A unit's lexical score below is its share of the same weighted total.
     surface = surface_words(question)
     role = _roles(question, missing, credit, surface, cfg)
-    total = sum(w(t) * role.get(t, 1.0) for t in keys)
-    found = sum(w(t) * role.get(t, 1.0) * credit.get(t, 0.0) for t in keys)
+    # in a long message the asking sentence says what is asked; the sentences before it tell the
+    # story ("My son hurt his knee playing soccer. ... How many visits?"): their terms weigh less
+    asking = asking_sentence(question)
+    asked_terms = key_terms(asking, plans) | terms(" ".join(lay_terms(asking))) if asking != question else set(keys)
+    if not any(matches(t, asked_terms) for t in keys):  # "How much of that will Acme pay?": the story says what
+        asked_terms = set(keys)
+    share = {t: 1.0 if matches(t, asked_terms) else cfg.context_share for t in keys}
+    total = sum(w(t) * role.get(t, 1.0) * share[t] for t in keys)
+    found = sum(w(t) * role.get(t, 1.0) * share[t] * credit.get(t, 0.0) for t in keys)
     coverage = found / total if total else 1.0
-    detail = [(t, surface.get(t, t), w(t) * role.get(t, 1.0), credit.get(t, 0.0)) for t in sorted(keys)]
+    detail = [(t, surface.get(t, t), w(t) * role.get(t, 1.0) * share[t], credit.get(t, 0.0)) for t in sorted(keys)]
     if coverage < cfg.min_coverage:
         return GroundedAnswer(refusal(phone), True, "low-coverage", coverage=coverage, missing=missing, detail=detail)
     qv = np.asarray(embedder.embed([question])[0], dtype=np.float32)
     uv = _CACHE.embed(embedder, [f"{u.heading.split(' > ')[-1]}: {u.text}" for u in units])
     sims = uv @ qv
-    wants = _MONEY if _ASKS_MONEY.search(question) else _NUMBER if _ASKS_NUMBER.search(question) else None
+    wants = answer_types(question)
+    total_scored = sum(w(t) * share[t] for t in keys)
     scores: list[float] = []
     for i, u in enumerate(units):
         # a term in the unit's own words counts fully, one only in its section's name (every row of
@@ -849,17 +957,20 @@ def answer(
         # the asked service wins over its neighbours
         own_terms = terms(_core(u))
         lexical = (
-            sum(w(t) * (1.0 if matches(t, own_terms) else cfg.section_share) for t in keys if matches(t, unit_terms[i])) / total
-            if total
+            sum(w(t) * share[t] * (1.0 if matches(t, own_terms) else cfg.section_share) for t in keys if matches(t, unit_terms[i]))
+            / total_scored
+            if total_scored
             else 0.0
         )
         s = cfg.lexical_weight * lexical + (1 - cfg.lexical_weight) * float(sims[i])
-        if wants is not None:
-            s = s + cfg.figure_bonus if wants.search(u.text) else s * cfg.no_figure_factor
+        if wants:
+            s = s + cfg.figure_bonus if holds_answer_type(u.text, wants) else s * cfg.no_figure_factor
         if pq.single and u.plan is not None and u.plan != pq.single.lower():
             s *= cfg.other_plan_factor
         if pq.single and u.unlabelled:  # which value is the asked plan's is unknown
             s *= cfg.other_plan_factor
+        if pq.single and u.plan == pq.single.lower():
+            s *= 1.0 + cfg.plan_bonus
         scores.append(s)
     order = sorted(range(n), key=lambda i: -scores[i])
     best = scores[order[0]]

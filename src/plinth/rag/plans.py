@@ -87,8 +87,14 @@ def apply(
     if pq.single is not None:
         want = pq.single.lower()
         kept = [p for p in passages if passage_plan(p) in (None, want)]
+        best = kept[0] if kept else None  # the question's best match, before any boost
         kept.sort(key=lambda p: -(p.score * (PLAN_BOOST if passage_plan(p) == want else 1.0)))
-        return kept[:k]
+        out = kept[:k]
+        # fused scores lie close together: the boost may push the best plan-less match ("yellow fever
+        # shots on Bronze": the vaccines section) below k passages of the plan's summary; it stays
+        if best is not None and best not in out and k > 0:
+            out = [*out[: k - 1], best]
+        return out
     out = list(passages[:k])
     wanted = [p.lower() for p in pq.plans] if len(pq.plans) >= 2 else lowered
 
