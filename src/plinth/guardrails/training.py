@@ -12,8 +12,10 @@ benign); the shared evaluation sets and plinth's held-out sets are never trained
 Each task gets two files: ``<task>.json``, the linear n-gram + rule model, and
 ``<task>-semantic.json``, a logistic head on the MiniLM sentence embeddings of the same
 texts (ADR 0116); injection also ``<task>-prototypes.npz``, those embeddings themselves
-(int8) with their labels, for a nearest-neighbour vote (ADR 0125). Training is deterministic and takes about half a minute on a CPU (most of
-it embedding the texts).
+(int8) with their labels, for a nearest-neighbour vote (ADR 0125). The topic detector's
+off-topic background, ``topic-background.npz``, is the embeddings of
+``generated-topic.jsonl`` (ADR 0127; ``topic`` below). Training is deterministic and takes
+about half a minute on a CPU (most of it embedding the texts).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ TASKS = {
     "toxicity": ("toxic", {"l2": 5e-4, "epochs": 400, "lr": 0.3, "positive_weight": 2.5}, ("injection",)),
     "injection": ("injection", {"l2": 2e-3, "epochs": 400, "lr": 0.3, "rule_l2_scale": 0.1, "positive_weight": 2.0}, ("toxicity",)),
 }
+#: the topic detector's background of everyday off-topic requests (ADR 0127)
+TOPIC_BACKGROUND = "generated-topic.jsonl"
 #: weights of a head trained on another CPU differ in the last digits (the embeddings do)
 HEAD_TOLERANCE = 2e-3
 
@@ -97,6 +101,24 @@ def build_semantic(task: str, embedder: object, data_dir: Path = DATA_DIR) -> tu
     return head, protos
 
 
+def topic_background_texts(data_dir: Path = DATA_DIR) -> list[str]:
+    path = data_dir / TOPIC_BACKGROUND
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if any(r.get("label") != "background" for r in rows):
+        raise ValueError(f"{path.name}: every background text must be labelled 'background' (a policy sides them)")
+    return [r["text"] for r in rows]
+
+
+def build_topic_background(embedder: object, data_dir: Path = DATA_DIR) -> PrototypeSet:
+    """The embeddings of the background texts (labels all 0: unlabelled, a policy sides them)."""
+    texts = topic_background_texts(data_dir)
+    vectors = embedder.embed(texts)  # type: ignore[attr-defined]
+    protos = PrototypeSet.build(vectors, [0] * len(texts), embedder=embedder.model_id)  # type: ignore[attr-defined]
+    protos.meta["task"] = "topic-background"
+    protos.meta["data"] = data_digest([(t, 0) for t in texts])
+    return protos
+
+
 def _same_prototypes(path: Path, fresh: PrototypeSet) -> bool:
     """Same data, labels and (within one int8 step, embeddings differ across CPUs) vectors."""
     import numpy as np
@@ -131,11 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compare with the shipped weights instead of writing")
     ap.add_argument("--no-semantic", action="store_true", help="only the linear models (no embedder needed)")
-    ap.add_argument("tasks", nargs="*", default=list(TASKS))
+    ap.add_argument("tasks", nargs="*", default=[*TASKS, "topic"])
     args = ap.parse_args(argv)
     status = 0
     embedder = None if args.no_semantic else _embedder()
     for task in args.tasks:
+        if task == "topic":
+            if embedder is not None:
+                status |= _topic(embedder, check=args.check)
+            continue
         model = build(task)
         path = OUT_DIR / f"{task}.json"
         text = json.dumps(model.to_json(), ensure_ascii=False, indent=0, sort_keys=False) + "\n"
@@ -165,6 +191,18 @@ def main(argv: list[str] | None = None) -> int:
                 protos.save(protos_path)
                 print(f"{task} prototypes: {protos.meta['examples']} texts, wrote {protos_path}")
     return status
+
+
+def _topic(embedder: object, *, check: bool) -> int:
+    protos = build_topic_background(embedder)
+    path = OUT_DIR / "topic-background.npz"
+    if check:
+        same = _same_prototypes(path, protos)
+        print(f"topic background: {'up to date' if same else 'DIFFERS from a fresh build'}")
+        return 0 if same else 1
+    protos.save(path)
+    print(f"topic background: {protos.meta['examples']} texts, wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
