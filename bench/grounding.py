@@ -35,7 +35,15 @@ What is measured (written to bench/results/grounding-<cpu>.md and .json):
      the units, cold and warm unit-vector cache), p50/p95. The model is not called on this
      path, so this is also the time before the first streamed byte beyond retrieval.
 
-Run:  nice -n 10 .venv/bin/python bench/grounding.py [--results-dir DIR] [--quick] [--only SET ...]
+The answer/refuse decision (ADR 0129) is a logistic model of a question's coverage and its best
+unit's score, fitted here on the development sets pooled (:func:`fit_answer_model`) with its
+threshold calibrated as above; its leave-one-set-out cross-validation on the development sets is
+reported next to the fixed floors' (``min_coverage``, ``min_score``) calibrated the same way.
+``--rows FILE`` re-decides the rows of an earlier results JSON (coverage and score are measured with
+the thresholds off, so a change of the decision alone needs no new measurement; the latency then is
+that run's).
+
+Run:  nice -n 10 .venv/bin/python bench/grounding.py [--results-dir DIR] [--quick] [--only SET ...] [--rows FILE]
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import add_results_args, describe, machine_line, now_iso, results_dir_of, title, write_results
@@ -183,7 +193,7 @@ def measure(k: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
     emb = k.embedder_for(kb)
     plans = k.plans(kb, kb.current_version)
     phone = k.contact_phone("acme-policies")
-    off = g.GroundingConfig(min_coverage=-1.0, min_score=-1.0)
+    off = g.GroundingConfig(min_coverage=-1.0, min_score=-1.0, min_confidence=-1.0)
     rows = []
     for q in questions:
         t0 = time.perf_counter()
@@ -239,32 +249,43 @@ def measure(k: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
     return {"rows": rows}
 
 
-def refused(row: dict[str, Any], c: float, s: float) -> bool:
-    return row["coverage"] < c or row["score"] < s
+#: (bias, coverage, score, coverage x score) weights and the threshold on the probability; None: no model
+Model = tuple[tuple[float, float, float, float], float] | None
 
 
-def rates(rows: list[dict[str, Any]], c: float, s: float) -> dict[str, Any]:
+def confidence(row: dict[str, Any], weights: tuple[float, float, float, float]) -> float:
+    from plinth.rag.grounding import confidence as conf
+
+    return conf(row["coverage"], row["score"], weights)
+
+
+def refused(row: dict[str, Any], c: float, s: float, model: Model = None) -> bool:
+    return row["coverage"] < c or row["score"] < s or (model is not None and confidence(row, model[0]) < model[1])
+
+
+def rates(rows: list[dict[str, Any]], c: float, s: float, model: Model = None) -> dict[str, Any]:
     a = [r for r in rows if r["kind"] == "answerable"]
     u = [r for r in rows if r["kind"] == "unanswerable"]
     o = [r for r in rows if r["kind"] == "off_topic"]
-    good = [r for r in a if not refused(r, c, s) and r["correct"] and r["cited_ok"]]
-    ref_u = [r for r in u if refused(r, c, s)]
-    ref_o = [r for r in o if refused(r, c, s)]
-    invented = [r for r in u if not refused(r, c, s) and r["has_figure"]]
+    gone = {id(r) for r in rows if refused(r, c, s, model)}
+    good = [r for r in a if id(r) not in gone and r["correct"] and r["cited_ok"]]
+    ref_u = [r for r in u if id(r) in gone]
+    ref_o = [r for r in o if id(r) in gone]
+    invented = [r for r in u if id(r) not in gone and r["has_figure"]]
 
     def rate(n: int, d: int) -> float:
         return round(n / d, 4) if d else 0.0
 
     return {
         "answerable": {"n": len(a), "correct_with_citation": len(good), "rate": rate(len(good), len(a))},
-        "answerable_refused": sum(1 for r in a if refused(r, c, s)),
+        "answerable_refused": sum(1 for r in a if id(r) in gone),
         "unanswerable": {"n": len(u), "refused": len(ref_u), "rate": rate(len(ref_u), len(u)), "answered_with_a_figure": len(invented)},
         "off_topic": {"n": len(o), "declined": len(ref_o), "rate": rate(len(ref_o), len(o))},
         "misses": [
             r["id"]
             for r in rows
-            if (r["kind"] == "answerable" and not (not refused(r, c, s) and r["correct"] and r["cited_ok"]))
-            or (r["kind"] != "answerable" and not refused(r, c, s))
+            if (r["kind"] == "answerable" and not (id(r) not in gone and r["correct"] and r["cited_ok"]))
+            or (r["kind"] != "answerable" and id(r) not in gone)
         ],
     }
 
@@ -301,6 +322,68 @@ def calibrate(rows: list[dict[str, Any]]) -> tuple[float, float, float]:
     return cs[len(cs) // 2], ss[len(ss) // 2], top
 
 
+def _feasible_best(rows: list[dict[str, Any]], options: list[tuple[Any, ...]], decide: Any) -> tuple[Any, ...]:
+    """The option that answers the most answerable questions of ``rows`` while the refusal targets
+    hold (:data:`MIN_UNANSWERABLE_REFUSED`, :data:`MIN_OFF_TOPIC_DECLINED`); the median of the tied."""
+    scored = []
+    for opt in options:
+        r = decide(rows, opt)
+        ok = r["unanswerable"]["rate"] >= MIN_UNANSWERABLE_REFUSED and r["off_topic"]["rate"] >= MIN_OFF_TOPIC_DECLINED
+        scored.append((r["answerable"]["rate"], ok, opt))
+    pool = [x for x in scored if x[1]] or scored
+    top = max(x[0] for x in pool)
+    tied = [x[2] for x in pool if x[0] >= top - 1e-9]
+    return tied[len(tied) // 2]
+
+
+def fit_answer_model(rows: list[dict[str, Any]], floors: tuple[float, float]) -> tuple[tuple[float, float, float, float], float]:
+    """Logistic weights (bias, coverage, score, coverage x score) for "answered right with its
+    citation" against everything else (wrong unit, unanswerable, off-topic) over ``rows``, by
+    gradient descent on standardised features (L2 1.0), and the probability threshold that answers
+    the most answerable questions while the refusal targets hold (floors ``floors`` applied)."""
+    x = np.array([[r["coverage"], r["score"], r["coverage"] * r["score"]] for r in rows])
+    y = np.array([1.0 if r["kind"] == "answerable" and r["correct"] and r["cited_ok"] else 0.0 for r in rows])
+    mu, sd = x.mean(0), x.std(0) + 1e-9
+    z = (x - mu) / sd
+    w, b = np.zeros(3), 0.0
+    for _ in range(3000):
+        p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
+        w -= 0.5 * (z.T @ (p - y) / len(y) + w / len(y))
+        b -= 0.5 * float((p - y).mean())
+    wc, ws, wcs = (round(float(v), 3) for v in w / sd)
+    weights = (round(b - float((w * mu / sd).sum()), 3), wc, ws, wcs)
+    c, s = floors
+    t = _feasible_best(rows, [(i / 100,) for i in range(5, 96)], lambda rs, o: rates(rs, c, s, (weights, o[0])))[0]
+    return weights, float(t)
+
+
+def cross_validate(rows: list[dict[str, Any]], floors: tuple[float, float]) -> dict[str, Any]:
+    """Leave-one-set-out on the development rows (each row tagged with its ``set``): the fixed
+    floors calibrated on the other sets (:func:`calibrate`) against the logistic model fitted on them."""
+    out: dict[str, Any] = {"floors": {}, "model": {}}
+    for name in sorted({r["set"] for r in rows}):
+        train = [r for r in rows if r["set"] != name]
+        test = [r for r in rows if r["set"] == name]
+        c, s, _ = calibrate(train)
+        out["floors"][name] = rates(test, c, s)
+        out["model"][name] = rates(test, *floors, fit_answer_model(train, floors))
+    for key in ("floors", "model"):
+        per = out[key]
+        a = sum(x["answerable"]["correct_with_citation"] for x in per.values())
+        u = sum(x["unanswerable"]["refused"] for x in per.values())
+        o = sum(x["off_topic"]["declined"] for x in per.values())
+        na = sum(x["answerable"]["n"] for x in per.values())
+        nu = sum(x["unanswerable"]["n"] for x in per.values())
+        no = sum(x["off_topic"]["n"] for x in per.values())
+        out[key] = {
+            "answerable": f"{a}/{na}",
+            "unanswerable_refused": f"{u}/{nu}",
+            "off_topic_declined": f"{o}/{no}",
+            "decisions_right": round((a + u + o) / (na + nu + no), 4),
+        }
+    return out
+
+
 def retrieval_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     named = [r for r in rows if r["kind"] == "answerable" and (r["plans"] or r["comparison"])]
     single = [r for r in named if len(r["plans"]) == 1 and not r["comparison"]]
@@ -323,35 +406,60 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10 questions of each set; writes nothing")
     ap.add_argument("--only", nargs="*", choices=list(SETS), help="measure these sets only; writes nothing")
+    ap.add_argument("--rows", type=Path, help="re-decide the rows of this earlier results JSON instead of measuring")
     add_results_args(ap)
     args = ap.parse_args()
     from plinth.rag.grounding import GroundingConfig
 
     m = describe(with_torch=False)
     print(machine_line(m), flush=True)
-    with tempfile.TemporaryDirectory(prefix="plinth-grounding-") as tmp:
-        k = build_kb(Path(tmp))
-        sets = {name: load() for name, (_, load) in SETS.items() if not args.only or name in args.only}
-        if args.quick:
-            sets = {n: qs[:10] for n, qs in sets.items()}
-        measured = {name: measure(k, qs)["rows"] for name, qs in sets.items()}
-        k.store.close()
-    c, s, obj = calibrate([r for name, rows in measured.items() if SETS[name][0] == "dev" for r in rows])
+    earlier: dict[str, Any] = {}
+    if args.rows:
+        earlier = json.loads(args.rows.read_text(encoding="utf-8"))
+        measured = {name: earlier["sets"][name]["rows"] for name in SETS if not args.only or name in args.only}
+    else:
+        with tempfile.TemporaryDirectory(prefix="plinth-grounding-") as tmp:
+            k = build_kb(Path(tmp))
+            sets = {name: load() for name, (_, load) in SETS.items() if not args.only or name in args.only}
+            if args.quick:
+                sets = {n: qs[:10] for n, qs in sets.items()}
+            measured = {name: measure(k, qs)["rows"] for name, qs in sets.items()}
+            k.store.close()
+    dev = [r | {"set": name} for name, rows in measured.items() if SETS[name][0] == "dev" for r in rows]
     d = GroundingConfig()
+    floors = (d.min_coverage, d.min_score)
+    weights, t = fit_answer_model(dev, floors)
+    shipped: Model = (d.answer_model, d.min_confidence)
+    fitted: Model = (weights, t)
     results: dict[str, Any] = {
         "date": now_iso(),
-        "calibrated": {"min_coverage": c, "min_score": s, "dev_answerable_rate": round(obj, 4)},
-        "defaults": {"min_coverage": d.min_coverage, "min_score": d.min_score},
+        "rows_measured": earlier.get("measured_at") if args.rows else None,
+        "calibrated": {
+            "min_coverage": d.min_coverage,
+            "min_score": d.min_score,
+            "answer_model": list(weights),
+            "min_confidence": t,
+            "dev_answerable_rate": rates(dev, *floors, fitted)["answerable"]["rate"],
+        },
+        "defaults": {
+            "min_coverage": d.min_coverage,
+            "min_score": d.min_score,
+            "answer_model": list(d.answer_model),
+            "min_confidence": d.min_confidence,
+        },
+        "cross_validation": cross_validate(dev, floors),
         "config": asdict(d),
         "sets": {},
     }
     for name, rows in measured.items():
+        old = earlier["sets"][name] if args.rows else {}
         results["sets"][name] = {
             "questions": len(rows),
-            "retrieval": retrieval_summary(rows),
-            "at_defaults": rates(rows, d.min_coverage, d.min_score),
-            "at_calibrated": rates(rows, c, s),
-            "latency_ms": {
+            "retrieval": old.get("retrieval") or retrieval_summary(rows),
+            "at_defaults": rates(rows, *floors, shipped),
+            "at_calibrated": rates(rows, *floors, fitted),
+            "latency_ms": old.get("latency_ms")
+            or {
                 "retrieve_p50": pct([r["retrieve_ms"] for r in rows], 0.5),
                 "search_p50": pct([r["search_ms"] for r in rows], 0.5),
                 "ground_cold_p50": pct([r["ground_cold_ms"] for r in rows], 0.5),
@@ -377,6 +485,15 @@ def render(r: dict[str, Any], m: dict[str, Any]) -> str:
         machine_line(m),
         "",
         f"Measured {r['date']} by `bench/grounding.py` on the Acme Health knowledge base (15 documents, real MiniLM).",
+        *(
+            [
+                "",
+                f"Re-decided (`--rows`) from the rows measured {r['rows_measured']}: coverage, score, the quoted units and the",
+                "latency come from that run (the same retrieval and unit scoring); only the answer/refuse decision is new.",
+            ]
+            if r.get("rows_measured")
+            else []
+        ),
         "",
         "| set | group | file |",
         "|---|---|---|",
@@ -410,8 +527,23 @@ def render(r: dict[str, Any], m: dict[str, Any]) -> str:
         "## Grounded answers (extractive, `grounding: strict`)",
         "",
         (
-            f"Calibrated on the dev sets together: min_coverage={cal['min_coverage']}, min_score={cal['min_score']} "
-            f"(shipped defaults: min_coverage={r['defaults']['min_coverage']}, min_score={r['defaults']['min_score']})."
+            "The answer/refuse decision (ADR 0129): floors min_coverage="
+            f"{cal['min_coverage']} and min_score={cal['min_score']}, then a logistic model of coverage and score "
+            f"fitted on the dev sets together: weights (bias, coverage, score, coverage x score) {tuple(cal['answer_model'])}, "
+            f"min_confidence={cal['min_confidence']} (shipped defaults: {tuple(r['defaults']['answer_model'])}, "
+            f"min_confidence={r['defaults']['min_confidence']})."
+        ),
+        "",
+        "Leave-one-dev-set-out cross-validation (fit on four development sets, decide the fifth; pooled):",
+        "",
+        "| decision | answerable correct with citation | unanswerable refused | off-topic declined | decisions right |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {label} | {cv['answerable']} | {cv['unanswerable_refused']} | {cv['off_topic_declined']} | {cv['decisions_right']:.1%} |"
+            for label, cv in (
+                ("two floors (min_coverage, min_score grid)", r["cross_validation"]["floors"]),
+                ("logistic model", r["cross_validation"]["model"]),
+            )
         ),
         "",
         (

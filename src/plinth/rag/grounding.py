@@ -18,8 +18,11 @@ knowledge base gives for them) when
   the documents do not talk about it (acupuncture, banana bread). A missing term weighs by its
   role (ADR 0123): little when it is a common word where a verb stands ("what do I owe"), more
   when it narrows a term the passages have ("an ambulance ride"); or
-- the best unit scores below ``min_score`` (calibrated on the development questions,
-  ``bench/grounding.py``).
+- the best unit scores below ``min_score``; or
+- the answer's confidence — a logistic model of the coverage and the best unit's score
+  (``answer_model``, ADR 0129) — is below ``min_confidence``: a high coverage lets a lower
+  score through and the other way round, where two separate floors refused either. Fitted and
+  calibrated on the development questions (``bench/grounding.py``).
 
 Nothing here calls the model, so the whole answer exists before the first byte is streamed;
 the serving layer streams it like any stage answer.
@@ -541,13 +544,15 @@ def _core(u: Unit) -> str:
 class GroundedAnswer:
     text: str
     refused: bool
-    reason: str  # answered | low-coverage | low-score | no-passages
+    reason: str  # answered | low-coverage | low-score | low-confidence | no-passages
     units: list[Unit] = field(default_factory=list)
     score: float = 0.0
     coverage: float = 0.0
     missing: list[str] = field(default_factory=list)
     #: each key term of the question: (term, the question's word for it, IDF weight, credit 0..1)
     detail: list[tuple[str, str, float, float]] = field(default_factory=list)
+    #: :func:`confidence` of the coverage and the best unit's score (0.0 when refused before scoring)
+    confidence: float = 0.0
 
     def as_event(self) -> dict[str, Any]:
         return {
@@ -555,6 +560,7 @@ class GroundedAnswer:
             "reason": self.reason,
             "score": round(self.score, 4),
             "coverage": round(self.coverage, 4),
+            "confidence": round(self.confidence, 4),
             "missing_terms": self.missing,
             "quoted": [u.index for u in self.units],
         }
@@ -720,12 +726,12 @@ class GroundingConfig:
     """The calibrated knobs (``bench/grounding.py`` calibrates them on the development
     questions; see ADR 0115)."""
 
-    min_coverage: float = 0.50  # share (IDF-weighted, by role: ADR 0123) of the question's key terms the passages must contain
+    min_coverage: float = 0.25  # share (IDF-weighted, by role: ADR 0123) of the question's key terms the passages must contain
     #: a key term absent from the passages counts in part when a passage word is close to it in
     #: MiniLM (cosine ``soft_from`` counts nothing, ``soft_from + soft_span`` and above counts fully)
     soft_from: float = 0.55
     soft_span: float = 0.25
-    min_score: float = 0.47  # the best unit's score below which the answer is "I don't know"
+    min_score: float = 0.25  # the best unit's score below which the answer is "I don't know" whatever the coverage
     lexical_weight: float = 0.4  # score = w * word overlap + (1 - w) * cosine similarity
     second_within: float = 0.9  # a second unit is quoted when it scores at least this share of the best
     max_units: int = 2
@@ -747,6 +753,22 @@ class GroundingConfig:
     #: a key term only in the story around the asking sentence of a long message ("My son hurt his
     #: knee playing soccer. ... How many visits?") weighs this share in a unit's score (ADR 0126)
     context_share: float = 0.15
+    #: the answer/refuse decision (ADR 0129): logistic weights (bias, coverage, score, coverage x
+    #: score) fitted by ``bench/grounding.py`` on the development sets pooled, to tell a question
+    #: answered right with its citation from one that should be refused; the answer is "I don't
+    #: know" below ``min_confidence`` (calibrated with the weights: >= 90% of unanswerable
+    #: questions refused). ``min_coverage`` and ``min_score`` stay as floors (the coverage one
+    #: spares the MiniLM pass over the units when the documents do not talk about the question)
+    answer_model: tuple[float, float, float, float] = (-6.98, 4.208, 5.138, 3.12)
+    min_confidence: float = 0.42
+
+
+def confidence(coverage: float, score: float, model: Sequence[float]) -> float:
+    """The probability that an answer with this ``coverage`` and best-unit ``score`` is right,
+    by the logistic ``model`` (bias, coverage, score, coverage x score weights)."""
+    b, wc, ws, wcs = model
+    z = b + wc * coverage + ws * score + wcs * coverage * score
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 def _soft_credit(
@@ -974,8 +996,15 @@ def answer(
         scores.append(s)
     order = sorted(range(n), key=lambda i: -scores[i])
     best = scores[order[0]]
+    sure = confidence(coverage, best, cfg.answer_model)
     if best < cfg.min_score:
-        return GroundedAnswer(refusal(phone), True, "low-score", score=best, coverage=coverage, missing=missing, detail=detail)
+        return GroundedAnswer(
+            refusal(phone), True, "low-score", score=best, coverage=coverage, missing=missing, detail=detail, confidence=sure
+        )
+    if sure < cfg.min_confidence:
+        return GroundedAnswer(
+            refusal(phone), True, "low-confidence", score=best, coverage=coverage, missing=missing, detail=detail, confidence=sure
+        )
     chosen = [units[order[0]]]
 
     def own(i: int) -> float:  # the share of the key terms in the unit's own words (not its section's)
@@ -987,7 +1016,7 @@ def answer(
         close = scores[i] >= cfg.second_within * best and own(i) > 0 and own(i) >= 0.5 * own(order[0])
         if close and units[i].text != chosen[0].text:
             chosen.append(units[i])
-    return GroundedAnswer(phrase(chosen), False, "answered", chosen, best, coverage, missing, detail)
+    return GroundedAnswer(phrase(chosen), False, "answered", chosen, best, coverage, missing, detail, sure)
 
 
 def phrase(units: Sequence[Unit]) -> str:
