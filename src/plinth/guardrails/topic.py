@@ -17,6 +17,10 @@ trains a small class-balanced logistic head on the policy's texts plus the sided
 when the index is built. The score is the mean of the neighbours' vote and that head, so an
 unknown subject falls off topic by distance rather than by a listed word, and a policy about
 cooking keeps its recipes on topic (ADR 0127).
+
+A policy should carry its deployment's own on-topic traffic in ``examples`` (the acme-health
+policy lists 271 of its FAQ member questions): they are inline, not a file or dataset reference,
+so the stored, digested policy version is the whole of what the detector reads.
 """
 
 from __future__ import annotations
@@ -36,7 +40,12 @@ from plinth.guardrails.text import words
 
 class TopicOptions(DetectorOptions):
     allowed: list[str] = Field(min_length=1, max_length=500, description="descriptions of the subjects the deployment handles")
-    examples: list[str] = Field(default_factory=list, max_length=5000, description="messages that are on topic")
+    examples: list[str] = Field(
+        default_factory=list,
+        max_length=5000,
+        description="messages that are on topic; a deployment's own member questions (hundreds are fine) are the best "
+        "description of its subject, and they travel inline so a stored policy version is self-contained (ADR 0127)",
+    )
     denied: list[str] = Field(default_factory=list, max_length=500, description="descriptions of subjects it must not handle")
     denied_examples: list[str] = Field(default_factory=list, max_length=5000, description="messages that are off topic")
     k: int = Field(7, ge=1, le=50, description="neighbours that vote")
