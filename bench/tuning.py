@@ -8,7 +8,11 @@ assistant tokens only, the same train/validation split), same LoRA (r=8, alpha=1
 Engines (each in a fresh process, so none inherits another's warmed oneDNN kernels or allocator):
   - plinth: the recipe and loop a ``tune`` job runs (bf16 where the CPU computes it, with the
     frozen weights stored in bf16 once, length-grouped batches, the output head only on
-    labelled tokens, fused AdamW);
+    labelled tokens, fused AdamW), with compile=off (eager);
+  - plinth compiled: the same with compile=on (the decoder layer compiled once by
+    torch.compile, ADR 0128); its first compiled run in a benchmark starts from an empty
+    inductor cache (cold), later ones reuse the on-disk cache (warm). Its row gives the
+    end-to-end rate (compile included) and the steady-state rate (steps after the first);
   - transformers Trainer + PEFT, best configured: bf16=True where the CPU computes bf16,
     group_by_length, optim="adamw_torch_fused", no dataloader workers and no pinned memory
     (workers only compete for the same cores on CPU), torch_compile off (on CPU it compiles
@@ -35,6 +39,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -68,7 +73,7 @@ def val_loss(trainable: Any, examples: list[Any], autocast: Any) -> float:
     return evaluate(trainable, examples, cfg)["loss"]
 
 
-def run_plinth(base: Path, args: argparse.Namespace, autocast: Any) -> dict[str, Any]:
+def run_plinth(base: Path, args: argparse.Namespace, autocast: Any, compile_: str = "off") -> dict[str, Any]:
     import torch
 
     from plinth.tuning.loop import Hooks, LoopConfig, train
@@ -83,6 +88,7 @@ def run_plinth(base: Path, args: argparse.Namespace, autocast: Any) -> dict[str,
             "batch_size": args.batch_size,
             "warmup_steps": args.warmup,
             "seed": 0,
+            "compile": compile_,
             "lora": {"rank": 8, "alpha": 16, "dropout": 0.05},
         }
     )
@@ -92,12 +98,33 @@ def run_plinth(base: Path, args: argparse.Namespace, autocast: Any) -> dict[str,
     cfg = LoopConfig(
         args.steps, args.batch_size, 1, args.lr, 0.0, args.warmup, "cosine", 1.0, 10**9, 10**9, None, 0, "length_grouped", autocast, "cpu"
     )
+    steps: list[tuple[int, float]] = []  # (real tokens, wall seconds) of each optimizer step
+    seen = [0]
+
+    def count(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        if module.training:
+            seen[0] += int(kwargs["attention_mask"].sum())
+
+    def on_step(step: int, m: dict[str, float]) -> None:
+        now = time.perf_counter()
+        steps.append((seen[0], now - marks[-1]))
+        seen[0] = 0
+        marks.append(now)
+
+    t.causal_lm.model.register_forward_pre_hook(count, with_kwargs=True)
     t0 = time.perf_counter()
-    res = train(t, train_ex, [], cfg, Hooks())
+    marks = [t0]
+    res = train(t, train_ex, [], cfg, Hooks(on_step=on_step))
     wall = time.perf_counter() - t0
     st = res.state
+    # steady state: the steps after the first (which compiles, and meets oneDNN's first kernels)
+    tail_tokens = sum(n for n, _ in steps[1:])
+    tail_secs = sum(secs for _, secs in steps[1:])
     return {
-        "engine": "plinth LoRA recipe",
+        "engine": "plinth LoRA recipe" + (", compiled" if compile_ == "on" else ""),
+        "compile": compile_,
+        "first_step_seconds": steps[0][1] if steps else None,
+        "steady_tokens_per_s": tail_tokens / tail_secs if tail_secs else None,
         "precision": "bf16 autocast" if autocast else "fp32",
         "batching": "length-grouped",
         "steps": st.step,
@@ -194,7 +221,7 @@ def run_trainer(base: Path, args: argparse.Namespace, *, bf16: bool, group_by_le
     }
 
 
-ENGINES = ("plinth", "trainer-best", "trainer-defaults")
+ENGINES = ("plinth", "plinth-compiled", "trainer-best", "trainer-defaults")
 
 
 def run_one(engine: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -211,6 +238,8 @@ def run_one(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     if engine == "plinth":
         r = run_plinth(base, args, autocast)
+    elif engine == "plinth-compiled":
+        r = run_plinth(base, args, autocast, compile_="on")
     elif engine == "trainer-best":
         r = run_trainer(base, args, bf16=autocast is not None, group_by_length=True, best=True)
     else:
@@ -230,6 +259,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--repeat", type=int, default=1, help="run plinth and the best-configured peer alternately this many times each")
     ap.add_argument("--no-defaults", action="store_true", help="skip the Trainer-with-defaults reference row")
+    ap.add_argument("--no-compiled", action="store_true", help="skip plinth with compile=on")
     ap.add_argument("--notes", help="a markdown file (e.g. a profile table) appended to the results")
     ap.add_argument("--one", choices=ENGINES, help=argparse.SUPPRESS)  # internal: run one engine, print its row as JSON
     ap.add_argument("--quick", action="store_true", help="3 steps (a smoke run); writes nothing unless --results-dir is given")
@@ -243,9 +273,14 @@ def main() -> None:
         return
     facts = describe()
     print(machine_line(facts), flush=True)
-    order = [e for _ in range(max(1, args.repeat)) for e in ENGINES[:2]]
+    alternated = [e for e in ENGINES[:3] if not (args.no_compiled and e == "plinth-compiled")]
+    order = [e for _ in range(max(1, args.repeat)) for e in alternated]
     if not args.no_defaults:
-        order.append(ENGINES[2])
+        order.append(ENGINES[3])
+    # the first compiled run starts from an empty inductor cache (cold compile), later ones reuse it (warm)
+    cache = ROOT / "bench" / ".work" / "inductor-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
     runs: list[dict[str, Any]] = []
     for engine in order:
         cmd = [sys.executable, __file__, "--one", engine, "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
@@ -269,7 +304,9 @@ def main() -> None:
 
 
 def write(facts: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None:
-    p, peer = rows[0], rows[1]
+    by_key = {r["key"]: r for r in rows}
+    p, peer = by_key["plinth"], by_key["trainer-best"]
+    compiled = by_key.get("plinth-compiled")
     ratio = p["tokens_per_s"] / peer["tokens_per_s"]
     loads = [r["load_average"] for r in runs]
     lines = [
@@ -288,16 +325,19 @@ def write(facts: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, 
         ),
         "",
         (
-            "| engine | precision | batching | real tok/s (median) | every run | padding | training s | final train loss "
-            "| validation loss | load avg |"
+            "| engine | precision | batching | real tok/s end to end (median) | every run | steady-state tok/s "
+            "| first step s | padding | training s | final train loss | validation loss | load avg |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         every = ", ".join(f"{v:.0f}" for v in r["runs_tokens_per_s"])
+        steady = f"{r['steady_tokens_per_s']:.0f}" if r.get("steady_tokens_per_s") else "-"
+        first = f"{r['first_step_seconds']:.1f}" if r.get("first_step_seconds") else "-"
         lines.append(
-            f"| {r['engine']} | {r['precision']} | {r['batching']} | {r['tokens_per_s']:.0f} | {every} | {100 * r['padding']:.0f}% | "
-            f"{r['train_seconds']:.0f} | {r['final_train_loss']:.4f} | {r['val_loss']:.4f} | {r['load_average']} |"
+            f"| {r['engine']} | {r['precision']} | {r['batching']} | {r['tokens_per_s']:.0f} | {every} | {steady} | {first} "
+            f"| {100 * r['padding']:.0f}% | {r['train_seconds']:.0f} | {r['final_train_loss']:.4f} | {r['val_loss']:.4f} "
+            f"| {r['load_average']} |"
         )
     met = ratio >= 1.5 and p["val_loss"] <= peer["val_loss"] + 1e-3
     lines += [
@@ -310,8 +350,20 @@ def write(facts: dict[str, Any], args: argparse.Namespace, rows: list[dict[str, 
             f"{p['val_loss']:.4f} vs {peer['val_loss']:.4f} (**{'met' if met else 'missed'}**)."
         ),
     ]
-    if len(rows) > 2:
-        lines.append(f"- Against the {rows[2]['engine']}: {p['tokens_per_s'] / rows[2]['tokens_per_s']:.2f}x.")
+    if compiled is not None:
+        c_ratio = compiled["tokens_per_s"] / peer["tokens_per_s"]
+        c_met = c_ratio >= 1.5 and compiled["val_loss"] <= peer["val_loss"] + 1e-3
+        colds = [r for r in runs if r["key"] == "plinth-compiled"]
+        warm = ", ".join(f"{r['first_step_seconds']:.0f}" for r in colds[1:])
+        lines.append(
+            f"- plinth with compile=on: {compiled['tokens_per_s']:.0f} tok/s end to end (compile included) = **{c_ratio:.2f}x** "
+            f"(**{'met' if c_met else 'missed'}**), validation loss {compiled['val_loss']:.4f}; steady state "
+            f"{compiled['steady_tokens_per_s']:.0f} tok/s vs the eager recipe's {p['steady_tokens_per_s']:.0f}. First step "
+            f"(compile) {colds[0]['first_step_seconds']:.0f} s from an empty inductor cache" + (f", {warm} s warm" if warm else "") + "."
+        )
+    if "trainer-defaults" in by_key:
+        d = by_key["trainer-defaults"]
+        lines.append(f"- Against the {d['engine']}: {p['tokens_per_s'] / d['tokens_per_s']:.2f}x.")
     lines += [
         "",
         (

@@ -40,7 +40,11 @@ class Trainable(Protocol):
         """The trainable parameters, by a stable name."""
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """(sum of the token losses, number of labelled tokens) of a batch."""
+        """(sum of the token losses, number of labelled tokens) of a batch.
+
+        A recipe may also define ``before_training(steps)``: the loop calls it once with the
+        number of optimizer steps still to run, before the first one (LoRA decides there
+        whether compiling its decoder layers pays off)."""
 
 
 @dataclass
@@ -150,6 +154,9 @@ def train(trainable: Trainable, train_ex: list[Example], val_ex: list[Example], 
         from safetensors.torch import load_file
 
         best = load_file(str(hooks.checkpoint_dir / "best.safetensors"))
+    before_training = getattr(trainable, "before_training", None)
+    if callable(before_training):
+        before_training(cfg.total_steps - state.step)
     data = iterate(train_ex, cfg.batch_size, seed=cfg.seed, start_epoch=state.epoch, mode=cfg.batching)
     for _ in range(state.batch_in_epoch):  # skip what the checkpoint already consumed
         next(data)

@@ -75,6 +75,14 @@ class TuneSpec(BaseModel):
         "length_grouped", description="length_grouped: batches of similar lengths, padded to the longest (little padding)"
     )
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast where the CPU/GPU supports it")
+    compile: Literal["off", "auto", "on"] = Field(
+        "off",
+        description=(
+            "compile the decoder layers with torch.compile (LoRA; once, shared by every layer): auto does it only on a CPU "
+            "with a C compiler and for runs of at least 1000 optimizer steps; off by default until a steady-state gain is "
+            "measured (ADR 0128)"
+        ),
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1)
     eval_every: int = Field(25, ge=1, le=1_000_000, description="validation loss every N optimizer steps")
     checkpoint_every: int = Field(25, ge=1, le=1_000_000)

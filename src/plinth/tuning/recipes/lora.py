@@ -6,14 +6,21 @@ target modules from the spec). Where the run computes in bf16 (``precision`` bf1
 on a CPU/GPU that computes bf16), the frozen linear weights of the decoder are stored in
 bf16 once, and the output head gets a bf16 copy: autocast would otherwise cast ~130M frozen
 float32 weights to bf16 on every forward, to the same values. The LoRA matrices, norms and
-embeddings stay float32 (ADR 0122). train: :func:`plinth.tuning.loop.train`. save: the PEFT
-adapter directory (adapter_config.json + adapter_model.safetensors), which the serving
-engines load as it is (torch) or convert (llama.cpp). cleanup: nothing beyond the process.
+embeddings stay float32 (ADR 0122). With ``compile`` (on, or auto for a run of at least
+:data:`COMPILE_AUTO_MIN_STEPS` steps on a CPU with a C compiler; off by default) the decoder
+layer's forward is compiled once by torch.compile, with dynamic shapes, and every layer runs
+that code, meant to fuse the per-op overhead of norms, rotary, activations and casts that
+dominates a small model's step; no steady-state gain is measured yet (ADR 0128).
+train: :func:`plinth.tuning.loop.train`. save: the PEFT adapter directory
+(adapter_config.json + adapter_model.safetensors), which the serving engines load as it is
+(torch) or convert (llama.cpp). cleanup: nothing beyond the process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,19 @@ import torch
 from plinth.tuning.recipes.common import labelled_loss, load_base, pad_id_of
 
 ARTIFACT = "adapter"
+COMPILE_AUTO_MIN_STEPS = 1000  # below this the compile (about a minute on 2 cores, cold) cannot be repaid
+
+log = logging.getLogger("plinth.tuning")
+
+
+def should_compile(setting: str, device: str, steps: int) -> bool:
+    """Whether to compile the decoder layers: ``on`` always, ``off`` never, ``auto`` on a CPU
+    with a C compiler (inductor builds C++ there) when ``steps`` optimizer steps remain."""
+    if setting == "on":
+        return True
+    if setting == "off" or not device.startswith("cpu") or steps < COMPILE_AUTO_MIN_STEPS:
+        return False
+    return any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
 
 
 def compute_dtype(spec: Any, device: str) -> torch.dtype | None:
@@ -58,6 +78,29 @@ class LoraTrainable:
         self.head_weight: torch.Tensor | None = None
         if self.compute_dtype is not None:
             self._store_frozen_in(self.compute_dtype)
+        self.compile_setting: str = getattr(spec, "compile", "off")
+        self.compiled = False
+
+    def before_training(self, steps: int) -> None:
+        """Called by the loop before its first step with the steps left to run."""
+        if not self.compiled and should_compile(self.compile_setting, self.device, steps):
+            log.info("compiling the decoder layers (compile=%s, %d steps)", self.compile_setting, steps)
+            self.compile_layers()
+
+    def compile_layers(self) -> None:
+        """Compile every decoder layer's forward in place (``Module.compile``: the parameter
+        names, the state dict and the saved adapter stay as they are). The layers share one
+        code object, so the first call compiles and the others reuse it; dynamic shapes keep
+        new batch widths from compiling again. A few variants still compile once each: the
+        first layer's input needs no gradient and the others' do, a batch without padding
+        has no mask, a batch of one row, and validation without gradients; the recompile
+        limit is raised so that none of them falls back to eager."""
+        import torch._dynamo.config as dynamo_config
+
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 32)
+        for layer in self.causal_lm.model.layers:
+            layer.compile(dynamic=True)
+        self.compiled = True
 
     def _store_frozen_in(self, dtype: torch.dtype) -> None:
         """The decoder's frozen linear weights in ``dtype`` (what autocast computes with
