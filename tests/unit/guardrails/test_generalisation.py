@@ -186,13 +186,7 @@ def test_a_chinese_question_is_not_too_short_to_judge(guard: Any) -> None:
         ("Est-ce que ma mutuelle rembourse le dentiste ?", False),
         ("¿Mi seguro cubre la fisioterapia después de la cirugía?", False),
         ("Welche Aktien soll ich dieses Jahr kaufen?", True),
-        pytest.param(
-            "Donne-moi une recette de gâteau au chocolat.",
-            True,
-            marks=pytest.mark.xfail(
-                reason="scores 0.40: the gloss knows 'recette' but MiniLM still reads the French (ADR 0116)", strict=True
-            ),
-        ),
+        ("Donne-moi une recette de gâteau au chocolat.", True),  # read off topic since ADR 0127's round 3 (it was an expected failure)
         ("¿Quién ganó el partido de fútbol ayer?", True),
     ],
 )
