@@ -258,3 +258,34 @@ def test_lora_in_bf16_stores_frozen_weights_once_with_the_same_loss(tiny: Path) 
             s2, n2 = fp32.loss(batch)
     assert n1 == n2 > 0
     torch.testing.assert_close(s1 / n1, s2 / n2, atol=2e-2, rtol=1e-2)
+
+
+def test_lora_in_bf16_keeps_a_bf16_residual_stream_with_about_the_same_loss(tiny: Path) -> None:
+    """In bf16 the embeddings and norm weights are stored in bf16 too, so the residual stream is
+    bf16 and no linear casts its input, and the norms run torch's fused rms_norm; the LoRA
+    matrices stay float32 and get float32 gradients, and a batch's loss is close to the one
+    with a float32 residual stream and the model's own norms (ADR 0124)."""
+    from plinth.tuning.recipes.lora import LoraTrainable
+
+    new = LoraTrainable(tiny, _spec(precision="bf16"), "cpu")
+    old = LoraTrainable(tiny, _spec(precision="bf16"), "cpu", bf16_residual=False, fused_norm=False)
+    assert new.causal_lm.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert new.causal_lm.model.norm.weight.dtype == torch.bfloat16
+    assert old.causal_lm.model.norm.weight.dtype == torch.float32
+    with torch.no_grad():
+        for (_, a), (_, b) in zip(new.parameters(), old.parameters(), strict=True):
+            b.add_(0.01)
+            a.copy_(b)
+    examples, _ = tdata.encode_all(new.tokenizer, conversations(4), 128)
+    batch = tdata.collate(examples, new.pad_id)
+    new.model.eval()
+    old.model.eval()
+    s1, n1 = new.loss(batch)
+    with torch.no_grad():
+        s2, n2 = old.loss(batch)
+    assert n1 == n2 > 0
+    torch.testing.assert_close(s1 / n1, s2 / n2, atol=5e-2, rtol=2e-2)
+    (s1 / n1).backward()
+    grads = [p.grad for _, p in new.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads if g is not None)

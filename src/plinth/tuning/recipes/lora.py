@@ -5,8 +5,10 @@ setup: load the base in float32, freeze it, wrap it with PEFT LoRA (rank, alpha,
 target modules from the spec). Where the run computes in bf16 (``precision`` bf16, or auto
 on a CPU/GPU that computes bf16), the frozen linear weights of the decoder are stored in
 bf16 once, and the output head gets a bf16 copy: autocast would otherwise cast ~130M frozen
-float32 weights to bf16 on every forward, to the same values. The LoRA matrices, norms and
-embeddings stay float32 (ADR 0122). With ``compile`` (on, or auto for a run of at least
+float32 weights to bf16 on every forward, to the same values. The frozen embeddings and
+norm weights are stored in bf16 too, so the residual stream is bf16 and no linear casts its
+input; the LoRA matrices stay float32 master weights (ADR 0124). The norms run torch's fused
+``rms_norm``. With ``compile`` (on, or auto for a run of at least
 :data:`COMPILE_AUTO_MIN_STEPS` steps on a CPU with a C compiler; off by default) the decoder
 layer's forward is compiled once by torch.compile, with dynamic shapes, and every layer runs
 that code, meant to fuse the per-op overhead of norms, rotary, activations and casts that
@@ -57,8 +59,15 @@ def compute_dtype(spec: Any, device: str) -> torch.dtype | None:
     return torch.bfloat16 if pick_dtype("cuda" if device.startswith("cuda") else "cpu") == torch.bfloat16 else None
 
 
+def _fused_rms_norm(module: torch.nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    """A Llama RMSNorm's forward as torch's one ``rms_norm`` op instead of six element-wise ones."""
+    weight: torch.Tensor = module.weight  # type: ignore[assignment]
+    eps = float(module.variance_epsilon)  # type: ignore[arg-type]
+    return torch.nn.functional.rms_norm(hidden_states, (hidden_states.shape[-1],), weight, eps)
+
+
 class LoraTrainable:
-    def __init__(self, base_dir: Path, spec: Any, device: str) -> None:
+    def __init__(self, base_dir: Path, spec: Any, device: str, *, bf16_residual: bool = True, fused_norm: bool = True) -> None:
         from peft import LoraConfig, get_peft_model
 
         base, self.tokenizer = load_base(base_dir, device, seed=spec.seed)
@@ -78,6 +87,10 @@ class LoraTrainable:
         self.head_weight: torch.Tensor | None = None
         if self.compute_dtype is not None:
             self._store_frozen_in(self.compute_dtype)
+            if bf16_residual:
+                self._residual_in(self.compute_dtype)
+        if fused_norm:
+            self._fuse_norms()
         self.compile_setting: str = getattr(spec, "compile", "off")
         self.compiled = False
 
@@ -111,6 +124,30 @@ class LoraTrainable:
                 if module.bias is not None:
                     module.bias.data = module.bias.data.to(dtype)
         self.head_weight = self.causal_lm.lm_head.weight.detach().to(dtype)
+
+    def _residual_in(self, dtype: torch.dtype) -> None:
+        """The residual stream in ``dtype``: the (frozen) embeddings and norm weights are stored
+        in it, so the embedding output, every residual add and every norm output are ``dtype``
+        and no linear layer casts its input; PEFT's cast of the LoRA input to float32 is
+        turned off too (autocast casts it back to ``dtype`` for the matmul anyway). The LoRA
+        matrices stay float32 master weights."""
+        for module in self.causal_lm.model.modules():
+            if type(module).__name__.endswith("RMSNorm") and not module.weight.requires_grad:
+                module.weight.data = module.weight.data.to(dtype)
+            if hasattr(module, "lora_A"):
+                module.cast_input_dtype_enabled = False
+        embed = self.causal_lm.model.embed_tokens
+        if not embed.weight.requires_grad:
+            embed.weight.data = embed.weight.data.to(dtype)
+            self.head_weight = self.causal_lm.lm_head.weight.detach().to(dtype)
+
+    def _fuse_norms(self) -> None:
+        """Every RMSNorm of the model runs torch's fused ``rms_norm``."""
+        import types
+
+        for module in self.causal_lm.modules():
+            if type(module).__name__.endswith("RMSNorm") and hasattr(module, "variance_epsilon"):
+                module.forward = types.MethodType(_fused_rms_norm, module)
 
     def parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
