@@ -53,7 +53,8 @@ def test_requests_are_routed_to_their_adapter_in_mixed_traffic(client, two_adapt
     for m, text in mixed:
         assert text == alone[m], m
     listed = httpx.get(f"{live_server.url}/api/v1/models/{MODEL}/adapters").json()["adapters"]
-    assert {a["name"]: a["loaded"] for a in listed} == {"style0": True, "style1": True}
+    loaded = {a["name"]: a["loaded"] for a in listed}  # other files' adapters may be on this shared server too
+    assert loaded.get("style0") is True and loaded.get("style1") is True, loaded
     engine = httpx.get(f"{live_server.url}/api/v1/models/{MODEL}").json()["engine"]
     assert engine["adapter_loads"] >= 2
 
