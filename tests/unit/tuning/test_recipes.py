@@ -261,14 +261,14 @@ def test_lora_in_bf16_stores_frozen_weights_once_with_the_same_loss(tiny: Path) 
 
 
 def test_lora_in_bf16_keeps_a_bf16_residual_stream_with_about_the_same_loss(tiny: Path) -> None:
-    """In bf16 the embeddings and norm weights are stored in bf16 too, so the residual stream is
+    """With bf16_residual the embeddings and norm weights are stored in bf16 too, so the residual stream is
     bf16 and no linear casts its input, and the norms run torch's fused rms_norm; the LoRA
     matrices stay float32 and get float32 gradients, and a batch's loss is close to the one
     with a float32 residual stream and the model's own norms (ADR 0124)."""
     from plinth.tuning.recipes.lora import LoraTrainable
 
-    new = LoraTrainable(tiny, _spec(precision="bf16"), "cpu")
-    old = LoraTrainable(tiny, _spec(precision="bf16"), "cpu", bf16_residual=False, fused_norm=False)
+    new = LoraTrainable(tiny, _spec(precision="bf16"), "cpu", bf16_residual=True, fused_norm=True)
+    old = LoraTrainable(tiny, _spec(precision="bf16"), "cpu")  # the default: float32 residual stream, the model's norms
     assert new.causal_lm.model.embed_tokens.weight.dtype == torch.bfloat16
     assert new.causal_lm.model.norm.weight.dtype == torch.bfloat16
     assert old.causal_lm.model.norm.weight.dtype == torch.float32

@@ -5,10 +5,11 @@ setup: load the base in float32, freeze it, wrap it with PEFT LoRA (rank, alpha,
 target modules from the spec). Where the run computes in bf16 (``precision`` bf16, or auto
 on a CPU/GPU that computes bf16), the frozen linear weights of the decoder are stored in
 bf16 once, and the output head gets a bf16 copy: autocast would otherwise cast ~130M frozen
-float32 weights to bf16 on every forward, to the same values. The frozen embeddings and
-norm weights are stored in bf16 too, so the residual stream is bf16 and no linear casts its
-input; the LoRA matrices stay float32 master weights (ADR 0124). The norms run torch's fused
-``rms_norm``. With ``compile`` (on, or auto for a run of at least
+float32 weights to bf16 on every forward, to the same values. The LoRA matrices, norms and
+embeddings stay float32. ``LoraTrainable(bf16_residual=True, fused_norm=True)`` stores the
+frozen embeddings and norm weights in bf16 too (a bf16 residual stream, no linear casting its
+input) and runs torch's fused ``rms_norm``: off by default, because the quiet-machine benchmark
+did not show it faster (ADR 0124, round 2). With ``compile`` (on, or auto for a run of at least
 :data:`COMPILE_AUTO_MIN_STEPS` steps on a CPU with a C compiler; off by default) the decoder
 layer's forward is compiled once by torch.compile, with dynamic shapes, and every layer runs
 that code, meant to fuse the per-op overhead of norms, rotary, activations and casts that
@@ -67,7 +68,7 @@ def _fused_rms_norm(module: torch.nn.Module, hidden_states: torch.Tensor) -> tor
 
 
 class LoraTrainable:
-    def __init__(self, base_dir: Path, spec: Any, device: str, *, bf16_residual: bool = True, fused_norm: bool = True) -> None:
+    def __init__(self, base_dir: Path, spec: Any, device: str, *, bf16_residual: bool = False, fused_norm: bool = False) -> None:
         from peft import LoraConfig, get_peft_model
 
         base, self.tokenizer = load_base(base_dir, device, seed=spec.seed)
