@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001, E501  (authoring data: long texts, deliberately non-Latin characters)
+# ruff: noqa: RUF001  (authoring data: long texts, deliberately non-Latin characters)
 """Authoring tool of the fifth held-out guardrail set, topic only (run ONCE, output committed).
 
 Written by hand on 2026-12-07 (issue 18, topic helper) before any detector was run on these

@@ -21,7 +21,11 @@ def words(t: str) -> set[str]:
 
 def others() -> list[str]:
     out: list[str] = []
-    folders = [REPO.parent / "shared" / "datasets" / "guardrails", *sorted((REPO / "bench" / "data").glob("guardrails-heldout[1-4]")), REPO / "bench" / "data" / "guardrails-heldout"]
+    folders = [
+        REPO.parent / "shared" / "datasets" / "guardrails",
+        *sorted((REPO / "bench" / "data").glob("guardrails-heldout[1-4]")),
+        REPO / "bench" / "data" / "guardrails-heldout",
+    ]
     for folder in folders:
         for path in folder.glob("*.jsonl"):
             out += [json.loads(x)["text"] for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
