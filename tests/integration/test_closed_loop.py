@@ -69,10 +69,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, smol_dir: Path, smol32_dir:
     home = tmp_path_factory.mktemp("closed-loop-home")
     # the session's dequantised copies, under the names the server's own cache uses: the one the
     # torch runtime serves adapters with, and the float32 one the tune step trains on (without
-    # it the tune job dequantises its own, about 40 s)
+    # it the tune job dequantises its own, about 40 s); one copy where the CPU computes no bf16,
+    # since the torch runtime then serves in float32 too
     torch_cache = home / "cache" / "torch"
     torch_cache.mkdir(parents=True)
-    for copy in (smol_dir, smol32_dir):
+    for copy in {smol_dir, smol32_dir}:
         (torch_cache / copy.name).symlink_to(copy, target_is_directory=True)
     applied = plinth(home, "apply", str(project))
     assert applied.returncode == 0, applied.stdout + applied.stderr
