@@ -2,8 +2,9 @@
 policy's allowed topics and examples (and to examples of what is off topic), with the shared
 sentence embedder (:mod:`plinth.embeddings`, all-MiniLM-L6-v2 offline).
 
-The score of ``off_topic`` is a similarity-weighted vote of the ``k`` nearest labelled
-examples (topic descriptions count as allowed examples), pulled towards off-topic when even
+The neighbours' part of the ``off_topic`` score is a similarity-weighted vote of the ``k``
+nearest labelled examples (topic descriptions count as allowed examples), each class's votes
+divided by its share of the policy's texts (``class_weight``), pulled towards off-topic when even
 the nearest allowed example is far (``min_similarity``). Very short messages (greetings,
 "thanks") pass.
 
@@ -14,9 +15,13 @@ code, sport, law, tax, other companies' products, health insurance... generated 
 each text with the policy by similarity (far from every allowed topic and example: off topic;
 close to an allowed one and closer to it than to a denied one: on topic; else left out), and
 trains a small class-balanced logistic head on the policy's texts plus the sided background
-when the index is built. The score is the mean of the neighbours' vote and that head, so an
-unknown subject falls off topic by distance rather than by a listed word, and a policy about
-cooking keeps its recipes on topic (ADR 0127).
+when the index is built. The score is a weighted mean of the neighbours' vote (``vote_weight``,
+0.25) and that head, so an unknown subject falls off topic by distance rather than by a listed
+word, and a policy about cooking keeps its recipes on topic (ADR 0127).
+
+The index (the policy texts' embeddings and the head) is built once per process for the same
+texts, labels, build options and embedder: a small LRU keyed by their digest
+(:func:`cached_index`), so a policy compiled again does not embed and train again.
 
 A policy should carry its deployment's own on-topic traffic in ``examples`` (the acme-health
 policy lists 271 of its FAQ member questions): they are inline, not a file or dataset reference,
@@ -25,8 +30,12 @@ so the stored, digested policy version is the whole of what the detector reads.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -49,6 +58,20 @@ class TopicOptions(DetectorOptions):
     denied: list[str] = Field(default_factory=list, max_length=500, description="descriptions of subjects it must not handle")
     denied_examples: list[str] = Field(default_factory=list, max_length=5000, description="messages that are off topic")
     k: int = Field(7, ge=1, le=50, description="neighbours that vote")
+    class_weight: float = Field(
+        1.0,
+        ge=0,
+        le=2,
+        description="each neighbour's vote is divided by its class's share of the policy's texts to this power (1: a policy "
+        "with 300 allowed examples and 35 denied ones votes as if both were the same size; 0: plain vote; ADR 0127 round 4)",
+    )
+    vote_weight: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="weight of the neighbours' vote beside the background head (1 - this) in the off-topic score; chosen on "
+        "the development set and the generated background left out by domain (ADR 0127 round 4)",
+    )
     min_similarity: float = Field(0.25, ge=-1, le=1, description="below this similarity to every allowed example a message is off topic")
     min_words: int = Field(3, ge=0, le=50, description="shorter messages are never off topic")
     max_chars: int = Field(1000, ge=50, le=20000, description="only this much of a message is embedded")
@@ -92,6 +115,69 @@ def packaged_background() -> PrototypeSet | None:
     return _BACKGROUND[0]
 
 
+#: a built index: the policy texts' vectors, their labels (1 = off topic) and the head
+Index = tuple[Any, Any, EmbeddingHead | None]
+#: options that change what :meth:`TopicDetector._build` makes (the others act per message)
+INDEX_OPTIONS = ("allowed", "examples", "denied", "denied_examples", "background", "background_off_below", "background_on_above")
+#: how many built indexes a process keeps (a policy version's index is ~0.5 MB for 300 texts)
+INDEX_CACHE_SIZE = 8
+_INDEXES: OrderedDict[str, Index] = OrderedDict()
+_INDEXES_LOCK = threading.Lock()
+_BUILDING: dict[str, threading.Lock] = {}
+
+
+def index_key(options: TopicOptions, embedder: Any) -> str | None:
+    """A digest of everything a topic index is built from: the policy's texts and labels, the
+    options that change the build, the embedder (its class, name, model id and width) and the
+    shipped background's data digest. None for an embedder without a model id (not cached)."""
+    model_id = getattr(embedder, "model_id", None)
+    if not model_id:
+        return None
+    protos = packaged_background() if options.background else None
+    doc = {
+        "options": {name: getattr(options, name) for name in INDEX_OPTIONS},
+        "embedder": [type(embedder).__module__, type(embedder).__qualname__, getattr(embedder, "name", None), model_id],
+        "background": None if protos is None else [protos.embedder, protos.meta.get("data"), len(protos.vectors)],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def cached_index(key: str | None, build: Callable[[], Index]) -> Index:
+    """The index under ``key``, built once per process: a small LRU (``INDEX_CACHE_SIZE``) shared
+    by every topic detector, so a policy compiled again (a new policy object, another version
+    with the same topic rule, a test's fresh service) does not embed and train again. Two
+    threads asking for the same missing key build it once; different keys build in parallel."""
+    if key is None:
+        return build()
+    with _INDEXES_LOCK:
+        hit = _INDEXES.get(key)
+        if hit is not None:
+            _INDEXES.move_to_end(key)
+            return hit
+        building = _BUILDING.setdefault(key, threading.Lock())
+    with building:
+        with _INDEXES_LOCK:
+            hit = _INDEXES.get(key)
+            if hit is not None:
+                _INDEXES.move_to_end(key)
+                return hit
+        try:
+            built = build()
+            with _INDEXES_LOCK:
+                _INDEXES[key] = built
+                while len(_INDEXES) > INDEX_CACHE_SIZE:
+                    _INDEXES.popitem(last=False)
+        finally:
+            with _INDEXES_LOCK:
+                _BUILDING.pop(key, None)
+    return built
+
+
+def clear_index_cache() -> None:
+    with _INDEXES_LOCK:
+        _INDEXES.clear()
+
+
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 
 
@@ -112,10 +198,10 @@ class TopicDetector(Detector):
 
     def __init__(self, rule_id: str, options: DetectorOptions, resources: Any) -> None:
         super().__init__(rule_id, options, resources)
-        self._index: tuple[Any, Any, EmbeddingHead | None] | None = None
+        self._index: Index | None = None
         self._lock = threading.Lock()
 
-    def _build(self) -> tuple[Any, Any, EmbeddingHead | None]:
+    def _build(self) -> Index:
         import numpy as np
 
         o: TopicOptions = self.options  # type: ignore[assignment]
@@ -129,6 +215,8 @@ class TopicDetector(Detector):
             x = np.concatenate([vectors, sided[0]])
             y = np.concatenate([labels, sided[1]])
             head = train_head(x, y.astype(int).tolist(), embedder=str(embedder.model_id), l2=1e-3, epochs=600, balanced=True)
+        vectors.flags.writeable = False  # shared by every detector with the same key
+        labels.flags.writeable = False
         return vectors, labels, head
 
     def background(self, vectors: Any, labels: Any, embedder_id: str | None) -> tuple[Any, Any] | None:
@@ -152,11 +240,13 @@ class TopicDetector(Detector):
         keep = on | off
         return matrix[keep], off[keep].astype(np.float64)
 
-    def index(self) -> tuple[Any, Any, EmbeddingHead | None]:
+    def index(self) -> Index:
+        """The policy's built index: this detector's own, else the process's (:func:`cached_index`)."""
         if self._index is None:
             with self._lock:
                 if self._index is None:
-                    self._index = self._build()
+                    key = index_key(self.options, self.resources.embedder())  # type: ignore[arg-type]
+                    self._index = cached_index(key, self._build)
         return self._index
 
     def warm_up(self) -> None:
@@ -174,14 +264,18 @@ class TopicDetector(Detector):
         best_allowed = float(allowed.max()) if allowed.size else -1.0
         k = min(o.k, len(sims))
         nearest = np.argsort(-sims)[:k]
-        weights = np.exp(sims[nearest] * 10.0)
+        # a class's votes count in inverse proportion to its share of the policy's texts, so 300
+        # allowed examples do not outvote 35 denied ones by number alone (ADR 0127 round 4)
+        share_off = float(labels.mean())
+        shares = np.where(labels[nearest] > 0, share_off, 1.0 - share_off)
+        weights = np.exp(sims[nearest] * 10.0) * np.power(np.maximum(shares, 1e-9), -o.class_weight)
         vote = float((weights * labels[nearest]).sum() / weights.sum())
         if best_allowed < o.min_similarity:
             vote = max(vote, 0.5 + (o.min_similarity - best_allowed))
         vote = min(1.0, vote)
         if head is not None:
             # the head has seen many more subjects than the policy lists (ADR 0127)
-            vote = (vote + head.score(q)) / 2
+            vote = o.vote_weight * vote + (1.0 - o.vote_weight) * head.score(q)
         return vote, best_allowed
 
     def _query_vector(self, text: str) -> Any:

@@ -145,3 +145,115 @@ def test_generated_background_texts_are_not_close_to_evaluation_texts() -> None:
     for line in GENERATED.read_text(encoding="utf-8").splitlines():
         a = words(json.loads(line)["text"])
         assert all(len(a & b) / len(a | b) < 0.6 for b in evaluation if a | b), line
+
+
+# -- round 4: the class-size-weighted vote, the vote/head weight and the per-process index cache --
+
+
+class ToyEmbedder:
+    """Fixed 2-d vectors per text (a model id of its own, so the shipped background, embedded
+    by MiniLM, is not used and the cache does not mix it with another embedder)."""
+
+    name = "toy"
+
+    def __init__(self, table: dict[str, list[float]]) -> None:
+        import uuid
+
+        self.model_id = f"toy-{uuid.uuid4()}"
+        self.table = table
+        self.calls = 0
+
+    def embed(self, texts: list[str]) -> Any:
+        self.calls += 1
+        rows = np.asarray([self.table[t] for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_the_vote_divides_each_class_by_its_share_of_the_policy() -> None:
+    """20 allowed texts and 2 denied ones, a message a little nearer the denied ones: the plain
+    vote of its 7 neighbours (2 denied, 5 allowed) stays on topic; divided by each class's share
+    of the policy's texts, the 2 denied neighbours count for their class and it goes off topic."""
+    allowed = [f"allowed {i}" for i in range(20)]
+    table = {t: [1.0, 0.0] for t in allowed} | {"denied a": [0.0, 1.0], "denied b": [0.0, 1.0], "between": [1.0, 1.05]}
+    emb = ToyEmbedder(table)
+
+    def score(class_weight: float) -> float:
+        options = TopicOptions(
+            allowed=allowed[:1],
+            examples=allowed[1:],
+            denied_examples=["denied a", "denied b"],
+            background=False,
+            gloss=False,
+            class_weight=class_weight,
+        )
+        return TopicDetector("topic", options, Resources(lambda: emb)).off_topic_score("between")[0]
+
+    q = np.asarray([1.0, 1.05]) / np.linalg.norm([1.0, 1.05])
+    near_allowed, near_denied = np.exp(10 * q[0]), np.exp(10 * q[1])
+    plain, weighted = score(0.0), score(1.0)
+    assert plain == pytest.approx(2 * near_denied / (2 * near_denied + 5 * near_allowed), rel=1e-4)
+    share_off = 2 / 22
+    off, on = 2 * near_denied / share_off, 5 * near_allowed / (1 - share_off)
+    assert weighted == pytest.approx(off / (off + on), rel=1e-4)
+    assert weighted > 0.5 > plain
+    assert emb.calls == 1 + 2  # one build for both detectors (the cache), one query each
+
+
+def test_the_score_weighs_the_vote_beside_the_head(embedder: Any) -> None:
+    text = "How do I register a trademark for my bakery?"
+    det = detector(embedder, **INSURER)
+    _vectors, _labels, head = det.index()
+    assert head is not None
+    q = det._query_vector(text)
+    vote_only = detector(embedder, **INSURER, vote_weight=1.0).off_topic_score(text)[0]
+    head_only = detector(embedder, **INSURER, vote_weight=0.0).off_topic_score(text)[0]
+    assert head_only == pytest.approx(head.score(q), abs=1e-6)
+    mixed = detector(embedder, **INSURER, vote_weight=0.25).off_topic_score(text)[0]
+    assert mixed == pytest.approx(0.25 * vote_only + 0.75 * head_only, abs=1e-6)
+
+
+def test_equal_policies_share_one_built_index_and_a_changed_example_builds_another(embedder: Any) -> None:
+    from plinth.guardrails import topic
+
+    first = detector(embedder, **COOKING)
+    again = detector(embedder, **COOKING, k=9, vote_weight=0.5, min_words=2)  # per-message options: same index
+    assert first.index() is again.index()
+    changed = detector(embedder, **{**COOKING, "examples": [*COOKING["examples"][:-1], "How much salt goes in risotto?"]})
+    assert changed.index() is not first.index()
+    assert not np.array_equal(changed.index()[0], first.index()[0])
+    assert detector(embedder, **COOKING, background_off_below=0.35).index() is not first.index()  # a build option
+    key = topic.index_key(first.options, embedder)  # type: ignore[arg-type]
+    assert key is not None and key == topic.index_key(again.options, embedder)  # type: ignore[arg-type]
+    assert first.index()[0].flags.writeable is False  # shared: nobody may change it in place
+
+
+def test_the_index_cache_is_bounded_and_builds_a_key_once_across_threads() -> None:
+    import threading
+    import time
+
+    from plinth.guardrails import topic
+
+    built: list[str] = []
+
+    def build(name: str) -> Any:
+        def run() -> Any:
+            time.sleep(0.05)
+            built.append(name)
+            return (np.zeros((1, 2)), np.zeros(1), None)
+
+        return run
+
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(topic.cached_index("round4-same", build("same")))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert built == ["same"] and all(r is results[0] for r in results)
+    for i in range(topic.INDEX_CACHE_SIZE + 2):
+        topic.cached_index(f"round4-{i}", build(str(i)))
+    assert len(topic._INDEXES) == topic.INDEX_CACHE_SIZE
+    assert "round4-same" not in topic._INDEXES  # the least recently used went first
+    topic.cached_index("round4-0", build("0 again"))
+    assert "0 again" in built  # evicted, so built anew
+    assert topic.cached_index(None, build("uncached")) is not topic.cached_index(None, build("uncached"))
