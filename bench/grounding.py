@@ -18,7 +18,9 @@ path without the guardrails):
     issue 18 before this version); ``heldout/assistant-eval-2.jsonl`` (25/10/10, committed before any
     code ran on it); ``heldout/assistant-eval-3.jsonl`` (25/10/10, committed before any code ran on it,
     for ADR 0123); ``heldout/assistant-eval-4.jsonl`` (25/10/10: long messages, a plan named in passing,
-    comparisons, yes/no questions; committed before any code ran on it, for ADR 0126).
+    comparisons, yes/no questions; committed before any code ran on it, for ADR 0126);
+    ``heldout/assistant-eval-5.jsonl`` (25/10/10: lay words, long messages, near-miss unanswerables;
+    written by hand and committed alone before any code ran on it, for ADR 0130).
 
 What is measured (written to bench/results/grounding-<cpu>.md and .json):
   1. Retrieval on the questions that name a plan (or compare plans), plain search vs plan-aware
@@ -126,6 +128,7 @@ SET_FILES = {
     "held-out-2": "heldout/assistant-eval-2.jsonl",
     "held-out-3": "heldout/assistant-eval-3.jsonl",
     "held-out-4": "heldout/assistant-eval-4.jsonl",
+    "held-out-5": "heldout/assistant-eval-5.jsonl",
 }
 #: the question sets, in the order they are reported; ``dev`` sets calibrate the thresholds
 SETS: dict[str, tuple[str, Any]] = {
@@ -139,6 +142,7 @@ SETS: dict[str, tuple[str, Any]] = {
     "held-out-2": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval-2.jsonl")),
     "held-out-3": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval-3.jsonl")),
     "held-out-4": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval-4.jsonl")),
+    "held-out-5": ("held-out", lambda: suite_questions(ACME / "heldout" / "assistant-eval-5.jsonl")),
 }
 
 
@@ -501,9 +505,9 @@ def render(r: dict[str, Any], m: dict[str, Any]) -> str:
         "",
         "dev sets calibrate the thresholds; held-out sets were written once and are never tuned on",
         "(`held-out-suite`'s failures were read in issue 18 before this version of the code; `held-out-2` and",
-        "`held-out-3` and `held-out-4` were committed before any code ran on them; `held-out-2`'s misses were read once, in",
+        "`held-out-3`, `held-out-4` and `held-out-5` were committed before any code ran on them; `held-out-2`'s misses were read once, in",
         "ADR 0121's results, before its listing here was removed). Suites (`*-suite`, `dev-2`, `dev-3`, `dev-4`,",
-        "`held-out-2`, `held-out-3`, `held-out-4`) are judged by the",
+        "`held-out-2`, `held-out-3`, `held-out-4`, `held-out-5`) are judged by the",
         "assistant evaluation's own judge (`plinth.tuning.assistant_eval.judge`).",
         "",
         "## Plan-aware retrieval (k=4, questions that name a plan or compare plans)",

@@ -17,7 +17,8 @@ knowledge base gives for them) when
 - too little of the question's key terms appears in the served passages (``min_coverage``):
   the documents do not talk about it (acupuncture, banana bread). A missing term weighs by its
   role (ADR 0123): little when it is a common word where a verb stands ("what do I owe"), more
-  when it narrows a term the passages have ("an ambulance ride"); or
+  when it narrows a term the passages have ("an ambulance ride"); optionally (``plain_rank``,
+  ADR 0130, off by default) little when it is any everyday word ("the damage", "any chance"); or
 - the best unit scores below ``min_score``; or
 - the answer's confidence — a logistic model of the coverage and the best unit's score
   (``answer_model``, ADR 0129) — is below ``min_confidence``: a high coverage lets a lower
@@ -747,6 +748,13 @@ class GroundingConfig:
     #: a missing key term whose question word stands next to a found key term's word ("ambulance
     #: *ride*", "contact lens *solution*") weighs this multiple of its IDF weight (ADR 0123)
     narrow_weight: float = 2.0
+    #: a missing key term whose question word is an everyday English word (rank below ``plain_rank``
+    #: in :func:`word_ranks`: "damage", "chance", "extra", "run", "show up"), wherever it stands, and
+    #: that narrows no found term, weighs this share of its IDF weight (ADR 0130): the member's way of
+    #: speaking, not a service the documents leave out (those are rarer words: "acupuncture",
+    #: "hospice", "massage", "wheelchair"). 0 rank: off
+    plain_rank: int = 0
+    plain_weight: float = 0.2
     #: a unit about the plan the question names (ADR 0126), in its own words or by its document's
     #: front matter, scores this much more (a multiplier ``1 + plan_bonus``)
     plan_bonus: float = 0.2
@@ -863,8 +871,13 @@ def _roles(
         if credit.get(t, 0.0) < 0.5 and not word.endswith("ed"):
             at = [i for i, tok in enumerate(toks) if tok == word]
             near = [toks[j] for i in at for j in (i - 1, i + 1) if 0 <= j < len(toks) and toks[j][0].isalpha()]
+            if cfg.plain_rank:  # a word narrows the thing next to it, not a verb ("billed *extra*", ADR 0130)
+                near = [x for x in near if x not in verbs]
             if any(terms(x) & found for x in near):
                 out[t] = cfg.narrow_weight
+                continue
+        if ranks.get(word, cfg.plain_rank) < cfg.plain_rank:
+            out[t] = cfg.plain_weight
     return out
 
 

@@ -487,3 +487,20 @@ def test_a_partly_covered_question_is_refused_by_its_confidence(acme: Any, embed
     # the model, not a floor, refused it: without it the best unit is quoted
     loose = g.answer(q, passages, embedder, plans=plans, plan_query=pq, phone=PHONE, config=g.GroundingConfig(min_confidence=0.0))
     assert not loose.refused and loose.units
+
+
+def test_an_everyday_word_weighs_little_wherever_it_stands_a_rare_or_narrowing_one_does_not() -> None:
+    cfg = g.GroundingConfig(plain_rank=3000, plain_weight=0.2)
+    q = "Is there any chance I'm billed extra by an out-of-network anesthesiologist?"
+    (chance,), (extra,) = g.terms("chance"), g.terms("extra")
+    found = dict.fromkeys(g.terms("billed out-of-network anesthesiologist"), 1.0)
+    roles = g._roles(q, [chance, extra], found | {chance: 0.0, extra: 0.0}, g.surface_words(q), cfg)
+    assert roles == {chance: 0.2, extra: 0.2}  # how the member speaks: common words, no noun phrase of a found term
+    q2 = "How much does Gold pay for acupuncture?"
+    (acu,) = g.terms("acupuncture")
+    assert g._roles(q2, [acu], {acu: 0.0}, g.surface_words(q2), cfg) == {}  # a rare word: a service the documents leave out
+    q3 = "Does Gold pay for a private hospital room?"
+    (private,) = g.terms("private")
+    found3 = dict.fromkeys(g.terms("hospital room"), 1.0) | {private: 0.0}
+    assert g._roles(q3, [private], found3, g.surface_words(q3), cfg) == {private: cfg.narrow_weight}  # narrowing wins
+    assert g._roles(q, [chance, extra], found, g.surface_words(q), g.GroundingConfig(plain_rank=0)) == {}  # off
