@@ -503,4 +503,5 @@ def test_an_everyday_word_weighs_little_wherever_it_stands_a_rare_or_narrowing_o
     (private,) = g.terms("private")
     found3 = dict.fromkeys(g.terms("hospital room"), 1.0) | {private: 0.0}
     assert g._roles(q3, [private], found3, g.surface_words(q3), cfg) == {private: cfg.narrow_weight}  # narrowing wins
-    assert g._roles(q, [chance, extra], found, g.surface_words(q), g.GroundingConfig(plain_rank=0)) == {}  # off
+    off = g._roles(q, [chance, extra], found, g.surface_words(q), g.GroundingConfig(plain_rank=0))
+    assert off == {extra: g.GroundingConfig().narrow_weight}  # off: ADR 0123's rule, "extra" narrows "billed"
