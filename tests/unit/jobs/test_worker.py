@@ -237,11 +237,15 @@ def test_a_queue_with_a_full_quota_waits_and_other_queues_run(jobs_env) -> None:
     env = jobs_env
     env.jobs.create_queue("small", Resources(cpu=1, memory=1 << 30))
     env.worker()
-    a = env.jobs.submit("selftest", {"steps": 8, "sleep_s": 0.1}, queue="small", resources=Resources(1, 128 * MiB))
+    # a runs until cancelled (a minute at most), so that it still holds the small queue's only
+    # CPU when c is done however slowly this machine runs the jobs
+    a = env.jobs.submit("selftest", {"steps": 600, "sleep_s": 0.1}, queue="small", resources=Resources(1, 128 * MiB))
     b = env.jobs.submit("selftest", {"steps": 1, "sleep_s": 0}, queue="small", resources=Resources(1, 128 * MiB))
     c = env.jobs.submit("selftest", {"steps": 1, "sleep_s": 0}, resources=Resources(1, 128 * MiB))
     assert env.jobs.wait(c.id, timeout_s=60).state is JobState.SUCCEEDED
+    assert env.jobs.get(a.id).state is JobState.RUNNING
     assert env.jobs.get(b.id).state is JobState.QUEUED  # a holds the small queue's only CPU
+    env.jobs.cancel(a.id)
     assert env.jobs.wait(b.id, timeout_s=60).state is JobState.SUCCEEDED
     ta, tb = trace(env, a.id), trace(env, b.id)
     assert max(s["t"] for s in ta) < min(s["t"] for s in tb)

@@ -311,7 +311,7 @@ def test_quality_signals_from_known_rows(store: SqlStore) -> None:
     with system_scope():
         store.add_request_logs(rows)
     with project_scope("claims"):
-        q = quality_signals(store, "acme", "1h", buckets=2)
+        q = quality_signals(store, "acme", "1h", buckets=2, now=NOW + timedelta(seconds=1))  # the rows' clock (set at import)
     r1 = next(r for r in q["revisions"] if r["revision"] == 1)
     assert r1["requests"] == 10 and r1["error_rate"] == 0.1 and r1["block_rate"] == 0.1
     assert (r1["answers_judged"], r1["refusal_rate"]) == (8, 0.25)
@@ -324,7 +324,7 @@ def test_quality_signals_from_known_rows(store: SqlStore) -> None:
     assert q["overall"]["requests"] == 11 and q["window_s"] == 3600
     assert [s["requests"] for s in q["series"]] == [10, 1]
     with project_scope("marketing"):
-        assert quality_signals(store, "acme", "1h")["overall"]["requests"] == 0
+        assert quality_signals(store, "acme", "1h", now=NOW + timedelta(seconds=1))["overall"]["requests"] == 0
 
 
 def test_percentiles_are_nearest_rank() -> None:
