@@ -50,10 +50,12 @@ $(STAMP): pyproject.toml Makefile
 # vendor, family and flags kind (e.g. serving-amd-epyc-avx2.md, serving-intel-xeon-amx-bf16.md;
 # `$(BIN)/python bench/machine.py` prints it), so runs on different CPU kinds do not overwrite
 # each other, and rewrites the index bench/results/README.md.
-# Serving benchmark against llama-cpp-python's server and transformers serve (about 10 minutes).
+# Serving benchmark against llama.cpp's llama-server, llama-cpp-python's server and transformers
+# serve, with a 10-minute soak of plinth at 8 streams for its RSS (about 40 minutes; the first run
+# also builds llama-server from the vendored llama.cpp sources).
 bench-serving: $(STAMP)
 	$(BIN)/python -m pip install --quiet "sse-starlette>=1.6,<4" "starlette-context>=0.3.6,<0.5" $(TORCH)
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/serving.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/serving.py --soak 600
 
 # Fine-tuning benchmark: plinth's LoRA recipe vs transformers Trainer + PEFT (about 10 minutes).
 bench-tuning: $(STAMP)

@@ -424,6 +424,95 @@ print(json.dumps({{**{{k: q(v) for k, v in times.items()}}, "sample_ms": q(sampl
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+#: llama.cpp file types (``llama_ftype``) of the copies :func:`format_costs` compares with the Q4_1 file
+FORMAT_FTYPES = {"F16": 1, "F32": 0}
+
+
+def format_copy(gguf: Path, name: str) -> Path:
+    """The same weights in another llama.cpp format, made once under bench/.work by llama.cpp's
+    own quantize (with ``allow_requantize``: it dequantises Q4_1 to float32 first, so the F32
+    copy holds the Q4_1 file's values as float32 and the F16 copy those values rounded to half)."""
+    dest = WORK / f"{gguf.stem}.{name}.gguf"
+    if dest.exists():
+        return dest
+    code = f"""
+import ctypes, llama_cpp
+p = llama_cpp.llama_model_quantize_default_params()
+p.ftype, p.allow_requantize, p.nthread = {FORMAT_FTYPES[name]}, True, 2
+assert llama_cpp.llama_model_quantize({str(gguf)!r}.encode(), {str(dest) + ".part"!r}.encode(), ctypes.byref(p)) == 0
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    Path(str(dest) + ".part").rename(dest)
+    return dest
+
+
+def format_costs(gguf: Path, threads: int, sizes: tuple[int, ...] = (1, 8, 32)) -> dict[str, dict[str, float]]:
+    """One ``llama_decode`` of 1, 8 and 32 sequences (one new token each) for the Q4_1 file and
+    for the same weights as F16 and F32 (:func:`format_copy`), models loaded one at a time,
+    rounds interleaved by size; the lower quartile in ms. Where the Q4_1 step grows with the
+    number of sequences and the F16/F32 one does not, the kernels batch those formats and not
+    Q4_1 (the reading in the report)."""
+    files = {"Q4_1": gguf, **{name: format_copy(gguf, name) for name in FORMAT_FTYPES}}
+    out: dict[str, dict[str, float]] = {}
+    for name, path in files.items():
+        code = (
+            NO_EXTRA_BUFFERS
+            + f"""
+import json, statistics, time, llama_cpp
+llama_cpp.llama_backend_init()
+mp = llama_cpp.llama_model_default_params()
+model = llama_cpp.llama_model_load_from_file({str(path)!r}.encode(), mp)
+cp = llama_cpp.llama_context_default_params()
+cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max, cp.kv_unified = 32 * 64, 64, 64, 32, False
+cp.n_threads = cp.n_threads_batch = {threads}
+cp.no_perf = True
+ctx = llama_cpp.llama_init_from_model(model, cp)
+mem = llama_cpp.llama_get_memory(ctx)
+b = llama_cpp.llama_batch_init(64, 0, 1)
+times = {{n: [] for n in {sizes!r}}}
+for rnd in range(3):
+    for n in times:
+        llama_cpp.llama_memory_clear(mem, True)
+        for pos in range(12):
+            for i in range(n):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = 1000 + 7 * i + pos, pos, 1, 1
+                b.seq_id[i][0] = i
+            b.n_tokens = n
+            t = time.perf_counter()
+            assert llama_cpp.llama_decode(ctx, b) == 0
+            if pos >= 3:
+                times[n].append(time.perf_counter() - t)
+print(json.dumps({{str(n): statistics.quantiles(v, n=4)[0] * 1000 for n, v in times.items()}}))
+"""
+        )
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out[name] = {**json.loads(res.stdout.strip().splitlines()[-1]), "file_mb": path.stat().st_size / 1e6}
+        print(f"   {name}: " + ", ".join(f"{n} seq {ms:.1f} ms" for n, ms in out[name].items() if n != "file_mb"), flush=True)
+    return out
+
+
+def format_lines(formats: dict[str, dict[str, float]]) -> list[str]:
+    """The report's table of :func:`format_costs`."""
+    sizes = [k for k in next(iter(formats.values())) if k != "file_mb"]
+    lines = [
+        "## The same weights in formats llama.cpp batches (tight loop, no server, same threads)",
+        "",
+        (
+            "One `llama_decode` of N sequences (one new token each), lower quartile of interleaved rounds, for the Q4_1 file "
+            "every engine here serves and for copies of the same weights made by llama.cpp's own quantize (F32: the Q4_1 values "
+            "dequantised to float32; F16: those values rounded to half precision). Tokens/s is N / step time: the ceiling of an engine "
+            "that did nothing but decode."
+        ),
+        "",
+        "| format | file MB | " + " | ".join(f"{n} seq: ms per step (tok/s)" for n in sizes) + " |",
+        "|---|---|" + "---|" * len(sizes),
+    ]
+    for name, row in formats.items():
+        cells = " | ".join(f"{row[n]:.1f} ({int(n) / row[n] * 1000:.0f})" for n in sizes)
+        lines.append(f"| {name} | {row['file_mb']:.0f} | {cells} |")
+    return [*lines, ""]
+
+
 def hf_copy_of(gguf: Path) -> Path:
     """The same weights as a Hugging Face bf16 directory, for transformers serve (cached)."""
     dest = WORK / "smollm2-135m-instruct-hf"
@@ -460,6 +549,18 @@ def main() -> None:
     )
     ap.add_argument("--skip-lora", action="store_true", help="leave out the 8-adapter scenario")
     ap.add_argument("--build-jobs", type=int, default=2, help="compile jobs when llama-server must be built (default 2)")
+    ap.add_argument(
+        "--formats",
+        action="store_true",
+        help="also time llama_decode of 1/8/32 sequences on F16 and F32 copies of the same weights (tight loop)",
+    )
+    ap.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="after plinth's levels, keep 8 streams busy this long and sample its RSS (the target's soak is 600; default off)",
+    )
     add_results_args(ap)
     args = ap.parse_args()
 
@@ -490,6 +591,8 @@ def main() -> None:
         print(f"raw llama-cpp-python single stream: {raw:.1f} tok/s", flush=True)
         costs = decode_costs(gguf, args.threads)
         print(f"llama.cpp calls in a tight loop: {costs}", flush=True)
+        if args.formats:
+            costs = {**costs, "formats": format_costs(gguf, args.threads)}  # type: ignore[dict-item]
 
     engines: list[Engine] = []
     results: list[LevelResult] = []
@@ -637,12 +740,14 @@ def main() -> None:
 
     lora: dict[str, dict[str, float]] = {}
     profile: dict[str, Any] | None = None
+    soak: dict[str, Any] | None = None
     run_load = [os.getloadavg()[0]]
     if earlier is not None:  # this run's engines replace their earlier rows
         names = {e.name for e in engines}
         results[:0] = [LevelResult(**d) for d in earlier["levels"] if d["engine"] not in names]
         lora.update({k: v for k, v in earlier.get("lora", {}).items() if k not in names})
         profile = earlier.get("profile") if not args.profile else None
+        soak = earlier.get("soak") if not args.soak else None
         run_load[:0] = earlier.get("load_avg") or []
     keys = {"transformers serve --continuous-batching": "transformers-serve"}
     order = [*args.engines.split(","), *(e.name for e in engines)]
@@ -686,6 +791,8 @@ def main() -> None:
                         )
                     if e.name == "plinth" and not args.skip_lora:
                         lora["plinth"] = lora_scenario(e, MODEL, home, gguf_loras(gguf, write_random_gguf_lora), rss)
+                    if e.name == "plinth" and args.soak > 0:
+                        soak = soak_engine(e, MODEL, args.soak)
                     if e.name == "plinth" and args.profile:
                         profile = profile_engine(e, MODEL, 8, args.profile_seconds)
                     if e.name == "plinth-torch" and not args.skip_lora:
@@ -695,7 +802,7 @@ def main() -> None:
         # what is measured so far, should the run be stopped before its report
         (WORK / "serving-partial.json").write_text(json.dumps({"levels": [asdict(r) for r in results], "lora": lora}, indent=1))
 
-    write_report(facts, bw, raw, results, lora, engines, results_dir_of(args), vars(args), profile, run_load, costs, earlier)
+    write_report(facts, bw, raw, results, lora, engines, results_dir_of(args), vars(args), profile, run_load, costs, earlier, soak)
 
 
 def gguf_loras(gguf: Path, writer) -> Any:  # type: ignore[no-untyped-def]
@@ -739,6 +846,66 @@ def lora_scenario(e: Engine, model: str, home: Path, make, rss: RssSampler) -> d
         return {"base_tps": b, "adapters_tps": m, "ratio": 0.0, "errors": float(len(errors)), "peak_rss_mb": rss.peak / 1e6}
     print(f"   LoRA: 8 streams on base {b:.1f} tok/s, on 8 adapters {m:.1f} tok/s ({m / b:.2f}x)", flush=True)
     return {"base_tps": b, "adapters_tps": m, "ratio": m / b, "errors": float(len(errors)), "peak_rss_mb": rss.peak / 1e6}
+
+
+def soak_engine(e: Engine, model: str, seconds: int, streams: int = 8) -> dict[str, Any]:
+    """``streams`` streams kept busy for ``seconds``, the server's RSS sampled every 10 s: flat
+    when the last minute's median is within 5% of the second minute's (the first minute is
+    warm-up: the KV cache and allocator pages are touched as prompts arrive)."""
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+    t0 = time.perf_counter()
+
+    def sample() -> None:
+        while not stop.wait(10.0):
+            samples.append((round(time.perf_counter() - t0, 1), round(tree_rss_bytes(e.proc.pid) / 1e6, 1)))  # type: ignore[union-attr]
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        res, wall = asyncio.run(run_level(e.base_url, model, streams, 10**6, offset=1000, until=t0 + seconds))
+    finally:
+        stop.set()
+        th.join()
+    second = [m for t, m in samples if 60 < t <= 120] or [m for _, m in samples[:6]]
+    last = [m for t, m in samples if t > wall - 60] or [m for _, m in samples[-6:]]
+    ref, end = statistics.median(second), statistics.median(last)
+    out = {
+        "seconds": round(wall, 1),
+        "streams": streams,
+        "requests": len(res),
+        "errors": sum(1 for r in res if not r.ok),
+        "aggregate_tps": sum(r.tokens for r in res if r.ok) / wall,
+        "rss_second_minute_mb": ref,
+        "rss_last_minute_mb": end,
+        "rss_max_mb": max(m for _, m in samples),
+        "growth": end / ref - 1,
+        "flat": abs(end / ref - 1) <= 0.05,
+        "samples": samples,
+    }
+    print(
+        f"   soak {wall:.0f} s on {streams} streams: {out['requests']} requests, {out['errors']} errors, RSS "
+        f"{ref:.0f} MB (2nd minute) -> {end:.0f} MB (last minute), max {out['rss_max_mb']:.0f} MB",
+        flush=True,
+    )
+    return out
+
+
+def soak_lines(soak: dict[str, Any]) -> list[str]:
+    """The soak's line under Targets and its RSS by minute."""
+    by_minute: dict[int, float] = {}
+    for t, m in soak["samples"]:
+        by_minute[int(t // 60)] = m
+    return [
+        (
+            f"- Flat RSS over a {soak['seconds'] / 60:.0f}-minute soak ({soak['streams']} streams kept busy, {soak['requests']} requests, "
+            f"{soak['errors']} errors, {soak['aggregate_tps']:.1f} tok/s): plinth {soak['rss_second_minute_mb']:.0f} MB in the "
+            f"second minute, {soak['rss_last_minute_mb']:.0f} MB in the last, **{soak['growth'] * 100:+.1f}%** "
+            f"({'met' if soak['flat'] and not soak['errors'] else 'missed'}; flat = within 5%). RSS at the end of each minute (MB): "
+            + ", ".join(f"{m:.0f}" for _, m in sorted(by_minute.items()))
+            + "."
+        )
+    ]
 
 
 # -- where plinth's time goes (py-spy) ---------------------------------------------------------
@@ -979,6 +1146,7 @@ def write_report(
     run_load: list[float] | None = None,
     costs: dict[str, float] | None = None,
     earlier: dict[str, Any] | None = None,
+    soak: dict[str, Any] | None = None,
 ) -> None:
     """The Markdown report and its JSON; with ``earlier`` (an --append run), this run's
     engines are added to that run's table."""
@@ -1119,6 +1287,8 @@ def write_report(
             f"{lr['base_tps']:.1f} tok/s = **{lr['ratio']:.2f}x** ({'met' if lr['ratio'] >= 0.7 else 'missed'}); "
             f"{int(lr['errors'])} errors."
         )
+    if soak is not None:
+        lines += soak_lines(soak)
     lines += [""]
     if costs:
         lines += [
@@ -1134,6 +1304,8 @@ def write_report(
             ),
             "",
         ]
+    if costs and costs.get("formats"):
+        lines += format_lines(costs["formats"])  # type: ignore[arg-type]
     if profile is not None:
         lines += profile_lines(profile)
     lines += [ANALYSIS]
@@ -1145,6 +1317,7 @@ def write_report(
         "levels": [asdict(r) for r in results],
         "lora": lora,
         "profile": profile,
+        "soak": soak,
         "llamacpp_call_costs_ms": costs,
         "load_avg": run_load,
         "versions": {**earlier.get("versions", {}), **{e.name: e.version for e in engines if e.version}},
